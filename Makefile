@@ -1,0 +1,52 @@
+# cart-cytopenia — every command a developer or CI needs.
+# `make demo` and `make test` work on a fresh machine: they create .venv and install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= demo-output
+
+.PHONY: help setup test check lint typecheck importlint pytest demo bench docs clean
+
+help:
+	@echo "make demo   - set up, assess the bundled example courses, grade an example cohort"
+	@echo "make test   - set up and run every check and test (ruff, import layers, mypy, pytest)"
+	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
+	@echo "make docs   - regenerate docs/rule-reference.md from the rule tables"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+importlint: setup
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest
+
+check: lint importlint typecheck
+
+test: check pytest
+
+docs: setup
+	$(BIN)/cart-cytopenia docs rules --out docs/rule-reference.md
+
+demo: setup
+	bash scripts/demo.sh
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Clinical calculations: pure, vectorised functions over daily grids (one module per concept)."""

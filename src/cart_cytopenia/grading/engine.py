@@ -1,0 +1,397 @@
+"""The grading engine: every grading module over a cohort, in patient chunks (bounded memory).
+
+``grade_cohort`` is the one implementation behind both ``cart-cytopenia grade`` (a cohort file)
+and ``cart-cytopenia assess`` (one course, as a cohort of one). It builds daily grids per chunk of
+patients, runs the vectorised modules (CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, timing,
+transfusion, G-CSF response) and returns a ``GradedChunk`` of arrays per chunk, or the
+one-row-per-patient table of ``to_table``.
+
+``as_of``: None grades retrospectively on all data (each patient's course is taken as complete);
+an integer grades as of that day (data after it ignored, results on still-open windows marked
+provisional), as a clinician would see it that morning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from cart_cytopenia.domain.frames import PATIENT_SCHEMA, CohortFrames, conform
+from cart_cytopenia.errors import InputError, Location, Problem
+from cart_cytopenia.grading import (
+    ctcae,
+    gcsf_response,
+    hematotox,
+    icaht,
+    recovery_phenotype,
+    timing,
+    transfusion,
+)
+from cart_cytopenia.grading.daily import DailyGrid, interpolate, last_observed_day
+from cart_cytopenia.rules import tables
+from cart_cytopenia.rules.settings import Settings
+
+I32 = NDArray[np.int32]
+NO_DAY = icaht.NO_DAY
+GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")
+LINEAGE_GRID = {"neutrophils": "anc", "platelets": "platelets", "red_cells": "hb"}
+MAX_GRID_DAY = 730
+DEFAULT_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class GradedChunk:
+    patient_ids: list[str]
+    as_of: I32
+    complete: NDArray[np.bool_]
+    grids: dict[str, DailyGrid]  # raw daily minimum
+    anc_interp: DailyGrid
+    ctcae_worst: dict[str, NDArray[np.int8]]
+    ctcae_last: dict[str, NDArray[np.int8]]
+    last_value: dict[str, NDArray[np.float64]]
+    last_value_day: dict[str, I32]
+    early: icaht.EarlyIcaht
+    late: icaht.LateIcaht
+    phenotype: recovery_phenotype.Phenotype
+    lineages: dict[str, timing.LineageTiming]
+    transfusions: dict[str, transfusion.TransfusionBurden]
+    gcsf: gcsf_response.GcsfResponse
+    hematotox: hematotox.Hematotox
+    crs_max_grade: NDArray[np.int8]
+    icans_max_grade: NDArray[np.int8]
+    last_anc_day: I32
+    sex: NDArray[np.object_]
+
+
+def _day_array(patients: pl.DataFrame, col: str) -> I32:
+    return patients[col].fill_null(NO_DAY).to_numpy().astype(np.int32)
+
+
+def check_orphans(frames: CohortFrames) -> None:
+    known = frames.patients.select("patient_id")
+    for name, df in (("labs", frames.labs), ("events", frames.events)):
+        if not df.height:
+            continue
+        orphans = df.join(known, on="patient_id", how="anti")
+        if orphans.height:
+            ids = orphans["patient_id"].unique().head(10).to_list()
+            problems = [
+                Problem(
+                    f"{name} rows for patient '{p}', who is not in the patient table",
+                    Location(patient_id=p),
+                )
+                for p in ids
+            ]
+            raise InputError(
+                f"{orphans.height} {name} row(s) belong to patients missing from the patient table",
+                problems,
+            )
+    dup = frames.patients.group_by("patient_id").len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise InputError(
+            "patient ids must be unique",
+            [
+                Problem("appears more than once in the patient table", Location(patient_id=p))
+                for p in dup["patient_id"].head(10)
+            ],
+        )
+
+
+def _event_max(
+    events: pl.DataFrame, index: pl.DataFrame, kind: str, as_of: I32
+) -> NDArray[np.int8]:
+    n = index.height
+    sub = events.filter((pl.col("type") == kind) & pl.col("grade").is_not_null()).join(
+        index, on="patient_id"
+    )
+    out = np.full(n, 0, np.int8)
+    if sub.height:
+        idx = sub["idx"].to_numpy()
+        ok = sub["start_day"].to_numpy() <= as_of[idx]
+        np.maximum.at(out, idx[ok], sub["grade"].to_numpy().astype(np.int8)[ok])
+    return out
+
+
+def iter_chunks(
+    frames: CohortFrames,
+    settings: Settings,
+    as_of: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Iterator[GradedChunk]:
+    """Grade every patient, ``chunk_size`` patients at a time."""
+    check_orphans(frames)
+    patients = conform(frames.patients, PATIENT_SCHEMA)
+    labs = frames.labs
+    codes = {a: i for i, a in enumerate(GRID_ANALYTES)}
+    # one pass: index, grid analytes as small ints, sorted by patient
+    index_all = (
+        patients.select("patient_id")
+        .with_row_index("gidx")
+        .with_columns(pl.col("gidx").cast(pl.Int64))
+    )
+    grid_labs = (
+        labs.filter(pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
+        .join(index_all, on="patient_id", how="inner")
+        .select(
+            "gidx",
+            pl.col("day").cast(pl.Int32),
+            pl.col("analyte").replace_strict(codes, return_dtype=pl.Int8).alias("a"),
+            "value",
+        )
+        .sort("gidx")
+    )
+    if as_of is not None:
+        grid_labs = grid_labs.filter(pl.col("day") <= as_of)
+    day_max = grid_labs["day"].max() if grid_labs.height else 0
+    max_day = int(day_max) if isinstance(day_max, int) else 0
+    last_day = max(min(max_day, MAX_GRID_DAY), icaht_table().late_window_end, 100)
+    g_idx = grid_labs["gidx"].to_numpy()
+    g_day = grid_labs["day"].to_numpy()
+    g_a = grid_labs["a"].to_numpy()
+    g_v = grid_labs["value"].to_numpy()
+    n_all = patients.height
+    for lo in range(0, max(n_all, 1), chunk_size):
+        hi = min(lo + chunk_size, n_all)
+        if hi <= lo:
+            break
+        a0, a1 = np.searchsorted(g_idx, [lo, hi])
+        yield _grade_chunk(
+            patients.slice(lo, hi - lo),
+            labs,
+            frames.events,
+            (g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
+            last_day,
+            settings,
+            as_of,
+        )
+
+
+def icaht_table() -> tables.IcahtTable:
+    return tables.icaht()
+
+
+def _grade_chunk(
+    patients: pl.DataFrame,
+    labs: pl.DataFrame,
+    events: pl.DataFrame,
+    grid_rows: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int8], NDArray[np.float64]],
+    last_day: int,
+    settings: Settings,
+    as_of_day: int | None,
+) -> GradedChunk:
+    n = patients.height
+    index = (
+        patients.select("patient_id")
+        .with_row_index("idx")
+        .with_columns(pl.col("idx").cast(pl.Int64))
+    )
+    ids = patients["patient_id"].to_list()
+    ridx, rday, ra, rv = grid_rows
+    grids: dict[str, DailyGrid] = {}
+    for code, name in enumerate(GRID_ANALYTES):
+        vals = np.full((n, last_day + 1), np.nan)
+        m = (ra == code) & (rday <= last_day)
+        np.fmin.at(vals, (ridx[m], rday[m].astype(np.int64)), rv[m])
+        grids[name] = DailyGrid(0, vals)
+
+    death = _day_array(patients, "death_day")
+    if as_of_day is None:
+        as_of = np.full(n, NO_DAY, np.int32)
+        complete = np.ones(n, bool)
+    else:
+        as_of = np.full(n, as_of_day, np.int32)
+        followup = _day_array(patients, "last_followup_day")
+        complete = (death <= as_of) | (followup <= as_of)
+    chunk_events = (
+        events.join(index.select("patient_id"), on="patient_id", how="semi")
+        if events.height
+        else events
+    )
+    chunk_labs = labs.join(index.select("patient_id"), on="patient_id", how="semi")
+
+    icaht_t = tables.icaht()
+    conv = icaht.effective_conventions(icaht_t, settings.icaht)
+    anc = grids["anc"]
+    anc_interp = interpolate(anc, conv.max_interpolation_gap_days)
+    early = icaht.grade_early(anc, as_of, complete, icaht_t, settings.icaht)
+    late = icaht.grade_late(
+        anc,
+        icaht_t,
+        _day_array(patients, "progression_day"),
+        _day_array(patients, "next_therapy_day"),
+        _day_array(patients, "last_followup_day"),
+        death,
+        as_of,
+        complete,
+    )
+    last_anc = last_observed_day(anc)
+    last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
+    # the recovery phenotype describes the course to the end of the late ICAHT window (day 100,
+    # censored at relapse/progression, next therapy, follow-up or death)
+    horizon = np.minimum(as_of, np.maximum(late.window_end, 0)).astype(np.int32)
+    phen = recovery_phenotype.classify(
+        anc_interp,
+        horizon,
+        np.minimum(last_anc, horizon).astype(np.int32),
+        tables.recovery_phenotype(),
+    )
+
+    ct = tables.ctcae(settings.ctcae_version)
+    sex = np.array(patients["sex"].fill_null("unknown").to_list(), dtype=object)
+    worst, last_grade, last_val, last_val_day = {}, {}, {}, {}
+    days = np.arange(0, last_day + 1)
+    for a in GRID_ANALYTES:
+        g = grids[a]
+        usable = np.where(days[None, :] <= as_of[:, None], g.values, np.nan)
+        with np.errstate(all="ignore"):
+            mins = np.where(
+                np.isnan(usable).all(axis=1),
+                np.nan,
+                np.nanmin(np.where(np.isnan(usable), np.inf, usable), axis=1),
+            )
+        worst[a] = ctcae.grade_values(
+            mins, a, ct, settings.reference_ranges, sex if a == "hb" else None
+        )
+        obs = ~np.isnan(usable)
+        col = usable.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1)
+        lv = np.where(obs.any(axis=1), usable[np.arange(n), col], np.nan)
+        last_val[a] = lv
+        last_val_day[a] = np.where(obs.any(axis=1), col, -1).astype(np.int32)
+        last_grade[a] = ctcae.grade_values(
+            lv, a, ct, settings.reference_ranges, sex if a == "hb" else None
+        )
+
+    tt = tables.timing()
+    lineages = {}
+    for lin_id, a in LINEAGE_GRID.items():
+        g = grids[a]
+        lineages[lin_id] = timing.lineage_timing(
+            g, interpolate(g, conv.max_interpolation_gap_days), tt.lineage(lin_id), as_of, tt
+        )
+
+    ev_last = np.full(n, -1, np.int64)
+    if chunk_events.height:
+        e = chunk_events.join(index, on="patient_id").select("idx", "start_day")
+        np.maximum.at(
+            ev_last, e["idx"].to_numpy(), e["start_day"].fill_null(-1).to_numpy().astype(np.int64)
+        )
+    data_end = np.maximum(
+        np.maximum(last_observed_day(grids["hb"]), last_observed_day(grids["platelets"])), last_anc
+    )
+    on_day = np.where(as_of == NO_DAY, np.maximum(data_end, ev_last), as_of).astype(np.int32)
+    tx = {p: transfusion.burden(chunk_events, index, p, on_day, tt) for p in ("rbc", "platelets")}
+    gc = gcsf_response.response(
+        chunk_events, index, anc_interp, np.minimum(as_of, on_day + 1000).astype(np.int32), tt
+    )
+
+    ld = patients.select("patient_id", pl.col("ld_start_day").fill_null(-5))
+    disease = np.array(patients["disease"].fill_null("unknown").to_list(), dtype=object)
+    product = np.array(patients["product"].fill_null("unknown").to_list(), dtype=object)
+    ht = hematotox.score(chunk_labs, index, ld, disease, product, tables.hematotox())
+
+    return GradedChunk(
+        patient_ids=ids,
+        as_of=as_of,
+        complete=complete,
+        grids=grids,
+        anc_interp=anc_interp,
+        ctcae_worst=worst,
+        ctcae_last=last_grade,
+        last_value=last_val,
+        last_value_day=last_val_day,
+        early=early,
+        late=late,
+        phenotype=phen,
+        lineages=lineages,
+        transfusions=tx,
+        gcsf=gc,
+        hematotox=ht,
+        crs_max_grade=_event_max(chunk_events, index, "crs", as_of),
+        icans_max_grade=_event_max(chunk_events, index, "icans", as_of),
+        last_anc_day=last_anc,
+        sex=sex,
+    )
+
+
+def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:
+    s = pl.Series(a.astype(np.int32))
+    return s.set(s == missing, None) if (a == missing).any() else s
+
+
+def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
+    """One row per patient: the columns documented in docs/data-formats.md (grade output)."""
+    risk = [{1: "high", 0: "low"}.get(int(r)) for r in c.hematotox.high_risk]
+    cols: dict[str, object] = {
+        "patient_id": c.patient_ids,
+        "early_icaht_grade": _nullable_int(c.early.grade),
+        "early_icaht_provisional": c.early.provisional,
+        "early_days_anc_le_500": c.early.days_le_500,
+        "early_days_anc_le_100": c.early.days_le_100,
+        "early_never_recovered": c.early.never_recovered,
+        "early_icaht_reason": list(c.early.reason),
+        "late_icaht_grade": _nullable_int(c.late.grade),
+        "late_anc_1": c.late.anc_1,
+        "late_anc_2": c.late.anc_2,
+        "late_n_values": c.late.n_values,
+        "late_window_end_day": c.late.window_end,
+        "late_window_end_reason": list(c.late.window_end_reason),
+        "late_icaht_reason": list(c.late.reason),
+        "ctcae_version": [settings.ctcae_version] * len(c.patient_ids),
+        "ctcae_worst_neutrophils": _nullable_int(c.ctcae_worst["anc"]),
+        "ctcae_worst_platelets": _nullable_int(c.ctcae_worst["platelets"]),
+        "ctcae_worst_anaemia": _nullable_int(c.ctcae_worst["hb"]),
+        "ctcae_worst_wbc": _nullable_int(c.ctcae_worst["wbc"]),
+        "ctcae_worst_lymphocytes": _nullable_int(c.ctcae_worst["alc"]),
+        "anc_nadir": c.lineages["neutrophils"].nadir,
+        "anc_nadir_day": _nullable_int(c.lineages["neutrophils"].nadir_day),
+        "platelet_nadir": c.lineages["platelets"].nadir,
+        "platelet_nadir_day": _nullable_int(c.lineages["platelets"].nadir_day),
+        "hb_nadir": c.lineages["red_cells"].nadir,
+        "hb_nadir_day": _nullable_int(c.lineages["red_cells"].nadir_day),
+        "days_anc_le_500_d0_60": c.lineages["neutrophils"].days_severe,
+        "days_platelets_lt_50_d0_60": c.lineages["platelets"].days_significant,
+        "neutropenia_latest_phase": list(c.lineages["neutrophils"].latest_phase),
+        "thrombocytopenia_latest_phase": list(c.lineages["platelets"].latest_phase),
+        "anaemia_latest_phase": list(c.lineages["red_cells"].latest_phase),
+        "phenotype": list(c.phenotype.phenotype),
+        "phenotype_reason": list(c.phenotype.reason),
+        "first_recovery_day": _nullable_int(c.phenotype.first_recovery_day),
+        "second_dip_day": _nullable_int(c.phenotype.second_dip_day),
+        "sustained_recovery_day": _nullable_int(c.phenotype.sustained_recovery_day),
+        "hematotox_score": _nullable_int(c.hematotox.score),
+        "hematotox_points_counted": c.hematotox.points_counted.astype(np.int32),
+        "hematotox_risk": risk,
+        "hematotox_missing": [";".join(m) or None for m in c.hematotox.missing],
+        "hematotox_warnings": [" | ".join(w) or None for w in c.hematotox.warnings],
+        "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
+        "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
+        "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,
+        "platelet_transfusions_d31_100": c.transfusions["platelets"].d31_100,
+        "gcsf_first_day": _nullable_int(c.gcsf.first_day),
+        "gcsf_response": list(c.gcsf.response),
+        "crs_max_grade": c.crs_max_grade.astype(np.int32),
+        "icans_max_grade": c.icans_max_grade.astype(np.int32),
+        "last_anc_day": _nullable_int(c.last_anc_day, -10_000),
+    }
+    df = pl.DataFrame(dict(cols.items()), strict=False)
+    return df.with_columns(
+        pl.col(c_).fill_nan(None)
+        for c_ in ("anc_nadir", "platelet_nadir", "hb_nadir", "late_anc_1", "late_anc_2")
+    )
+
+
+def grade_cohort(
+    frames: CohortFrames,
+    settings: Settings,
+    as_of: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> pl.DataFrame:
+    """Grade a whole cohort; one row per patient (see ``chunk_table``)."""
+    parts = [chunk_table(c, settings) for c in iter_chunks(frames, settings, as_of, chunk_size)]
+    if not parts:
+        return pl.DataFrame()
+    return pl.concat(parts, how="vertical_relaxed")

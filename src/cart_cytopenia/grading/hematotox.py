@@ -1,0 +1,134 @@
+"""CAR-HEMATOTOX baseline score (Rejeski et al., Blood 2021), vectorised.
+
+Five markers drawn before lymphodepletion: platelets, ANC, haemoglobin, CRP, ferritin; 0-7
+points; low risk 0-1, high risk >= 2 (``rules/tables/hematotox.toml``). Baseline value of a
+marker: the last one on or before the day lymphodepletion starts and within the table's baseline
+window; when only post-lymphodepletion pre-infusion values exist they are used and the score is
+flagged "not pre-lymphodepletion". With markers missing the score cannot be completed, but when
+the points already counted reach the high-risk cut-off the patient is high risk regardless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from cart_cytopenia.rules.tables import HematotoxTable
+
+I8 = NDArray[np.int8]
+F = NDArray[np.float64]
+B = NDArray[np.bool_]
+Obj = NDArray[np.object_]
+
+
+@dataclass(frozen=True)
+class Hematotox:
+    score: I8  # -1 when it cannot be completed
+    points_counted: I8  # points from the markers present
+    high_risk: NDArray[np.int8]  # 1 high, 0 low, -1 cannot tell
+    values: dict[str, F]  # baseline value per marker (canonical units)
+    value_days: dict[str, NDArray[np.int32]]
+    points: dict[str, I8]
+    missing: Obj  # list of missing markers per patient
+    not_pre_ld: B
+    warnings: Obj  # list of warnings per patient
+
+
+def baseline_values(
+    labs: pl.DataFrame,
+    index: pl.DataFrame,
+    ld_start_day: pl.DataFrame,
+    analytes: list[str],
+    window_days: int,
+) -> tuple[dict[str, F], dict[str, NDArray[np.int32]], dict[str, B], int]:
+    """Last value per patient and analyte on or before LD start (within ``window_days``),
+    else the last before infusion (flagged)."""
+    n = index.height
+    sub = (
+        labs.filter(pl.col("analyte").is_in(analytes) & (pl.col("day") < 0))
+        .join(ld_start_day, on="patient_id", how="inner")
+        .filter(pl.col("day") >= pl.col("ld_start_day") - window_days)
+        .with_columns((pl.col("day") <= pl.col("ld_start_day")).alias("pre_ld"))
+        .sort(
+            "patient_id",
+            "analyte",
+            "pre_ld",
+            "day",
+            "value",
+            descending=[False, False, False, False, True],
+        )
+        .group_by("patient_id", "analyte", maintain_order=True)
+        .last()
+        .join(index, on="patient_id", how="inner")
+    )
+    values: dict[str, F] = {}
+    days: dict[str, NDArray[np.int32]] = {}
+    pre: dict[str, B] = {}
+    for a in analytes:
+        v = np.full(n, np.nan)
+        d = np.full(n, -10_000, np.int32)
+        p = np.zeros(n, bool)
+        s = sub.filter(pl.col("analyte") == a)
+        if s.height:
+            idx = s["idx"].to_numpy()
+            v[idx] = s["value"].to_numpy()
+            d[idx] = s["day"].to_numpy()
+            p[idx] = s["pre_ld"].to_numpy()
+        values[a], days[a], pre[a] = v, d, p
+    return values, days, pre, n
+
+
+def score(
+    labs: pl.DataFrame,
+    index: pl.DataFrame,
+    ld_start_day: pl.DataFrame,
+    disease: Obj,
+    product: Obj,
+    table: HematotoxTable,
+) -> Hematotox:
+    analytes = [m.analyte for m in table.markers]
+    values, days, pre, n = baseline_values(
+        labs, index, ld_start_day, analytes, table.baseline_window_days
+    )
+    points: dict[str, I8] = {}
+    total = np.zeros(n, np.int16)
+    missing = np.empty(n, dtype=object)
+    for i in range(n):
+        missing[i] = []
+    not_pre = np.zeros(n, bool)
+    for m in table.markers:
+        pts = m.bands.evaluate(values[m.analyte])
+        points[m.analyte] = pts
+        total += np.where(pts >= 0, pts, 0)
+        absent = pts < 0
+        for j in np.nonzero(absent)[0]:
+            missing[j].append(m.analyte)
+        not_pre |= ~absent & ~pre[m.analyte]
+    any_missing = np.array([len(x) > 0 for x in missing], bool)
+    score_arr = np.where(any_missing, -1, total).astype(np.int8)
+    high = np.where(total >= table.high_min_score, 1, np.where(any_missing, -1, 0)).astype(np.int8)
+    warnings = np.empty(n, dtype=object)
+    for i in range(n):
+        w = []
+        if not_pre[i]:
+            w.append(
+                "some baseline labs were drawn after lymphodepletion started: the score was validated "
+                "on pre-lymphodepletion values"
+            )
+        d, p = disease[i], product[i]
+        if d not in table.validated_diseases:
+            if d in table.extended_diseases:
+                w.append(
+                    f"CAR-HEMATOTOX was validated in LBCL; its use in {d} rests on later, smaller studies"
+                )
+            else:
+                w.append(f"CAR-HEMATOTOX was not validated in {d}; interpret with caution")
+        elif p not in table.validated_products:
+            w.append(f"CAR-HEMATOTOX was validated with axi-cel and tisa-cel, not {p}")
+        warnings[i] = w
+    return Hematotox(
+        score_arr, total.astype(np.int8), high, values, days, points, missing, not_pre, warnings
+    )

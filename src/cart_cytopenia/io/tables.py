@@ -1,0 +1,298 @@
+"""Read and write the long-format cohort tables (CSV or Parquet, by file extension).
+
+LABS: ``patient_id``, ``date`` (ISO) or ``day`` (days since infusion), ``analyte`` (name or LOINC),
+``value``, ``unit``. PATIENTS: ``patient_id``, ``infusion_date`` (required when labs or dates use
+calendar dates), optional ``progression_date``, ``next_therapy_date``, ``last_followup_date``,
+``death_date``, ``ld_start_date`` (or the same as ``*_day``), and baseline / descriptive fields
+(``age_years``, ``sex``, ``disease``, ``product``, ``prior_allo_hct``, ``prior_auto_hct`` ...).
+EVENTS (optional): ``patient_id``, ``type``, ``start_date``/``start_day``, ``end_date``/``end_day``,
+``grade``, ``drug``, ``product``. Parquet files are scanned lazily (only the columns needed).
+
+Every error names the file, the row and the field; a file with any bad row loads nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cart_cytopenia.domain.frames import (
+    EVENT_SCHEMA,
+    PATIENT_SCHEMA,
+    CohortFrames,
+    conform,
+    empty_events,
+    normalise_labs,
+)
+from cart_cytopenia.errors import InputError, Location, ParseError, Problem, SchemaError
+
+DATE_FIELDS = ("progression", "next_therapy", "last_followup", "death", "ld_start")
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    if not path.exists():
+        raise ParseError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.scan_parquet(path)
+        if suffix in (".csv", ".txt"):
+            return pl.scan_csv(path, infer_schema=False)  # everything as text; we cast explicitly
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise ParseError(f"{path} cannot be read: {exc}") from None
+    raise ParseError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
+
+
+def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
+    try:
+        return lf.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ParseError(f"{path} cannot be parsed: {first}") from None
+
+
+def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str) -> pl.DataFrame:
+    """Cast a text column, reporting the rows that do not parse."""
+    if df.schema[col] == dtype:
+        return df
+    if dtype == pl.Date:
+        casted = pl.col(col).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+    else:
+        casted = pl.col(col).cast(pl.String).str.strip_chars().cast(dtype, strict=False)
+    out = df.with_columns(casted.alias("__cast"))
+    bad = out.filter(
+        pl.col("__cast").is_null()
+        & pl.col(col).is_not_null()
+        & (pl.col(col).cast(pl.String).str.strip_chars() != "")
+    )
+    if bad.height:
+        problems = [
+            Problem(
+                f"'{r[col]}' is not {what}",
+                Location(
+                    patient_id=r.get("patient_id"), row=r.get("row"), field=col, source=str(path)
+                ),
+            )
+            for r in bad.head(20).iter_rows(named=True)
+        ]
+        raise SchemaError(
+            f"{path}: {bad.height} row(s) with an unreadable {col}; nothing was loaded", problems
+        )
+    return out.with_columns(pl.col("__cast").alias(col)).drop("__cast")
+
+
+def read_patients(path: str | Path) -> pl.DataFrame:
+    """The patient table with day-based columns (dates converted against infusion_date)."""
+    p = Path(path)
+    df = _collect(_scan(p), p)
+    df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
+        pl.col("row").cast(pl.Int64)
+    )
+    if "patient_id" not in df.columns:
+        raise SchemaError(
+            f"{p}: the patient table needs a 'patient_id' column (found: {', '.join(df.columns)})"
+        )
+    df = df.with_columns(pl.col("patient_id").cast(pl.String))
+    missing_id = df.filter(
+        pl.col("patient_id").is_null() | (pl.col("patient_id").str.strip_chars() == "")
+    )
+    if missing_id.height:
+        raise SchemaError(
+            f"{p}: {missing_id.height} row(s) without a patient_id; nothing was loaded",
+            [
+                Problem("missing patient_id", Location(row=r, source=str(p)))
+                for r in missing_id["row"].head(20)
+            ],
+        )
+    has_dates = any(f"{f}_date" in df.columns for f in DATE_FIELDS)
+    if "infusion_date" in df.columns:
+        df = _cast_checked(df, "infusion_date", pl.Date, p, "an ISO date (YYYY-MM-DD)")
+        nulls = df.filter(pl.col("infusion_date").is_null())
+        if nulls.height:
+            raise SchemaError(
+                f"{p}: {nulls.height} patient(s) without an infusion date (day 0); nothing was loaded",
+                [
+                    Problem(
+                        "missing infusion_date",
+                        Location(patient_id=r["patient_id"], row=r["row"], source=str(p)),
+                    )
+                    for r in nulls.head(20).iter_rows(named=True)
+                ],
+            )
+    elif has_dates:
+        raise SchemaError(f"{p}: dates are given but 'infusion_date' (day 0) is missing")
+    for f in DATE_FIELDS:
+        dcol, daycol = f"{f}_date", f"{f}_day"
+        if dcol in df.columns:
+            df = _cast_checked(df, dcol, pl.Date, p, "an ISO date (YYYY-MM-DD)")
+            df = df.with_columns(
+                (pl.col(dcol) - pl.col("infusion_date"))
+                .dt.total_days()
+                .cast(pl.Int32)
+                .alias(daycol)
+            )
+        elif daycol in df.columns:
+            df = _cast_checked(df, daycol, pl.Int32, p, "a whole number of days")
+    for col, dtype, what in (("age_years", pl.Float64, "a number"),):
+        if col in df.columns:
+            df = _cast_checked(df, col, dtype, p, what)
+    for col in ("prior_allo_hct", "prior_auto_hct"):
+        if col in df.columns and df.schema[col] != pl.Boolean:
+            df = df.with_columns(
+                pl.col(col)
+                .cast(pl.String)
+                .str.to_lowercase()
+                .is_in(["true", "1", "yes", "y"])
+                .alias(col)
+            )
+    bad_order = df.filter(pl.col("death_day") < 0) if "death_day" in df.columns else df.clear()
+    if bad_order.height:
+        raise SchemaError(
+            f"{p}: death before infusion; nothing was loaded",
+            [
+                Problem(
+                    "death_date is before infusion_date",
+                    Location(patient_id=r["patient_id"], row=r["row"], source=str(p)),
+                )
+                for r in bad_order.head(20).iter_rows(named=True)
+            ],
+        )
+    return conform(df, PATIENT_SCHEMA)
+
+
+def read_labs(
+    path: str | Path, patients: pl.DataFrame, infusion: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Canonical lab rows (``normalise_labs``), dates converted to days using infusion_date."""
+    p = Path(path)
+    lf = _scan(p)
+    cols = lf.collect_schema().names()
+    need = ["patient_id", "analyte", "value", "unit"]
+    missing = [c for c in need if c not in cols]
+    if "date" not in cols and "day" not in cols:
+        missing.append("date or day")
+    if missing:
+        raise SchemaError(
+            f"{p}: the lab table lacks column(s): {', '.join(missing)} (found: {', '.join(cols)})"
+        )
+    keep = [c for c in ("patient_id", "date", "day", "analyte", "value", "unit") if c in cols]
+    df = _collect(lf.select(keep), p)
+    df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
+        pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)
+    )
+    df = _cast_checked(df, "value", pl.Float64, p, "a number")
+    if "date" in df.columns and (df.schema["date"] != pl.Int32):
+        if infusion is None or "infusion_date" not in infusion.columns:
+            raise SchemaError(f"{p}: labs are dated, so the patient table needs 'infusion_date'")
+        if df.schema["date"] == pl.String:
+            # accept ISO dates with an optional time part: the calendar day counts
+            df = df.with_columns(pl.col("date").str.slice(0, 10))
+        df = _cast_checked(df, "date", pl.Date, p, "an ISO date (YYYY-MM-DD)")
+        df = df.join(infusion.select("patient_id", "infusion_date"), on="patient_id", how="left")
+        df = df.with_columns(
+            (pl.col("date") - pl.col("infusion_date"))
+            .dt.total_days()
+            .cast(pl.Int32)
+            .alias("day_from_date")
+        )
+        if "day" in df.columns:
+            df = _cast_checked(df, "day", pl.Int32, p, "a whole number of days")
+            df = df.with_columns(pl.coalesce("day_from_date", "day").alias("day"))
+        else:
+            df = df.with_columns(pl.col("day_from_date").alias("day"))
+    else:
+        df = _cast_checked(df, "day", pl.Int32, p, "a whole number of days")
+    return normalise_labs(
+        df.select("patient_id", "day", "analyte", "value", "unit", "row"), source=str(p)
+    )
+
+
+def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame:
+    p = Path(path)
+    df = _collect(_scan(p), p)
+    df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
+        pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)
+    )
+    for f in ("start", "end"):
+        dcol, daycol = f"{f}_date", f"{f}_day"
+        if dcol in df.columns:
+            if infusion is None:
+                raise SchemaError(
+                    f"{p}: events are dated, so the patient table needs 'infusion_date'"
+                )
+            df = _cast_checked(df, dcol, pl.Date, p, "an ISO date (YYYY-MM-DD)")
+            if "infusion_date" not in df.columns:
+                df = df.join(
+                    infusion.select("patient_id", "infusion_date"), on="patient_id", how="left"
+                )
+            df = df.with_columns(
+                (pl.col(dcol) - pl.col("infusion_date"))
+                .dt.total_days()
+                .cast(pl.Int32)
+                .alias(daycol)
+            )
+        elif daycol in df.columns:
+            df = _cast_checked(df, daycol, pl.Int32, p, "a whole number of days")
+    if "start_day" not in df.columns or "type" not in df.columns:
+        raise SchemaError(
+            f"{p}: the event table needs 'patient_id', 'type' and 'start_date' or 'start_day'"
+        )
+    if "grade" in df.columns:
+        df = _cast_checked(df, "grade", pl.Int8, p, "a whole number")
+    missing = df.filter(pl.col("start_day").is_null())
+    if missing.height:
+        raise SchemaError(
+            f"{p}: {missing.height} event(s) without a start; nothing was loaded",
+            [
+                Problem(
+                    "missing start_date/start_day",
+                    Location(patient_id=r["patient_id"], row=r["row"], source=str(p)),
+                )
+                for r in missing.head(20).iter_rows(named=True)
+            ],
+        )
+    return conform(df, EVENT_SCHEMA).select(list(EVENT_SCHEMA))
+
+
+def read_cohort(
+    labs: str | Path, patients: str | Path, events: str | Path | None = None
+) -> CohortFrames:
+    """Read a cohort; raises an InputError naming file, row and field for any bad input."""
+    pp = Path(patients)
+    raw_patients = _collect(_scan(pp), pp)
+    infusion = None
+    if "infusion_date" in raw_patients.columns:
+        infusion = read_patients_infusion(raw_patients, pp)
+    pats = read_patients(patients)
+    lab_df = read_labs(labs, pats, infusion)
+    ev = read_events(events, infusion) if events else empty_events()
+    return CohortFrames(pats, lab_df, ev)
+
+
+def read_patients_infusion(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+    df = raw.select(pl.col("patient_id").cast(pl.String), "infusion_date").with_row_index(
+        "row", offset=2
+    )
+    return _cast_checked(df, "infusion_date", pl.Date, path, "an ISO date (YYYY-MM-DD)")
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write CSV or Parquet by extension, atomically (a failed write leaves nothing behind)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(f"{p}: output must end in .csv or .parquet")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.partial")
+    try:
+        if suffix == ".csv":
+            df.write_csv(tmp)
+        else:
+            df.write_parquet(tmp)
+        tmp.replace(p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p

@@ -1,0 +1,437 @@
+"""Load and validate the versioned, cited rule tables in ``rules/tables/*.toml``.
+
+Every table opens with a ``[meta]`` header (id, title, version, source, transcribed date). Numbers
+are stored with their unit and converted here, once, to the analyte's canonical unit; bands are
+checked for order, gaps and overlaps (``BandTable``). No code strings are evaluated: tables hold
+numbers and comparators only. ``docs/rule-reference.md`` is generated from these objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from cart_cytopenia.domain.analytes import analyte
+from cart_cytopenia.domain.units import resolve_unit
+from cart_cytopenia.errors import RuleTableError, UnitError
+from cart_cytopenia.rules.bands import Band, BandTable
+
+
+@dataclass(frozen=True)
+class RuleMeta:
+    id: str
+    title: str
+    version: str
+    source: str
+    transcribed: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} v{self.version}"
+
+
+def _read(name: str) -> dict[str, Any]:
+    try:
+        text = resources.files("cart_cytopenia.rules").joinpath(f"tables/{name}").read_text()
+        return tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuleTableError(f"rule table {name} cannot be read: {exc}") from exc
+
+
+def _meta(raw: dict[str, Any], name: str) -> RuleMeta:
+    m = raw.get("meta")
+    if not isinstance(m, dict):
+        raise RuleTableError(f"rule table {name} has no [meta] header")
+    try:
+        extra = {
+            k: v
+            for k, v in m.items()
+            if k not in {"id", "title", "version", "source", "transcribed"}
+        }
+        return RuleMeta(
+            m["id"], m["title"], str(m["version"]), m["source"], str(m["transcribed"]), extra
+        )
+    except KeyError as exc:
+        raise RuleTableError(f"rule table {name}: [meta] lacks {exc}") from exc
+
+
+def _factor(analyte_code: str, unit: str, where: str) -> float:
+    try:
+        return analyte(analyte_code).factor_from(resolve_unit(unit))
+    except (UnitError, KeyError) as exc:
+        raise RuleTableError(f"{where}: {exc}") from exc
+
+
+def _num(x: Any, factor: float, default: float) -> float:
+    if x is None:
+        return default
+    return float(x) * factor
+
+
+def _bands(
+    raw_bands: list[dict[str, Any]],
+    factor: float,
+    where: str,
+    value_key: str,
+    lln: float | None = None,
+) -> BandTable:
+    """Bands in the canonical unit. Each band states whether its upper bound is included; the
+    next band's lower bound is then excluded (and vice versa), so the table has no gap."""
+
+    def bound(x: Any, default: float) -> float:
+        if x == "LLN":
+            if lln is None:
+                raise RuleTableError(f"{where}: 'LLN' bound needs a reference range")
+            return lln
+        return _num(x, factor, default)
+
+    ordered = sorted(
+        raw_bands, key=lambda b: (bound(b.get("min"), -math.inf), bound(b.get("max"), math.inf))
+    )
+    bands: list[Band] = []
+    for b in ordered:
+        bands.append(
+            Band(
+                value=int(b[value_key]),
+                min=bound(b.get("min"), -math.inf),
+                max=bound(b.get("max"), math.inf),
+                min_inclusive=not bands[-1].max_inclusive if bands else True,
+                max_inclusive=bool(b.get("max_inclusive", False)),
+                text=str(b.get("text", "")),
+            )
+        )
+    return BandTable(where, tuple(bands), "")
+
+
+# --------------------------------------------------------------------------- CTCAE
+
+
+@dataclass(frozen=True)
+class CtcaeCriterion:
+    id: str
+    term: str
+    analyte: str
+    unit: str
+    lln_key: str
+    comment: str
+    raw_bands: tuple[dict[str, Any], ...]
+    factor: float  # table unit -> canonical
+
+    def table(self, lln_canonical: float) -> BandTable:
+        """Bands in the canonical unit for a given LLN (canonical unit), plus grade 0 >= LLN."""
+        lln_table = lln_canonical / self.factor
+        raw = []
+        for b in self.raw_bands:
+            if b.get("max") == "LLN" and float(b.get("min", -math.inf)) >= lln_table:
+                # the laboratory's LLN is at or below this band's lower cut-point: no grade-1 range
+                lln_table = float(b.get("min", -math.inf))
+                continue
+            raw.append(b)
+        raw.append({"grade": 0, "min": lln_table, "text": ">= LLN"})
+        return _bands(raw, self.factor, self.id, "grade", lln=lln_table * self.factor)
+
+
+@dataclass(frozen=True)
+class CtcaeTable:
+    meta: RuleMeta
+    criteria: dict[str, CtcaeCriterion]  # by analyte code
+
+
+@cache
+def ctcae(version: str = "5.0") -> CtcaeTable:
+    name = {"5.0": "ctcae_v5.toml", "6.0": "ctcae_v6.toml"}.get(version)
+    if name is None:
+        raise RuleTableError(f"CTCAE version {version!r} is not available (5.0 or 6.0)")
+    raw = _read(name)
+    meta = _meta(raw, name)
+    criteria = {}
+    for c in raw["criterion"]:
+        factor = _factor(c["analyte"], c["unit"], c["id"])
+        crit = CtcaeCriterion(
+            c["id"],
+            c["term"],
+            c["analyte"],
+            c["unit"],
+            c["lln"],
+            c.get("comment", ""),
+            tuple(c["bands"]),
+            factor,
+        )
+        crit.table(lln_canonical=1e12)  # validate order/gaps with a placeholder LLN
+        criteria[c["analyte"]] = crit
+    return CtcaeTable(meta, criteria)
+
+
+# --------------------------------------------------------------------------- ICAHT
+
+
+@dataclass(frozen=True)
+class GradeCondition:
+    measure: str
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class EarlyGrade:
+    grade: int
+    text: str
+    any: tuple[GradeCondition, ...]
+
+
+@dataclass(frozen=True)
+class IcahtConventions:
+    max_interpolation_gap_days: int
+    join_min_recovered_days: int
+    never_recovered_onset_by_day: int
+    late_end_event_day_included: bool
+
+
+@dataclass(frozen=True)
+class IcahtTable:
+    meta: RuleMeta
+    early_window: tuple[int, int]
+    severe_threshold: float  # canonical (/uL)
+    profound_threshold: float
+    early_grades: tuple[EarlyGrade, ...]
+    late_window_start: int
+    late_window_end: int
+    late_bands: BandTable
+    late_text: str
+    confirm_threshold: float
+    conventions: IcahtConventions
+
+
+_EARLY_MEASURES = {"days_le_severe", "days_le_profound", "never_recovered"}
+
+
+@cache
+def icaht() -> IcahtTable:
+    raw = _read("icaht.toml")
+    meta = _meta(raw, "icaht.toml")
+    e, late, conv = raw["early"], raw["late"], raw["conventions"]
+    f_e = _factor("anc", e["unit"], "icaht.early")
+    f_l = _factor("anc", late["unit"], "icaht.late")
+    grades = []
+    for g in e["grade"]:
+        conds = []
+        for c in g["any"]:
+            if c["measure"] not in _EARLY_MEASURES:
+                raise RuleTableError(
+                    f"icaht early grade {g['grade']}: unknown measure {c['measure']}"
+                )
+            conds.append(
+                GradeCondition(
+                    c["measure"], float(c.get("min", -math.inf)), float(c.get("max", math.inf))
+                )
+            )
+        grades.append(EarlyGrade(int(g["grade"]), g["text"], tuple(conds)))
+    if [g.grade for g in grades] != sorted(g.grade for g in grades):
+        raise RuleTableError("icaht early grades must be listed in increasing order")
+    if conv.get("daily_aggregate") != "min":
+        raise RuleTableError("icaht: only daily_aggregate = 'min' is implemented")
+    return IcahtTable(
+        meta=meta,
+        early_window=(int(e["window"][0]), int(e["window"][1])),
+        severe_threshold=float(e["severe_threshold"]) * f_e,
+        profound_threshold=float(e["profound_threshold"]) * f_e,
+        early_grades=tuple(grades),
+        late_window_start=int(late["window_start"]),
+        late_window_end=int(late["window_end"]),
+        late_bands=_bands(late["bands"], f_l, "icaht.late", "grade"),
+        late_text=late["text"],
+        confirm_threshold=float(late["confirm_threshold"]) * f_l,
+        conventions=IcahtConventions(
+            max_interpolation_gap_days=int(conv["max_interpolation_gap_days"]),
+            join_min_recovered_days=int(conv["join_min_recovered_days"]),
+            never_recovered_onset_by_day=int(conv["never_recovered_onset_by_day"]),
+            late_end_event_day_included=bool(conv["late_end_event_day_included"]),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- CAR-HEMATOTOX
+
+
+@dataclass(frozen=True)
+class HematotoxMarker:
+    analyte: str
+    unit: str
+    bands: BandTable  # canonical unit
+
+
+@dataclass(frozen=True)
+class HematotoxTable:
+    meta: RuleMeta
+    markers: tuple[HematotoxMarker, ...]
+    high_min_score: int
+    baseline_window_days: int
+    validated_diseases: tuple[str, ...]
+    validated_products: tuple[str, ...]
+    extended_diseases: tuple[str, ...]
+
+    @property
+    def max_score(self) -> int:
+        return sum(max(b.value for b in m.bands.bands) for m in self.markers)
+
+
+@cache
+def hematotox() -> HematotoxTable:
+    raw = _read("hematotox.toml")
+    meta = _meta(raw, "hematotox.toml")
+    markers = []
+    for m in raw["marker"]:
+        f = _factor(m["analyte"], m["unit"], f"hematotox.{m['analyte']}")
+        markers.append(
+            HematotoxMarker(
+                m["analyte"],
+                m["unit"],
+                _bands(m["bands"], f, f"hematotox.{m['analyte']}", "points"),
+            )
+        )
+    x = meta.extra
+    return HematotoxTable(
+        meta=meta,
+        markers=tuple(markers),
+        high_min_score=int(raw["risk"]["high_min_score"]),
+        baseline_window_days=int(x.get("baseline_window_days", 30)),
+        validated_diseases=tuple(x.get("validated_diseases", [])),
+        validated_products=tuple(x.get("validated_products", [])),
+        extended_diseases=tuple(x.get("extended_diseases", [])),
+    )
+
+
+# --------------------------------------------------------------------------- phenotype
+
+
+@dataclass(frozen=True)
+class PhenotypeTable:
+    meta: RuleMeta
+    recovery_threshold: float
+    recovery_min_days: int
+    second_dip_threshold: float
+    second_dip_after_day: int
+    aplastic_threshold: float
+    aplastic_min_days: int
+    min_followup_day: int
+
+
+@cache
+def recovery_phenotype() -> PhenotypeTable:
+    raw_all = _read("recovery_phenotype.toml")
+    raw = raw_all["thresholds"]
+    f = _factor("anc", raw["unit"], "recovery_phenotype")
+    return PhenotypeTable(
+        meta=_meta(raw_all, "recovery_phenotype.toml"),
+        recovery_threshold=float(raw["recovery_threshold"]) * f,
+        recovery_min_days=int(raw["recovery_min_days"]),
+        second_dip_threshold=float(raw["second_dip_threshold"]) * f,
+        second_dip_after_day=int(raw["second_dip_after_day"]),
+        aplastic_threshold=float(raw["aplastic_threshold"]) * f,
+        aplastic_min_days=int(raw["aplastic_min_days"]),
+        min_followup_day=int(raw["min_followup_day"]),
+    )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str
+    text: str
+    first_day: int
+    last_day: float  # inf for the open-ended last phase
+
+
+@dataclass(frozen=True)
+class Lineage:
+    id: str
+    analyte: str
+    significant_below: float  # canonical
+    severe_le: float  # canonical
+    source: str
+
+
+@dataclass(frozen=True)
+class TimingTable:
+    meta: RuleMeta
+    phases: tuple[Phase, ...]
+    lineages: tuple[Lineage, ...]
+    duration_window: tuple[int, int]
+    td_window_days: int
+    td_min_transfusions: int
+    td_source: str
+    gcsf_window_days: int
+    gcsf_response_anc: float
+    gcsf_biphasic_target_anc: float
+    gcsf_source: str
+
+    def phase_of(self, day: int) -> Phase | None:
+        for p in self.phases:
+            if p.first_day <= day <= p.last_day:
+                return p
+        return None
+
+    def lineage(self, lineage_id: str) -> Lineage:
+        for lin in self.lineages:
+            if lin.id == lineage_id:
+                return lin
+        raise KeyError(lineage_id)
+
+
+@cache
+def timing() -> TimingTable:
+    raw = _read("timing.toml")
+    phases = tuple(
+        Phase(p["id"], p["text"], int(p["first_day"]), float(p.get("last_day", math.inf)))
+        for p in raw["phase"]
+    )
+    for a, b in itertools.pairwise(phases):
+        if b.first_day != a.last_day + 1:
+            raise RuleTableError(f"timing: phases {a.id} and {b.id} leave a gap or overlap")
+    lineages = []
+    for lin in raw["lineage"]:
+        f = _factor(lin["analyte"], lin["unit"], f"timing.{lin['id']}")
+        lineages.append(
+            Lineage(
+                lin["id"],
+                lin["analyte"],
+                float(lin["significant_below"]) * f,
+                float(lin["severe_le"]) * f,
+                lin["source"],
+            )
+        )
+    td, gc = raw["transfusion_dependence"], raw["gcsf_response"]
+    fa = _factor("anc", "/uL", "timing.gcsf")
+    return TimingTable(
+        meta=_meta(raw, "timing.toml"),
+        phases=phases,
+        lineages=tuple(lineages),
+        duration_window=(int(raw["duration"]["window"][0]), int(raw["duration"]["window"][1])),
+        td_window_days=int(td["window_days"]),
+        td_min_transfusions=int(td["min_transfusions"]),
+        td_source=td["source"],
+        gcsf_window_days=int(gc["window_days"]),
+        gcsf_response_anc=float(gc["response_anc"]) * fa,
+        gcsf_biphasic_target_anc=float(gc["biphasic_target_anc"]) * fa,
+        gcsf_source=gc["source"],
+    )
+
+
+def all_tables() -> list[RuleMeta]:
+    """Headers of every rule table (validates them all on the way)."""
+    return [
+        ctcae("5.0").meta,
+        ctcae("6.0").meta,
+        icaht().meta,
+        hematotox().meta,
+        recovery_phenotype().meta,
+        timing().meta,
+    ]
