@@ -475,6 +475,39 @@ class Course(_Model):
         days = [lab.day for lab in self.labs if lab.day is not None]
         return max(days) if days else None
 
+    def as_of(self, day: int) -> Course:
+        """The course as it was known on ``day``: later labs and events left out.
+
+        Spans that started by ``day`` are kept with their recorded end (check ``active_on``);
+        death or follow-up after ``day`` are not yet known and are removed.
+        """
+        c = self.model_copy(deep=True)
+        c.labs = [lab for lab in c.labs if lab.day is not None and lab.day <= day]
+        kept: list[Any] = []
+        for e in c.events:
+            start = e.day if isinstance(e, Dated) else e.start_day
+            if start is not None and start <= day:
+                kept.append(e)
+        c.events = kept
+        if c.last_followup_day is not None and c.last_followup_day > day:
+            c.last_followup_day = None
+            c.last_followup_date = None
+        return c
+
+    @property
+    def last_data_day(self) -> int | None:
+        """The last day anything was recorded (lab, event start or end, follow-up)."""
+        days = [lab.day for lab in self.labs if lab.day is not None]
+        for e in self.events:
+            if isinstance(e, Dated):
+                if e.day is not None:
+                    days.append(e.day)
+            else:
+                days += [d for d in (e.start_day, e.end_day) if d is not None]
+        if self.last_followup_day is not None:
+            days.append(self.last_followup_day)
+        return max(days) if days else None
+
     def medications_with(self, cls: DrugClass) -> list[Medication]:
         return [m for m in self.events_of(Medication) if cls in m.classes]
 

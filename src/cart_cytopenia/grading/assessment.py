@@ -1,0 +1,436 @@
+"""Assessment of one course on one day: every grade, with what it was based on.
+
+``assess(course, day, settings)`` runs the cohort engine on the course as a cohort of one (the
+same code as ``cart-cytopenia grade``) and turns the arrays into a typed ``Assessment``. Each
+result is a grade, "normal", or "cannot grade" with the reason; results on windows still open on
+``day`` are marked provisional. ``based_on`` lists the data, rule tables and settings used.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cart_cytopenia import __version__
+from cart_cytopenia.domain.analytes import analyte
+from cart_cytopenia.domain.catalogues import resolve_drug
+from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
+from cart_cytopenia.domain.frames import course_to_frames
+from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
+from cart_cytopenia.grading.timing import phase_of_days
+from cart_cytopenia.rules import tables
+from cart_cytopenia.rules.settings import Settings
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class GradeStatus(StrEnum):
+    GRADED = "graded"
+    NORMAL = "normal"
+    CANNOT_GRADE = "cannot_grade"
+
+
+class GradeResult(_Out):
+    status: GradeStatus
+    grade: int | None = None
+    reason: str | None = None
+    provisional: bool = False
+    rule: str = Field(description="Rule table id and version the grade comes from.")
+
+    @classmethod
+    def of(
+        cls, grade: int, rule: str, reason: str | None = None, provisional: bool = False
+    ) -> GradeResult:
+        if grade < 0:
+            return cls(status=GradeStatus.CANNOT_GRADE, reason=reason or "no value", rule=rule)
+        status = GradeStatus.NORMAL if grade == 0 else GradeStatus.GRADED
+        return cls(status=status, grade=grade, provisional=provisional, rule=rule)
+
+    def label(self) -> str:
+        if self.status == GradeStatus.CANNOT_GRADE:
+            return f"cannot grade ({self.reason})"
+        text = "normal (grade 0)" if self.status == GradeStatus.NORMAL else f"grade {self.grade}"
+        return text + (" (provisional)" if self.provisional else "")
+
+
+class CtcaeItem(_Out):
+    analyte: str
+    term: str
+    unit: str
+    last_value: float | None
+    last_value_day: int | None
+    current: GradeResult
+    worst: GradeResult
+
+
+class EarlyIcahtResult(_Out):
+    result: GradeResult
+    window: tuple[int, int]
+    days_anc_le_500: int
+    days_anc_le_100: int
+    never_recovered: bool
+    unknown_days_in_runs: int
+
+
+class LateIcahtResult(_Out):
+    result: GradeResult
+    window_start: int
+    window_end: int
+    window_end_reason: str
+    anc_1: float | None
+    anc_2: float | None
+    n_values: int
+
+
+class HematotoxMarkerResult(_Out):
+    analyte: str
+    value: float | None
+    unit: str
+    day: int | None
+    points: int | None
+    band: str | None
+
+
+class HematotoxResult(_Out):
+    score: int | None
+    points_counted: int
+    max_score: int
+    risk: str | None = Field(description="'high', 'low', or None when it cannot be told")
+    markers: list[HematotoxMarkerResult]
+    missing: list[str]
+    warnings: list[str]
+    rule: str
+
+
+class PhenotypeResult(_Out):
+    phenotype: str | None
+    reason: str | None
+    first_recovery_day: int | None
+    second_dip_day: int | None
+    sustained_recovery_day: int | None
+    longest_severe_run_days: int
+    rule: str
+
+
+class TransfusionStatus(_Out):
+    product: str
+    in_window: int
+    window_days: int
+    dependent: bool
+    last_day: int | None
+
+
+class LineageStatus(_Out):
+    lineage: str
+    analyte: str
+    unit: str
+    last_value: float | None
+    last_value_day: int | None
+    ctcae_grade: int | None
+    significant: bool = Field(
+        description="Below the lineage's CTCAE grade-3 cut-point on the last value"
+    )
+    significant_below: float
+    phase: str | None = Field(
+        description="Phase of the current episode's day (early/prolonged/late)"
+    )
+    episode_start_day: int | None
+    nadir: float | None
+    nadir_day: int | None
+    days_significant_d0_60: int
+    days_severe_d0_60: int
+    transfusion: TransfusionStatus | None
+
+
+class GcsfStatus(_Out):
+    first_day: int | None
+    days_given: int
+    response: str | None
+    anc_at_start: float | None
+    active_on_day: bool
+
+
+class InflammationStatus(_Out):
+    crs_max_grade: int
+    icans_max_grade: int
+    crs_active: bool
+    icans_active: bool
+    crs_resolved_day: int | None
+
+
+class BasedOn(_Out):
+    software: str
+    as_of_day: int
+    retrospective: bool
+    n_labs: int
+    n_events: int
+    lab_days: tuple[int, int] | None
+    rule_tables: list[str]
+    settings: dict[str, Any]
+    settings_changed: dict[str, Any]
+    drugs_not_reasoned_about: list[str]
+
+
+class Assessment(_Out):
+    patient_id: str
+    day: int
+    phase: str | None
+    ctcae_version: str
+    ctcae: list[CtcaeItem]
+    lineages: list[LineageStatus]
+    early_icaht: EarlyIcahtResult
+    late_icaht: LateIcahtResult
+    hematotox: HematotoxResult
+    phenotype: PhenotypeResult
+    gcsf: GcsfStatus
+    inflammation: InflammationStatus
+    notes: list[str] = Field(description="What the data could not support, and other caveats")
+    based_on: BasedOn
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _d(x: int, missing: int = -1) -> int | None:
+    return None if int(x) <= missing else int(x)
+
+
+def default_day(course: Course) -> int:
+    d = course.last_data_day
+    return d if d is not None and d >= 0 else 0
+
+
+def assess(course: Course, day: int | None = None, settings: Settings | None = None) -> Assessment:
+    """Assess ``course`` as of ``day`` (default: the last day with data)."""
+    settings = settings or Settings()
+    as_of = default_day(course) if day is None else day
+    view = course.as_of(as_of)
+    frames = course_to_frames(view)
+    (chunk,) = list(iter_chunks(frames, settings, as_of=as_of))
+    return _to_assessment(view, chunk, as_of, settings, frames.labs.height)
+
+
+def _to_assessment(
+    course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int
+) -> Assessment:
+    ct = tables.ctcae(settings.ctcae_version)
+    it, ht, pt, tt = (
+        tables.icaht(),
+        tables.hematotox(),
+        tables.recovery_phenotype(),
+        tables.timing(),
+    )
+    notes: list[str] = []
+
+    ctcae_items = []
+    for a in ("anc", "platelets", "hb", "wbc", "alc"):
+        crit = ct.criteria[a]
+        lv = _f(c.last_value[a][0])
+        reason = "no value up to this day"
+        ctcae_items.append(
+            CtcaeItem(
+                analyte=a,
+                term=crit.term,
+                unit=analyte(a).canonical_unit.ucum,
+                last_value=lv,
+                last_value_day=_d(c.last_value_day[a][0]),
+                current=GradeResult.of(int(c.ctcae_last[a][0]), ct.meta.label, reason),
+                worst=GradeResult.of(int(c.ctcae_worst[a][0]), ct.meta.label, reason),
+            )
+        )
+
+    lineage_items = []
+    for lin in tt.lineages:
+        lt = c.lineages[lin.id]
+        lv = _f(c.last_value[lin.analyte][0])
+        product = {"neutrophils": None, "platelets": "platelets", "red_cells": "rbc"}[lin.id]
+        tx = None
+        if product:
+            b = c.transfusions[product]
+            tx = TransfusionStatus(
+                product=product,
+                in_window=int(b.in_window[0]),
+                window_days=tt.td_window_days,
+                dependent=bool(b.dependent[0]),
+                last_day=_d(b.last_day[0], -10_000),
+            )
+        episode = _d(lt.episode_start[0])
+        lineage_items.append(
+            LineageStatus(
+                lineage=lin.id,
+                analyte=lin.analyte,
+                unit=analyte(lin.analyte).canonical_unit.ucum,
+                last_value=lv,
+                last_value_day=_d(c.last_value_day[lin.analyte][0]),
+                ctcae_grade=_d(c.ctcae_last[lin.analyte][0]),
+                significant=lv is not None and lv < lin.significant_below,
+                significant_below=lin.significant_below,
+                phase=phase_of_days(np.array([day]), tt)[0] if episode is not None else None,
+                episode_start_day=episode,
+                nadir=_f(lt.nadir[0]),
+                nadir_day=_d(lt.nadir_day[0]),
+                days_significant_d0_60=int(lt.days_significant[0]),
+                days_severe_d0_60=int(lt.days_severe[0]),
+                transfusion=tx,
+            )
+        )
+        if lv is None:
+            notes.append(
+                f"No {analyte(lin.analyte).label.lower()} value up to day {day}: its status is unknown, not normal."
+            )
+        elif c.last_value_day[lin.analyte][0] < day - 7:
+            notes.append(
+                f"The last {analyte(lin.analyte).label.lower()} is from day {c.last_value_day[lin.analyte][0]}, "
+                f"{day - int(c.last_value_day[lin.analyte][0])} days before day {day}."
+            )
+
+    e = c.early
+    early = EarlyIcahtResult(
+        result=GradeResult.of(int(e.grade[0]), it.meta.label, e.reason[0], bool(e.provisional[0])),
+        window=it.early_window,
+        days_anc_le_500=int(e.days_le_500[0]),
+        days_anc_le_100=int(e.days_le_100[0]),
+        never_recovered=bool(e.never_recovered[0]),
+        unknown_days_in_runs=int(e.unknown_days[0]),
+    )
+    if e.unknown_days[0] > 0:
+        notes.append(
+            f"Early ICAHT: {int(e.unknown_days[0])} day(s) without an interpolable ANC lie inside a neutropenic "
+            "run; the run was joined across them (no recovery documented)."
+        )
+    if e.provisional[0]:
+        notes.append(f"Early ICAHT is provisional: the day 0-30 window is still open on day {day}.")
+    lt_ = c.late
+    late = LateIcahtResult(
+        result=GradeResult.of(
+            int(lt_.grade[0]), it.meta.label, lt_.reason[0], bool(lt_.provisional[0])
+        ),
+        window_start=it.late_window_start,
+        window_end=int(lt_.window_end[0]),
+        window_end_reason=str(lt_.window_end_reason[0]),
+        anc_1=_f(lt_.anc_1[0]),
+        anc_2=_f(lt_.anc_2[0]),
+        n_values=int(lt_.n_values[0]),
+    )
+
+    h = c.hematotox
+    markers = []
+    for m in ht.markers:
+        v = _f(h.values[m.analyte][0])
+        band = m.bands.band_of(v) if v is not None else None
+        markers.append(
+            HematotoxMarkerResult(
+                analyte=m.analyte,
+                value=v,
+                unit=analyte(m.analyte).canonical_unit.ucum,
+                day=_d(h.value_days[m.analyte][0], -10_000),
+                points=band.value if band else None,
+                band=band.text if band else None,
+            )
+        )
+    risk = {1: "high", 0: "low"}.get(int(h.high_risk[0]))
+    hematotox = HematotoxResult(
+        score=_d(h.score[0]),
+        points_counted=int(h.points_counted[0]),
+        max_score=ht.max_score,
+        risk=risk,
+        markers=markers,
+        missing=list(h.missing[0]),
+        warnings=list(h.warnings[0]),
+        rule=ht.meta.label,
+    )
+    if h.missing[0]:
+        if risk == "high":
+            notes.append(
+                "CAR-HEMATOTOX: baseline "
+                + ", ".join(h.missing[0])
+                + " missing; the points present already make the risk high."
+            )
+        else:
+            notes.append(
+                "CAR-HEMATOTOX cannot be completed: baseline "
+                + ", ".join(h.missing[0])
+                + " missing."
+            )
+
+    p = c.phenotype
+    phenotype = PhenotypeResult(
+        phenotype=p.phenotype[0],
+        reason=p.reason[0],
+        first_recovery_day=_d(p.first_recovery_day[0]),
+        second_dip_day=_d(p.second_dip_day[0]),
+        sustained_recovery_day=_d(p.sustained_recovery_day[0]),
+        longest_severe_run_days=int(p.longest_severe_run[0]),
+        rule=pt.meta.label,
+    )
+
+    g = c.gcsf
+    meds = course.events_of(Medication)
+    gcsf_active = any(m.active_on(day) for m in meds if "gcsf" in {k.value for k in m.classes})
+    gcsf = GcsfStatus(
+        first_day=_d(g.first_day[0]),
+        days_given=int(g.days_given[0]),
+        response=g.response[0],
+        anc_at_start=_f(g.anc_at_start[0]),
+        active_on_day=gcsf_active,
+    )
+
+    crs = course.events_of(CRS)
+    icans = course.events_of(ICANS)
+    crs_ends = [x.end_day for x in crs if x.end_day is not None and x.end_day <= day]
+    inflammation = InflammationStatus(
+        crs_max_grade=int(c.crs_max_grade[0]),
+        icans_max_grade=int(c.icans_max_grade[0]),
+        crs_active=any(x.active_on(day) for x in crs),
+        icans_active=any(x.active_on(day) for x in icans),
+        crs_resolved_day=max(crs_ends)
+        if crs_ends and not any(x.active_on(day) for x in crs)
+        else None,
+    )
+
+    unknown_drugs = sorted({m.drug for m in meds if resolve_drug(m.drug) is None})
+    if unknown_drugs:
+        notes.append(
+            "Not in the drug catalogue, so not reasoned about: " + ", ".join(unknown_drugs) + "."
+        )
+    lab_days = [lab.day for lab in course.labs if lab.day is not None]
+    if not lab_days:
+        notes.append("No laboratory values after infusion: nothing can be graded from counts.")
+    if course.patient.age_years is None and course.patient.birth_date is None:
+        notes.append("Age unknown: paediatric considerations cannot be decided.")
+
+    phase = tt.phase_of(day)
+    return Assessment(
+        patient_id=course.patient.id,
+        day=day,
+        phase=phase.id if phase else None,
+        ctcae_version=settings.ctcae_version,
+        ctcae=ctcae_items,
+        lineages=lineage_items,
+        early_icaht=early,
+        late_icaht=late,
+        hematotox=hematotox,
+        phenotype=phenotype,
+        gcsf=gcsf,
+        inflammation=inflammation,
+        notes=notes,
+        based_on=BasedOn(
+            software=f"cart-cytopenia {__version__}",
+            as_of_day=day,
+            retrospective=False,
+            n_labs=n_labs,
+            n_events=len(course.events),
+            lab_days=(min(lab_days), max(lab_days)) if lab_days else None,
+            rule_tables=[m.label for m in tables.all_tables()],
+            settings=settings.in_force(),
+            settings_changed=settings.changed_from_defaults(),
+            drugs_not_reasoned_about=unknown_drugs,
+        ),
+    )
