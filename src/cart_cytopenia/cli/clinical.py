@@ -1,0 +1,248 @@
+"""Clinical commands: ``assess`` (one course), ``grade`` (a cohort file), ``schema``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cart_cytopenia.domain.course import Course, parse_course
+from cart_cytopenia.errors import ParseError
+from cart_cytopenia.grading.assessment import Assessment, GradeResult, assess
+from cart_cytopenia.grading.engine import grade_cohort
+from cart_cytopenia.io.tables import read_cohort, write_table
+from cart_cytopenia.rules.settings import Settings, load_settings
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def load_course(path: Path) -> Course:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParseError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ParseError(f"{path} is not a UTF-8 text file (expected a course JSON)") from None
+    return parse_course(text, source=str(path))
+
+
+def _grade_text(r: GradeResult) -> str:
+    return r.label()
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
+    return f"{text} {unit}".strip()
+
+
+def render_assessment(a: Assessment, course: Course, console: Console) -> None:
+    p = course.patient
+    product = course.product.catalogue_entry()
+    prod = (
+        f"{product.id} ({product.target}, {product.costimulatory})"
+        if product
+        else course.product.name
+    )
+    age = f"{p.age_years:g} y" if p.age_years is not None else "age unknown"
+    console.rule(
+        f"[bold]Patient {a.patient_id}[/] — day {a.day} after CAR-T ({a.phase or 'before infusion'})"
+    )
+    console.print(
+        f"{p.disease.value}, {age}, {p.sex.value}; product {prod}; infusion {course.infusion_date} (day 0)"
+    )
+    if p.prior_hct:
+        console.print(
+            "Prior HCT: " + ", ".join(f"{h.kind.value} (day {h.day})" for h in p.prior_hct)
+        )
+
+    t = Table(title=f"Blood counts and CTCAE v{a.ctcae_version} grades", show_lines=False)
+    for col in ("Term", "Last value", "Day", "Current grade", "Worst since day 0"):
+        t.add_column(col)
+    for c in a.ctcae:
+        t.add_row(
+            c.term,
+            _fmt(c.last_value, c.unit),
+            str(c.last_value_day if c.last_value_day is not None else "—"),
+            _grade_text(c.current),
+            _grade_text(c.worst),
+        )
+    console.print(t)
+
+    e, lt = a.early_icaht, a.late_icaht
+    t = Table(title="EHA/EBMT ICAHT")
+    for col in ("", "Grade", "Basis"):
+        t.add_column(col)
+    t.add_row(
+        f"Early (day {e.window[0]}–{e.window[1]})",
+        _grade_text(e.result),
+        f"ANC ≤500/µL {e.days_anc_le_500} d, ≤100/µL {e.days_anc_le_100} d"
+        + ("; never recovered" if e.never_recovered else ""),
+    )
+    t.add_row(
+        f"Late (day {lt.window_start}–{lt.window_end}, to {lt.window_end_reason})",
+        _grade_text(lt.result),
+        f"lowest ANC {_fmt(lt.anc_1, '/µL')}, second {_fmt(lt.anc_2, '/µL')} ({lt.n_values} values)",
+    )
+    console.print(t)
+
+    h = a.hematotox
+    risk = {"high": "[red]HIGH risk[/]", "low": "[green]low risk[/]"}.get(
+        h.risk or "", "risk cannot be told"
+    )
+    score = (
+        f"{h.score}/{h.max_score}"
+        if h.score is not None
+        else f"incomplete ({h.points_counted} points counted)"
+    )
+    console.print(f"[bold]CAR-HEMATOTOX[/] (baseline): {score} — {risk}")
+    for m in h.markers:
+        console.print(
+            f"   {m.analyte:<10} {_fmt(m.value, m.unit):<16} day {m.day if m.day is not None else '—':<5} {m.points if m.points is not None else '—'} pt  {m.band or 'missing'}"
+        )
+    for w in h.warnings:
+        console.print(f"   [yellow]⚠ {w}[/]")
+
+    ph = a.phenotype
+    if ph.phenotype:
+        console.print(
+            f"[bold]Neutrophil recovery phenotype[/]: {ph.phenotype} (first recovery day {ph.first_recovery_day or '—'}, "
+            f"second dip day {ph.second_dip_day or '—'}, sustained recovery day {ph.sustained_recovery_day or '—'})"
+        )
+    else:
+        console.print(f"[bold]Neutrophil recovery phenotype[/]: not yet called — {ph.reason}")
+
+    t = Table(title="Cytopenias by lineage")
+    for col in (
+        "Lineage",
+        "Last",
+        "CTCAE",
+        "Phase (episode since)",
+        "Nadir (day)",
+        "Days <G3 cut d0–60",
+        "Transfusions",
+    ):
+        t.add_column(col)
+    for lin in a.lineages:
+        tx = "—"
+        if lin.transfusion:
+            tx = f"{lin.transfusion.in_window} in {lin.transfusion.window_days} d" + (
+                " [red]dependent[/]" if lin.transfusion.dependent else ""
+            )
+        phase = (
+            f"{lin.phase} (day {lin.episode_start_day})"
+            if lin.episode_start_day is not None
+            else ("not cytopenic" if lin.last_value is not None else "unknown")
+        )
+        t.add_row(
+            lin.lineage,
+            _fmt(lin.last_value, lin.unit),
+            str(lin.ctcae_grade if lin.ctcae_grade is not None else "—"),
+            phase,
+            f"{_fmt(lin.nadir, lin.unit)} ({lin.nadir_day if lin.nadir_day is not None else '—'})",
+            str(lin.days_significant_d0_60),
+            tx,
+        )
+    console.print(t)
+    g = a.gcsf
+    if g.first_day is not None:
+        console.print(
+            f"G-CSF: first day {g.first_day}, {g.days_given} days given, response: {g.response}"
+            + (" (on G-CSF today)" if g.active_on_day else "")
+        )
+    inf = a.inflammation
+    console.print(
+        f"CRS max grade {inf.crs_max_grade}{' (active)' if inf.crs_active else ''}; ICANS max grade {inf.icans_max_grade}{' (active)' if inf.icans_active else ''}"
+    )
+    if a.notes:
+        console.print("[bold]Notes[/]")
+        for n in a.notes:
+            console.print(f"  • {n}")
+    b = a.based_on
+    console.print(
+        f"[dim]Based on {b.n_labs} lab values (days {b.lab_days[0] if b.lab_days else '—'}–{b.lab_days[1] if b.lab_days else '—'}) and {b.n_events} events; "
+        f"rules: {', '.join(b.rule_tables)}; {b.software}.[/]"
+    )
+    changed = b.settings_changed
+    console.print(
+        "[dim]Settings in force: "
+        + ("review defaults" if not changed else ", ".join(f"{k}={v}" for k, v in changed.items()))
+        + "[/]"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="assess")
+    def assess_cmd(
+        course_file: Path = typer.Argument(
+            ..., metavar="COURSE.json", help="A course file (see docs/data-formats.md)."
+        ),
+        day: int | None = typer.Option(
+            None, "--day", help="Assess as of this day (default: last day with data)."
+        ),
+        fmt: OutputFormat = typer.Option(OutputFormat.TEXT, "--format", help="text or json"),
+        settings_file: Path | None = typer.Option(
+            None, "--settings", help="Institutional settings (TOML)."
+        ),
+    ) -> None:
+        """Grade one course as of a day: CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, phases."""
+        settings = load_settings(settings_file)
+        course = load_course(course_file)
+        result = assess(course, day, settings)
+        if fmt == OutputFormat.JSON:
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        else:
+            render_assessment(result, course, Console())
+
+    @app.command(name="grade")
+    def grade_cmd(
+        labs: Path = typer.Option(..., "--labs", help="Long-format labs (CSV or Parquet)."),
+        patients: Path = typer.Option(..., "--patients", help="Patient table (CSV or Parquet)."),
+        out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
+        events: Path | None = typer.Option(
+            None, "--events", help="Optional event table (CSV or Parquet)."
+        ),
+        as_of: int | None = typer.Option(
+            None, "--as-of", help="Grade as of this day (default: all data, retrospective)."
+        ),
+        settings_file: Path | None = typer.Option(
+            None, "--settings", help="Institutional settings (TOML)."
+        ),
+    ) -> None:
+        """Grade many patients at once (same grading code as assess); one row per patient."""
+        settings = load_settings(settings_file)
+        t0 = time.perf_counter()
+        frames = read_cohort(labs, patients, events)
+        table = grade_cohort(frames, settings, as_of=as_of)
+        write_table(table, out)
+        dt = time.perf_counter() - t0
+        typer.echo(
+            f"graded {table.height} patients ({frames.labs.height} lab values) in {dt:.1f} s -> {out}",
+            err=True,
+        )
+
+    schema_app = typer.Typer(
+        help="Publish JSON Schemas of the input documents.", no_args_is_help=True
+    )
+
+    @schema_app.command(name="patient")
+    def schema_patient() -> None:
+        """JSON Schema of a patient course file (COURSE.json)."""
+        sys.stdout.write(json.dumps(Course.model_json_schema(), indent=2) + "\n")
+
+    @schema_app.command(name="settings")
+    def schema_settings() -> None:
+        """JSON Schema of the institutional settings (TOML)."""
+        sys.stdout.write(json.dumps(Settings.model_json_schema(), indent=2) + "\n")
+
+    app.add_typer(schema_app, name="schema")
