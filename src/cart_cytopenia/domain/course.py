@@ -422,6 +422,9 @@ class Course(_Model):
     """Everything cart-cytopenia reasons about for one patient after one CAR-T infusion."""
 
     schema_version: str = SCHEMA_VERSION
+    description: str | None = Field(
+        default=None, description="Free text about where the course comes from (no identifiers)."
+    )
     patient: Patient
     product: ProductRef
     lymphodepletion: Lymphodepletion | None = None

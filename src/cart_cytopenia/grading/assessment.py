@@ -428,7 +428,8 @@ def _to_assessment(
             n_labs=n_labs,
             n_events=len(course.events),
             lab_days=(min(lab_days), max(lab_days)) if lab_days else None,
-            rule_tables=[m.label for m in tables.all_tables()],
+            rule_tables=[m.label for m in tables.all_tables() if not m.id.startswith("ctcae")]
+            + [ct.meta.label],
             settings=settings.in_force(),
             settings_changed=settings.changed_from_defaults(),
             drugs_not_reasoned_about=unknown_drugs,
