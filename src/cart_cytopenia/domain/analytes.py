@@ -52,7 +52,9 @@ class Analyte:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}" if abs(x) < 1e6 else f"{x:.3g}"
+    if x != 0 and (abs(x) >= 1e9 or abs(x) < 1e-3):
+        return f"{x:.3g}"
+    return f"{x:,.0f}" if abs(x) >= 10_000 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,14 @@ def resolve_analyte(name: str) -> Analyte:
     return found
 
 
+RARELY_REPORTED = frozenset({"/L", "10*6/uL", "10*12/L"})
+
+
 def likely_mixups(a: Analyte, value: float, unit: Unit) -> list[Unit]:
-    """Units in which ``value`` would be plausible for ``a`` (other than ``unit``)."""
+    """Units commonly reported in which ``value`` would be plausible for ``a`` (other than ``unit``)."""
     out = []
     for alt in a.units:
-        if alt == unit:
+        if alt == unit or (alt.ucum in RARELY_REPORTED and alt != a.canonical_unit):
             continue
         converted = value * a.factor_from(alt)
         if a.is_plausible(converted):

@@ -208,7 +208,8 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
             "code": [a.code for a, _ in resolved.values()],
             "lo": [a.plausible_low for a, _ in resolved.values()],
             "hi": [a.plausible_high for a, _ in resolved.values()],
-        }
+        },
+        schema={"code": pl.String, "lo": pl.Float64, "hi": pl.Float64},
     ).unique("code")
     df = df.join(ranges, on="code", how="left")
     implausible = df.filter(

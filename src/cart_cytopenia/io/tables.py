@@ -18,11 +18,13 @@ from typing import Any
 
 import polars as pl
 
+from cart_cytopenia.domain.course import Course
 from cart_cytopenia.domain.frames import (
     EVENT_SCHEMA,
     PATIENT_SCHEMA,
     CohortFrames,
     conform,
+    course_to_frames,
     empty_events,
     normalise_labs,
 )
@@ -296,3 +298,39 @@ def write_table(df: pl.DataFrame, path: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return p
+
+
+def courses_to_tables(courses: list[Course]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Courses as the long-format PATIENTS, LABS (original values and units) and EVENTS tables."""
+    pats, labs, events = [], [], []
+    for c in courses:
+        frames = course_to_frames(c)
+        row = frames.patients.row(0, named=True)
+        row["infusion_date"] = c.infusion_date
+        pats.append(row)
+        for lab in [*c.baseline_labs, *c.labs]:
+            labs.append(
+                {
+                    "patient_id": c.patient.id,
+                    "day": lab.day,
+                    "analyte": lab.analyte_code,
+                    "value": lab.value,
+                    "unit": lab.unit,
+                }
+            )
+        events.append(frames.events)
+    patients = pl.DataFrame(pats).select(
+        "patient_id", "infusion_date", *[k for k in PATIENT_SCHEMA if k != "patient_id"]
+    )
+    lab_df = pl.DataFrame(
+        labs,
+        schema={
+            "patient_id": pl.String,
+            "day": pl.Int32,
+            "analyte": pl.String,
+            "value": pl.Float64,
+            "unit": pl.String,
+        },
+    )
+    ev = pl.concat(events) if events else empty_events()
+    return patients, lab_df, ev
