@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+LINT_PATHS := $(wildcard src tests benchmarks scripts)
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 importlint: setup
 	$(BIN)/lint-imports
