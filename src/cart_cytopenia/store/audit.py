@@ -1,0 +1,67 @@
+"""The audit log: every read and write of patient data, who did it, when, through what.
+
+Entries name records by internal id (course 12, observation 345), never by content, so the
+audit log itself holds no clinical values. Application logs hold no patient data at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cart_cytopenia.store.models import AuditEvent
+
+ACTIONS = ("read", "create", "update", "delete", "login", "logout", "login-failed", "export")
+
+
+def record(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    resource: str,
+    user_id: int | None = None,
+    resource_id: str | int | None = None,
+    patient_id: int | None = None,
+    channel: str = "web",
+    client: str | None = None,
+    outcome: str = "ok",
+    detail: str | None = None,
+) -> AuditEvent:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    ev = AuditEvent(
+        user_id=user_id,
+        username=username[:64],
+        action=action,
+        resource=resource[:64],
+        resource_id=None if resource_id is None else str(resource_id)[:64],
+        patient_id=patient_id,
+        channel=channel[:16],
+        client=(client or "")[:64] or None,
+        outcome=outcome[:16],
+        detail=(detail or "")[:255] or None,
+    )
+    session.add(ev)
+    session.flush()
+    return ev
+
+
+def entries(
+    session: Session,
+    *,
+    limit: int = 200,
+    patient_id: int | None = None,
+    username: str | None = None,
+    since: dt.datetime | None = None,
+) -> list[AuditEvent]:
+    stmt = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    if patient_id is not None:
+        stmt = stmt.where(AuditEvent.patient_id == patient_id)
+    if username is not None:
+        stmt = stmt.where(AuditEvent.username == username)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    return list(session.scalars(stmt))

@@ -1,0 +1,1 @@
+"""Alembic migrations of the patient store (run with ``cart-cytopenia db upgrade``)."""
