@@ -49,6 +49,7 @@ class Drug:
     aliases: tuple[str, ...]
     classes: frozenset[DrugClass]
     alternative: str | None = None
+    rxnorm: tuple[str, ...] = ()
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -96,6 +97,7 @@ def drugs() -> dict[str, Drug]:
             aliases=tuple(a.lower() for a in d.get("aliases", [])),
             classes=classes,
             alternative=d.get("alternative"),
+            rxnorm=tuple(d.get("rxnorm", [])),
         )
     return out
 
@@ -107,6 +109,15 @@ def _drug_lookup() -> dict[str, Drug]:
         for key in (d.id, *d.aliases):
             table[key.lower()] = d
     return table
+
+
+def drug_by_rxnorm(rxcui: str) -> Drug | None:
+    """The catalogue drug whose RxNorm ingredient RXCUI is ``rxcui``, or None."""
+    code = rxcui.strip()
+    for d in drugs().values():
+        if code in d.rxnorm:
+            return d
+    return None
 
 
 def resolve_drug(name: str) -> Drug | None:
