@@ -1,0 +1,100 @@
+"""Cohort commands: ``cohort generate`` (synthetic cohorts and courses), ``cohort report``
+(HTML report with figures and CSV tables) and ``cohort omop`` (grade an OMOP CDM extract)."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cart_cytopenia.cohort import synthetic
+
+
+class FileFormat(StrEnum):
+    PARQUET = "parquet"
+    CSV = "csv"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    cohort_app = typer.Typer(
+        help="Cohorts: synthetic cohorts, cohort reports, OMOP CDM extracts.", no_args_is_help=True
+    )
+
+    @cohort_app.command(name="generate")
+    def generate_cmd(
+        patients: int = typer.Option(..., "--patients", min=1, help="Number of patients."),
+        seed: int = typer.Option(1, "--seed", help="Random seed (same seed and size: same cohort)."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Directory for patients, labs and events tables."
+        ),
+        fmt: FileFormat = typer.Option(FileFormat.PARQUET, "--format", help="parquet or csv"),
+        lab_dates: bool = typer.Option(
+            False, "--dates", help="Write calendar dates (date, start_date ...) instead of days."
+        ),
+        courses: Path | None = typer.Option(
+            None,
+            "--courses",
+            help="Also (or instead) write full course JSON files (domain Course) to this directory.",
+        ),
+        n_courses: int | None = typer.Option(
+            None,
+            "--n-courses",
+            min=1,
+            help="How many course files (default: --patients without --out, else 6).",
+        ),
+    ) -> None:
+        """Make a synthetic, calibrated CAR-T cohort (see docs/cohort.md)."""
+        if out is None and courses is None:
+            raise typer.BadParameter("give --out DIR (cohort tables) and/or --courses DIR")
+        console = Console(stderr=True)
+        if out is not None:
+            t0 = time.perf_counter()
+            with _progress(console) as bar:
+                task = bar.add_task("generating", total=patients)
+                files = synthetic.write_cohort(
+                    out,
+                    patients,
+                    seed,
+                    fmt=fmt.value,
+                    lab_dates=lab_dates,
+                    progress=lambda done, total: bar.update(task, completed=done),
+                )
+            console.print(
+                f"{files.n_patients:,} patients, {files.n_labs:,} lab values, "
+                f"{files.n_events:,} events in {time.perf_counter() - t0:.1f} s -> {files.directory}"
+            )
+            console.print(
+                f"grade them: cart-cytopenia grade --patients {files.patients} --labs {files.labs} "
+                f"--events {files.events} --out grades.parquet"
+            )
+        if courses is not None:
+            k = n_courses or (patients if out is None else 6)
+            docs = synthetic.generate_courses(k, seed)
+            courses.mkdir(parents=True, exist_ok=True)
+            for c in docs:
+                path = courses / f"{c.patient.id}.json"
+                tmp = path.with_name(f".{path.name}.partial")
+                tmp.write_text(
+                    json.dumps(c.model_dump(mode="json", exclude_none=True), indent=2) + "\n",
+                    encoding="utf-8",
+                )
+                tmp.replace(path)
+            console.print(f"{len(docs)} course files -> {courses}")
+
+    app.add_typer(cohort_app, name="cohort")
