@@ -73,28 +73,31 @@ def build_grid(
 
 
 def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
-    """Linear interpolation across runs of at most ``max_gap`` missing days between two values."""
+    """Linear interpolation across runs of at most ``max_gap`` missing days between two values.
+
+    Works on the observed cells only (sorted by patient, then day, as ``np.nonzero`` returns
+    them), so the cost grows with the number of values, not with patients x days.
+    """
     v = grid.values
-    _n, d = v.shape
-    if d == 0 or max_gap <= 0:
+    if v.shape[1] == 0 or max_gap <= 0:
         return grid
-    obs = ~np.isnan(v)
-    idx = np.arange(d)
-    prev_idx = np.where(obs, idx, -1)
-    np.maximum.accumulate(prev_idx, axis=1, out=prev_idx)
-    next_idx = np.where(obs, idx, d)
-    next_idx = np.minimum.accumulate(next_idx[:, ::-1], axis=1)[:, ::-1]
-    gap = next_idx - prev_idx - 1
-    fill = (~obs) & (prev_idx >= 0) & (next_idx < d) & (gap <= max_gap)
-    if not fill.any():
+    rows, cols = np.nonzero(~np.isnan(v))
+    if rows.size < 2:
         return grid
-    rows = np.nonzero(fill)
-    p = prev_idx[rows]
-    q = next_idx[rows]
-    vp = v[rows[0], p]
-    vq = v[rows[0], q]
+    same = rows[1:] == rows[:-1]
+    gap = cols[1:] - cols[:-1] - 1
+    ok = same & (gap >= 1) & (gap <= max_gap)
+    if not ok.any():
+        return grid
+    r = rows[:-1][ok]
+    c0 = cols[:-1][ok]
+    g = gap[ok]
+    v0 = v[r, c0]
+    v1 = v[r, c0 + g + 1]
+    k = np.repeat(np.arange(g.size), g)
+    step = np.arange(k.size) - np.repeat(np.cumsum(g) - g, g) + 1  # 1..gap within each pair
     out = v.copy()
-    out[rows] = vp + (vq - vp) * (rows[1] - p) / (q - p)
+    out[r[k], c0[k] + step] = v0[k] + (v1[k] - v0[k]) * step / (g[k] + 1)
     return DailyGrid(grid.first_day, out)
 
 
@@ -173,7 +176,10 @@ def scan_runs(
         in_run[mask] = False
 
     start_col = max(0, start_day - grid.first_day)
-    for c in range(start_col, grid.n_days):
+    stop_col = grid.n_days
+    if end_day is not None and end_day.size:
+        stop_col = int(min(grid.n_days, max(0, int(end_day.max()) - grid.first_day + 1)))
+    for c in range(start_col, stop_col):
         day = grid.first_day + c
         x = grid.values[:, c]
         active = np.ones(n, bool) if end_day is None else day <= end_day

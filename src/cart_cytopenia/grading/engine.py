@@ -37,7 +37,8 @@ from cart_cytopenia.rules.settings import Settings
 
 I32 = NDArray[np.int32]
 NO_DAY = icaht.NO_DAY
-GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")
+GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows passed to chunks
+DENSE_ANALYTES = ("anc", "platelets", "hb")  # need daily grids (runs, interpolation, phases)
 LINEAGE_GRID = {"neutrophils": "anc", "platelets": "platelets", "red_cells": "hb"}
 MAX_GRID_DAY = 730
 DEFAULT_CHUNK = 20_000
@@ -146,6 +147,11 @@ def iter_chunks(
     )
     if as_of is not None:
         grid_labs = grid_labs.filter(pl.col("day") <= as_of)
+    # CAR-HEMATOTOX only reads values before infusion
+    baseline_labs = labs.filter(
+        (pl.col("day") < 0)
+        & pl.col("analyte").is_in([m.analyte for m in tables.hematotox().markers])
+    )
     day_max = grid_labs["day"].max() if grid_labs.height else 0
     max_day = int(day_max) if isinstance(day_max, int) else 0
     last_day = max(min(max_day, MAX_GRID_DAY), icaht_table().late_window_end, 100)
@@ -161,7 +167,7 @@ def iter_chunks(
         a0, a1 = np.searchsorted(g_idx, [lo, hi])
         yield _grade_chunk(
             patients.slice(lo, hi - lo),
-            labs,
+            baseline_labs,
             frames.events,
             (g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
             last_day,
@@ -192,11 +198,16 @@ def _grade_chunk(
     ids = patients["patient_id"].to_list()
     ridx, rday, ra, rv = grid_rows
     grids: dict[str, DailyGrid] = {}
+    sparse_min: dict[str, NDArray[np.float64]] = {}
+    sparse_last: dict[str, tuple[NDArray[np.float64], I32]] = {}
     for code, name in enumerate(GRID_ANALYTES):
-        vals = np.full((n, last_day + 1), np.nan)
-        m = (ra == code) & (rday <= last_day)
-        np.fmin.at(vals, (ridx[m], rday[m].astype(np.int64)), rv[m])
-        grids[name] = DailyGrid(0, vals)
+        m = (ra == code) & (rday <= (last_day if as_of_day is None else min(last_day, as_of_day)))
+        if name in DENSE_ANALYTES:
+            vals = np.full((n, last_day + 1), np.nan)
+            np.fmin.at(vals, (ridx[m], rday[m].astype(np.int64)), rv[m])
+            grids[name] = DailyGrid(0, vals)
+        else:
+            sparse_min[name], sparse_last[name] = _sparse_min_last(n, ridx[m], rday[m], rv[m])
 
     death = _day_array(patients, "death_day")
     if as_of_day is None:
@@ -211,13 +222,15 @@ def _grade_chunk(
         if events.height
         else events
     )
-    chunk_labs = labs.join(index.select("patient_id"), on="patient_id", how="semi")
+    chunk_labs = labs.join(
+        index.select("patient_id"), on="patient_id", how="semi"
+    )  # baseline rows only
 
     icaht_t = tables.icaht()
     conv = icaht.effective_conventions(icaht_t, settings.icaht)
     anc = grids["anc"]
     anc_interp = interpolate(anc, conv.max_interpolation_gap_days)
-    early = icaht.grade_early(anc, as_of, complete, icaht_t, settings.icaht)
+    early = icaht.grade_early(anc, as_of, complete, icaht_t, settings.icaht, anc_interp)
     late = icaht.grade_late(
         anc,
         icaht_t,
@@ -245,8 +258,19 @@ def _grade_chunk(
     worst, last_grade, last_val, last_val_day = {}, {}, {}, {}
     days = np.arange(0, last_day + 1)
     for a in GRID_ANALYTES:
+        if a not in grids:
+            hb_sex = None
+            worst[a] = ctcae.grade_values(sparse_min[a], a, ct, settings.reference_ranges, hb_sex)
+            lv, lday = sparse_last[a]
+            last_val[a], last_val_day[a] = lv, lday
+            last_grade[a] = ctcae.grade_values(lv, a, ct, settings.reference_ranges, hb_sex)
+            continue
         g = grids[a]
-        usable = np.where(days[None, :] <= as_of[:, None], g.values, np.nan)
+        usable = (
+            g.values
+            if int(as_of.min()) >= last_day
+            else np.where(days[None, :] <= as_of[:, None], g.values, np.nan)
+        )
         with np.errstate(all="ignore"):
             mins = np.where(
                 np.isnan(usable).all(axis=1),
@@ -269,9 +293,8 @@ def _grade_chunk(
     lineages = {}
     for lin_id, a in LINEAGE_GRID.items():
         g = grids[a]
-        lineages[lin_id] = timing.lineage_timing(
-            g, interpolate(g, conv.max_interpolation_gap_days), tt.lineage(lin_id), as_of, tt
-        )
+        gi = anc_interp if a == "anc" else interpolate(g, conv.max_interpolation_gap_days)
+        lineages[lin_id] = timing.lineage_timing(g, gi, tt.lineage(lin_id), as_of, tt)
 
     ev_last = np.full(n, -1, np.int64)
     if chunk_events.height:
@@ -315,6 +338,22 @@ def _grade_chunk(
         last_anc_day=last_anc,
         sex=sex,
     )
+
+
+def _sparse_min_last(
+    n: int, idx: NDArray[np.int64], day: NDArray[np.int32], value: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], tuple[NDArray[np.float64], I32]]:
+    """Per patient: the lowest value, and the lowest value of the last day with one (and that day)."""
+    lowest = np.full(n, np.inf)
+    np.minimum.at(lowest, idx, value)
+    last_day = np.full(n, -1, np.int64)
+    np.maximum.at(last_day, idx, day.astype(np.int64))
+    on_last = day == last_day[idx]
+    last_val = np.full(n, np.inf)
+    np.minimum.at(last_val, idx[on_last], value[on_last])
+    lowest[np.isinf(lowest)] = np.nan
+    last_val[np.isinf(last_val)] = np.nan
+    return lowest, (last_val, np.where(last_day >= 0, last_day, -1).astype(np.int32))
 
 
 def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:

@@ -80,6 +80,7 @@ def grade_early(
     complete: B,
     table: IcahtTable,
     settings: IcahtSettings,
+    interp: DailyGrid | None = None,
 ) -> EarlyIcaht:
     """Early ICAHT for each patient from the raw daily-minimum ANC grid.
 

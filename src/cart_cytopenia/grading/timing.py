@@ -44,11 +44,22 @@ def lineage_timing(
     raw: DailyGrid, interp: DailyGrid, lineage: Lineage, as_of: I32, table: TimingTable
 ) -> LineageTiming:
     n = raw.values.shape[0]
-    days = raw.days()
-    usable = (days[None, :] >= 0) & (days[None, :] <= as_of[:, None])
-    v = np.where(usable, raw.values, np.nan)
-    has = ~np.isnan(v).all(axis=1) if v.shape[1] else np.zeros(n, bool)
-    safe = np.where(np.isnan(v), np.inf, v)
+    # only the days up to the latest assessment day matter; mask per patient only when needed
+    hi = (
+        raw.n_days
+        if not as_of.size
+        else int(min(raw.n_days, max(0, int(as_of.max()) - raw.first_day + 1)))
+    )
+    days = raw.days()[:hi]
+    v = raw.values[:, :hi]
+    iv = interp.values[:, :hi]
+    if hi and int(as_of.min()) < int(days[-1]):
+        late = days[None, :] > as_of[:, None]
+        v = np.where(late, np.nan, v)
+        iv = np.where(late, np.nan, iv)
+    obs = ~np.isnan(v)
+    has = obs.any(axis=1) if v.shape[1] else np.zeros(n, bool)
+    safe = np.where(obs, v, np.inf)
     col = np.argmin(safe, axis=1) if v.shape[1] else np.zeros(n, np.int64)
     nadir = np.where(has, safe[np.arange(n), col] if v.shape[1] else np.nan, np.nan)
     nadir_day = np.where(has, days[col] if v.shape[1] else -1, -1).astype(np.int32)
@@ -64,11 +75,9 @@ def lineage_timing(
     latest_phase[~any_sig] = None
 
     # current episode: the stretch of significant cytopenia (interpolated) containing the last value
-    iv = np.where(usable, interp.values, np.nan)
     with np.errstate(invalid="ignore"):
         isig = iv < lineage.significant_below
         not_sig = iv >= lineage.significant_below
-    obs = ~np.isnan(v)
     last_obs_col = (
         v.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1) if v.shape[1] else np.zeros(n, np.int64)
     )

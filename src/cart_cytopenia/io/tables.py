@@ -57,8 +57,29 @@ def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
 
 def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str) -> pl.DataFrame:
     """Cast a text column, reporting the rows that do not parse."""
-    if df.schema[col] == dtype:
+    source = df.schema[col]
+    if source == dtype:
         return df
+    if source.is_numeric() and dtype.is_numeric():
+        if dtype.is_integer() and source.is_float():
+            frac = df.filter(pl.col(col).is_not_null() & (pl.col(col) % 1 != 0))
+            if frac.height:
+                r = frac.row(0, named=True)
+                raise SchemaError(
+                    f"{path}: {frac.height} row(s) with a fractional {col}; nothing was loaded",
+                    [
+                        Problem(
+                            f"'{r[col]}' is not {what}",
+                            Location(
+                                patient_id=r.get("patient_id"),
+                                row=r.get("row"),
+                                field=col,
+                                source=str(path),
+                            ),
+                        )
+                    ],
+                )
+        return df.with_columns(pl.col(col).cast(dtype))
     if dtype == pl.Date:
         casted = pl.col(col).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
     else:
