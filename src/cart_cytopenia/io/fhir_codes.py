@@ -1,0 +1,269 @@
+"""The FHIR codes cart-cytopenia writes and recognises (``io/data/fhir_codes.toml``).
+
+One data file holds every mapping: code system URIs, the project's own code system (concepts
+without a standard code, e.g. CAR-T infusion as day 0, exported grades), external codes that are
+recognised for each concept (ICD-10-CM, CPT, SNOMED CT, with a ``verified`` flag), text patterns
+used when no recognised code is present, diseases, infection categories and the vital-sign LOINC
+codes. ``project_code_system()`` renders the project concepts as a FHIR CodeSystem resource.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from cart_cytopenia.errors import RuleTableError
+
+DATA_FILE = "data/fhir_codes.toml"
+
+
+@dataclass(frozen=True)
+class CodeMatch:
+    """External codes recognised for a concept: exact codes, prefixes, or codes with a grade."""
+
+    system: str  # URI
+    codes: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    exclude_prefixes: tuple[str, ...] = ()
+    graded: dict[str, int] = field(default_factory=dict)
+    verified: bool = False
+
+    def matches(self, system: str | None, code: str | None) -> bool:
+        if system != self.system or not code:
+            return False
+        c = code.strip().upper()
+        if c in self.codes or c in self.graded:
+            return True
+        if any(c.startswith(p) for p in self.exclude_prefixes):
+            return False
+        return any(c.startswith(p) for p in self.prefixes)
+
+    def grade_of(self, code: str) -> int | None:
+        """The grade a graded code stands for (0 = grade not specified), or None."""
+        return self.graded.get(code.strip().upper())
+
+
+@dataclass(frozen=True)
+class Concept:
+    code: str
+    display: str
+    definition: str
+    kind: str
+    matches: tuple[CodeMatch, ...] = ()
+    text: tuple[re.Pattern[str], ...] = ()
+    meddra: str | None = None
+
+    def matches_text(self, text: str) -> bool:
+        return any(p.search(text) for p in self.text)
+
+
+@dataclass(frozen=True)
+class DiseaseCodes:
+    disease: str
+    icd10_prefixes: tuple[str, ...]
+    icd10_export: str | None
+    snomed: frozenset[str]
+    text: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class FindingCodes:
+    finding: str
+    icd10_prefixes: tuple[str, ...]
+    snomed: frozenset[str]
+    text: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class FhirCodes:
+    version: str
+    source: str
+    project_system: str
+    guidance_system: str
+    extension_base: str
+    systems: dict[str, str]
+    concepts: dict[str, Concept]
+    values: dict[str, str]  # project value code -> display
+    diseases: tuple[DiseaseCodes, ...]
+    findings: tuple[FindingCodes, ...]
+    infection_ranges: tuple[tuple[str, str, str], ...]
+    infection_snomed: dict[str, str]
+    infection_text: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
+    severity_snomed: dict[str, str]
+    body_temperature: frozenset[str]
+    body_weight: frozenset[str]
+    fever_threshold_c: float
+    ld_window_days: int
+    ld_agents: dict[str, str]
+    ld_regimens: dict[str, str]
+
+    def system(self, name: str) -> str:
+        return self.systems[name]
+
+    def concept(self, code: str) -> Concept:
+        return self.concepts[code]
+
+    def extension(self, name: str) -> str:
+        return self.extension_base + name
+
+    def infection_category_of_icd(self, code: str) -> str | None:
+        """Infection category of an ICD-10(-CM) code from the configured ranges."""
+        c = code.strip().upper().replace(".", "")
+        if len(c) < 3:
+            return None
+        head = c[:3]
+        for lo, hi, cat in self.infection_ranges:
+            if lo <= head <= hi:
+                return cat
+        return None
+
+
+def _patterns(raw: list[str], where: str) -> tuple[re.Pattern[str], ...]:
+    out = []
+    for t in raw:
+        try:
+            out.append(re.compile(t, re.IGNORECASE))
+        except re.error as exc:
+            raise RuleTableError(f"{DATA_FILE}: {where}: invalid pattern {t!r}: {exc}") from exc
+    return tuple(out)
+
+
+@cache
+def codes() -> FhirCodes:
+    """Load and check the FHIR code mappings shipped with the package."""
+    text = resources.files("cart_cytopenia.io").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    raw: dict[str, Any] = tomllib.loads(text)
+    systems: dict[str, str] = dict(raw["systems"])
+    concepts: dict[str, Concept] = {}
+    for c in raw["concept"]:
+        matches = []
+        for m in c.get("match", []):
+            if m["system"] not in systems:
+                raise RuleTableError(
+                    f"{DATA_FILE}: concept {c['code']}: unknown system {m['system']}"
+                )
+            matches.append(
+                CodeMatch(
+                    system=systems[m["system"]],
+                    codes=frozenset(x.upper() for x in m.get("codes", [])),
+                    prefixes=tuple(x.upper() for x in m.get("prefixes", [])),
+                    exclude_prefixes=tuple(x.upper() for x in m.get("exclude_prefixes", [])),
+                    graded={k.upper(): int(v) for k, v in m.get("graded", {}).items()},
+                    verified=bool(m.get("verified", False)),
+                )
+            )
+        if c["code"] in concepts:
+            raise RuleTableError(f"{DATA_FILE}: concept {c['code']} defined twice")
+        concepts[c["code"]] = Concept(
+            code=c["code"],
+            display=c["display"],
+            definition=c["definition"],
+            kind=c["kind"],
+            matches=tuple(matches),
+            text=_patterns(c.get("text", []), f"concept {c['code']}"),
+            meddra=c.get("meddra"),
+        )
+    values: dict[str, str] = {}
+    for v in raw.get("value", []):
+        for item in v["values"]:
+            code = v["prefix"] + item
+            if code in concepts or code in values:
+                raise RuleTableError(f"{DATA_FILE}: value code {code} clashes with another code")
+            values[code] = v["display"].format(v=item)
+    diseases = tuple(
+        DiseaseCodes(
+            disease=d["disease"],
+            icd10_prefixes=tuple(x.upper() for x in d.get("icd10_prefixes", [])),
+            icd10_export=d.get("icd10_export"),
+            snomed=frozenset(d.get("snomed", [])),
+            text=_patterns(d.get("text", []), f"disease {d['disease']}"),
+        )
+        for d in raw["disease"]
+    )
+    findings = tuple(
+        FindingCodes(
+            finding=f["finding"],
+            icd10_prefixes=tuple(x.upper() for x in f.get("icd10_prefixes", [])),
+            snomed=frozenset(f.get("snomed", [])),
+            text=_patterns(f.get("text", []), f"finding {f['finding']}"),
+        )
+        for f in raw.get("finding", [])
+    )
+    vitals = raw["vitals"]
+    ld = raw["lymphodepletion"]
+    meta = raw["meta"]
+    return FhirCodes(
+        version=meta["version"],
+        source=meta["source"],
+        project_system=meta["project_system"],
+        guidance_system=meta["guidance_system"],
+        extension_base=meta["extension_base"],
+        systems=systems,
+        concepts=concepts,
+        values=values,
+        diseases=diseases,
+        findings=findings,
+        infection_ranges=tuple(
+            (r["from"].upper(), r["to"].upper(), r["category"]) for r in raw["infection_category"]
+        ),
+        infection_snomed=dict(raw["infection_snomed"]),
+        infection_text=tuple(
+            (t["category"], _patterns(t["text"], f"infection_text {t['category']}"))
+            for t in raw["infection_text"]
+        ),
+        severity_snomed=dict(raw["severity_snomed"]),
+        body_temperature=frozenset(vitals["body_temperature"]),
+        body_weight=frozenset(vitals["body_weight"]),
+        fever_threshold_c=float(vitals["fever_threshold_c"]),
+        ld_window_days=int(ld["window_days"]),
+        ld_agents=dict(ld["agents"]),
+        ld_regimens=dict(ld["regimens"]),
+    )
+
+
+def project_display(code: str) -> str:
+    """Display text of a project code (concept or value code)."""
+    c = codes()
+    if code in c.concepts:
+        return c.concepts[code].display
+    if code in c.values:
+        return c.values[code]
+    raise KeyError(f"{code!r} is not a code of {c.project_system}")
+
+
+def project_coding(code: str) -> dict[str, str]:
+    """A FHIR Coding of the project code system (KeyError for a code it does not define)."""
+    return {"system": codes().project_system, "code": code, "display": project_display(code)}
+
+
+def project_code_system() -> dict[str, Any]:
+    """The project code system as a FHIR R4 CodeSystem resource (JSON)."""
+    c = codes()
+    concepts: list[dict[str, Any]] = [
+        {"code": k.code, "display": k.display, "definition": k.definition}
+        for k in c.concepts.values()
+    ]
+    concepts += [{"code": k, "display": v} for k, v in c.values.items()]
+    return {
+        "resourceType": "CodeSystem",
+        "id": "cart-cytopenia",
+        "url": c.project_system,
+        "version": c.version,
+        "name": "CartCytopenia",
+        "title": "cart-cytopenia concepts",
+        "status": "active",
+        "experimental": False,
+        "publisher": "cart-cytopenia developers",
+        "description": (
+            "Concepts of the cart-cytopenia course model and its exported grades that have no "
+            "standard code (see docs/interoperability.md)."
+        ),
+        "caseSensitive": True,
+        "content": "complete",
+        "count": len(concepts),
+        "concept": concepts,
+    }
