@@ -356,10 +356,10 @@ def generate_block(
 
     # ---- 3. haematotoxicity: phenotype, depth and duration of neutropenia
     sev = sv("severity") + 0.25 * rng.normal(0, 1, n) + 0.15 * z_r
-    p_aplastic = _logistic(-4.8 + 1.35 * score + 1.0 * sev)
+    p_aplastic = _logistic(-4.7 + 1.4 * score + 1.0 * sev)
     u = rng.random(n)
     aplastic = u < p_aplastic
-    p_inter = np.clip(0.72 + 0.04 * score + 0.1 * sev, 0.2, 0.92)
+    p_inter = np.clip(0.78 + 0.04 * score + 0.1 * sev, 0.2, 0.95)
     intermittent = ~aplastic & (rng.random(n) < p_inter)
     phen = np.where(aplastic, APLASTIC, np.where(intermittent, INTERMITTENT, QUICK)).astype(object)
     # never severe (ANC always > 500): mostly low scores
@@ -573,7 +573,7 @@ def generate_block(
 
     # platelets: nadir day 7-16, depth by score and phenotype; slow recovery when aplastic
     mu = (
-        -0.95
+        -1.0
         - 0.14 * score
         - 0.35 * np.maximum(sev, 0)
         - np.where(aplastic, 0.85, np.where(intermittent, 0.25, 0.0))
@@ -685,16 +685,19 @@ def generate_block(
     decay_p = np.exp(-np.log(2) / 2.5)
     decay_h = np.exp(-np.log(2) / 25)
     start_c = int(_col(0))
-    plt_obs[:, :start_c] = plt_int[:, :start_c]
-    hb_obs[:, :start_c] = hb_int[:, :start_c]
+    # the measured counts (analyser variation): transfusions are decided on what was measured
+    noise_p = np.exp(rng.normal(0, 0.07, (n, N_DAYS)))
+    noise_h = rng.normal(0, 0.25, (n, N_DAYS))
+    plt_obs[:, :start_c] = np.maximum(plt_int[:, :start_c] * noise_p[:, :start_c], 1)
+    hb_obs[:, :start_c] = np.clip(hb_int[:, :start_c] + noise_h[:, :start_c], 3.5, 20)
     for c in range(start_c, N_DAYS):
         res_p *= decay_p
         res_h *= decay_h
-        plt_obs[:, c] = plt_int[:, c] + res_p
-        hb_obs[:, c] = hb_int[:, c] + res_h
+        plt_obs[:, c] = np.maximum((plt_int[:, c] + res_p) * noise_p[:, c], 1)
+        hb_obs[:, c] = np.clip(hb_int[:, c] + res_h + noise_h[:, c], 3.5, 20)
         lab = sched[:, c]
         d = DAYS[c]
-        need_p = lab & (plt_obs[:, c] < 10) & (d - last_p >= 1)
+        need_p = lab & (np.round(plt_obs[:, c]) < 10) & (d - last_p >= 1)
         need_h = lab & (hb_obs[:, c] < rbc_thr) & (d - last_h >= 4)
         if need_p.any():
             res_p[need_p] += inc_p[need_p]
@@ -713,8 +716,8 @@ def generate_block(
     vals: dict[str, F] = {}
     noise = rng.normal(0, 1, (5, m))
     vals["anc"] = anc[pi, ci] * np.exp(0.13 * noise[0])
-    vals["platelets"] = np.maximum(plt_obs[pi, ci] * np.exp(0.07 * noise[1]), 1)
-    vals["hb"] = np.clip(hb_obs[pi, ci] + 0.25 * noise[2], 3.5, 20)
+    vals["platelets"] = plt_obs[pi, ci]
+    vals["hb"] = hb_obs[pi, ci]
     # lymphocytes: lymphodepleted to ~30-150/uL, CAR-T expansion around day 7-14, slow recovery
     alc_n = np.exp(rng.uniform(np.log(30), np.log(160), n))
     alc_pk = np.where(
