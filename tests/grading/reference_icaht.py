@@ -92,7 +92,11 @@ def grade(
     else:
         d500, d100 = longest(500), longest(100)
         runs = _runs(interp, 500, 3, 0, last_day)
-        never = bool(runs) and runs[0][0] <= 3 and not runs[0][2] and daily[max(daily)] <= 500
+        never = (
+            bool(runs)
+            and runs[0][0] <= 3
+            and ((not runs[0][2] and daily[max(daily)] <= 500) or runs[0][1] >= 30)
+        )
         if d100 >= 14 or never:
             early = 4
         elif d500 >= 14 or 7 <= d100 <= 13:

@@ -49,3 +49,31 @@ def test_haemoglobin_lln_depends_on_sex() -> None:
     x = np.array([12.5, 12.5, 12.5])
     sex = np.array(["female", "male", "unknown"], dtype=object)
     assert list(grade_values(x, "hb", tables.ctcae("5.0"), ranges, sex)) == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("anc", "grade"),
+    [(99, 4), (100, 3), (499, 3), (500, 2), (999, 2), (1000, 1), (1499, 1), (1500, 0)],
+)
+def test_ctcae_v6_neutrophil_bands_no_longer_use_the_lln(anc: float, grade: int) -> None:
+    """CTCAE v6.0 as transcribed by pharmaverse admiral (ncictcaev6.json): every band one step lower."""
+    got = grade_values(
+        np.array([float(anc)]), "anc", tables.ctcae("6.0"), Settings().reference_ranges
+    )
+    assert got[0] == grade
+
+
+@pytest.mark.parametrize(
+    ("plt", "grade"), [(9.9, 4), (10, 3), (49.9, 3), (50, 2), (75, 1), (150, 0)]
+)
+def test_ctcae_v6_thrombocytopenia_bands(plt: float, grade: int) -> None:
+    got = grade_values(
+        np.array([plt]), "platelets", tables.ctcae("6.0"), Settings().reference_ranges
+    )
+    assert got[0] == grade
+    assert tables.ctcae("6.0").criteria["platelets"].term == "Thrombocytopenia"
+
+
+def test_ctcae_v6_does_not_grade_lymphocytes() -> None:
+    got = grade_values(np.array([100.0]), "alc", tables.ctcae("6.0"), Settings().reference_ranges)
+    assert got[0] == -1

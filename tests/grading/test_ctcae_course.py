@@ -46,3 +46,12 @@ def test_ctcae_v6_is_selectable_and_reported() -> None:
     a = assess(_course(), day=25, settings=settings_from_dict({"ctcae_version": "6.0"}))
     assert a.ctcae_version == "6.0"
     assert any(r.startswith("ctcae-v6") for r in a.based_on.rule_tables)
+
+
+def test_lymphocytes_are_not_graded_under_ctcae_v6() -> None:
+    a = assess(_course(), day=25, settings=settings_from_dict({"ctcae_version": "6.0"}))
+    alc = next(c for c in a.ctcae if c.analyte == "alc")
+    assert alc.worst.status == "cannot_grade"
+    assert alc.worst.reason == "not a CTCAE v6.0 term"
+    wbc = next(c for c in a.ctcae if c.analyte == "wbc")
+    assert wbc.worst.grade == 4  # WBC bands unchanged in v6

@@ -228,3 +228,13 @@ def test_peer_data_from_liangs_published_example_matches_reference() -> None:
             pts, p["progression_day"], p["next_therapy_day"], p["last_followup_day"], p["death_day"]
         )
         assert (row["early_icaht_grade"], row["late_icaht_grade"]) == (ref.early, ref.late), pid
+
+
+def test_never_above_500_through_day_30_is_grade_4_even_if_it_recovers_later() -> None:
+    """Liang's implementation: a run covering all of day 0-30 is 'never recovering' (grade 4)."""
+    pts = [(0, 2000), *daily(1, 34, 300), *daily(35, 60, 2000)]
+    r = one(pts)
+    assert r["early_never_recovered"]
+    assert r["early_icaht_grade"] == 4
+    shorter = [(0, 2000), *daily(1, 29, 300), *daily(30, 60, 2000)]
+    assert one(shorter)["early_icaht_grade"] == 3

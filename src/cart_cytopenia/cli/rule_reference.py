@@ -57,6 +57,9 @@ def rule_reference() -> str:
     for version in ("5.0", "6.0"):
         ct = tables.ctcae(version)
         lines += [f"## CTCAE v{version} haematology", "", *_meta(ct.meta), ""]
+        missing = [a for a in ("anc", "platelets", "hb", "wbc", "alc") if a not in ct.criteria]
+        if missing:
+            lines += [f"Not graded under v{version} (no such term): {', '.join(missing)}.", ""]
         for a, crit in ct.criteria.items():
             lln = settings.reference_ranges.lln_canonical(a)
             unit = "cells/µL" if a in ("anc", "alc") else ("g/dL" if a == "hb" else "10⁹/L")

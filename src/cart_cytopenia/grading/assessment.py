@@ -231,13 +231,18 @@ def _to_assessment(
 
     ctcae_items = []
     for a in ("anc", "platelets", "hb", "wbc", "alc"):
-        crit = ct.criteria[a]
+        crit = ct.criteria.get(a)
         lv = _f(c.last_value[a][0])
-        reason = "no value up to this day"
+        if crit is None:
+            reason = f"not a CTCAE v{settings.ctcae_version} term"
+            term = f"{analyte(a).label} (not in CTCAE v{settings.ctcae_version})"
+        else:
+            reason = "no value up to this day"
+            term = crit.term
         ctcae_items.append(
             CtcaeItem(
                 analyte=a,
-                term=crit.term,
+                term=term,
                 unit=analyte(a).canonical_unit.ucum,
                 last_value=lv,
                 last_value_day=_d(c.last_value_day[a][0]),

@@ -27,7 +27,9 @@ def grade_values(
 
     ``sex`` (per value row) selects the haemoglobin LLN; unknown sex uses the lower LLN.
     """
-    crit = table.criteria[analyte]
+    crit = table.criteria.get(analyte)
+    if crit is None:  # the term is not part of this CTCAE version (e.g. lymphocytes in v6.0)
+        return np.full(values.shape, -1, np.int8)
     if analyte != "hb" or sex is None:
         return crit.table(ranges.lln_canonical(analyte)).evaluate(values)
     out = np.full(values.shape, -1, np.int8)

@@ -111,16 +111,21 @@ def grade_early(
     last_val = np.where(ok.any(axis=1), anc.values[np.arange(n), last_col], np.nan)
 
     provisional = ~complete & (as_of < w1)
+    first_end = s500.first_start + s500.first_length - 1
     with np.errstate(invalid="ignore"):
-        never = (
-            settings.never_recovered_rule
-            & complete
+        onset_early = (s500.first_start >= w0) & (
+            s500.first_start <= conv.never_recovered_onset_by_day
+        )
+        # never above 500 in the window: the first (joined) run lasts through day 30 ...
+        through_window = (as_of >= w1) & (first_end >= w1)
+        # ... or never recovers before the last value of a complete course (death, follow-up)
+        open_to_end = (
+            complete
             & s500.open_at_end
             & (s500.first_recovery < 0)
-            & (s500.first_start >= w0)
-            & (s500.first_start <= conv.never_recovered_onset_by_day)
             & (last_val <= table.severe_threshold)
         )
+        never = settings.never_recovered_rule & onset_early & (through_window | open_to_end)
 
     measures = {
         "days_le_severe": s500.longest_in_window,

@@ -46,6 +46,16 @@ class ReferenceRanges(_Section):
     hb_lln_male_g_dl: float = Field(13.5, gt=0, description="Haemoglobin LLN, men, g/dL")
     wbc_lln_10e9_l: float = Field(4.0, gt=0, description="WBC LLN, x10^9/L")
     alc_lln_10e9_l: float = Field(1.0, gt=0, description="Lymphocyte LLN, x10^9/L")
+    # Limits the guidance engine compares with (IEC-HS, TA-TMA, haemolysis). Defaults are typical
+    # adult reference limits, not values from the review: set the laboratory's own.
+    ast_uln_u_l: float = Field(40.0, gt=0, description="AST ULN, U/L (IEC-HS: > 5x ULN)")
+    alt_uln_u_l: float = Field(40.0, gt=0, description="ALT ULN, U/L (IEC-HS: > 5x ULN)")
+    ldh_uln_u_l: float = Field(250.0, gt=0, description="LDH ULN, U/L (IEC-HS, TA-TMA)")
+    haptoglobin_lln_mg_dl: float = Field(
+        30.0, gt=0, description="Haptoglobin LLN, mg/dL (TA-TMA, haemolysis)"
+    )
+    retic_pct_uln: float = Field(2.5, gt=0, description="Reticulocytes ULN, % (TA-TMA)")
+    ipf_pct_uln: float = Field(6.1, gt=0, description="Immature platelet fraction ULN, % (TA-TMA)")
 
     def lln_canonical(self, analyte_code: str, sex: str | None = None) -> float:
         """LLN in the analyte's canonical unit. Haemoglobin without a known sex: the lower LLN."""
@@ -109,7 +119,12 @@ class TpoRaSettings(_Section):
     """TPO-receptor agonists. Review: 'well beyond day 30'; stop after '4 to 6 weeks' without response."""
 
     consider_from_day: int = Field(42, ge=30, le=180)
-    no_response_stop_weeks: int = Field(6, ge=4, le=12)
+    no_response_stop_weeks: int = Field(
+        6, ge=4, le=12, description="Review: 'no response ... in 4 to 6 weeks' (alert after this)"
+    )
+    no_response_consider_stop_weeks: int = Field(
+        4, ge=2, le=12, description="Review: 'no response ... in 4 to 6 weeks' (consider stopping)"
+    )
     eltrombopag_start_mg: float = 75
     eltrombopag_max_mg: float = 150
     romiplostim_ug_per_kg_week: float = 10
@@ -163,4 +178,8 @@ def settings_from_dict(raw: dict[str, Any], source: str = "settings") -> Setting
         raise SettingsError(f"{source} is invalid:\n  - " + "\n  - ".join(lines)) from None
     if s.gcsf.consider_by_day < s.gcsf.consider_from_day:
         raise SettingsError(f"{source}: gcsf.consider_by_day is before gcsf.consider_from_day")
+    if s.tpo_ra.no_response_stop_weeks < s.tpo_ra.no_response_consider_stop_weeks:
+        raise SettingsError(
+            f"{source}: tpo_ra.no_response_stop_weeks is before tpo_ra.no_response_consider_stop_weeks"
+        )
     return s

@@ -118,13 +118,18 @@ class CtcaeCriterion:
     term: str
     analyte: str
     unit: str
-    lln_key: str
+    lln_key: str | None  # None: grade 1 does not refer to the LLN (e.g. CTCAE v6 neutrophils)
     comment: str
     raw_bands: tuple[dict[str, Any], ...]
     factor: float  # table unit -> canonical
 
     def table(self, lln_canonical: float) -> BandTable:
-        """Bands in the canonical unit for a given LLN (canonical unit), plus grade 0 >= LLN."""
+        """Bands in the canonical unit for a given LLN (canonical unit), plus grade 0 >= LLN
+        (or, for criteria without an LLN, grade 0 from the grade-1 upper cut-point)."""
+        if self.lln_key is None:
+            top = max(float(b["max"]) for b in self.raw_bands)
+            raw_fixed = [*self.raw_bands, {"grade": 0, "min": top, "text": f">= {top:g} (normal)"}]
+            return _bands(raw_fixed, self.factor, self.id, "grade")
         lln_table = lln_canonical / self.factor
         raw = []
         for b in self.raw_bands:
@@ -158,7 +163,7 @@ def ctcae(version: str = "5.0") -> CtcaeTable:
             c["term"],
             c["analyte"],
             c["unit"],
-            c["lln"],
+            c.get("lln"),
             c.get("comment", ""),
             tuple(c["bands"]),
             factor,
