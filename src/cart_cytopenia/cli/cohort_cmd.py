@@ -13,6 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cart_cytopenia.cohort import synthetic
+from cart_cytopenia.grading.engine import grade_cohort
+from cart_cytopenia.io.omop import long_tables, read_omop
+from cart_cytopenia.io.tables import write_table
+from cart_cytopenia.rules.settings import load_settings
 
 
 class FileFormat(StrEnum):
@@ -39,7 +43,9 @@ def register(app: typer.Typer) -> None:
     @cohort_app.command(name="generate")
     def generate_cmd(
         patients: int = typer.Option(..., "--patients", min=1, help="Number of patients."),
-        seed: int = typer.Option(1, "--seed", help="Random seed (same seed and size: same cohort)."),
+        seed: int = typer.Option(
+            1, "--seed", help="Random seed (same seed and size: same cohort)."
+        ),
         out: Path | None = typer.Option(
             None, "--out", help="Directory for patients, labs and events tables."
         ),
@@ -96,5 +102,49 @@ def register(app: typer.Typer) -> None:
                 )
                 tmp.replace(path)
             console.print(f"{len(docs)} course files -> {courses}")
+
+    @cohort_app.command(name="omop")
+    def omop_cmd(
+        source: Path = typer.Argument(
+            ..., help="OMOP CDM v5.4 extract: a directory of Parquet/CSV tables or a DuckDB file."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Grades, one row per patient (.csv or .parquet)."
+        ),
+        infusions: Path | None = typer.Option(
+            None,
+            "--infusions",
+            help="Table of day 0 (person_id, infusion_date [, product, progression_date, "
+            "next_therapy_date, ld_start_date, disease]); overrides what the extract records.",
+        ),
+        schema: str | None = typer.Option(
+            None, "--schema", help="DuckDB schema of the CDM tables."
+        ),
+        export: Path | None = typer.Option(
+            None,
+            "--export",
+            help="Also write the cohort in the long format (CSV) to this directory.",
+        ),
+        as_of: int | None = typer.Option(None, "--as-of", help="Grade as of this day."),
+        settings_file: Path | None = typer.Option(
+            None, "--settings", help="Institutional settings."
+        ),
+    ) -> None:
+        """Grade an OMOP CDM extract with the same engine as `grade` (mapping: docs/cohort.md)."""
+        console = Console(stderr=True)
+        settings = load_settings(settings_file)
+        t0 = time.perf_counter()
+        cohort = read_omop(source, infusions=infusions, schema=schema)
+        for line in cohort.summary.lines():
+            console.print(line, highlight=False)
+        table = grade_cohort(cohort.frames, settings, as_of=as_of)
+        if export is not None:
+            for name, df in long_tables(cohort).items():
+                write_table(df, export / f"{name}.csv")
+        write_table(table, out)
+        console.print(
+            f"graded {table.height:,} patients in {time.perf_counter() - t0:.1f} s -> {out}",
+            highlight=False,
+        )
 
     app.add_typer(cohort_app, name="cohort")
