@@ -12,7 +12,7 @@ import sys
 import typer
 
 from cart_cytopenia import __version__
-from cart_cytopenia.cli import clinical, cohort_cmd, docs_cmd
+from cart_cytopenia.cli import clinical, cohort_cmd, docs_cmd, serve_cmd
 from cart_cytopenia.errors import CartCytopeniaError
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ clinical.register(app)
 docs_cmd.register(app)
 
 # command groups added by other modules register here, one line each
+serve_cmd.register(app)
 cohort_cmd.register(app)
 
 

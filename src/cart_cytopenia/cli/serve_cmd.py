@@ -1,0 +1,289 @@
+"""Web service commands: ``serve``, ``db upgrade|current``, ``users ...``, ``tokens create``,
+``demo load``.
+
+Settings come from ``CART_CYTOPENIA_*`` environment variables or ``--config FILE`` (TOML); see
+docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cart_cytopenia.domain.course import Course, Death, parse_course
+from cart_cytopenia.errors import InputError, SettingsError
+from cart_cytopenia.service.config import ServiceSettings, load_service_settings
+from cart_cytopenia.store import accounts
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.migrate import current_revision, downgrade, head_revision, upgrade
+
+CONFIG = typer.Option(
+    None, "--config", help="Service settings file (TOML); default: $CART_CYTOPENIA_CONFIG"
+)
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+# days at which the demo shows each synthetic patient "today": every phase and its decisions
+DEMO_DAYS = (3, 8, 11, 14, 19, 24, 29, 35, 42, 50, 60, 75, 90, 110, 140, 180)
+REVIEW_CASE_DAYS = {1: 60, 2: 120, 3: 90}
+_DATE_KEYS = ("date", "start_date", "end_date", "last_followup_date", "birth_date")
+
+
+def _settings(config: Path | None, **over: Any) -> ServiceSettings:
+    return load_service_settings(config, **over)
+
+
+def _db(settings: ServiceSettings) -> Database:
+    return Database(settings.effective_database_url)
+
+
+def _strip_dates(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_dates(v) for k, v in obj.items() if k not in _DATE_KEYS}
+    if isinstance(obj, list):
+        return [_strip_dates(v) for v in obj]
+    return obj
+
+
+def shift_course(course: Course, day: int, today: dt.date) -> Course:
+    """The course as known on ``day`` (later data left out, later ends open), moved in time so
+    that ``day`` is ``today``."""
+    view = course.as_of(day)
+    doc = _strip_dates(view.model_dump(mode="json", exclude_none=True))
+    doc["infusion_date"] = (today - dt.timedelta(days=day)).isoformat()
+    for ev in doc.get("events", []):
+        if ev.get("end_day") is not None and ev["end_day"] > day:
+            del ev["end_day"]  # on that day its end was not yet known: ongoing
+    if view.lymphodepletion is not None and "lymphodepletion" in doc:
+        doc["lymphodepletion"]["start_day"] = view.ld_start_day
+    return parse_course(doc, source=f"demo course {course.patient.id}")
+
+
+def demo_courses(n: int, seed: int, today: dt.date) -> list[Course]:
+    """The review's three cases plus ``n`` synthetic courses, each at a different day."""
+    out: list[Course] = []
+    for k, day in REVIEW_CASE_DAYS.items():
+        path = EXAMPLES / f"review-case-{k}.json"
+        if path.exists():
+            out.append(shift_course(parse_course(path.read_text(), str(path)), day, today))
+    if n > 0:
+        from cart_cytopenia.cohort.synthetic import generate_courses
+
+        for i, course in enumerate(generate_courses(n, seed)):
+            last = course.last_lab_day or 0
+            day = min(DEMO_DAYS[i % len(DEMO_DAYS)], max(1, last))
+            out.append(shift_course(course, day, today))
+    return out
+
+
+def _serve(settings: ServiceSettings, migrate: bool) -> None:
+    import uvicorn
+
+    from cart_cytopenia.service.app import create_app
+
+    settings.check_secret()
+    db = _db(settings)
+    if migrate:
+        upgrade(db)
+    app = create_app(settings, database=db)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    typer.echo(
+        f"cart-cytopenia serving on http://{settings.host}:{settings.port} "
+        f"({settings.environment}, database: {db.backend})"
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # the app logs route templates only (no patient data in logs)
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="serve")
+    def serve(
+        host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)"),
+        port: int | None = typer.Option(None, help="Port (default 8000)"),
+        config: Path | None = CONFIG,
+        migrate: bool = typer.Option(
+            False, "--migrate", help="Apply database migrations before serving"
+        ),
+    ) -> None:
+        """Start the web app (worklist, patient pages, JSON API under /api/v1)."""
+        _serve(_settings(config, host=host, port=port), migrate)
+
+    db_app = typer.Typer(help="Database schema (Alembic migrations shipped in the package).")
+
+    @db_app.command(name="upgrade")
+    def db_upgrade(config: Path | None = CONFIG) -> None:
+        """Create or update the schema to the newest revision."""
+        s = _settings(config)
+        db = _db(s)
+        before = current_revision(db)
+        upgrade(db)
+        typer.echo(f"database ({db.backend}): {before or 'empty'} -> {current_revision(db)}")
+
+    @db_app.command(name="current")
+    def db_current(config: Path | None = CONFIG) -> None:
+        """Show the schema revision of the database and the one this version needs."""
+        db = _db(_settings(config))
+        typer.echo(
+            f"database: {current_revision(db) or 'empty'}; this version needs {head_revision()}"
+        )
+
+    app.add_typer(db_app, name="db")
+
+    users_app = typer.Typer(help="Accounts: roles admin, clinician, read-only.")
+
+    def _password(given: str | None) -> str:
+        if given:
+            return given
+        env = os.environ.get("CART_CYTOPENIA_NEW_PASSWORD")
+        if env:
+            return env
+        if not sys.stdin.isatty():
+            return sys.stdin.readline().rstrip("\n")
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise typer.BadParameter("the passwords differ")
+        return first
+
+    @users_app.command(name="create")
+    def users_create(
+        username: str,
+        role: str = typer.Option("clinician", help="admin, clinician or read-only"),
+        display_name: str = typer.Option("", help="Name shown in the app"),
+        password: str | None = typer.Option(
+            None,
+            help="Password (else $CART_CYTOPENIA_NEW_PASSWORD, standard input, or a prompt)",
+        ),
+        config: Path | None = CONFIG,
+    ) -> None:
+        """Create an account."""
+        db = _db(_settings(config))
+        with db.transaction() as s:
+            u = accounts.create_user(s, username, _password(password), role, display_name)
+            typer.echo(f"created {u.username} ({u.role})")
+
+    @users_app.command(name="list")
+    def users_list(config: Path | None = CONFIG) -> None:
+        """List accounts."""
+        db = _db(_settings(config))
+        with db.session() as s:
+            for u in accounts.list_users(s):
+                state = "active" if u.active else "deactivated"
+                typer.echo(f"{u.username}\t{u.role}\t{state}\t{u.display_name}")
+
+    @users_app.command(name="set-role")
+    def users_set_role(username: str, role: str, config: Path | None = CONFIG) -> None:
+        """Change the role of an account."""
+        db = _db(_settings(config))
+        with db.transaction() as s:
+            u = accounts.get_user_by_name(s, username)
+            if u is None:
+                raise InputError(f"no user {username!r}")
+            accounts.set_role(s, u, role)
+        typer.echo(f"{username}: role {role}")
+
+    @users_app.command(name="deactivate")
+    def users_deactivate(username: str, config: Path | None = CONFIG) -> None:
+        """Deactivate an account (its sessions end; its API tokens stop working)."""
+        db = _db(_settings(config))
+        with db.transaction() as s:
+            u = accounts.get_user_by_name(s, username)
+            if u is None:
+                raise InputError(f"no user {username!r}")
+            accounts.set_active(s, u, False)
+        typer.echo(f"{username}: deactivated")
+
+    @users_app.command(name="password")
+    def users_password(
+        username: str, password: str | None = typer.Option(None), config: Path | None = CONFIG
+    ) -> None:
+        """Set a new password (ends the account's sessions)."""
+        db = _db(_settings(config))
+        with db.transaction() as s:
+            u = accounts.get_user_by_name(s, username)
+            if u is None:
+                raise InputError(f"no user {username!r}")
+            accounts.set_password(s, u, _password(password))
+        typer.echo(f"{username}: password changed")
+
+    @users_app.command(name="token")
+    def users_token(
+        username: str,
+        name: str = typer.Option("cli", help="What the token is for"),
+        days: int = typer.Option(365, help="Days until it expires"),
+        config: Path | None = CONFIG,
+    ) -> None:
+        """Create an API token for an account and print it (shown once)."""
+        db = _db(_settings(config))
+        with db.transaction() as s:
+            u = accounts.get_user_by_name(s, username)
+            if u is None:
+                raise InputError(f"no user {username!r}")
+            token, _ = accounts.create_api_token(s, u, name, days)
+        typer.echo(token)
+
+    app.add_typer(users_app, name="users")
+
+    demo_app = typer.Typer(help="Demonstration data for the web app (development only).")
+
+    @demo_app.command(name="load")
+    def demo_load(
+        n: int = typer.Option(24, help="Synthetic courses besides the review's three cases"),
+        seed: int = typer.Option(20231, help="Seed of the synthetic cohort"),
+        reset: bool = typer.Option(False, help="Empty the store first (development only)"),
+        username: str = typer.Option("demo", help="Demo account to create"),
+        config: Path | None = CONFIG,
+    ) -> None:
+        """Load the review cases and a synthetic cohort into the store, create a demo account."""
+        s = _settings(config)
+        if not s.development:
+            raise SettingsError(
+                "demo data goes only into a development store: set "
+                "CART_CYTOPENIA_ENVIRONMENT=development"
+            )
+        db = _db(s)
+        if reset:
+            downgrade(db, "base")
+        upgrade(db)
+        today = s.today or dt.date.today()
+        courses = demo_courses(n, seed, today)
+        password = secrets.token_urlsafe(9)
+        with db.transaction() as session:
+            if repo.count_patients(session) and not reset:
+                raise InputError(
+                    "the store already holds patients; use --reset to replace them with demo data"
+                )
+            for c in courses:
+                dead = bool(c.events_of(Death))
+                repo.import_course(
+                    session, c, user="demo-loader", source="demo",
+                    status="closed" if dead else "active",
+                )  # fmt: skip
+            existing = accounts.get_user_by_name(session, username)
+            if existing is None:
+                accounts.create_user(session, username, password, "admin", "Demo clinician")
+            else:
+                accounts.set_password(session, existing, password)
+                accounts.set_active(session, existing, True)
+        typer.echo(f"loaded {len(courses)} courses (3 review cases + {n} synthetic) for {today}")
+        typer.echo(json.dumps({"username": username, "password": password}))
+        typer.echo(f"demo account: user name '{username}', password '{password}'")
+
+    app.add_typer(demo_app, name="demo")

@@ -1,0 +1,836 @@
+"""The JSON API, ``/api/v1``: patients, courses, observations, events, assessments, cohorts.
+
+Authentication: ``Authorization: Bearer <API token>``. Errors: RFC 9457 problem details
+(``application/problem+json``). Writes take the course ``version`` that was read (optimistic
+locking; ``409 Conflict`` when it changed). Every read and write of patient data is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from cart_cytopenia import __version__
+from cart_cytopenia.domain.course import SCHEMA_VERSION, parse_course
+from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.grading.assessment import Assessment
+from cart_cytopenia.grading.engine import grade_cohort
+from cart_cytopenia.io.tables import read_cohort
+from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
+from cart_cytopenia.service.deps import (
+    ServiceContext,
+    Viewer,
+    api_role,
+    db_session,
+    get_ctx,
+    record,
+)
+from cart_cytopenia.service.problems import PROBLEM_TYPES, ProblemError
+from cart_cytopenia.service.timeline import timeline_svg
+from cart_cytopenia.store import accounts, audit
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.models import (
+    AuditEvent,
+    CourseRecord,
+    EventRecord,
+    GuidanceAction,
+    Observation,
+    Patient,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+READ = api_role("read-only")
+WRITE = api_role("clinician")
+ADMIN = api_role("admin")
+
+
+# --------------------------------------------------------------------------- models
+
+
+class CourseSummary(BaseModel):
+    id: int
+    patient_id: int
+    status: str
+    infusion_date: dt.date
+    product: str
+    disease: str
+    version: int
+    n_observations: int
+    n_events: int
+    updated_at: dt.datetime
+    updated_by: str | None
+
+
+class PatientOut(BaseModel):
+    id: int
+    pseudonym: str = Field(description="The local pseudonymous id (Course.patient.id)")
+    created_at: dt.datetime
+    courses: list[CourseSummary]
+
+
+class CourseOut(BaseModel):
+    id: int
+    patient_id: int
+    status: str
+    version: int
+    document: dict[str, Any] = Field(description=f"The course (schema {SCHEMA_VERSION})")
+
+
+class ObservationOut(BaseModel):
+    id: int
+    baseline: bool
+    day: int
+    analyte: str
+    value: float
+    unit: str
+    comparator: str | None
+    source: str
+    created_at: dt.datetime
+    created_by: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    start_day: int
+    end_day: int | None
+    event: dict[str, Any]
+    source: str
+    created_at: dt.datetime
+    created_by: str | None
+
+
+class ObservationsIn(BaseModel):
+    version: int | None = Field(None, description="The course version you read (recommended)")
+    baseline: bool = Field(False, description="Pre-lymphodepletion labs (CAR-HEMATOTOX)")
+    observations: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Lab results as in the course JSON: date or day, analyte, value, unit",
+    )
+
+
+class EventsIn(BaseModel):
+    version: int | None = None
+    events: list[dict[str, Any]] = Field(min_length=1, description="Events as in the course JSON")
+
+
+class WriteResult(BaseModel):
+    course_id: int
+    version: int
+    ids: list[int]
+
+
+class StatusIn(BaseModel):
+    version: int | None = None
+    status: Literal["active", "closed"]
+
+
+class GuidanceActionIn(BaseModel):
+    action: Literal["acknowledged", "dismissed"]
+    reason: str = Field(min_length=1, max_length=2000)
+    day: int | None = Field(None, description="Day the item was shown; default: today")
+
+
+class GuidanceActionOut(BaseModel):
+    id: int
+    item_id: str
+    day: int
+    action: str
+    reason: str
+    urgency: str
+    summary: str
+    username: str
+    created_at: dt.datetime
+
+
+class GuidanceItemOut(BaseModel):
+    section: str
+    item: dict[str, Any]
+    handled: bool
+    handled_by: GuidanceActionOut | None
+
+
+class AssessmentOut(BaseModel):
+    course_id: int
+    patient_id: int
+    version: int
+    day: int
+    today_day: int
+    assessment: Assessment
+    guidance: dict[str, Any]
+    items: list[GuidanceItemOut]
+
+
+class WorklistRow(BaseModel):
+    course_id: int
+    patient_id: int
+    pseudonym: str
+    day: int
+    product: str
+    phase: str | None
+    phenotype: str | None
+    icaht: str
+    counts: dict[str, dict[str, Any]]
+    needs_action: bool
+    open_items: list[dict[str, Any]]
+
+
+class UserIn(BaseModel):
+    username: str
+    password: str
+    role: Literal["admin", "clinician", "read-only"]
+    display_name: str = ""
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: dt.datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    username: str
+    action: str
+    resource: str
+    resource_id: str | None
+    patient_id: int | None
+    channel: str
+    client: str | None
+    outcome: str
+    detail: str | None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _summary(c: CourseRecord) -> CourseSummary:
+    return CourseSummary(
+        id=c.id,
+        patient_id=c.patient_id,
+        status=c.status,
+        infusion_date=c.infusion_date,
+        product=c.product,
+        disease=c.disease,
+        version=c.version,
+        n_observations=len(c.observations),
+        n_events=len(c.events),
+        updated_at=c.updated_at,
+        updated_by=c.updated_by,
+    )
+
+
+def _patient_out(p: Patient) -> PatientOut:
+    return PatientOut(
+        id=p.id,
+        pseudonym=p.pseudonym,
+        created_at=p.created_at,
+        courses=[_summary(c) for c in p.courses],
+    )
+
+
+def _obs_out(o: Observation) -> ObservationOut:
+    return ObservationOut(
+        id=o.id,
+        baseline=o.baseline,
+        day=o.day,
+        analyte=o.analyte,
+        value=o.value,
+        unit=o.unit,
+        comparator=o.comparator,
+        source=o.source,
+        created_at=o.created_at,
+        created_by=o.created_by,
+    )
+
+
+def _event_out(e: EventRecord) -> EventOut:
+    return EventOut(
+        id=e.id,
+        type=e.type,
+        start_day=e.start_day,
+        end_day=e.end_day,
+        event=e.payload,
+        source=e.source,
+        created_at=e.created_at,
+        created_by=e.created_by,
+    )
+
+
+def action_out(a: GuidanceAction) -> GuidanceActionOut:
+    return GuidanceActionOut(
+        id=a.id,
+        item_id=a.item_id,
+        day=a.day,
+        action=a.action,
+        reason=a.reason,
+        urgency=a.urgency,
+        summary=a.summary,
+        username=a.username,
+        created_at=a.created_at,
+    )
+
+
+def _item_out(s: ItemState) -> GuidanceItemOut:
+    return GuidanceItemOut(
+        section=s.section,
+        item=s.item.model_dump(mode="json"),
+        handled=s.handled,
+        handled_by=action_out(s.action) if s.action else None,
+    )
+
+
+def _version(if_match: str | None, version: int | None) -> int | None:
+    if version is not None:
+        return version
+    if if_match:
+        tag = if_match.strip().removeprefix("W/").strip('"')
+        try:
+            return int(tag)
+        except ValueError:
+            raise InputError(
+                "If-Match must carry the course version",
+                [Problem(f"cannot read a version from {if_match!r}", Location(field="If-Match"))],
+            ) from None
+    return None
+
+
+def _course(session: Session, course_id: int) -> CourseRecord:
+    return repo.get_course(session, course_id)
+
+
+def worklist_row(s: CourseSnapshot) -> WorklistRow:
+    return WorklistRow(
+        course_id=s.record_id,
+        patient_id=s.patient_id,
+        pseudonym=s.pseudonym,
+        day=s.day,
+        product=s.product,
+        phase=s.phase,
+        phenotype=s.phenotype,
+        icaht=s.icaht_label,
+        counts={k: vars(v) for k, v in s.counts().items()},
+        needs_action=s.needs_action,
+        open_items=[
+            {"id": i.item.id, "urgency": i.item.urgency, "summary": i.item.summary}
+            for i in s.open_items
+        ],
+    )
+
+
+def assessment_out(snap: CourseSnapshot) -> AssessmentOut:
+    g = snap.guidance
+    guidance = g.model_dump(mode="json", exclude={"assessment"})
+    return AssessmentOut(
+        course_id=snap.record_id,
+        patient_id=snap.patient_id,
+        version=snap.version,
+        day=snap.day,
+        today_day=snap.today_day,
+        assessment=snap.assessment,
+        guidance=guidance,
+        items=[_item_out(s) for s in snap.items],
+    )
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.get("/me", summary="The account behind the token")
+def me(viewer: Viewer = Depends(READ)) -> dict[str, Any]:
+    return {"username": viewer.username, "role": viewer.role, "display_name": viewer.display_name}
+
+
+@router.get("/worklist", summary="Every active course with its counts, grades and open items")
+def worklist(
+    request: Request,
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> list[WorklistRow]:
+    ctx = get_ctx(request)
+    rows = []
+    for rec in repo.list_courses(session):
+        snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache)
+        record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="worklist")
+        rows.append(worklist_row(snap))
+    return rows
+
+
+@router.get("/patients", summary="Patients and their courses")
+def list_patients(
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+    limit: int = Query(500, ge=1, le=5000),
+    offset: int = Query(0, ge=0),
+) -> list[PatientOut]:
+    out = [_patient_out(p) for p in repo.list_patients(session, limit, offset)]
+    for p in out:
+        record(session, viewer, "read", "patient", p.id, p.id, detail="list")
+    return out
+
+
+@router.get("/patients/{patient_id}", summary="One patient and their courses")
+def get_patient(
+    patient_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+) -> PatientOut:
+    p = repo.get_patient(session, patient_id)
+    record(session, viewer, "read", "patient", p.id, p.id)
+    return _patient_out(p)
+
+
+@router.get("/patients/{patient_id}/courses", summary="The courses of one patient")
+def get_patient_courses(
+    patient_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+) -> list[CourseSummary]:
+    p = repo.get_patient(session, patient_id)
+    record(session, viewer, "read", "patient", p.id, p.id, detail="courses")
+    return [_summary(c) for c in p.courses]
+
+
+@router.post(
+    "/courses",
+    status_code=201,
+    summary="Store a course document (a new patient, or a new course of a known patient)",
+)
+def create_course(
+    document: dict[str, Any],
+    response: Response,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> CourseOut:
+    course = parse_course(document, source="request body")
+    rec = repo.import_course(session, course, user=viewer.username, source="api")
+    record(session, viewer, "create", "course", rec.id, rec.patient_id)
+    response.headers["Location"] = f"/api/v1/courses/{rec.id}"
+    response.headers["ETag"] = f'"{rec.version}"'
+    return CourseOut(
+        id=rec.id,
+        patient_id=rec.patient_id,
+        status=rec.status,
+        version=rec.version,
+        document=repo.course_document(rec),
+    )
+
+
+@router.get("/courses/{course_id}", summary="A course document with its version (ETag)")
+def get_course(
+    course_id: int,
+    response: Response,
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> CourseOut:
+    rec = _course(session, course_id)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id)
+    response.headers["ETag"] = f'"{rec.version}"'
+    return CourseOut(
+        id=rec.id,
+        patient_id=rec.patient_id,
+        status=rec.status,
+        version=rec.version,
+        document=repo.course_document(rec),
+    )
+
+
+@router.put("/courses/{course_id}", summary="Replace a course document (needs its version)")
+def replace_course(
+    course_id: int,
+    document: dict[str, Any],
+    response: Response,
+    version: int | None = Query(None, description="The version you read (or If-Match)"),
+    if_match: str | None = Header(None),
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> CourseOut:
+    expected = _version(if_match, version)
+    if expected is None:
+        raise ProblemError(
+            "conflict",
+            "replacing a course needs the version you read: send If-Match or ?version=",
+            status=428,
+        )
+    rec = _course(session, course_id)
+    course = parse_course(document, source="request body")
+    repo.replace_course(
+        session, rec, course, expected_version=expected, user=viewer.username, source="api"
+    )
+    record(session, viewer, "update", "course", rec.id, rec.patient_id, detail="replaced")
+    response.headers["ETag"] = f'"{rec.version}"'
+    return CourseOut(
+        id=rec.id,
+        patient_id=rec.patient_id,
+        status=rec.status,
+        version=rec.version,
+        document=repo.course_document(rec),
+    )
+
+
+@router.post("/courses/{course_id}/status", summary="Close or reopen a course")
+def set_course_status(
+    course_id: int,
+    body: StatusIn,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> CourseSummary:
+    rec = _course(session, course_id)
+    repo.set_status(session, rec, body.status, expected_version=body.version, user=viewer.username)
+    record(session, viewer, "update", "course", rec.id, rec.patient_id, detail=body.status)
+    return _summary(rec)
+
+
+@router.delete("/courses/{course_id}", status_code=204, summary="Delete a course (admin)")
+def delete_course(
+    course_id: int, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+) -> Response:
+    rec = _course(session, course_id)
+    pid = rec.patient_id
+    repo.delete_course(session, rec)
+    record(session, viewer, "delete", "course", course_id, pid)
+    return Response(status_code=204)
+
+
+@router.get("/courses/{course_id}/observations", summary="Lab results of a course")
+def list_observations(
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+) -> list[ObservationOut]:
+    rec = _course(session, course_id)
+    record(session, viewer, "read", "observation", None, rec.patient_id, detail=f"course {rec.id}")
+    return [_obs_out(o) for o in rec.observations]
+
+
+@router.post(
+    "/courses/{course_id}/observations", status_code=201, summary="Add lab results (all or none)"
+)
+def add_observations(
+    course_id: int,
+    body: ObservationsIn,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> WriteResult:
+    rec = _course(session, course_id)
+    new = repo.add_labs(
+        session,
+        rec,
+        body.observations,
+        expected_version=body.version,
+        user=viewer.username,
+        source="api",
+        baseline=body.baseline,
+        source_name="observations",
+    )
+    record(
+        session, viewer, "create", "observation", None, rec.patient_id,
+        detail=f"course {rec.id}: {len(new)} added",
+    )  # fmt: skip
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[o.id for o in new])
+
+
+@router.delete(
+    "/courses/{course_id}/observations/{observation_id}",
+    summary="Delete a lab result",
+)
+def delete_observation(
+    course_id: int,
+    observation_id: int,
+    version: int | None = Query(None),
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> WriteResult:
+    rec = _course(session, course_id)
+    repo.delete_observation(
+        session, rec, observation_id, expected_version=version, user=viewer.username
+    )
+    record(session, viewer, "delete", "observation", observation_id, rec.patient_id)
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[observation_id])
+
+
+@router.get("/courses/{course_id}/events", summary="Events of a course")
+def list_events(
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+) -> list[EventOut]:
+    rec = _course(session, course_id)
+    record(session, viewer, "read", "event", None, rec.patient_id, detail=f"course {rec.id}")
+    return [_event_out(e) for e in rec.events]
+
+
+@router.post("/courses/{course_id}/events", status_code=201, summary="Add events (all or none)")
+def add_events(
+    course_id: int,
+    body: EventsIn,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> WriteResult:
+    rec = _course(session, course_id)
+    new = repo.add_events(
+        session,
+        rec,
+        body.events,
+        expected_version=body.version,
+        user=viewer.username,
+        source="api",
+        source_name="events",
+    )
+    record(
+        session, viewer, "create", "event", None, rec.patient_id,
+        detail=f"course {rec.id}: {len(new)} added",
+    )  # fmt: skip
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[e.id for e in new])
+
+
+@router.delete("/courses/{course_id}/events/{event_id}", summary="Delete an event")
+def delete_event(
+    course_id: int,
+    event_id: int,
+    version: int | None = Query(None),
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> WriteResult:
+    rec = _course(session, course_id)
+    repo.delete_event(session, rec, event_id, expected_version=version, user=viewer.username)
+    record(session, viewer, "delete", "event", event_id, rec.patient_id)
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[event_id])
+
+
+@router.get(
+    "/courses/{course_id}/assessment",
+    summary="Grades and guidance for a day (default: today's day since infusion)",
+)
+def get_assessment(
+    course_id: int,
+    request: Request,
+    day: int | None = Query(None, ge=0, le=3650),
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> AssessmentOut:
+    ctx = get_ctx(request)
+    rec = _course(session, course_id)
+    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
+    record(session, viewer, "read", "assessment", rec.id, rec.patient_id, detail=f"day {snap.day}")
+    return assessment_out(snap)
+
+
+@router.get(
+    "/courses/{course_id}/timeline.svg",
+    summary="The timeline figure (SVG)",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
+def get_timeline(
+    course_id: int,
+    request: Request,
+    day: int | None = Query(None, ge=0, le=3650),
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> Response:
+    ctx = get_ctx(request)
+    rec = _course(session, course_id)
+    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="timeline")
+    return Response(timeline_svg(snap.course, snap.day, ctx.clinical), media_type="image/svg+xml")
+
+
+@router.get("/courses/{course_id}/guidance/actions", summary="Acknowledgements and dismissals")
+def list_guidance_actions(
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+) -> list[GuidanceActionOut]:
+    rec = _course(session, course_id)
+    record(session, viewer, "read", "guidance-action", None, rec.patient_id)
+    return [action_out(a) for a in repo.guidance_actions(session, rec.id)]
+
+
+@router.post(
+    "/courses/{course_id}/guidance/{item_id}/actions",
+    status_code=201,
+    summary="Acknowledge or dismiss a guidance item, with the reason",
+)
+def act_on_item(
+    course_id: int,
+    item_id: str,
+    body: GuidanceActionIn,
+    request: Request,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> GuidanceActionOut:
+    ctx = get_ctx(request)
+    rec = _course(session, course_id)
+    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=body.day)
+    state = find_item(snap, item_id)
+    if state is None:
+        raise ProblemError(
+            "not-found",
+            f"guidance item {item_id!r} is not shown for course {rec.id} on day {snap.day}",
+        )
+    ga = repo.record_guidance_action(
+        session,
+        rec,
+        item_id=item_id,
+        day=snap.day,
+        action=body.action,
+        reason=body.reason,
+        urgency=state.item.urgency,
+        summary=state.item.summary,
+        user_id=viewer.user_id,
+        username=viewer.username,
+    )
+    record(session, viewer, "create", "guidance-action", ga.id, rec.patient_id, detail=item_id)
+    return action_out(ga)
+
+
+def _rename(exc: InputError, tmp: Path, names: dict[str, str]) -> InputError:
+    """Replace temporary paths in messages by the names of the uploaded files."""
+
+    def fix(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for path, name in names.items():
+            text = text.replace(path, name)
+        return text.replace(str(tmp) + "/", "")
+
+    problems = [
+        Problem(
+            fix(p.message) or "",
+            Location(
+                p.location.patient_id, p.location.row, p.location.field, fix(p.location.source)
+            ),
+            p.kind,
+        )
+        for p in exc.problems
+    ]
+    return type(exc)(fix(exc.message) or "", problems)
+
+
+@router.post(
+    "/cohort/grade",
+    summary="Grade a cohort file (labs + patients [+ events]; CSV or Parquet), one row per patient",
+)
+async def grade_uploaded_cohort(
+    request: Request,
+    labs: UploadFile = File(description="Long-format labs (CSV or Parquet)"),
+    patients: UploadFile = File(description="Patient table (CSV or Parquet)"),
+    events: UploadFile | None = File(None, description="Optional event table"),
+    as_of: int | None = Form(None, description="Grade as of this day (default: all data)"),
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> JSONResponse:
+    ctx: ServiceContext = get_ctx(request)
+    with tempfile.TemporaryDirectory(prefix="cc-cohort-") as tmp_name:
+        tmp = Path(tmp_name)
+        paths: dict[str, Path] = {}
+        names: dict[str, str] = {}
+        for role, upload in (("labs", labs), ("patients", patients), ("events", events)):
+            if upload is None:
+                continue
+            suffix = Path(upload.filename or "").suffix.lower() or ".csv"
+            if suffix not in (".csv", ".parquet", ".txt"):
+                raise ParseError(
+                    f"{role}: unsupported file type '{suffix}' (use .csv or .parquet)",
+                    [Problem("use .csv or .parquet", Location(source=upload.filename, field=role))],
+                )
+            data = await upload.read()
+            if len(data) > ctx.settings.max_upload_bytes:
+                raise ProblemError(
+                    "too-large", f"{role} exceeds {ctx.settings.max_upload_bytes} bytes"
+                )
+            path = tmp / f"{role}{suffix}"
+            path.write_bytes(data)
+            paths[role] = path
+            names[str(path)] = upload.filename or role
+        try:
+            frames = read_cohort(paths["labs"], paths["patients"], paths.get("events"))
+            table = grade_cohort(frames, ctx.clinical, as_of=as_of)
+        except InputError as exc:
+            raise _rename(exc, tmp, names) from None
+    record(
+        session, viewer, "export", "cohort-grading", None, None, detail=f"{table.height} patients"
+    )
+    return JSONResponse(
+        {
+            "n_patients": table.height,
+            "as_of": as_of,
+            "software": f"cart-cytopenia {__version__}",
+            "settings": ctx.clinical.in_force(),
+            "columns": table.columns,
+            "rows": table.to_dicts(),
+        }
+    )
+
+
+@router.get("/users", summary="Accounts (admin)")
+def list_users(
+    viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+) -> list[UserOut]:
+    return [
+        UserOut(
+            id=u.id,
+            username=u.username,
+            display_name=u.display_name,
+            role=u.role,
+            active=u.active,
+            created_at=u.created_at,
+        )
+        for u in accounts.list_users(session)
+    ]
+
+
+@router.post("/users", status_code=201, summary="Create an account (admin)")
+def create_user(
+    body: UserIn, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+) -> UserOut:
+    u = accounts.create_user(session, body.username, body.password, body.role, body.display_name)
+    record(session, viewer, "create", "user", u.id)
+    return UserOut(
+        id=u.id,
+        username=u.username,
+        display_name=u.display_name,
+        role=u.role,
+        active=u.active,
+        created_at=u.created_at,
+    )
+
+
+@router.get("/audit", summary="The audit log (admin)")
+def get_audit(
+    viewer: Viewer = Depends(ADMIN),
+    session: Session = Depends(db_session),
+    patient_id: int | None = Query(None),
+    username: str | None = Query(None),
+    limit: int = Query(200, ge=1, le=5000),
+) -> list[AuditOut]:
+    rows: list[AuditEvent] = audit.entries(
+        session, limit=limit, patient_id=patient_id, username=username
+    )
+    return [
+        AuditOut(
+            id=r.id,
+            at=r.at,
+            username=r.username,
+            action=r.action,
+            resource=r.resource,
+            resource_id=r.resource_id,
+            patient_id=r.patient_id,
+            channel=r.channel,
+            client=r.client,
+            outcome=r.outcome,
+            detail=r.detail,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/problems", summary="The problem types this API answers with (RFC 9457)")
+def problem_types() -> dict[str, Any]:
+    return {
+        slug: {"status": status, "title": title, "description": text}
+        for slug, (status, title, text) in PROBLEM_TYPES.items()
+    }

@@ -1,0 +1,178 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Routers live in their own modules and are included here, one line each (pages, sign-in and
+administration, the JSON API; other adapters such as CDS Hooks add their router the same way).
+The app refuses to start with a default secret outside development and with a database whose
+schema is behind the code. The access log names the route template (``/patients/{patient_id}``),
+never the concrete path, query string or body, so no patient data reaches application logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from cart_cytopenia import __version__
+from cart_cytopenia.errors import CartCytopeniaError, InputError
+from cart_cytopenia.service import api, pages, pages_auth
+from cart_cytopenia.service.clinical import SnapshotCache
+from cart_cytopenia.service.config import ServiceSettings
+from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
+from cart_cytopenia.service.problems import ProblemError, to_problem
+from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.errors import ConflictError, NotFoundError
+from cart_cytopenia.store.migrate import check_current
+
+STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("cart_cytopenia.service")
+access_log = logging.getLogger("cart_cytopenia.access")
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's template (``/patients/{patient_id}``), never the concrete path."""
+    route = request.scope.get("route")
+    if route is not None and getattr(route, "path", None) is not None:
+        path = str(route.path)
+        return path + "/…" if path == "/static" else path
+    return "(unmatched)"
+
+
+class AccessLogAndHeaders(BaseHTTPMiddleware):
+    """Security headers on every response; an access log line without patient data."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        access_log.info(
+            "%s %s %d %.0fms",
+            request.method,
+            _route_template(request),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _html_error(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+    return pages.templates.TemplateResponse(
+        request,
+        "error.html",
+        {"viewer": None, "title": title, "detail": detail, "status": status},
+        status_code=status,
+    )
+
+
+def create_app(
+    settings: ServiceSettings, *, database: Database | None = None, check_schema: bool = True
+) -> FastAPI:
+    """The web application for ``settings`` (raises SettingsError when it must not start)."""
+    settings.check_secret()
+    db = database or Database(settings.effective_database_url)
+    if check_schema:
+        check_current(db)
+    ctx = ServiceContext(
+        settings=settings, db=db, clinical=settings.clinical_settings(), cache=SnapshotCache()
+    )
+
+    app = FastAPI(
+        title="cart-cytopenia",
+        version=__version__,
+        description=(
+            "Clinical decision support for cytopenias after CAR T-cell therapy. JSON API: "
+            "authenticate with `Authorization: Bearer <API token>` (create one on the Account "
+            "page); errors are RFC 9457 problem details. It supports clinicians; it never "
+            "orders anything."
+        ),
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        root_path=settings.root_path,
+    )
+    app.state.ctx = ctx
+    app.add_middleware(AccessLogAndHeaders)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    # routers, one line each
+    app.include_router(pages_auth.router)
+    app.include_router(pages.router)
+    app.include_router(api.router)
+
+    @app.exception_handler(LoginRequiredError)
+    async def _login_required(request: Request, exc: LoginRequiredError) -> Response:
+        target = request.url.path if request.method == "GET" else "/worklist"
+        if request.url.query and request.method == "GET":
+            target += "?" + request.url.query
+        from urllib.parse import quote
+
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @app.exception_handler(PageForbiddenError)
+    async def _forbidden(request: Request, exc: PageForbiddenError) -> Response:
+        if str(exc) == "csrf":
+            return _html_error(
+                request, 403, "Form expired",
+                "The form was not accepted (its security token is missing or stale). Go back, "
+                "reload the page and submit again.",
+            )  # fmt: skip
+        return _html_error(
+            request, 403, "Not allowed",
+            f"Your role does not allow this; it needs the role '{exc}' or higher.",
+        )  # fmt: skip
+
+    async def _any(request: Request, exc: Exception) -> Response:
+        if _is_api(request):
+            return to_problem(request, exc)
+        if isinstance(exc, NotFoundError):
+            return _html_error(request, 404, "Not found", str(exc))
+        if isinstance(exc, ConflictError):
+            return _html_error(request, 409, "Changed by someone else", str(exc))
+        if isinstance(exc, InputError):
+            return _html_error(request, 422, "Invalid input", str(exc))
+        if isinstance(exc, StarletteHTTPException):
+            return _html_error(request, exc.status_code, "Error", str(exc.detail))
+        if isinstance(exc, RequestValidationError):
+            return _html_error(
+                request, 422, "Invalid request", "A parameter of the page is invalid."
+            )
+        if isinstance(exc, ProblemError):
+            return _html_error(request, exc.status, "Error", exc.detail)
+        log.error("unexpected %s", type(exc).__name__)
+        return _html_error(request, 500, "Error", "Something went wrong.")
+
+    for exc_type in (
+        ProblemError,
+        CartCytopeniaError,
+        RequestValidationError,
+        StarletteHTTPException,
+    ):
+        app.add_exception_handler(exc_type, _any)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,242 @@
+"""What the pages and the API show for a stored course on a day: grades, guidance, state.
+
+``CourseSnapshot`` bundles the validated ``Course``, its ``Assessment`` (grading) and
+``Guidance`` (the review's approach) for the assessment day, computed once per
+(course, version, day, settings) and cached in memory (a course's version changes with every
+edit, so the cache never serves stale data). Acknowledgements are read fresh each time.
+
+An acknowledgement or dismissal covers a guidance item while the item still says the same thing
+(same summary) at the same or lower urgency; when the data change what the item says, or it
+becomes more urgent, it is open again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cart_cytopenia.domain.course import Course
+from cart_cytopenia.grading.assessment import Assessment, assess
+from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate
+from cart_cytopenia.rules.settings import Settings
+from cart_cytopenia.store.courses import load_course
+from cart_cytopenia.store.models import CourseRecord, GuidanceAction
+
+URGENCY_ORDER = ("critical", "warning", "action", "consider", "info")
+URGENCY_RANK = {u: len(URGENCY_ORDER) - i for i, u in enumerate(URGENCY_ORDER)}
+NEEDS_ACTION = frozenset({"critical", "warning", "action"})
+SECTIONS = ("alerts", "management", "workup", "differential", "prophylaxis")
+SECTION_TITLES = {
+    "alerts": "Alerts",
+    "management": "Management to consider",
+    "workup": "Work-up",
+    "differential": "Differential diagnosis",
+    "prophylaxis": "Infection prophylaxis",
+}
+COUNT_ANALYTES = ("anc", "platelets", "hb")
+
+
+def assessment_day(rec: CourseRecord, today: dt.date) -> int:
+    """The day shown: today's day since infusion (not before day 0)."""
+    return max(0, (today - rec.infusion_date).days)
+
+
+@dataclass(frozen=True)
+class ItemState:
+    item: GuidanceItem
+    section: str
+    action: GuidanceAction | None
+
+    @property
+    def handled(self) -> bool:
+        return self.action is not None
+
+    @property
+    def urgency_rank(self) -> int:
+        return URGENCY_RANK.get(self.item.urgency, 0)
+
+
+@dataclass(frozen=True)
+class CountCell:
+    analyte: str
+    value: float | None
+    unit: str
+    day: int | None
+    grade: int | None
+    stale_days: int | None
+
+
+@dataclass
+class CourseSnapshot:
+    record_id: int
+    patient_id: int
+    pseudonym: str
+    version: int
+    status: str
+    day: int
+    today_day: int
+    course: Course
+    assessment: Assessment
+    guidance: Guidance
+    items: list[ItemState] = field(default_factory=list)
+
+    # --- derived, for the worklist ---
+    @property
+    def product(self) -> str:
+        return self.course.product.id
+
+    @property
+    def open_items(self) -> list[ItemState]:
+        return sorted(
+            (s for s in self.items if not s.handled),
+            key=lambda s: (-s.urgency_rank, s.item.rank or 0),
+        )
+
+    def open_by_urgency(self) -> dict[str, int]:
+        out = dict.fromkeys(URGENCY_ORDER, 0)
+        for s in self.open_items:
+            out[s.item.urgency] = out.get(s.item.urgency, 0) + 1
+        return out
+
+    @property
+    def needs_action(self) -> bool:
+        return any(s.item.urgency in NEEDS_ACTION for s in self.open_items)
+
+    @property
+    def top_urgency_rank(self) -> int:
+        return max((s.urgency_rank for s in self.open_items), default=0)
+
+    def counts(self) -> dict[str, CountCell]:
+        out = {}
+        by = {c.analyte: c for c in self.assessment.ctcae}
+        for a in COUNT_ANALYTES:
+            c = by.get(a)
+            if c is None:
+                continue
+            grade = c.current.grade if c.current.status != "cannot_grade" else None
+            stale = None
+            if c.last_value_day is not None and self.day - c.last_value_day > 2:
+                stale = self.day - c.last_value_day
+            out[a] = CountCell(a, c.last_value, c.unit, c.last_value_day, grade, stale)
+        return out
+
+    @property
+    def icaht_label(self) -> str:
+        a = self.assessment
+        early = a.early_icaht.result
+        late = a.late_icaht.result
+        if self.day > 30 and late.status == "graded":
+            return f"late {late.grade}"
+        if early.status == "graded":
+            return f"early {early.grade}" + ("*" if early.provisional else "")
+        if early.status == "normal":
+            return "none" + ("*" if early.provisional else "")
+        return "—"
+
+    @property
+    def icaht_rank(self) -> int:
+        a = self.assessment
+        g = a.late_icaht.result.grade if self.day > 30 else None
+        g = g if g is not None else a.early_icaht.result.grade
+        return -1 if g is None else g
+
+    @property
+    def phenotype(self) -> str | None:
+        return self.assessment.phenotype.phenotype
+
+    @property
+    def phase(self) -> str | None:
+        return self.guidance.phase or self.assessment.phase
+
+    def section(self, name: str) -> list[ItemState]:
+        return [s for s in self.items if s.section == name]
+
+
+class SnapshotCache:
+    """LRU cache of (course, assessment, guidance) per (course id, version, day, settings)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], tuple[Course, Assessment, Guidance]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self, rec: CourseRecord, day: int, settings: Settings
+    ) -> tuple[Course, Assessment, Guidance]:
+        key = (rec.id, rec.version, day, id(settings))
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+                return hit
+        course = load_course(rec)
+        assessment = assess(course, day, settings)
+        guidance = evaluate(course, day, settings)
+        value = (course, assessment, guidance)
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+def _sections(g: Guidance) -> Iterable[tuple[str, GuidanceItem]]:
+    for name in SECTIONS:
+        for item in getattr(g, name, []) or []:
+            yield name, item
+
+
+def covering_action(item: GuidanceItem, actions: Sequence[GuidanceAction]) -> GuidanceAction | None:
+    """The latest acknowledgement/dismissal that still covers ``item`` (see module doc)."""
+    latest = None
+    for a in actions:
+        if a.item_id == item.id and (latest is None or a.id > latest.id):
+            latest = a
+    if latest is None:
+        return None
+    if latest.summary != item.summary[:255]:
+        return None
+    if URGENCY_RANK.get(item.urgency, 0) > URGENCY_RANK.get(latest.urgency, 0):
+        return None
+    return latest
+
+
+def snapshot(
+    rec: CourseRecord,
+    today: dt.date,
+    settings: Settings,
+    cache: SnapshotCache,
+    day: int | None = None,
+    actions: Sequence[GuidanceAction] | None = None,
+) -> CourseSnapshot:
+    today_day = assessment_day(rec, today)
+    d = today_day if day is None else day
+    course, assessment, guidance = cache.get(rec, d, settings)
+    acts = list(rec.guidance_actions) if actions is None else list(actions)
+    items = [
+        ItemState(item, section, covering_action(item, acts))
+        for section, item in _sections(guidance)
+    ]
+    return CourseSnapshot(
+        record_id=rec.id,
+        patient_id=rec.patient_id,
+        pseudonym=rec.patient.pseudonym,
+        version=rec.version,
+        status=rec.status,
+        day=d,
+        today_day=(today - rec.infusion_date).days,
+        course=course,
+        assessment=assessment,
+        guidance=guidance,
+        items=items,
+    )
+
+
+def find_item(snap: CourseSnapshot, item_id: str) -> ItemState | None:
+    return next((s for s in snap.items if s.item.id == item_id), None)

@@ -1,0 +1,149 @@
+"""Settings of the web service: environment variables ``CART_CYTOPENIA_*`` or a TOML file.
+
+Precedence: built-in defaults < the settings file (``CART_CYTOPENIA_CONFIG`` or ``--config``)
+< environment variables. Every field can be set as ``CART_CYTOPENIA_<FIELD>`` (upper case),
+e.g. ``CART_CYTOPENIA_DATABASE_URL``, ``CART_CYTOPENIA_SECRET_KEY``.
+
+Outside ``environment = "development"`` the service refuses to start without a secret key of
+its own (at least 32 characters, not the development default). The clinical settings
+(transfusion thresholds, G-CSF timing ...) are a separate file, ``clinical_settings_file``
+(see ``cart_cytopenia.rules.settings``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cart_cytopenia.errors import SettingsError
+from cart_cytopenia.rules.settings import Settings, load_settings
+
+ENV_PREFIX = "CART_CYTOPENIA_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+DEV_SECRET = "development-only-secret-do-not-use-in-production"
+MIN_SECRET = 32
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cart-cytopenia"
+
+
+class ServiceSettings(BaseModel):
+    """Everything the web service needs to run; see docs/deployment.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environment: Literal["development", "production"] = Field(
+        "production", description="'development' allows the built-in secret and plain-HTTP cookies"
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty: an SQLite file in data_dir (sqlite:///...)"
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    secret_key: str = Field(DEV_SECRET, repr=False, description="Signs session cookies and CSRF")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    root_path: str = Field("", description="Path prefix when served behind a reverse proxy")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-* headers are trusted"
+    )
+    clinical_settings_file: Path | None = Field(
+        None, description="Institutional clinical settings (TOML), see docs/settings"
+    )
+    session_hours: float = Field(12, gt=0, le=24 * 30)
+    cookie_secure: bool | None = Field(
+        None, description="Secure cookies (HTTPS only); default: on outside development"
+    )
+    login_max_failures: int = Field(5, ge=1, le=100)
+    login_max_failures_per_client: int = Field(20, ge=1, le=1000)
+    login_window_seconds: int = Field(900, ge=10, le=86_400)
+    api_token_days: int = Field(365, ge=1, le=3650)
+    today: dt.date | None = Field(
+        None, description="Fix 'today' (demo, training, tests); default: the real date"
+    )
+    max_upload_bytes: int = Field(20_000_000, ge=1000)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cart-cytopenia.db').expanduser()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return (not self.development) if self.cookie_secure is None else self.cookie_secure
+
+    def check_secret(self) -> None:
+        """Refuse a default or weak secret outside development."""
+        if self.development:
+            return
+        if self.secret_key == DEV_SECRET or not self.secret_key:
+            raise SettingsError(
+                "CART_CYTOPENIA_SECRET_KEY is not set: outside development the service needs a "
+                "secret of its own (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+                "or set CART_CYTOPENIA_ENVIRONMENT=development for a local trial"
+            )
+        if len(self.secret_key) < MIN_SECRET:
+            raise SettingsError(
+                f"CART_CYTOPENIA_SECRET_KEY is too short ({len(self.secret_key)} characters); "
+                f"use at least {MIN_SECRET} random characters"
+            )
+
+    def clinical_settings(self) -> Settings:
+        return load_settings(self.clinical_settings_file)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ServiceSettings.model_fields:
+        key = ENV_PREFIX + name.upper()
+        if key in env and env[key] != "":
+            out[name] = env[key]
+    return out
+
+
+def load_service_settings(
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> ServiceSettings:
+    """Defaults < settings file < environment < explicit overrides (e.g. ``--port``)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = config_file or env.get(CONFIG_ENV) or None
+    source = "defaults"
+    if path:
+        p = Path(path)
+        try:
+            raw.update(tomllib.loads(p.read_text()))
+        except FileNotFoundError:
+            raise SettingsError(f"service settings file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"service settings file {p} is not valid TOML: {exc}") from None
+        source = str(p)
+    raw.update(_from_env(env))
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = ServiceSettings.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            name = ".".join(str(x) for x in e["loc"])
+            lines.append(f"{name} (env {ENV_PREFIX}{name.upper()}): {e['msg']}")
+        raise SettingsError(
+            f"service settings from {source} and the environment are invalid:\n  - "
+            + "\n  - ".join(lines)
+        ) from None
+    return settings

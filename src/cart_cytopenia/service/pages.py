@@ -1,0 +1,731 @@
+"""Server-rendered pages: worklist, patient page, data entry, uploads, print view.
+
+Every page needs a signed-in user; every POST checks the session's CSRF token; every read and
+write of patient data goes to the audit log. Nothing here computes clinical content: it shows
+what ``grading`` and ``guidance`` produce for the stored course (``service.clinical``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from cart_cytopenia import __version__
+from cart_cytopenia.domain.analytes import analyte as analyte_of
+from cart_cytopenia.domain.catalogues import products
+from cart_cytopenia.domain.course import Course, Dated, parse_course
+from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.grading.ctcae import grade_values
+from cart_cytopenia.rules import tables
+from cart_cytopenia.service.clinical import (
+    NEEDS_ACTION,
+    SECTION_TITLES,
+    SECTIONS,
+    URGENCY_ORDER,
+    CourseSnapshot,
+    find_item,
+    snapshot,
+)
+from cart_cytopenia.service.deps import (
+    Viewer,
+    check_csrf,
+    close_form,
+    db_session,
+    get_ctx,
+    record,
+    web_role,
+    web_viewer,
+)
+from cart_cytopenia.service.forms import (
+    EVENT_TYPES,
+    FormState,
+    apply_errors,
+    event_fields,
+    form_to_dict,
+    lab_fields,
+    parse_lab_csv,
+    timing_problems,
+)
+from cart_cytopenia.service.security import CSRF_FIELD
+from cart_cytopenia.service.timeline import timeline_svg
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.errors import ConflictError, NotFoundError
+from cart_cytopenia.store.models import CourseRecord
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+templates = Jinja2Templates(directory=str(TEMPLATES))
+router = APIRouter(include_in_schema=False, dependencies=[Depends(close_form)])
+
+READ = web_role("read-only")
+WRITE = web_role("clinician")
+
+GRADE_CLASS = {None: "g-na", 0: "g0", 1: "g1", 2: "g2", 3: "g3", 4: "g4", 5: "g4"}
+
+
+def fmt_value(v: float | None, analyte_code: str | None = None) -> str:
+    if v is None:
+        return "—"
+    if analyte_code == "hb":
+        return f"{v:.1f}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def unit_label(unit: str) -> str:
+    return {"/uL": "/µL", "10*3/uL": "×10³/µL", "10*9/L": "×10⁹/L"}.get(unit, unit)
+
+
+templates.env.globals.update(
+    fmt_value=fmt_value,
+    unit_label=unit_label,
+    grade_class=lambda g: GRADE_CLASS.get(g, "g-na"),
+    version=__version__,
+    urgency_order=URGENCY_ORDER,
+    section_titles=SECTION_TITLES,
+    csrf_field=CSRF_FIELD,
+)
+
+
+def render(
+    request: Request,
+    name: str,
+    viewer: Viewer | None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    ctx = get_ctx(request)
+    base = {
+        "viewer": viewer,
+        "today": ctx.today(),
+        "institution": ctx.clinical.institution,
+        "development": ctx.settings.development,
+    }
+    base.update(context)
+    response = templates.TemplateResponse(request, name, base, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _course_for_patient(session: Session, patient_id: int, course_id: int | None) -> CourseRecord:
+    patient = repo.get_patient(session, patient_id)
+    if course_id is not None:
+        rec = repo.get_course(session, course_id)
+        if rec.patient_id != patient.id:
+            raise NotFoundError(f"course {course_id} is not a course of patient {patient_id}")
+        return rec
+    latest = repo.latest_course(patient)
+    if latest is None:
+        raise NotFoundError(f"patient {patient_id} has no course")
+    return repo.get_course(session, latest.id)
+
+
+def _snap(request: Request, rec: CourseRecord, day: int | None = None) -> CourseSnapshot:
+    ctx = get_ctx(request)
+    return snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
+
+
+# --------------------------------------------------------------------------- worklist
+
+SORTS = {
+    "urgency": lambda s: (-s.top_urgency_rank, -len(s.open_items), -s.day),
+    "patient": lambda s: (s.pseudonym,),
+    "day": lambda s: (s.day,),
+    "product": lambda s: (s.product, s.day),
+    "anc": lambda s: _count_key(s, "anc"),
+    "platelets": lambda s: _count_key(s, "platelets"),
+    "hb": lambda s: _count_key(s, "hb"),
+    "icaht": lambda s: (-s.icaht_rank, s.day),
+    "phase": lambda s: (s.phase or "~", s.day),
+    "phenotype": lambda s: (s.phenotype or "~", s.day),
+}
+
+
+def _count_key(s: CourseSnapshot, a: str) -> tuple[int, float]:
+    c = s.counts().get(a)
+    return (1, 0.0) if c is None or c.value is None else (0, c.value)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(viewer: Viewer = Depends(web_viewer)) -> Response:
+    return _redirect("/worklist")
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+def worklist_page(
+    request: Request,
+    product: str = "",
+    phase: str = "",
+    needs_action: str = "",
+    q: str = "",
+    sort: str = "urgency",
+    dir: str = "",
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> Response:
+    snaps = []
+    errors = []
+    for rec in repo.list_courses(session):
+        try:
+            snaps.append(_snap(request, rec))
+        except InputError as exc:  # a stored course no longer valid under new rules
+            errors.append((rec, str(exc)))
+        record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="worklist")
+    all_products = sorted({s.product for s in snaps})
+    rows = snaps
+    if product:
+        rows = [s for s in rows if s.product == product]
+    if phase:
+        rows = [s for s in rows if (s.phase or "none") == phase]
+    if needs_action:
+        rows = [s for s in rows if s.needs_action]
+    if q.strip():
+        rows = [s for s in rows if q.strip().lower() in s.pseudonym.lower()]
+    key = SORTS.get(sort, SORTS["urgency"])
+    default_desc = sort in ("day",)
+    reverse = (dir == "desc") if dir else default_desc
+    rows = sorted(rows, key=key, reverse=reverse)
+
+    def sort_url(col: str) -> str:
+        new_dir = "asc" if (sort == col and reverse) else "desc"
+        if sort != col:
+            new_dir = "desc" if col == "day" else "asc"
+        params = {
+            k: v
+            for k, v in {
+                "product": product,
+                "phase": phase,
+                "needs_action": needs_action,
+                "q": q,
+                "sort": col,
+                "dir": new_dir,
+            }.items()
+            if v
+        }
+        return "/worklist?" + urlencode(params)
+
+    return render(
+        request,
+        "worklist.html",
+        viewer,
+        title="Worklist",
+        rows=rows,
+        n_total=len(snaps),
+        n_action=sum(1 for s in snaps if s.needs_action),
+        products=all_products,
+        phases=[p.id for p in tables.timing().phases],
+        f={"product": product, "phase": phase, "needs_action": needs_action, "q": q},
+        sort=sort,
+        reverse=reverse,
+        sort_url=sort_url,
+        broken=errors,
+        needs_action_set=NEEDS_ACTION,
+    )
+
+
+# --------------------------------------------------------------------------- patient page
+
+
+def grade_history(course: Course, sex: str | None, ctx_settings: Any) -> list[dict[str, Any]]:
+    """Per lab day (latest first): ANC, platelets, Hb daily minimum with CTCAE grades."""
+    table = tables.ctcae(ctx_settings.ctcae_version)
+    by_day: dict[int, dict[str, float]] = {}
+    for lab in course.labs:
+        code = lab.analyte_code
+        if code not in ("anc", "platelets", "hb") or lab.day is None:
+            continue
+        value = lab.canonical_value()
+        cur = by_day.setdefault(lab.day, {})
+        cur[code] = min(value, cur.get(code, value))
+    rows = []
+    for day in sorted(by_day, reverse=True):
+        row: dict[str, Any] = {"day": day}
+        for code in ("anc", "platelets", "hb"):
+            v = by_day[day].get(code)
+            if v is None:
+                row[code] = None
+                continue
+            g = grade_values(
+                np.array([v]),
+                code,
+                table,
+                ctx_settings.reference_ranges,
+                np.array([sex], dtype=object) if code == "hb" else None,
+            )[0]
+            row[code] = (v, int(g) if g >= 0 else None)
+        rows.append(row)
+    return rows
+
+
+def _events_for_display(course: Course) -> list[dict[str, Any]]:
+    out = []
+    for e in course.events:
+        start = e.day if isinstance(e, Dated) else e.start_day
+        end = None if isinstance(e, Dated) else e.end_day
+        bits = []
+        for k in ("max_grade", "grade", "drug", "dose", "dose_unit", "frequency", "product",
+                  "units", "organism", "site", "cellularity", "source", "kind", "finding",
+                  "cause", "max_temp_c"):  # fmt: skip
+            v = getattr(e, k, None)
+            if v is not None and v != "":
+                bits.append(f"{k.replace('_', ' ')}: {getattr(v, 'value', v)}")
+        out.append({"type": e.type, "start": start, "end": end, "detail": "; ".join(bits)})
+    return out
+
+
+def _patient_context(
+    request: Request, session: Session, rec: CourseRecord, day: int | None
+) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    snap = _snap(request, rec, day)
+    course = snap.course
+    sex = course.patient.sex.value
+    others = [c for c in rec.patient.courses if c.id != rec.id]
+    return {
+        "rec": rec,
+        "snap": snap,
+        "course": course,
+        "a": snap.assessment,
+        "g": snap.guidance,
+        "sections": [(s, snap.section(s)) for s in SECTIONS],
+        "svg": timeline_svg(course, snap.day, ctx.clinical),
+        "history": grade_history(course.as_of(snap.day), sex, ctx.clinical),
+        "events": _events_for_display(course.as_of(snap.day)),
+        "actions": repo.guidance_actions(session, rec.id),
+        "other_courses": others,
+        "product": course.product.catalogue_entry(),
+        "settings_in_force": ctx.clinical.in_force(),
+        "analyte_label": lambda code: analyte_of(code).label,
+    }
+
+
+@router.get("/patients/{patient_id}", response_class=HTMLResponse)
+def patient_page(
+    request: Request,
+    patient_id: int,
+    course: int | None = None,
+    day: int | None = None,
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = _course_for_patient(session, patient_id, course)
+    if day is not None and day < 0:
+        day = 0
+    context = _patient_context(request, session, rec, day)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="patient page")
+    return render(
+        request,
+        "patient.html",
+        viewer,
+        title=f"Patient {rec.patient.pseudonym}",
+        **context,
+        message=request.query_params.get("msg", ""),
+    )
+
+
+@router.get("/patients/{patient_id}/print", response_class=HTMLResponse)
+def print_page(
+    request: Request,
+    patient_id: int,
+    course: int | None = None,
+    day: int | None = None,
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = _course_for_patient(session, patient_id, course)
+    context = _patient_context(request, session, rec, day)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="print view")
+    return render(
+        request,
+        "print.html",
+        viewer,
+        title=f"Consult note — {rec.patient.pseudonym}",
+        printed_at=dt.datetime.now(dt.UTC),
+        **context,
+    )
+
+
+@router.get("/patients/{patient_id}/data", response_class=HTMLResponse)
+def data_page(
+    request: Request,
+    patient_id: int,
+    course: int | None = None,
+    viewer: Viewer = Depends(READ),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = _course_for_patient(session, patient_id, course)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="data page")
+    return render(
+        request,
+        "data.html",
+        viewer,
+        title=f"Data — {rec.patient.pseudonym}",
+        rec=rec,
+        message=request.query_params.get("msg", ""),
+    )
+
+
+def _patient_url(rec: CourseRecord, msg: str = "", anchor: str = "") -> str:
+    params = {"course": str(rec.id)}
+    if msg:
+        params["msg"] = msg
+    return f"/patients/{rec.patient_id}?{urlencode(params)}{anchor}"
+
+
+@router.post("/courses/{course_id}/guidance/{item_id}/ack", response_class=HTMLResponse)
+async def acknowledge(
+    request: Request,
+    course_id: int,
+    item_id: str,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    day_text = str(form.get("day") or "")
+    day = int(day_text) if day_text.isdigit() else None
+    snap = _snap(request, rec, day)
+    state = find_item(snap, item_id)
+    action = "dismissed" if form.get("action") == "dismiss" else "acknowledged"
+    reason = str(form.get("reason") or "")
+    if state is None:
+        msg = "That guidance item is no longer shown; nothing was recorded."
+        return _redirect(_patient_url(rec, msg))
+    try:
+        ga = repo.record_guidance_action(
+            session,
+            rec,
+            item_id=item_id,
+            day=snap.day,
+            action=action,
+            reason=reason,
+            urgency=state.item.urgency,
+            summary=state.item.summary,
+            user_id=viewer.user_id,
+            username=viewer.username,
+        )
+    except InputError as exc:
+        session.rollback()
+        context = _patient_context(request, session, rec, day)
+        return render(
+            request,
+            "patient.html",
+            viewer,
+            status=422,
+            title=f"Patient {rec.patient.pseudonym}",
+            **context,
+            ack_errors={item_id: [p.message for p in exc.problems]},
+            message="",
+        )
+    record(session, viewer, "create", "guidance-action", ga.id, rec.patient_id, detail=item_id)
+    return _redirect(_patient_url(rec, f"{action.capitalize()}: {state.item.summary}", "#guidance"))
+
+
+@router.post("/courses/{course_id}/status", response_class=HTMLResponse)
+async def set_status(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    status = str(form.get("status") or "")
+    version = _int(form.get("version"))
+    try:
+        repo.set_status(session, rec, status, expected_version=version, user=viewer.username)
+    except (ConflictError, InputError) as exc:
+        session.rollback()
+        return _redirect(_patient_url(rec, str(exc)))
+    record(session, viewer, "update", "course", rec.id, rec.patient_id, detail=status)
+    return _redirect(_patient_url(rec, f"Course {status}."))
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(str(v))
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- data entry
+
+
+@router.get("/courses/{course_id}/labs/new", response_class=HTMLResponse)
+def new_lab(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = repo.get_course(session, course_id)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="lab form")
+    today = get_ctx(request).today()
+    state = FormState(values={"date": today.isoformat(), "unit": ""})
+    return render(
+        request, "lab_form.html", viewer, title="Add lab result", rec=rec,
+        fields=lab_fields(), state=state, baseline=False,
+    )  # fmt: skip
+
+
+@router.post("/courses/{course_id}/labs/new", response_class=HTMLResponse)
+async def create_lab(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    specs = lab_fields()
+    doc, typed = form_to_dict(specs, form)
+    baseline = form.get("baseline") == "yes"
+    state = FormState(values=typed)
+    version = _int(form.get("version"))
+    if "date" in doc and "day" in doc:
+        doc.pop("day")  # the date wins; the day is computed from it
+    problems = timing_problems(doc, dated=True) if not baseline else []
+    for p in problems:
+        state.add(p.location.field, p.message)
+    if state.ok:
+        try:
+            repo.add_labs(
+                session, rec, [doc], expected_version=version, user=viewer.username,
+                source="form", baseline=baseline,
+            )  # fmt: skip
+        except (InputError, ConflictError) as exc:
+            session.rollback()
+            rec = repo.get_course(session, course_id)
+            if isinstance(exc, InputError):
+                apply_errors(state, exc, {s.name for s in specs})
+            else:
+                state.add(None, str(exc))
+    if not state.ok:
+        record(session, viewer, "create", "observation", None, rec.patient_id,
+               outcome="rejected", detail=f"course {rec.id}")  # fmt: skip
+        return render(
+            request, "lab_form.html", viewer, status=422, title="Add lab result", rec=rec,
+            fields=specs, state=state, baseline=baseline,
+        )  # fmt: skip
+    record(
+        session, viewer, "create", "observation", None, rec.patient_id, detail=f"course {rec.id}"
+    )
+    a = analyte_of(doc["analyte"]).label if doc.get("analyte") else "lab"
+    return _redirect(_patient_url(rec, f"Saved: {a} {typed.get('value')} {typed.get('unit')}."))
+
+
+@router.get("/courses/{course_id}/events/new", response_class=HTMLResponse)
+def new_event(
+    request: Request,
+    course_id: int,
+    type: str = "",
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = repo.get_course(session, course_id)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="event form")
+    fields = event_fields(type) if type in EVENT_TYPES else []
+    return render(
+        request, "event_form.html", viewer, title="Add event", rec=rec, event_type=type,
+        event_types=EVENT_TYPES, fields=fields, state=FormState(),
+    )  # fmt: skip
+
+
+@router.post("/courses/{course_id}/events/new", response_class=HTMLResponse)
+async def create_event(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    event_type = str(form.get("type") or "")
+    if event_type not in EVENT_TYPES:
+        return _redirect(f"/courses/{rec.id}/events/new")
+    specs = event_fields(event_type)
+    doc, typed = form_to_dict(specs, form)
+    doc["type"] = event_type
+    state = FormState(values=typed)
+    model, _ = EVENT_TYPES[event_type]
+    dated = issubclass(model, Dated)
+    for p in timing_problems(doc, dated):
+        state.add(p.location.field, p.message)
+    if state.ok:
+        try:
+            repo.add_events(
+                session, rec, [doc], expected_version=_int(form.get("version")),
+                user=viewer.username, source="form",
+            )  # fmt: skip
+        except (InputError, ConflictError) as exc:
+            session.rollback()
+            rec = repo.get_course(session, course_id)
+            if isinstance(exc, InputError):
+                known = {s.name for s in specs}
+                for p in exc.problems:
+                    f = p.location.field
+                    if f in ("start_day", "day") and f not in typed.get(f, "") and not typed.get(f):
+                        f = "start_date" if f == "start_day" else "date"
+                    state.add(f if f in known else None, p.message if f in known else str(p))
+            else:
+                state.add(None, str(exc))
+    if not state.ok:
+        record(session, viewer, "create", "event", None, rec.patient_id,
+               outcome="rejected", detail=f"course {rec.id}")  # fmt: skip
+        return render(
+            request, "event_form.html", viewer, status=422, title="Add event", rec=rec,
+            event_type=event_type, event_types=EVENT_TYPES, fields=specs, state=state,
+        )  # fmt: skip
+    record(session, viewer, "create", "event", None, rec.patient_id, detail=f"course {rec.id}")
+    return _redirect(_patient_url(rec, f"Saved: {EVENT_TYPES[event_type][1]}."))
+
+
+@router.post("/courses/{course_id}/observations/{obs_id}/delete", response_class=HTMLResponse)
+async def remove_observation(
+    request: Request,
+    course_id: int,
+    obs_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    try:
+        repo.delete_observation(
+            session, rec, obs_id, expected_version=_int(form.get("version")), user=viewer.username
+        )
+    except (ConflictError, InputError) as exc:
+        session.rollback()
+        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg={exc}")
+    record(session, viewer, "delete", "observation", obs_id, rec.patient_id)
+    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg=Lab+result+deleted.")
+
+
+@router.post("/courses/{course_id}/events/{event_id}/delete", response_class=HTMLResponse)
+async def remove_event(
+    request: Request,
+    course_id: int,
+    event_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    try:
+        repo.delete_event(
+            session, rec, event_id, expected_version=_int(form.get("version")), user=viewer.username
+        )
+    except (ConflictError, InputError) as exc:
+        session.rollback()
+        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg={exc}")
+    record(session, viewer, "delete", "event", event_id, rec.patient_id)
+    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg=Event+deleted.")
+
+
+async def _upload_bytes(request: Request, upload: Any, what: str) -> tuple[bytes, str]:
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise ParseError(
+            f"choose a {what} file to upload",
+            [Problem(f"no {what} file was chosen", Location(field="file"))],
+        )
+    data = await upload.read()
+    limit = get_ctx(request).settings.max_upload_bytes
+    if len(data) > limit:
+        raise ParseError(
+            f"{upload.filename} is larger than {limit:,} bytes",
+            [Problem("the file is too large", Location(field="file", source=upload.filename))],
+        )
+    return data, upload.filename
+
+
+@router.get("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
+def upload_labs_form(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    rec = repo.get_course(session, course_id)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
+    return render(request, "upload_labs.html", viewer, title="Upload labs", rec=rec, errors=None)
+
+
+@router.post("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
+async def upload_labs(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    try:
+        data, filename = await _upload_bytes(request, form.get("file"), "CSV")
+        labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
+        new = repo.add_labs(
+            session, rec, labs, expected_version=_int(form.get("version")),
+            user=viewer.username, source="csv", rows=rows, source_name=filename,
+        )  # fmt: skip
+    except (InputError, ConflictError) as exc:
+        session.rollback()
+        rec = repo.get_course(session, course_id)
+        record(session, viewer, "create", "observation", None, rec.patient_id,
+               outcome="rejected", detail=f"course {rec.id}: CSV upload")  # fmt: skip
+        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
+        summary = exc.message if isinstance(exc, InputError) else str(exc)
+        return render(
+            request, "upload_labs.html", viewer, status=422, title="Upload labs", rec=rec,
+            errors=problems, summary=summary,
+        )  # fmt: skip
+    record(session, viewer, "create", "observation", None, rec.patient_id,
+           detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
+    return _redirect(_patient_url(rec, f"Saved {len(new)} lab result(s) from {filename}."))
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
+    return render(request, "import.html", viewer, title="Import a course", errors=None)
+
+
+@router.post("/import", response_class=HTMLResponse)
+async def import_course(
+    request: Request,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = Depends(db_session),
+) -> Response:
+    form = await check_csrf(request, viewer)
+    try:
+        data, filename = await _upload_bytes(request, form.get("file"), "course JSON")
+        course = parse_course(data, source=filename)
+        rec = repo.import_course(session, course, user=viewer.username, source="json")
+    except (InputError, ConflictError) as exc:
+        session.rollback()
+        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
+        summary = exc.message if isinstance(exc, InputError) else str(exc)
+        return render(
+            request, "import.html", viewer, status=422, title="Import a course",
+            errors=problems, summary=summary,
+        )  # fmt: skip
+    record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="JSON upload")
+    return _redirect(_patient_url(rec, f"Imported course of {rec.patient.pseudonym}."))
+
+
+@router.get("/help", response_class=HTMLResponse)
+def help_page(request: Request, viewer: Viewer = Depends(web_viewer)) -> Response:
+    return render(
+        request, "help.html", viewer, title="Help",
+        products=sorted(products().values(), key=lambda p: p.id),
+    )  # fmt: skip
