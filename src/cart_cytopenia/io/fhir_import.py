@@ -1673,3 +1673,45 @@ def import_resources(raws: Iterable[RawResource]) -> FhirImport:
 def import_text(text: str | bytes, source: str = "FHIR document") -> FhirImport:
     """Import a FHIR JSON document (Bundle or resource) or bulk NDJSON given as text."""
     return import_resources(resources_from_text(text, source))
+
+
+@dataclass(frozen=True)
+class MedicationOrder:
+    """A medication request/administration as the catalogue sees it (CDS Hooks draft orders)."""
+
+    reference: str  # "MedicationRequest/id"
+    resource: Any  # the fhir.resources model
+    drug: Drug | None
+    product: Product | None
+    name: str | None
+
+
+def medication_orders(raws: Iterable[RawResource]) -> tuple[list[MedicationOrder], list[Unmapped]]:
+    """The MedicationRequests of ``raws`` (e.g. a draftOrders Bundle) with their catalogue drug.
+
+    Medication resources in the same Bundle or contained ones are followed. Resources that are
+    not valid FHIR are returned as ``Unmapped``.
+    """
+    imp = _Importer()
+    parsed: list[tuple[Any, str]] = []
+    for raw in raws:
+        rt = str(raw.data.get("resourceType", ""))
+        rid = raw.data.get("id")
+        ref = _ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
+        try:
+            model = get_fhir_model_class(rt).model_validate(raw.data)
+        except (ValueError, ValidationError) as exc:
+            imp.unmapped(ref, f"not valid FHIR {rt}: {str(exc).splitlines()[0]}", raw.where)
+            continue
+        if rid:
+            imp.by_ref[ref] = model
+        if raw.full_url:
+            imp.urls[raw.full_url] = ref
+        parsed.append((model, ref))
+    out = []
+    for model, ref in parsed:
+        if model.get_resource_type() != "MedicationRequest":
+            continue
+        drug, product, name, _texts = imp._medication_concept(model, ref)
+        out.append(MedicationOrder(ref, model, drug, product, name))
+    return out, imp.result.unmapped
