@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-output
 .PHONY: help setup test check lint typecheck importlint pytest demo bench docs clean
 
 help:
-	@echo "make demo   - set up, assess the bundled example courses, grade an example cohort"
+	@echo "make demo   - set up, assess the example courses, grade a cohort, serve the web app with demo data"
 	@echo "make test   - set up and run every check and test (ruff, import layers, mypy, pytest)"
 	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
 	@echo "make docs   - regenerate docs/rule-reference.md from the rule tables"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: assess the bundled example courses and grade the example cohort.
+# make demo: assess the bundled example courses, grade the example cohort, then load the review
+# cases and a synthetic cohort into the web app's embedded store and serve it on localhost.
 # Each step prints what it does; outputs go to demo-output/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,12 @@ done
 echo "== 2. Grade the example cohort (examples/cohort/*.csv) -> $OUT/grades.csv"
 $BIN/cart-cytopenia grade --labs examples/cohort/labs.csv --patients examples/cohort/patients.csv \
   --events examples/cohort/events.csv --out "$OUT/grades.csv"
+
+echo "== 3. The web app: the review cases and a synthetic cohort in the embedded store ($OUT/webapp)"
+export CART_CYTOPENIA_ENVIRONMENT=development   # demo data only; production needs its own secret
+export CART_CYTOPENIA_DATA_DIR="$PWD/$OUT/webapp"
+$BIN/cart-cytopenia db upgrade
+$BIN/cart-cytopenia demo load --reset --n "${DEMO_PATIENTS:-24}"
+PORT=${DEMO_PORT:-8000}
+echo "== 4. Serving on http://127.0.0.1:$PORT — sign in with the demo account above (Ctrl+C stops)"
+exec $BIN/cart-cytopenia serve --host 127.0.0.1 --port "$PORT"
