@@ -12,7 +12,7 @@ import sys
 import typer
 
 from cart_cytopenia import __version__
-from cart_cytopenia.cli import clinical, cohort_cmd, docs_cmd, serve_cmd
+from cart_cytopenia.cli import clinical, cohort_cmd, docs_cmd, fhir_cmd, serve_cmd
 from cart_cytopenia.errors import CartCytopeniaError
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ docs_cmd.register(app)
 # command groups added by other modules register here, one line each
 serve_cmd.register(app)
 cohort_cmd.register(app)
+fhir_cmd.register(app)
 
 
 def main() -> None:
