@@ -23,7 +23,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
-from cart_cytopenia.service import api, pages, pages_auth
+from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
@@ -120,6 +120,8 @@ def create_app(
     app.include_router(pages_auth.router)
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(fhir_api.router)
+    app.include_router(cds_hooks.router_from_context(ctx))
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:
