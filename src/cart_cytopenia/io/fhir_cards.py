@@ -148,11 +148,22 @@ def _grade_text(r: GradeResult) -> str:
     return text + (" (provisional)" if r.provisional else "")
 
 
+_UNIT_DISPLAY = {
+    "/uL": "/µL",
+    "10*3/uL": " ×10³/µL",
+    "10*9/L": " ×10⁹/L",
+    "10*6/uL": " ×10⁶/µL",
+    "10*12/L": " ×10¹²/L",
+}
+
+
 def _fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "no value"
     text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
-    return f"{text} {unit.replace('u', 'µ') if unit.startswith('/u') else unit}"
+    return text + _UNIT_DISPLAY.get(
+        unit, " " + unit.replace("u", "µ") if unit.startswith("u") else " " + unit
+    )
 
 
 def summary_card(
@@ -172,14 +183,10 @@ def summary_card(
         bits.append(f"ANC {_fmt(anc.last_value, anc.unit)}")
     early = a.early_icaht.result
     if early.status != GradeStatus.CANNOT_GRADE:
-        bits.append(
-            f"early ICAHT {early.grade if early.grade else 0}" + ("*" if early.provisional else "")
-        )
+        bits.append(f"early ICAHT {early.grade or 0}" + (" so far" if early.provisional else ""))
     late = a.late_icaht.result
     if a.day > 30 and late.status != GradeStatus.CANNOT_GRADE:
-        bits.append(
-            f"late ICAHT {late.grade if late.grade else 0}" + ("*" if late.provisional else "")
-        )
+        bits.append(f"late ICAHT {late.grade or 0}" + (" so far" if late.provisional else ""))
     if a.hematotox.risk:
         bits.append(f"CAR-HEMATOTOX {a.hematotox.risk}")
     if a.phenotype.phenotype:
@@ -232,9 +239,13 @@ def summary_card(
     notes = [*a.notes, *missing_data]
     if notes:
         lines += ["", "**What the data could not support:**", *[f"- {_md(n)}" for n in notes]]
-    if extra_items:
-        lines += ["", "**Also to consider:**"]
-        for it in extra_items:
+    differential = [it for it in extra_items if str(getattr(it, "kind", "")) == "differential"]
+    others = [it for it in extra_items if str(getattr(it, "kind", "")) != "differential"]
+    for title, group in (("Differential diagnosis", differential), ("Also", others)):
+        if not group:
+            continue
+        lines += ["", f"**{title}:**"]
+        for it in group:
             label, _url = _citation(it)
             lines.append(f"- {_md(it.summary)}" + (f" _({_md(label)})_" if label else ""))
     b = a.based_on
@@ -256,6 +267,9 @@ def summary_card(
     return card
 
 
+KIND_ORDER = {"alert": 0, "management": 1, "workup": 2, "prophylaxis": 3, "differential": 4}
+
+
 def patient_view_cards(
     course: Course,
     assessment: Assessment,
@@ -264,26 +278,32 @@ def patient_view_cards(
     missing_data: Sequence[str] = (),
     max_cards: int = 6,
 ) -> list[dict[str, Any]]:
-    """Cards for patient-view: the assessment, then the items that ask for attention.
+    """Cards for patient-view: the assessment, then the items to act on or consider.
 
-    Items of urgency action / warning / critical get a card each (most urgent first, at most
-    ``max_cards - 1``); the others are listed in the assessment card's detail so that the
-    clinician is not flooded with cards.
+    Items of urgency critical / warning / action, and management, work-up and prophylaxis items
+    to consider, get a card each (most urgent first, then alerts, management, work-up,
+    prophylaxis; at most ``max_cards - 1``). The differential diagnosis and the remaining items
+    are listed in the assessment card's detail, so the clinician is not flooded with cards.
     """
-    ranked = sorted(
-        items,
-        key=lambda it: (
+
+    def order(it: Any) -> tuple[int, int, int]:
+        rank = getattr(it, "rank", None)
+        return (
             URGENCY_ORDER.get(str(getattr(it, "urgency", "info")), 9),
-            getattr(it, "rank", 0),
-        ),
-    )
-    loud = [
-        it
-        for it in ranked
-        if str(getattr(it, "urgency", "info")) in ("action", "warning", "critical")
-    ]
-    shown = loud[: max(0, max_cards - 1)]
-    rest = [it for it in ranked if it not in shown]
+            KIND_ORDER.get(str(getattr(it, "kind", "")), 9),
+            rank if isinstance(rank, int) else 99,
+        )
+
+    def card_worthy(it: Any) -> bool:
+        urgency = str(getattr(it, "urgency", "info"))
+        kind = str(getattr(it, "kind", ""))
+        return urgency in ("action", "warning", "critical") or (
+            urgency == "consider" and kind in ("alert", "management", "workup", "prophylaxis")
+        )
+
+    ranked = sorted(items, key=order)
+    shown = [it for it in ranked if card_worthy(it)][: max(0, max_cards - 1)]
+    rest = [it for it in ranked if not any(it is s for s in shown)]
     cards = [summary_card(course, assessment, links, missing_data, rest)]
     cards += [item_card(it, links) for it in shown]
     return cards

@@ -869,11 +869,14 @@ class CdsEngine:
         if day < 0:
             a = assess(course, 0, self.clinical)
             h = a.hematotox
-            risk = (
-                f"CAR-HEMATOTOX {h.risk} risk ({h.score}/{h.max_score})"
-                if h.risk and h.score is not None
-                else "CAR-HEMATOTOX cannot be completed yet"
-            )
+            if h.risk and h.score is not None:
+                risk = f"CAR-HEMATOTOX {h.risk} risk ({h.score}/{h.max_score})"
+            elif h.risk:
+                risk = (
+                    f"CAR-HEMATOTOX {h.risk} risk ({h.points_counted} points from the labs given)"
+                )
+            else:
+                risk = "CAR-HEMATOTOX cannot be told yet (baseline labs missing)"
             return [
                 message_card(
                     f"CAR-T infusion planned on {course.infusion_date} (in {-day} days): {risk}",
