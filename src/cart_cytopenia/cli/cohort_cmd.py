@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cart_cytopenia.cohort import synthetic
+from cart_cytopenia.cohort.report import build_report
+from cart_cytopenia.errors import ParseError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.omop import long_tables, read_omop
-from cart_cytopenia.io.tables import write_table
+from cart_cytopenia.io.tables import read_cohort, write_table
 from cart_cytopenia.rules.settings import load_settings
 
 
@@ -147,4 +149,61 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
 
+    @cohort_app.command(name="report")
+    def report_cmd(
+        directory: Path = typer.Argument(
+            ...,
+            help="Cohort directory with patients, labs and (optionally) events tables "
+            "(.parquet or .csv), e.g. from `cohort generate`.",
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Report file (.html); CSV tables go beside it."
+        ),
+        title: str = typer.Option(
+            "Cohort report: cytopenias after CAR T-cell therapy", "--title", help="Report title."
+        ),
+        as_of: int | None = typer.Option(None, "--as-of", help="Grade as of this day."),
+        settings_file: Path | None = typer.Option(
+            None, "--settings", help="Institutional settings."
+        ),
+    ) -> None:
+        """HTML report (figures embedded) and CSV tables: grades, durations, recovery, calibration."""
+        console = Console(stderr=True)
+        settings = load_settings(settings_file)
+        t0 = time.perf_counter()
+        frames = read_cohort(
+            _required_file(directory, "labs"),
+            _required_file(directory, "patients"),
+            _table_file(directory, "events"),
+        )
+        result = build_report(
+            frames, settings, out, title=title, source=str(directory), as_of=as_of
+        )
+        console.print(
+            f"report on {result.n_patients:,} patients in {time.perf_counter() - t0:.1f} s -> "
+            f"{result.html} (tables: {result.tables})",
+            highlight=False,
+        )
+
     app.add_typer(cohort_app, name="cohort")
+
+
+def _required_file(directory: Path, name: str) -> Path:
+    found = _table_file(directory, name)
+    if found is None:
+        raise ParseError(f"{directory}: no {name}.parquet or {name}.csv")
+    return found
+
+
+def _table_file(directory: Path, name: str) -> Path | None:
+    """``name``.parquet or ``name``.csv in ``directory`` (a clear error when missing or ambiguous)."""
+    if not directory.is_dir():
+        raise ParseError(f"{directory} is not a directory (expected patients, labs, events tables)")
+    found = [
+        directory / f"{name}.{ext}"
+        for ext in ("parquet", "csv")
+        if (directory / f"{name}.{ext}").exists()
+    ]
+    if len(found) > 1:
+        raise ParseError(f"{directory}: both {found[0].name} and {found[1].name}; keep one")
+    return found[0] if found else None

@@ -1,0 +1,586 @@
+"""The cohort report: one self-contained HTML file (figures embedded, no external resources)
+and the tables behind it as CSV files in ``<report name>_tables/`` beside it.
+
+Contents: cohort characteristics; distributions of early and late ICAHT grades, CTCAE worst
+grades, recovery phenotypes and durations by product and by CAR-HEMATOTOX group; cumulative
+incidence of neutrophil and platelet recovery with relapse / next therapy and death as competing
+risks (Aalen-Johansen, 95% confidence bands) by group; swimmer plot, heat map and trajectories
+of counts; the comparison with the published CAR-HEMATOTOX aggregates; the definitions, rule
+tables and settings used. Every number comes from the grading engine (``analysis.analyse``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from jinja2 import Environment, select_autoescape
+
+from cart_cytopenia import __version__
+from cart_cytopenia.cohort import calibration, plots
+from cart_cytopenia.cohort.analysis import (
+    CAUSES,
+    COMPETING_WITHIN_DAYS,
+    DEATH,
+    ENDPOINTS,
+    RECOVERY,
+    RELAPSE,
+    SUPPORT_DAYS,
+    CohortAnalysis,
+    analyse,
+)
+from cart_cytopenia.cohort.survival import Curve, aalen_johansen
+from cart_cytopenia.domain.catalogues import DrugClass
+from cart_cytopenia.domain.frames import CohortFrames, drug_class_expr
+from cart_cytopenia.rules import tables
+from cart_cytopenia.rules.settings import Settings
+
+CIF_DAYS = (14, 30, 60, 100, 180)
+HORIZON = {"neutrophil": 90, "platelet20": 180, "platelet50": 180}
+MIN_GROUP = 20  # smaller groups are not drawn as separate curves (they stay in the tables)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    tables: Path
+    n_patients: int
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k:,} ({100 * k / n:.1f}%)" if n else "0"
+
+
+def _med_iqr(x: pl.Series) -> str:
+    x = x.drop_nulls()
+    if not x.len():
+        return "—"
+    q = np.quantile(x.to_numpy().astype(float), [0.25, 0.5, 0.75])
+    return f"{q[1]:.1f} ({q[0]:.1f}–{q[2]:.1f})"
+
+
+def _categories(d: pl.DataFrame) -> pl.DataFrame:
+    def grade(col: str) -> pl.Expr:
+        return pl.col(col).cast(pl.String).fill_null("cannot grade")
+
+    return d.with_columns(
+        grade("early_icaht_grade").alias("early ICAHT"),
+        grade("late_icaht_grade").alias("late ICAHT"),
+        grade("ctcae_worst_neutrophils").alias("CTCAE neutrophils"),
+        grade("ctcae_worst_platelets").alias("CTCAE platelets"),
+        grade("ctcae_worst_anaemia").alias("CTCAE anaemia"),
+        pl.col("phenotype").fill_null("not called").alias("recovery phenotype"),
+        pl.col("hematotox_risk")
+        .replace_strict({"high": "high risk", "low": "low risk"}, default="incomplete")
+        .alias("CAR-HEMATOTOX"),
+        pl.col("product").fill_null("unknown"),
+        pl.col("disease").fill_null("unknown"),
+    )
+
+
+def characteristics(d: pl.DataFrame) -> pl.DataFrame:
+    n = d.height
+    rows: list[tuple[str, str]] = [("Patients", f"{n:,}")]
+    rows.append(("Age, years: median (IQR)", _med_iqr(d["age_years"])))
+    rows.append(("Children (< 18 years)", _pct(int((d["age_years"] < 18).sum()), n)))
+    rows.append(("Male", _pct(int((d["sex"] == "male").sum()), n)))
+    for col, label in (("disease", "Disease"), ("product", "Product")):
+        for v, k in d.group_by(col).len().sort("len", descending=True).iter_rows():
+            rows.append((f"{label}: {v}", _pct(k, n)))
+    for col, label in (
+        ("prior_auto_hct", "Prior autologous HCT"),
+        ("prior_allo_hct", "Prior allogeneic HCT"),
+    ):
+        if col in d.columns:
+            rows.append((label, _pct(int(d[col].fill_null(False).sum()), n)))
+    for v in ("high risk", "low risk", "incomplete"):
+        rows.append((f"CAR-HEMATOTOX {v}", _pct(int((d["CAR-HEMATOTOX"] == v).sum()), n)))
+    rows.append(("CRS grade >= 3", _pct(int((d["crs_max_grade"] >= 3).sum()), n)))
+    rows.append(("ICANS grade >= 3", _pct(int((d["icans_max_grade"] >= 3).sum()), n)))
+    rows.append(
+        ("Relapse / progression recorded", _pct(int(d["progression_day"].is_not_null().sum()), n))
+    )
+    rows.append(("Death recorded", _pct(int(d["death_day"].is_not_null().sum()), n)))
+    rows.append(("Follow-up, days: median (IQR)", _med_iqr(d["last_followup_day"])))
+    return pl.DataFrame(rows, schema=["characteristic", "value"], orient="row")
+
+
+def distribution(d: pl.DataFrame, by: str, measures: list[str]) -> pl.DataFrame:
+    parts = []
+    totals = d.group_by(by).len().rename({"len": "n_group"})
+    for m in measures:
+        parts.append(
+            d.group_by(by, m)
+            .len()
+            .join(totals, on=by)
+            .select(
+                pl.lit(m).alias("measure"),
+                pl.col(by).alias("group"),
+                pl.col(m).alias("category"),
+                pl.col("len").alias("n"),
+                (pl.col("len") / pl.col("n_group")).round(4).alias("share"),
+                "n_group",
+            )
+        )
+    return (
+        pl.concat(parts).sort("measure", "group", "category").with_columns(pl.lit(by).alias("by"))
+    )
+
+
+def duration_summary(d: pl.DataFrame, by: str) -> pl.DataFrame:
+    return (
+        d.group_by(by)
+        .agg(
+            pl.len().alias("n"),
+            pl.col("days_anc_le_500_d0_60").median().alias("severe_neutropenia_days_median"),
+            pl.col("days_anc_le_500_d0_60").quantile(0.25).alias("severe_neutropenia_days_q1"),
+            pl.col("days_anc_le_500_d0_60").quantile(0.75).alias("severe_neutropenia_days_q3"),
+            (pl.col("days_anc_le_500_d0_60") >= 14)
+            .mean()
+            .round(4)
+            .alias("share_severe_ge_14_days"),
+            pl.col("days_platelets_lt_50_d0_60").median().alias("platelets_lt_50_days_median"),
+            pl.col("anc_nadir").median().alias("anc_nadir_median"),
+            pl.col("platelet_nadir").median().alias("platelet_nadir_median"),
+        )
+        .rename({by: "group"})
+        .sort("group")
+        .with_columns(pl.lit(by).alias("by"))
+    )
+
+
+def _curves(ep_rows: pl.DataFrame, d: pl.DataFrame, by: str | None) -> dict[str, Curve]:
+    x = ep_rows.join(d.select("patient_id", *([by] if by else [])), on="patient_id")
+    out: dict[str, Curve] = {}
+    if by is None:
+        if x.height:
+            out["all patients"] = aalen_johansen(
+                x["time"].to_numpy(), x["cause"].to_numpy(), RECOVERY
+            )
+        return out
+    order = {"high risk": 0, "low risk": 1, "incomplete": 2}
+    for g in sorted(x[by].unique().to_list(), key=lambda v: (order.get(str(v), 9), str(v))):
+        sub = x.filter(pl.col(by) == g)
+        if sub.height >= MIN_GROUP:
+            out[str(g)] = aalen_johansen(sub["time"].to_numpy(), sub["cause"].to_numpy(), RECOVERY)
+    return out
+
+
+def cif_tables(a: CohortAnalysis, d: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    at_days, curves = [], []
+    for ep in ENDPOINTS:
+        rows = a.endpoints.filter(pl.col("endpoint") == ep.id)
+        for by in (None, "CAR-HEMATOTOX", "product", "recovery phenotype"):
+            for g, c in _curves(rows, d, by).items():
+                est, lo, hi = c.at(np.array(CIF_DAYS, float))
+                for k, day in enumerate(CIF_DAYS):
+                    at_days.append((ep.id, by or "all", g, day, c.n, est[k], lo[k], hi[k]))
+                curves.append(
+                    pl.DataFrame(
+                        {
+                            "endpoint": ep.id,
+                            "by": by or "all",
+                            "group": g,
+                            "day": c.time,
+                            "cumulative_incidence": c.estimate,
+                            "lower_95": c.lower,
+                            "upper_95": c.upper,
+                            "at_risk": c.at_risk,
+                            "events": c.events,
+                        }
+                    )
+                )
+        # competing causes, whole cohort
+        if rows.height:
+            for cause in (RELAPSE, DEATH):
+                c = aalen_johansen(rows["time"].to_numpy(), rows["cause"].to_numpy(), cause)
+                est, lo, hi = c.at(np.array(CIF_DAYS, float))
+                for k, day in enumerate(CIF_DAYS):
+                    at_days.append(
+                        (
+                            ep.id,
+                            "all",
+                            f"competing: {CAUSES[cause]}",
+                            day,
+                            c.n,
+                            est[k],
+                            lo[k],
+                            hi[k],
+                        )
+                    )
+    table = pl.DataFrame(
+        at_days,
+        schema=[
+            "endpoint",
+            "by",
+            "group",
+            "day",
+            "n",
+            "cumulative_incidence",
+            "lower_95",
+            "upper_95",
+        ],
+        orient="row",
+    ).with_columns(pl.col("cumulative_incidence", "lower_95", "upper_95").round(4))
+    return table, pl.concat(curves) if curves else pl.DataFrame()
+
+
+def _img(data: bytes, alt: str) -> dict[str, str]:
+    return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"), "alt": alt}
+
+
+def _html_table(df: pl.DataFrame, pct_cols: tuple[str, ...] = (), max_rows: int = 200) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for r in df.head(max_rows).iter_rows():
+        cells = []
+        for c, v in zip(df.columns, r, strict=True):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                text = "—"
+            elif c in pct_cols and isinstance(v, float):
+                text = f"{100 * v:.1f}%"
+            elif isinstance(v, float):
+                text = f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
+            elif isinstance(v, int) and not isinstance(v, bool):
+                text = f"{v:,}"
+            else:
+                text = str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f"<p class='note'>First {max_rows} of {df.height:,} rows; all in the CSV.</p>"
+        if df.height > max_rows
+        else ""
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _swimmer_events(frames: CohortFrames, ids: list[str]) -> pl.DataFrame:
+    ev = frames.events.filter(pl.col("patient_id").is_in(ids))
+    gcsf = ev.filter(drug_class_expr(DrugClass.GCSF)).select(
+        "patient_id", "start_day", pl.lit("gcsf").alias("kind")
+    )
+    tx = ev.filter(pl.col("type") == "transfusion").select(
+        "patient_id", "start_day", pl.col("product").alias("kind")
+    )
+    boost = ev.filter(pl.col("type") == "stem_cell_boost").select(
+        "patient_id", "start_day", pl.lit("stem_cell_boost").alias("kind")
+    )
+    p = frames.patients.filter(pl.col("patient_id").is_in(ids))
+    rel = p.filter(pl.col("progression_day").is_not_null()).select(
+        "patient_id", pl.col("progression_day").alias("start_day"), pl.lit("relapse").alias("kind")
+    )
+    death = p.filter(pl.col("death_day").is_not_null()).select(
+        "patient_id", pl.col("death_day").alias("start_day"), pl.lit("death").alias("kind")
+    )
+    return pl.concat(
+        [x.with_columns(pl.col("start_day").cast(pl.Int32)) for x in (gcsf, tx, boost, rel, death)]
+    )
+
+
+def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[dict[str, Any]]:
+    figs: list[dict[str, Any]] = []
+
+    def add(section: str, title: str, data: bytes, caption: str) -> None:
+        figs.append({"section": section, "title": title, "caption": caption, **_img(data, title)})
+
+    grade_cols = dict(plots.GRADE_COLOURS)
+    for by, label in (("product", "product"), ("CAR-HEMATOTOX", "CAR-HEMATOTOX group")):
+        add(
+            "grades",
+            f"ICAHT grades by {label}",
+            plots.stacked_shares(
+                d,
+                by,
+                [
+                    ("early ICAHT", "Early ICAHT (day 0–30)"),
+                    ("late ICAHT", "Late ICAHT (day 31–100)"),
+                ],
+                grade_cols,
+                f"EHA/EBMT ICAHT grade by {label} (% of patients)",
+            ),
+            "Early ICAHT from the longest run of ANC ≤500 and ≤100/µL in days 0–30; late ICAHT from the non-transient ANC nadir after day 30 (window ends at day 100, relapse/progression, next therapy, last follow-up or death). 'Cannot grade': no ANC in the window.",
+        )
+        add(
+            "grades",
+            f"CTCAE worst grades by {label}",
+            plots.stacked_shares(
+                d,
+                by,
+                [
+                    ("CTCAE neutrophils", "Neutrophil count decreased"),
+                    ("CTCAE platelets", "Platelet count decreased"),
+                    ("CTCAE anaemia", "Anaemia"),
+                ],
+                grade_cols,
+                f"CTCAE worst grade since day 0 by {label} (% of patients)",
+            ),
+            "Worst CTCAE grade of any value from day 0 (anaemia from values only: at most grade 3).",
+        )
+        add(
+            "grades",
+            f"Recovery phenotypes by {label}",
+            plots.stacked_shares(
+                d,
+                by,
+                [("recovery phenotype", "Neutrophil recovery phenotype")],
+                plots.PHENOTYPE_COLOURS,
+                f"Neutrophil recovery phenotype by {label} (% of patients)",
+            ),
+            "Quick: recovery without a second dip; intermittent: recovery then ANC ≤1000/µL after day 21; aplastic: ANC ≤500/µL for ≥14 days. 'Not called': too little follow-up or no ANC.",
+        )
+        add(
+            "durations",
+            f"Durations by {label}",
+            plots.durations(
+                d,
+                by,
+                [
+                    ("days_anc_le_500_d0_60", "Days with ANC ≤500/µL, day 0–60"),
+                    ("days_platelets_lt_50_d0_60", "Days with platelets <50 ×10⁹/L, day 0–60"),
+                ],
+                f"Duration of severe neutropenia and thrombocytopenia by {label}",
+            ),
+            "Days counted on the daily series with gaps of up to 7 days interpolated (as for ICAHT). Boxes: interquartile range; line: median; whiskers: 1.5 × IQR.",
+        )
+    for ep in ENDPOINTS:
+        rows = a.endpoints.filter(pl.col("endpoint") == ep.id)
+        for by, label in (("CAR-HEMATOTOX", "CAR-HEMATOTOX group"), ("product", "product")):
+            curves = _curves(rows, d, by)
+            if curves:
+                add(
+                    "recovery",
+                    f"{ep.label} by {label}",
+                    plots.cumulative_incidence(curves, f"{ep.label} by {label}", HORIZON[ep.id]),
+                    f"Aalen–Johansen cumulative incidence with 95% pointwise confidence bands; relapse/progression or next therapy and death are competing events. Recovery: {ep.definition}.",
+                )
+    # samples: swimmer, heat map, trajectories
+    s_ids = a.samples["patient_id"].unique().to_list()
+    ds = d.filter(pl.col("patient_id").is_in(s_ids)).sort(
+        "recovery phenotype", "days_anc_le_500_d0_60", "patient_id", descending=[False, True, False]
+    )
+    phen_of = dict(zip(ds["patient_id"], ds["recovery phenotype"], strict=True))
+    if ds.height:
+        lanes: list[str] = []
+        for ph in plots.PHENOTYPE_COLOURS:
+            lanes += ds.filter(pl.col("recovery phenotype") == ph)["patient_id"].head(10).to_list()
+        labels = {
+            p: f"{p} {prod} ({phen_of[p]})"
+            for p, prod in ds.select("patient_id", "product").iter_rows()
+        }
+        add(
+            "counts",
+            "Swimmer plot",
+            plots.swimmer(
+                a.samples,
+                lanes,
+                labels,
+                _swimmer_events(frames, lanes),
+                100,
+                "Daily ANC of sampled patients, with treatments and events",
+            ),
+            "Each lane one patient (up to 10 per phenotype, random sample): colour = ANC band of the day (lowest value of the day; gaps of up to 7 days interpolated, as the grading does); white = unknown.",
+        )
+        add(
+            "counts",
+            "Heat map",
+            plots.heatmap(
+                a.samples,
+                ds["patient_id"].to_list(),
+                phen_of,
+                100,
+                "ANC by day for a random sample of patients, grouped by recovery phenotype",
+            ),
+            "Rows: patients sorted by phenotype and days of severe neutropenia; colour: ANC of the day on a log scale (gaps of up to 7 days interpolated); white: unknown. Dotted lines: day 30 and day 90.",
+        )
+        add(
+            "counts",
+            "Trajectories",
+            plots.trajectories(
+                a.samples, phen_of, 100, "ANC and platelets by recovery phenotype (random sample)"
+            ),
+            "Median and interquartile range across patients of each day's value (gaps of up to 7 days interpolated; days with at least 5 patients). Dashed: ANC 100/500/1000/µL; platelets 20/50 ×10⁹/L.",
+        )
+    return figs
+
+
+def _definitions() -> list[tuple[str, str]]:
+    ic = tables.icaht()
+    return [
+        ("Day 0", "CAR-T infusion."),
+        (
+            "Early ICAHT",
+            f"Days {ic.early_window[0]}–{ic.early_window[1]}, EHA/EBMT (Rejeski 2023), with the conventions in docs/conventions.md (lowest value per day, interpolation over gaps ≤{ic.conventions.max_interpolation_gap_days} days, runs joined unless ANC > threshold for ≥{ic.conventions.join_min_recovered_days} consecutive days).",
+        ),
+        (
+            "Late ICAHT",
+            f"Day {ic.late_window_start} to the earliest of day {ic.late_window_end}, relapse/progression, next therapy, last follow-up and death; lowest ANC confirmed by a second value ≤{ic.confirm_threshold:g}/µL.",
+        ),
+        (
+            "Neutrophil recovery",
+            ENDPOINTS[0].definition
+            + "; patients never ≤500/µL from day 0 are not at risk and left out.",
+        ),
+        (
+            "Platelet recovery",
+            f"{ENDPOINTS[1].definition}; and likewise for ≥ 50 ×10⁹/L. A count within {SUPPORT_DAYS} days after a platelet transfusion is not a recovery.",
+        ),
+        (
+            "Competing risks",
+            f"Relapse/progression or next therapy (whichever first) and death before recovery; counted when within {COMPETING_WITHIN_DAYS} days of the last count, otherwise censored at the last count. Aalen–Johansen estimator; 95% pointwise intervals by the delta method on the log(−log) scale.",
+        ),
+        (
+            "CAR-HEMATOTOX",
+            "Score from the last pre-lymphodepletion platelets, ANC, haemoglobin, CRP and ferritin (Rejeski 2021); high risk ≥ 2; 'incomplete' when a marker is missing and the points counted stay below 2.",
+        ),
+    ]
+
+
+TEMPLATE = "report.html"
+
+
+def _template() -> str:
+    return (
+        resources.files("cart_cytopenia.cohort")
+        .joinpath(f"templates/{TEMPLATE}")
+        .read_text(encoding="utf-8")
+    )
+
+
+def build_report(
+    frames: CohortFrames,
+    settings: Settings,
+    out: str | Path,
+    title: str = "Cohort report: cytopenias after CAR T-cell therapy",
+    source: str = "",
+    as_of: int | None = None,
+) -> ReportFiles:
+    """Grade the cohort and write the HTML report and its CSV tables (atomically)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{out}: the report is an HTML file (name it .html)")
+    a = analyse(frames, settings, as_of=as_of, sample_size=600)
+    d = _categories(
+        a.graded.join(
+            frames.patients.select(
+                "patient_id",
+                *[
+                    c
+                    for c in (
+                        "product",
+                        "disease",
+                        "age_years",
+                        "sex",
+                        "prior_auto_hct",
+                        "prior_allo_hct",
+                        "progression_day",
+                        "death_day",
+                        "last_followup_day",
+                    )
+                    if c in frames.patients.columns
+                ],
+            ),
+            on="patient_id",
+            how="left",
+        )
+    )
+    measures = [
+        "early ICAHT",
+        "late ICAHT",
+        "CTCAE neutrophils",
+        "CTCAE platelets",
+        "CTCAE anaemia",
+        "recovery phenotype",
+    ]
+    dist = pl.concat(
+        [distribution(d, by, measures) for by in ("product", "CAR-HEMATOTOX", "disease")]
+    )
+    durs = pl.concat(
+        [duration_summary(d, by) for by in ("product", "CAR-HEMATOTOX", "recovery phenotype")]
+    )
+    cif_at, cif_curves = cif_tables(a, d)
+    cal = calibration.measure(a.graded, frames)
+    chars = characteristics(d)
+    csvs = {
+        "characteristics": chars,
+        "grade_distributions": dist,
+        "durations": durs,
+        "cumulative_incidence_at_days": cif_at,
+        "cumulative_incidence_curves": cif_curves,
+        "recovery_endpoints": a.endpoints.with_columns(
+            pl.col("cause").replace_strict(CAUSES, return_dtype=pl.String).alias("cause_label")
+        ),
+        "published_comparison": cal,
+        "grades": a.graded,
+    }
+    figs = _figures(a, d, frames)
+    icaht_tab = dist.filter(
+        pl.col("measure").is_in(["early ICAHT", "late ICAHT"]) & (pl.col("by") != "disease")
+    )
+    env = Environment(autoescape=select_autoescape(["html"]))
+    page = env.from_string(_template()).render(
+        title=title,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        source=source,
+        software=f"cart-cytopenia {__version__}",
+        n=d.height,
+        figures=figs,
+        characteristics=_html_table(chars),
+        icaht_table=_html_table(
+            icaht_tab.pivot(
+                on="category",
+                index=["measure", "by", "group", "n_group"],
+                values="share",
+                aggregate_function="first",
+            ).sort("measure", "by", "group"),
+            pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
+        ),
+        durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
+        cif_at=_html_table(
+            cif_at.filter(pl.col("day").is_in([30, 60, 100])),
+            pct_cols=("cumulative_incidence", "lower_95", "upper_95"),
+            max_rows=120,
+        ),
+        calibration=_html_table(
+            cal.select(
+                "metric",
+                "group",
+                "published",
+                "tolerance",
+                "synthetic",
+                "n_synthetic",
+                "within_tolerance",
+            ),
+        ),
+        calibration_n=calibration.calibration_subset(a.graded, frames.patients).height,
+        definitions=_definitions(),
+        rules=[m.label + " — " + m.source for m in tables.all_tables()],
+        settings_changed=settings.changed_from_defaults(),
+        csv_names=sorted(csvs),
+        tables_dir=out.stem + "_tables",
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tables_dir = out.with_name(out.stem + "_tables")
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        tdir = tmp / "tables"
+        tdir.mkdir()
+        for name, df in csvs.items():
+            df.write_csv(tdir / f"{name}.csv")
+        (tmp / "report.html").write_text(page, encoding="utf-8")
+        if tables_dir.exists():
+            shutil.rmtree(tables_dir)
+        tdir.replace(tables_dir)
+        (tmp / "report.html").replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ReportFiles(out, tables_dir, d.height)

@@ -1,0 +1,179 @@
+"""The cohort report (cohort/report.py, cohort/analysis.py) and its command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cart_cytopenia.cohort import analysis, report, synthetic
+from cart_cytopenia.cohort.survival import aalen_johansen
+from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.grading.engine import grade_cohort
+from cart_cytopenia.rules.settings import Settings
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def frames() -> CohortFrames:
+    return synthetic.block_frames(synthetic.generate_cohort(800, seed=21))
+
+
+@pytest.fixture(scope="module")
+def built(frames: CohortFrames, tmp_path_factory: pytest.TempPathFactory) -> report.ReportFiles:
+    out = tmp_path_factory.mktemp("rep") / "cohort.html"
+    return report.build_report(frames, Settings(), out, source="synthetic test cohort")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cart_cytopenia.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_report_is_self_contained_html_with_every_section(built: report.ReportFiles) -> None:
+    text = built.html.read_text(encoding="utf-8")
+    for section in (
+        "characteristics",
+        "grades",
+        "durations",
+        "recovery",
+        "counts",
+        "published",
+        "definitions",
+    ):
+        assert f'id="{section}"' in text
+    # no script, stylesheet or image from anywhere else: everything is embedded
+    assert "<script" not in text
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    images = re.findall(r'<img src="data:image/png;base64,', text)
+    assert len(images) >= 15
+    assert "Aalen" in text and "CAR-HEMATOTOX" in text and "synthetic test cohort" in text
+
+
+def test_tables_beside_the_report(built: report.ReportFiles) -> None:
+    names = {p.stem for p in built.tables.iterdir()}
+    assert {
+        "characteristics",
+        "grade_distributions",
+        "durations",
+        "cumulative_incidence_at_days",
+        "cumulative_incidence_curves",
+        "recovery_endpoints",
+        "published_comparison",
+        "grades",
+    } <= names
+    grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    assert grades.height == built.n_patients == 800
+    dist = pl.read_csv(built.tables / "grade_distributions.csv", infer_schema=False).with_columns(
+        pl.col("share").cast(pl.Float64)
+    )
+    early = dist.filter((pl.col("measure") == "early ICAHT") & (pl.col("by") == "CAR-HEMATOTOX"))
+    shares = early.group_by("group").agg(pl.col("share").sum())
+    assert np.allclose(shares["share"].to_numpy(), 1.0, atol=1e-3)
+
+
+def test_report_numbers_are_the_engine_s(frames: CohortFrames, built: report.ReportFiles) -> None:
+    grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    direct = grade_cohort(frames, Settings())
+    assert grades["early_icaht_grade"].to_list() == direct["early_icaht_grade"].to_list()
+    assert grades["phenotype"].to_list() == direct["phenotype"].to_list()
+
+
+def test_cumulative_incidence_table_matches_the_estimator(built: report.ReportFiles) -> None:
+    ep = pl.read_csv(built.tables / "recovery_endpoints.csv").filter(
+        pl.col("endpoint") == "neutrophil"
+    )
+    at = pl.read_csv(built.tables / "cumulative_incidence_at_days.csv").filter(
+        (pl.col("endpoint") == "neutrophil")
+        & (pl.col("by") == "all")
+        & (pl.col("group") == "all patients")
+    )
+    c = aalen_johansen(ep["time"].to_numpy(), ep["cause"].to_numpy(), analysis.RECOVERY)
+    for day, value in at.select("day", "cumulative_incidence").iter_rows():
+        assert abs(c.at(float(day))[0][0] - value) < 1e-4
+    # recovery is most likely by day 30 here, and every cause code is a documented one
+    assert at.filter(pl.col("day") == 30)["cumulative_incidence"][0] > 0.6
+    assert set(ep["cause"].unique()) <= set(analysis.CAUSES)
+
+
+def test_recovery_end_points_follow_their_definitions(frames: CohortFrames) -> None:
+    a = analysis.analyse(frames, Settings(), sample_size=50)
+    neut = a.endpoints.filter(pl.col("endpoint") == "neutrophil").join(a.graded, on="patient_id")
+    # at risk only when ANC was <= 500 from day 0; recovery on the engine's first recovery day
+    assert (neut["anc_nadir"] <= 500).all()
+    rec = neut.filter(pl.col("cause") == analysis.RECOVERY)
+    same = rec.filter(pl.col("first_recovery_day").is_not_null())
+    assert (same["time"] == same["first_recovery_day"]).mean() > 0.95
+    assert a.samples["patient_id"].n_unique() == 50
+    plt20 = a.endpoints.filter(pl.col("endpoint") == "platelet20").join(a.graded, on="patient_id")
+    assert (plt20["platelet_nadir"] < 20).all()
+
+
+def test_cli_report_and_a_bad_row(tmp_path: Path) -> None:
+    files = synthetic.write_cohort(tmp_path / "cohort", 300, seed=5, fmt="csv")
+    out = tmp_path / "out" / "r.html"
+    ok = run("cohort", "report", str(files.directory), "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert out.exists() and (tmp_path / "out" / "r_tables" / "grades.csv").exists()
+
+    # the same cohort with one bad lab row: a clear error naming the row; nothing is written
+    labs = files.labs.read_text(encoding="utf-8").splitlines()
+    fields = labs[41].split(",")
+    fields[3] = "twelve"  # a value that is not a number
+    labs[41] = ",".join(fields)
+    files.labs.write_text("\n".join(labs) + "\n", encoding="utf-8")
+    bad_out = tmp_path / "bad" / "r.html"
+    p = run("cohort", "report", str(files.directory), "--out", str(bad_out))
+    assert p.returncode == 2
+    assert "row 42" in p.stderr and "'twelve' is not a number" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not bad_out.exists() and not (tmp_path / "bad" / "r_tables").exists()
+    graded = tmp_path / "bad" / "grades.csv"
+    g = run(
+        "grade",
+        "--labs",
+        str(files.labs),
+        "--patients",
+        str(files.patients),
+        "--events",
+        str(files.events),
+        "--out",
+        str(graded),
+    )
+    assert g.returncode == 2 and "row 42" in g.stderr
+    assert not graded.exists()
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_an_implausible_value_names_the_patient_row_and_mix_up(tmp_path: Path) -> None:
+    files = synthetic.write_cohort(tmp_path / "c", 100, seed=8, fmt="csv")
+    labs = pl.read_csv(files.labs, infer_schema=False)
+    row = labs.with_row_index().filter(pl.col("unit") == "g/dL")["index"][3]
+    pid = labs["patient_id"][row]
+    labs = labs.with_columns(
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.lit("95"))
+        .otherwise(pl.col("value"))
+        .alias("value")
+    )
+    labs.write_csv(files.labs)
+    out = tmp_path / "r.html"
+    p = run("cohort", "report", str(files.directory), "--out", str(out))
+    assert p.returncode == 2
+    assert f"row {row + 2}" in p.stderr and pid in p.stderr and "g/L" in p.stderr
+    assert not out.exists()
+
+
+def test_report_refuses_a_non_html_name(frames: CohortFrames, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\.html"):
+        report.build_report(frames, Settings(), tmp_path / "r.pdf")
+    assert not any(tmp_path.iterdir())
