@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cart_cytopenia.cli import guidance_output
 from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.errors import ParseError
 from cart_cytopenia.grading.assessment import Assessment, GradeResult, assess
@@ -194,10 +195,19 @@ def register(app: typer.Typer) -> None:
         settings_file: Path | None = typer.Option(
             None, "--settings", help="Institutional settings (TOML)."
         ),
+        guidance: bool = typer.Option(
+            False, "--guidance", help="The day's guidance (differential, work-up, management ...)."
+        ),
+        replay: bool = typer.Option(
+            False, "--replay", help="The guidance timeline: every day from 0 to the last data."
+        ),
     ) -> None:
         """Grade one course as of a day: CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, phases."""
         settings = load_settings(settings_file)
         course = load_course(course_file)
+        if guidance or replay:
+            guidance_output.run(course, day, settings, guidance, replay, fmt == OutputFormat.JSON)
+            return
         result = assess(course, day, settings)
         if fmt == OutputFormat.JSON:
             sys.stdout.write(result.model_dump_json(indent=2) + "\n")

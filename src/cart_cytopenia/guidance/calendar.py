@@ -1,0 +1,172 @@
+"""The dated prophylaxis and monitoring plan (Figure 1 footnotes and the infection section).
+
+Each entry names the recommendation it comes from, its first day, and its last day or the
+condition that ends it. Days use the institutional settings; the status is relative to the day
+the guidance is for.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from cart_cytopenia.domain.course import Disease
+from cart_cytopenia.guidance.context import Context, fmt
+from cart_cytopenia.guidance.model import CalendarEntry
+
+
+def _status(day: int, start: int, end: int | None) -> Literal["past", "current", "upcoming"]:
+    if day < start:
+        return "upcoming"
+    if end is not None and day > end:
+        return "past"
+    return "current"
+
+
+def build_calendar(ctx: Context) -> list[CalendarEntry]:
+    s = ctx.settings
+    entries: list[tuple[str, str, int, int | None, str | None]] = []
+
+    recovery = ctx.first_recovery_day if ctx.neutropenia_ever_severe else None
+    until = "until ANC recovery (> 500/uL); extend for prolonged or late severe neutropenia"
+    entries.append(
+        (
+            "prophylaxis.antibacterial",
+            "Antibacterial prophylaxis (e.g. levofloxacin)",
+            0,
+            recovery,
+            None if recovery is not None else until,
+        )
+    )
+    entries.append(
+        (
+            "prophylaxis.antifungal",
+            "Antifungal prophylaxis (fluconazole or micafungin; mould-active azole if prolonged or late severe neutropenia)",
+            0,
+            recovery,
+            None if recovery is not None else until,
+        )
+    )
+    entries.append(
+        (
+            "prophylaxis.antiviral",
+            f"Antiviral prophylaxis (e.g. acyclovir), {s.prophylaxis.antiviral_months} months (review: 6-12)",
+            0,
+            ctx.antiviral_end_day,
+            None,
+        )
+    )
+    g = s.gcsf
+    entries.append(
+        (
+            "management.gcsf.start",
+            f"Check ANC: if not > {fmt(g.recovery_anc_per_ul)}/uL, consider G-CSF (not during ongoing CRS unless severe infection; never GM-CSF)",
+            g.consider_from_day,
+            g.consider_by_day,
+            None,
+        )
+    )
+    cd4_end: int | None = None
+    cd4_above = [v for v in ctx.series("cd4") if v.value > s.prophylaxis.cd4_stop_above_per_ul]
+    if cd4_above:
+        cd4_end = cd4_above[0].day
+    stop = fmt(s.prophylaxis.cd4_stop_above_per_ul)
+    entries.append(
+        (
+            "prophylaxis.pjp",
+            "PJP prophylaxis (TMP-SMX; pentamidine or atovaquone if cytopenic or sulfonamide-allergic)",
+            s.prophylaxis.pjp_start_day,
+            cd4_end,
+            None if cd4_end is not None else f"until CD4 > {stop}/uL (often 1-2 years or longer)",
+        )
+    )
+    entries.append(
+        (
+            "workup.cd4",
+            "CD4 count (to stop PJP prophylaxis)",
+            s.prophylaxis.pjp_start_day,
+            cd4_end,
+            None if cd4_end is not None else f"repeat until CD4 > {stop}/uL",
+        )
+    )
+    target = (ctx.target or "").upper()
+    if target in ("CD19", "BCMA"):
+        entries.append(
+            (
+                "workup.igg",
+                f"IgG level ({target} CAR-T: hypogammaglobulinaemia)",
+                30,
+                None,
+                "while hypogammaglobulinaemia persists",
+            )
+        )
+    entries.append(
+        (
+            "workup.bone-marrow",
+            "Bone marrow aspirate and biopsy (cytogenetics, FISH, NGS)",
+            30,
+            None,
+            "if cytopenia persists (prolonged or late) or G-CSF fails",
+        )
+    )
+    if not ctx.paediatric:
+        entries.append(
+            (
+                "management.tpo-ra.start",
+                "TPO-RA (eltrombopag or romiplostim)",
+                s.tpo_ra.consider_from_day,
+                None,
+                "if platelet transfusion-dependent with high bleeding risk and no other cause",
+            )
+        )
+    c = ctx.tpo_course
+    if c is not None:
+        entries.append(
+            (
+                "management.tpo-ra.stop",
+                f"Review {c.drug} response; stop if no response (4-6 weeks) or once platelets recover",
+                c.start + 7 * s.tpo_ra.no_response_consider_stop_weeks,
+                c.start + 7 * s.tpo_ra.no_response_stop_weeks,
+                None,
+            )
+        )
+    if ctx.paediatric and not ctx.prior_allo:
+        entries.append(
+            (
+                "management.allo-hct",
+                "Child: allogeneic HCT if still transfusion- or G-CSF-dependent beyond day 90",
+                91,
+                None,
+                "if still dependent",
+            )
+        )
+    if ctx.paediatric and ctx.disease == Disease.B_ALL:
+        entries.append(
+            (
+                "workup.mrd-lineage",
+                "Marrow MRD (NGS) and lineage markers (lineage switch)",
+                30,
+                None,
+                "if cytopenia persists",
+            )
+        )
+    entries.append(
+        (
+            "management.follow-up",
+            f"Restaging visits at the CAR-T centre for at least {s.prophylaxis.follow_up_years} years",
+            0,
+            ctx.follow_up_end_day,
+            None,
+        )
+    )
+    out = [
+        CalendarEntry(
+            item_id=item_id,
+            text=text,
+            start_day=start,
+            end_day=end,
+            condition=cond,
+            status=_status(ctx.day, start, end),
+        )
+        for item_id, text, start, end, cond in entries
+    ]
+    return sorted(out, key=lambda e: (e.start_day, e.item_id))

@@ -1,0 +1,25 @@
+"""The rules, one per recommendation, grouped by topic. Importing this package registers them."""
+
+from cart_cytopenia.guidance.rules import (
+    alerts,
+    differential,
+    growth_factors,
+    iec_hs,
+    marrow_failure,
+    prophylaxis,
+    tpo_ra,
+    transfusion,
+    workup,
+)
+
+__all__ = [
+    "alerts",
+    "differential",
+    "growth_factors",
+    "iec_hs",
+    "marrow_failure",
+    "prophylaxis",
+    "tpo_ra",
+    "transfusion",
+    "workup",
+]

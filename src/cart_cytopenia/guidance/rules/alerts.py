@@ -1,0 +1,84 @@
+"""Alerts: things recorded in the course that go against the review's approach.
+
+(The TPO-RA alerts live with the TPO-RA rules, the PJP alert with prophylaxis.)
+"""
+
+from __future__ import annotations
+
+import re
+
+from cart_cytopenia.domain.catalogues import DrugClass
+from cart_cytopenia.guidance.context import Context, drug_alternative
+from cart_cytopenia.guidance.registry import Triggered, rule
+
+
+@rule("alert.gmcsf-given")
+def gmcsf_given(ctx: Context) -> Triggered | None:
+    meds = ctx.meds_recent(DrugClass.GMCSF, ctx.t.whole("alert_lookback_days"))
+    meds = [m for m in meds if m.end_day is None or m.end_day >= 0]
+    if not meds:
+        return None
+    m = meds[0]
+    when = f"from day {m.start}" + (
+        f" to day {m.end_day}" if m.end_day is not None else ", ongoing"
+    )
+    return Triggered(
+        rationale=f"{m.drug_id} {when}.",
+        inputs={"day": ctx.day, "drug": m.drug_id, "start_day": m.start, "end_day": m.end_day},
+        values={"drug": m.drug_id, "start": m.start},
+    )
+
+
+@rule("alert.gcsf-during-crs")
+def gcsf_during_crs(ctx: Context) -> Triggered | None:
+    if not (ctx.crs_active and ctx.gcsf_active) or ctx.severe_infection_active:
+        return None
+    meds = ctx.meds_active(DrugClass.GCSF)
+    m = min(meds, key=lambda x: x.start)
+    return Triggered(
+        rationale=(
+            f"{m.drug_id} from day {m.start} while CRS is active (since day {ctx.active_crs_start}); "
+            "no severe infection recorded."
+        ),
+        inputs={
+            "day": ctx.day,
+            "drug": m.drug_id,
+            "gcsf_start_day": m.start,
+            "crs_start_day": ctx.active_crs_start,
+            "severe_infection_active": False,
+        },
+        values={"drug": m.drug_id, "start": m.start},
+    )
+
+
+@rule("alert.myelosuppressive-drug")
+def myelosuppressive_drug(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    flagged = [
+        (m, alt) for m in ctx.myelosuppressive_active if (alt := drug_alternative(m)) is not None
+    ]
+    if not flagged:
+        return None
+    first, alt = flagged[0]
+    listed = "; ".join(f"{m.drug_id} from day {m.start} (alternative: {a})" for m, a in flagged)
+    return Triggered(
+        rationale=f"{listed}. {ctx.describe_cytopenias()[0].upper()}{ctx.describe_cytopenias()[1:]}.",
+        inputs={
+            "day": ctx.day,
+            "drugs": [m.drug_id for m, _ in flagged],
+            "alternatives": [a for _, a in flagged],
+            "cytopenic_lineages": ctx.cytopenic_lineages,
+        },
+        values={
+            "drug": first.drug_id
+            if len(flagged) == 1
+            else ", ".join(m.drug_id for m, _ in flagged),
+            "alternative": _short(alt) if len(flagged) == 1 else "alternatives (see rationale)",
+        },
+    )
+
+
+def _short(alternative: str) -> str:
+    """The alternative without parentheses and advice clauses, for the one-line summary."""
+    return re.sub(r" \([^)]*\)", "", alternative).split(", per ")[0]

@@ -1,0 +1,436 @@
+"""The differential: likely contributors to the cytopenia for this phase and this patient.
+
+Figure 1 of the review orders causes by time since infusion; each rule adds what this patient's
+data show. Weight = phase prior (``[phase_prior.*]`` in thresholds.toml) + evidence points
+(documented / supported / context). A differential item appears only while a lineage is
+cytopenic (below its CTCAE grade-3 cut-point or transfusion-dependent).
+"""
+
+from __future__ import annotations
+
+from cart_cytopenia.domain.course import DiseaseStatus, Finding
+from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
+from cart_cytopenia.guidance.registry import Triggered, rule
+
+
+def _weight(ctx: Context, cause: str, level: str) -> int:
+    return ctx.t.prior(cause, ctx.phase) + ctx.t.weight(level)
+
+
+def _base_inputs(ctx: Context) -> dict[str, object]:
+    return {"day": ctx.day, "phase": ctx.phase, "cytopenic_lineages": ctx.cytopenic_lineages}
+
+
+@rule("differential.lymphodepletion")
+def lymphodepletion(ctx: Context) -> Triggered | None:
+    if ctx.phase != "early" or not ctx.any_cytopenia:
+        return None
+    ld_day = ctx.course.ld_start_day
+    first_week = ctx.day <= 14
+    level = "supported" if first_week else "context"
+    return Triggered(
+        rationale=(
+            f"Day {ctx.day} (early phase) after lymphodepletion ({ctx.regimen}) from day {ld_day}: "
+            f"{ctx.describe_cytopenias()}."
+            + (" Nadir usually falls in the first week." if first_week else "")
+        ),
+        inputs={**_base_inputs(ctx), "regimen": ctx.regimen, "ld_start_day": ld_day},
+        values={"regimen": ctx.regimen},
+        weight=_weight(ctx, "lymphodepletion", level),
+    )
+
+
+@rule("differential.infection")
+def infection(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    active = ctx.infections_active
+    fevers = ctx.recent_fevers
+    if active:
+        what, level = ctx.describe_infections(active), "documented"
+    elif fevers:
+        f = fevers[-1]
+        what, level = f"fever {f.max_temp_c:g} C on day {f.day}", "supported"
+    elif ctx.prolonged_or_late:
+        what, level = f"occult infection to exclude in {ctx.phase} cytopenia", "context"
+    else:
+        return None
+    return Triggered(
+        rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.",
+        inputs={
+            **_base_inputs(ctx),
+            "active_infections": [i.organism or i.category.value for i in active],
+            "recent_fever_days": [f.day for f in fevers],
+        },
+        values={"what": what},
+        weight=_weight(ctx, "infection", level),
+    )
+
+
+@rule("differential.iec-hs")
+def iec_hs(ctx: Context) -> Triggered | None:
+    s = ctx.iechs
+    if not ctx.any_cytopenia or not s.suspected:
+        return None
+    features = ", ".join(s.features())
+    level = "documented" if s.recorded_active else "supported"
+    crs = (
+        f"CRS resolved on day {ctx.crs_resolved_day}"
+        if ctx.crs_resolved_day is not None
+        else "no CRS recorded"
+    )
+    return Triggered(
+        rationale=f"{crs}; then {features}.",
+        inputs={**_base_inputs(ctx), **s.as_inputs()},
+        values={"features": s.headline()},
+        urgency="warning",
+        weight=_weight(ctx, "iec-hs", level),
+    )
+
+
+@rule("differential.inflammation")
+def inflammation(ctx: Context) -> Triggered | None:
+    inf = ctx.a.inflammation
+    if not ctx.any_cytopenia or ctx.phase not in ("early", "prolonged"):
+        return None
+    if inf.crs_max_grade < 1 and inf.icans_max_grade < 1:
+        return None
+    severe = max(inf.crs_max_grade, inf.icans_max_grade) >= 3
+    return Triggered(
+        rationale=(
+            f"CRS maximum grade {inf.crs_max_grade}, ICANS maximum grade {inf.icans_max_grade}"
+            + (" (grade 3-4 is associated with prolonged cytopenia)" if severe else "")
+            + f"; {ctx.describe_cytopenias()}."
+        ),
+        inputs={
+            **_base_inputs(ctx),
+            "crs_max_grade": inf.crs_max_grade,
+            "icans_max_grade": inf.icans_max_grade,
+            "crs_active": inf.crs_active,
+            "icans_active": inf.icans_active,
+        },
+        values={"crs": inf.crs_max_grade, "icans": inf.icans_max_grade},
+        weight=_weight(ctx, "inflammation", "supported" if severe else "context"),
+    )
+
+
+@rule("differential.low-marrow-reserve")
+def low_marrow_reserve(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    h = ctx.a.hematotox
+    strong: list[str] = []
+    weak: list[str] = []
+    if h.risk == "high":
+        score = f"{h.score}/{h.max_score}" if h.score is not None else "incomplete, already high"
+        strong.append(f"CAR-HEMATOTOX high ({score})")
+    baseline_low = [
+        m.analyte for m in h.markers if m.points and m.analyte in ("anc", "platelets", "hb")
+    ]
+    if baseline_low:
+        weak.append("baseline cytopenia (" + ", ".join(baseline_low) + ")")
+    if ctx.prior_allo:
+        strong.append("prior allo-HCT")
+    elif ctx.prior_auto:
+        weak.append("prior auto-HCT")
+    pct = ctx.course.patient.marrow_involvement_pct
+    if pct is not None and pct >= ctx.t.num("high_marrow_disease_pct"):
+        strong.append(f"{fmt(pct)}% marrow disease before CAR-T")
+    if not strong and not weak:
+        return None
+    factors = strong + weak
+    what = ", ".join(f.split(" (")[0] for f in factors[:3])
+    return Triggered(
+        rationale=f"{', '.join(factors)[0].upper() + ', '.join(factors)[1:]}; {ctx.describe_cytopenias()}.",
+        inputs={
+            **_base_inputs(ctx),
+            "hematotox_score": h.score,
+            "hematotox_risk": h.risk,
+            "baseline_low": baseline_low,
+            "prior_allo_hct": ctx.prior_allo,
+            "prior_auto_hct": ctx.prior_auto,
+            "marrow_involvement_pct": pct,
+        },
+        values={"what": what},
+        weight=_weight(ctx, "low-marrow-reserve", "supported" if strong else "context"),
+    )
+
+
+@rule("differential.marrow-disease")
+def marrow_disease(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    p = ctx.course.patient
+    documented = []
+    if ctx.relapse_day is not None:
+        documented.append(f"relapse recorded on day {ctx.relapse_day}")
+    m = ctx.marrow_after_infusion
+    if m is not None and m.disease_present:
+        documented.append(f"disease in the marrow on day {m.day}")
+    risks = []
+    if p.marrow_involvement_pct:
+        risks.append(f"marrow involvement {fmt(p.marrow_involvement_pct)}% before CAR-T")
+    if p.disease_status in (DiseaseStatus.REFRACTORY, DiseaseStatus.PROGRESSIVE):
+        risks.append(f"{p.disease_status.value} disease")
+    if p.disease.value in ("B-ALL", "MM"):
+        risks.append(f"{p.disease.value} (marrow-based disease)")
+    excluded = m is not None and m.disease_present is False
+    if documented:
+        level, what = "documented", "; ".join(documented)
+    elif risks and not excluded:
+        high = (p.marrow_involvement_pct or 0) >= ctx.t.num("high_marrow_disease_pct") or (
+            p.disease_status in (DiseaseStatus.REFRACTORY, DiseaseStatus.PROGRESSIVE)
+        )
+        level, what = ("supported" if high else "context"), ", ".join(risks)
+    elif ctx.prolonged_or_late:
+        level = "context"
+        what = (
+            f"not found in the marrow on day {m.day}"
+            if excluded and m is not None
+            else "not yet excluded"
+        )
+    else:
+        return None
+    risk_text = f" Risk: {', '.join(risks)}." if risks else ""
+    return Triggered(
+        rationale=f"{p.disease.value}, status {p.disease_status.value}: {what}; {ctx.describe_cytopenias()}.{risk_text}",
+        inputs={
+            **_base_inputs(ctx),
+            "disease": p.disease.value,
+            "disease_status": p.disease_status.value,
+            "marrow_involvement_pct": p.marrow_involvement_pct,
+            "relapse_day": ctx.relapse_day,
+            "marrow_day": m.day if m else None,
+            "marrow_disease_present": m.disease_present if m else None,
+        },
+        values={"what": what},
+        weight=_weight(ctx, "marrow-disease", level),
+    )
+
+
+@rule("differential.myeloid-neoplasm")
+def myeloid_neoplasm(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    p = ctx.course.patient
+    m = ctx.marrow_after_infusion
+    documented = m is not None and bool(m.dysplasia)
+    if not documented and not ctx.prolonged_or_late:
+        return None
+    risks = []
+    if p.chip:
+        risks.append("known CHIP" + (f" ({', '.join(p.chip_genes)})" if p.chip_genes else ""))
+    if p.pre_existing_dysplasia:
+        risks.append("dysplasia before CAR-T")
+    if ctx.older_adult:
+        risks.append(f"age {fmt(ctx.age_years, 0)}")
+    if ctx.prior_auto or ctx.prior_allo:
+        risks.append("prior HCT")
+    if documented and m is not None:
+        level, what = "documented", f"dysplasia in the marrow on day {m.day}"
+    elif p.chip or p.pre_existing_dysplasia:
+        level, what = "supported", ", ".join(risks)
+    else:
+        level = "context"
+        what = ", ".join(risks) if risks else f"{ctx.phase} cytopenia"
+        if m is not None and m.dysplasia is False:
+            what += f"; marrow day {m.day} without dysplasia"
+    return Triggered(
+        rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.",
+        inputs={
+            **_base_inputs(ctx),
+            "chip": p.chip,
+            "chip_genes": p.chip_genes,
+            "age_years": ctx.age_years,
+            "pre_existing_dysplasia": p.pre_existing_dysplasia,
+            "marrow_day": m.day if m else None,
+            "marrow_dysplasia": m.dysplasia if m else None,
+        },
+        values={"what": what},
+        weight=_weight(ctx, "myeloid-neoplasm", level),
+    )
+
+
+@rule("differential.drug-effect")
+def drug_effect(ctx: Context) -> Triggered | None:
+    meds = ctx.myelosuppressive_active
+    if not ctx.any_cytopenia or not meds:
+        return None
+    drugs = ctx.med_names(meds)
+    since = ", ".join(f"{m.drug_id} from day {m.start}" for m in meds)
+    return Triggered(
+        rationale=f"Myelosuppressive drugs active on day {ctx.day}: {since}; {ctx.describe_cytopenias()}.",
+        inputs={**_base_inputs(ctx), "drugs": sorted({m.drug_id for m in meds})},
+        values={"drugs": drugs},
+        weight=_weight(ctx, "drug-effect", "documented"),
+    )
+
+
+@rule("differential.viral-reactivation")
+def viral_reactivation(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    found = ctx.viral_reactivations
+    if found:
+        what, level = "recorded: " + ctx.describe_infections(found), "documented"
+    elif ctx.prior_allo:
+        what, level = "after prior allo-HCT, driven by lymphodepletion and CRS", "context"
+    else:
+        return None
+    return Triggered(
+        rationale=f"Viral reactivation {what}; {ctx.describe_cytopenias()}.",
+        inputs={
+            **_base_inputs(ctx),
+            "reactivations": [i.organism or i.category.value for i in found],
+            "prior_allo_hct": ctx.prior_allo,
+        },
+        values={"what": what},
+        weight=_weight(ctx, "viral-reactivation", level),
+    )
+
+
+@rule("differential.graft-dysfunction")
+def graft_dysfunction(ctx: Context) -> Triggered | None:
+    if not ctx.prior_allo or not ctx.any_cytopenia:
+        return None
+    m = ctx.marrow_after_infusion
+    hypo = m is not None and ctx.marrow_hypocellular(m)
+    detail = f"; hypocellular marrow day {m.day}" if hypo and m is not None else ""
+    hct = ctx.course.patient.prior_hct[-1]
+    return Triggered(
+        rationale=(
+            f"Allogeneic HCT on day {hct.day if hct.day is not None else '?'}"
+            f"{' (' + hct.donor_type.value + ')' if hct.donor_type else ''} before CAR-T{detail}; "
+            f"{ctx.describe_cytopenias()}."
+        ),
+        inputs={
+            **_base_inputs(ctx),
+            "prior_allo_hct": True,
+            "marrow_day": m.day if m else None,
+            "marrow_hypocellular": hypo,
+        },
+        values={"detail": detail},
+        weight=_weight(ctx, "graft-dysfunction", "supported" if hypo else "context"),
+    )
+
+
+@rule("differential.gvhd")
+def gvhd(ctx: Context) -> Triggered | None:
+    if not ctx.prior_allo or not ctx.any_cytopenia:
+        return None
+    active = ctx.gvhd_active
+    if active:
+        g = active[0]
+        what = f"GVHD{' of ' + g.organ if g.organ else ''} active since day {g.start}"
+        level = "documented"
+    else:
+        what = "possible if the CAR T cells are donor-derived (none recorded)"
+        level = "context"
+    return Triggered(
+        rationale=f"Prior allogeneic HCT; {what}; {ctx.describe_cytopenias()}.",
+        inputs={**_base_inputs(ctx), "gvhd_active": bool(active)},
+        values={"what": what},
+        weight=_weight(ctx, "gvhd", level),
+    )
+
+
+@rule("differential.ta-tma")
+def ta_tma(ctx: Context) -> Triggered | None:
+    if not ctx.tma_suspected:
+        return None
+    markers = ctx.tma_markers
+    parts = []
+    if ctx.tma_pattern:
+        parts.append(
+            f"transfusion-dependent anaemia and thrombocytopenia with ANC {fmt(ctx.anc)}/uL"
+        )
+    if markers:
+        parts.append(", ".join(markers))
+    what = "; ".join(parts)
+    level = "supported" if len(markers) >= 2 or (ctx.tma_pattern and markers) else "context"
+    return Triggered(
+        rationale=f"Prior allogeneic HCT; {what}; {ctx.describe_cytopenias()}.",
+        inputs={**_base_inputs(ctx), "pattern": ctx.tma_pattern, "markers": markers},
+        values={"what": what},
+        weight=_weight(ctx, "ta-tma", level),
+    )
+
+
+@rule("differential.lineage-switch")
+def lineage_switch(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    recorded = ctx.findings(Finding.LINEAGE_SWITCH)
+    if recorded:
+        what, level = f"lineage switch recorded on day {recorded[-1].day}", "documented"
+    elif (
+        ctx.paediatric
+        and ctx.disease.value == "B-ALL"
+        and (ctx.kmt2a or ctx.infant)
+        and ctx.prolonged_or_late
+    ):
+        what = "KMT2A-rearranged B-ALL" if ctx.kmt2a else "B-ALL in an infant"
+        level = "supported"
+    else:
+        return None
+    return Triggered(
+        rationale=f"{what[0].upper() + what[1:]}; {ctx.phase} cytopenia: {ctx.describe_cytopenias()}.",
+        inputs={
+            **_base_inputs(ctx),
+            "age_years": ctx.age_years,
+            "genetics": ctx.course.patient.genetics,
+            "lineage_switch_recorded": bool(recorded),
+        },
+        values={"what": what},
+        weight=_weight(ctx, "lineage-switch", level),
+    )
+
+
+@rule("differential.immune-mediated")
+def immune_mediated(ctx: Context) -> Triggered | None:
+    if not ctx.any_cytopenia:
+        return None
+    lgl = ctx.findings(Finding.LARGE_GRANULAR_LYMPHOCYTOSIS)
+    m = ctx.marrow_after_infusion
+    if lgl:
+        what, level = f"large granular lymphocytosis recorded on day {lgl[-1].day}", "documented"
+    elif (
+        ctx.late
+        and len(ctx.cytopenic_lineages) >= 2
+        and m is not None
+        and ctx.marrow_excludes_relapse_and_neoplasm(m)
+    ):
+        what = f"late cytopenia in {len(ctx.cytopenic_lineages)} lineages, marrow without disease"
+        level = "supported" if ctx.paediatric else "context"
+    else:
+        return None
+    detail = f" Marrow day {m.day}: {describe_marrow(m)}." if m is not None else ""
+    if ctx.paediatric:
+        detail += " Immune-mediated suppression may be more likely in children."
+    return Triggered(
+        rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.{detail}",
+        inputs={
+            **_base_inputs(ctx),
+            "lgl_recorded": bool(lgl),
+            "marrow_day": m.day if m else None,
+            "paediatric": ctx.paediatric,
+        },
+        values={"what": what},
+        weight=_weight(ctx, "immune-mediated", level),
+    )
+
+
+@rule("differential.haemolysis")
+def haemolysis(ctx: Context) -> Triggered | None:
+    markers = ctx.haemolysis_markers
+    grade = ctx.red_cells.ctcae_grade
+    anaemia = ctx.rbc_td or (grade is not None and grade >= 2)  # CTCAE grade >= 2: Hb < 10 g/dL
+    if len(markers) < 2 or not anaemia:
+        return None
+    what = ", ".join(markers)
+    return Triggered(
+        rationale=f"Anaemia (Hb {fmt(ctx.hb)} g/dL, day {ctx.hb_day}) with {what}.",
+        inputs={**_base_inputs(ctx), "markers": markers, "hb": ctx.hb},
+        values={"what": what},
+        weight=_weight(ctx, "haemolysis", "supported"),
+    )

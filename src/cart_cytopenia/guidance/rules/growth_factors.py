@@ -1,0 +1,185 @@
+"""Myeloid growth factors: G-CSF timing, CRS, the biphasic drop, stopping, never GM-CSF.
+
+Timing comes from the institutional settings ``[gcsf]`` (defaults: the review's day 7-10,
+ANC > 500/uL, biphasic drop < 750/uL treated until > 1500/uL).
+"""
+
+from __future__ import annotations
+
+from cart_cytopenia.domain.catalogues import DrugClass
+from cart_cytopenia.guidance.context import Context, fmt
+from cart_cytopenia.guidance.registry import Triggered, rule
+
+
+def _inputs(ctx: Context) -> dict[str, object]:
+    return {
+        "day": ctx.day,
+        "anc": ctx.anc,
+        "anc_day": ctx.anc_day,
+        "anc_nadir": ctx.neutrophils.nadir,
+        "anc_nadir_day": ctx.neutrophils.nadir_day,
+        "first_recovery_day": ctx.first_recovery_day,
+        "crs_active": ctx.crs_active,
+        "icans_active": ctx.icans_active,
+        "severe_infection_active": ctx.severe_infection_active,
+        "on_gcsf": ctx.gcsf_active,
+        "paediatric": ctx.paediatric,
+    }
+
+
+def biphasic_pattern(ctx: Context) -> bool:
+    """ANC recovered once (sustained > 500/uL), then fell below the biphasic level (750/uL)."""
+    g = ctx.settings.gcsf
+    return (
+        ctx.first_recovery_day is not None
+        and ctx.anc is not None
+        and ctx.anc_day is not None
+        and ctx.anc_day > ctx.first_recovery_day
+        and ctx.anc < g.biphasic_below_anc_per_ul
+    )
+
+
+def crs_blocks_gcsf(ctx: Context) -> bool:
+    """Ongoing CRS without severe infection: the review avoids G-CSF."""
+    return (
+        ctx.settings.gcsf.withhold_during_crs and ctx.crs_active and not ctx.severe_infection_active
+    )
+
+
+def _status(ctx: Context) -> str:
+    parts = [
+        "CRS active" if ctx.crs_active else "no active CRS",
+    ]
+    if ctx.icans_active:
+        parts.append("ICANS active (theoretical concern about G-CSF)")
+    if ctx.severe_infection_active:
+        parts.append("severe infection: " + ctx.describe_infections(ctx.infections_active))
+    return "; ".join(parts)
+
+
+@rule("management.gcsf.start")
+def gcsf_start(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    if ctx.day < g.consider_from_day:
+        return None
+    if ctx.anc is None:
+        ctx.missing(f"No ANC up to day {ctx.day}: whether to start G-CSF cannot be decided.")
+        return None
+    if ctx.anc > g.recovery_anc_per_ul or ctx.gcsf_active or biphasic_pattern(ctx):
+        return None
+    if crs_blocks_gcsf(ctx):
+        return None
+    during_crs = ctx.crs_active and ctx.severe_infection_active
+    nadir = ctx.neutrophils
+    paed = (
+        " Child: keep the course short; prolonged growth factors are often deferred."
+        if ctx.paediatric
+        else ""
+    )
+    stale = (
+        f" The ANC is {ctx.day - ctx.anc_day} days old: recheck."
+        if ctx.anc_day is not None and ctx.stale(ctx.anc_day)
+        else ""
+    )
+    return Triggered(
+        rationale=(
+            f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day} (nadir {fmt(nadir.nadir)}/uL on day {nadir.nadir_day}), "
+            f"not recovered above {fmt(g.recovery_anc_per_ul)}/uL by day {ctx.day} "
+            f"(consider from day {g.consider_from_day} to {g.consider_by_day}); {_status(ctx)}.{paed}{stale}"
+        ),
+        inputs=_inputs(ctx),
+        values={
+            "anc": fmt(ctx.anc),
+            "anc_day": ctx.anc_day,
+            "target": fmt(g.recovery_anc_per_ul),
+            "by_day": ctx.day,
+        },
+        variant="infection" if during_crs else "default",
+        urgency="action" if during_crs or ctx.severe_infection_active else None,
+    )
+
+
+@rule("management.gcsf.withhold-during-crs")
+def gcsf_withhold_during_crs(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    if not crs_blocks_gcsf(ctx):
+        return None
+    neutropenic = (
+        ctx.day >= g.consider_from_day and ctx.anc is not None and ctx.anc <= g.recovery_anc_per_ul
+    )
+    if not (neutropenic or ctx.gcsf_active):
+        return None
+    return Triggered(
+        rationale=(
+            f"CRS active since day {ctx.active_crs_start}; ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}; "
+            "no severe infection recorded"
+            + ("; G-CSF is being given" if ctx.gcsf_active else "")
+            + ". Reports conflict on whether G-CSF prolongs or worsens CRS."
+        ),
+        inputs=_inputs(ctx),
+        values={"crs_start": ctx.active_crs_start, "anc": fmt(ctx.anc)},
+    )
+
+
+@rule("management.gcsf.biphasic")
+def gcsf_biphasic(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    if not biphasic_pattern(ctx) or ctx.gcsf_active or crs_blocks_gcsf(ctx):
+        return None
+    if ctx.paediatric and ctx.prolonged_or_late:
+        return None  # children: prolonged growth factors are deferred (paediatric-defer)
+    if ctx.paediatric is None:
+        ctx.missing(
+            "Age unknown: the paediatric caution about prolonged growth factors cannot be applied."
+        )
+    return Triggered(
+        rationale=(
+            f"ANC recovered (> 500/uL) from day {ctx.first_recovery_day}, then fell to {fmt(ctx.anc)}/uL on "
+            f"day {ctx.anc_day} (< {fmt(g.biphasic_below_anc_per_ul)}/uL): biphasic course. Transient "
+            "responses are common; dependence on G-CSF usually falls over weeks."
+        ),
+        inputs={**_inputs(ctx), "second_dip_day": ctx.a.phenotype.second_dip_day},
+        values={
+            "anc": fmt(ctx.anc),
+            "anc_day": ctx.anc_day,
+            "recovery_day": ctx.first_recovery_day,
+            "target": fmt(g.biphasic_target_anc_per_ul),
+        },
+    )
+
+
+@rule("management.gcsf.stop")
+def gcsf_stop(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    active = ctx.meds_active(DrugClass.GCSF)
+    if not active or ctx.anc is None or ctx.anc_day is None:
+        return None
+    start = min(m.start for m in active)
+    if ctx.anc_day < start or ctx.anc <= g.biphasic_target_anc_per_ul:
+        return None
+    return Triggered(
+        rationale=f"On {ctx.med_names(active)} since day {start}; ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}.",
+        inputs={**_inputs(ctx), "gcsf_start_day": start},
+        values={
+            "anc": fmt(ctx.anc),
+            "anc_day": ctx.anc_day,
+            "target": fmt(g.biphasic_target_anc_per_ul),
+        },
+    )
+
+
+@rule("management.gmcsf.avoid")
+def gmcsf_avoid(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    low = (
+        ctx.day >= g.consider_from_day
+        and ctx.anc is not None
+        and ctx.anc < g.biphasic_below_anc_per_ul
+    )
+    if not (ctx.gcsf_active or low):
+        return None
+    why = "on G-CSF" if ctx.gcsf_active else f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}"
+    return Triggered(
+        rationale=f"A myeloid growth factor is in question ({why}). GM-CSF is raised in CRS and ICANS; its blockade abrogates them in animal models.",
+        inputs=_inputs(ctx),
+    )

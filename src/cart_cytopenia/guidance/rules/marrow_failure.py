@@ -1,0 +1,295 @@
+"""Persistent and late cytopenia: expectant care, immunosuppression, stem cell boost, allo-HCT,
+the paediatric branch, and follow-up at the treating centre."""
+
+from __future__ import annotations
+
+from cart_cytopenia.domain.catalogues import DrugClass
+from cart_cytopenia.domain.course import HCT, Finding, StemCellBoost
+from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
+from cart_cytopenia.guidance.registry import Triggered, rule
+
+
+def dependent_lineages(ctx: Context) -> list[str]:
+    """Lineages the patient depends on support for: transfusions, or severe neutropenia / G-CSF."""
+    out = []
+    if ctx.rbc_td:
+        out.append("red cells (transfusion-dependent)")
+    if ctx.plt_td:
+        out.append("platelets (transfusion-dependent)")
+    if ctx.anc_severe:
+        out.append(f"neutrophils (ANC {fmt(ctx.anc)}/uL)")
+    elif ctx.gcsf_active and ctx.anc is not None and ctx.neutrophils.significant:
+        out.append("neutrophils (on G-CSF)")
+    elif ctx.gcsf_active:
+        out.append("neutrophils (G-CSF-dependent)")
+    return out
+
+
+def severe_failure(ctx: Context) -> list[str]:
+    """Signs that the cytopenia is severe or has failed other measures."""
+    out = []
+    if ctx.anc_severe:
+        out.append(f"ANC {fmt(ctx.anc)}/uL")
+    if ctx.plt is not None and ctx.plt <= ctx.severe_platelets:
+        out.append(f"platelets {fmt(ctx.plt)} x10^9/L")
+    if ctx.hb is not None and ctx.hb <= ctx.severe_hb:
+        out.append(f"Hb {fmt(ctx.hb)} g/dL")
+    if ctx.gcsf_refractory:
+        out.append("no response to G-CSF")
+    if ctx.tpo_course is not None and ctx.tpo_response() is False:
+        out.append(f"no response to {ctx.tpo_course.drug}")
+    return out
+
+
+def _boost_given(ctx: Context) -> StemCellBoost | None:
+    boosts = [b for b in ctx.course.events_of(StemCellBoost) if b.day is not None and b.day >= 0]
+    return boosts[-1] if boosts else None
+
+
+def _hct_after_infusion(ctx: Context) -> HCT | None:
+    hcts = [h for h in ctx.course.events_of(HCT) if h.day is not None and h.day >= 0]
+    return hcts[-1] if hcts else None
+
+
+@rule("management.stem-cell-boost")
+def autologous_boost(ctx: Context) -> Triggered | None:
+    if ctx.prior_allo or _boost_given(ctx) or not ctx.prolonged_or_late:
+        return None
+    dep = dependent_lineages(ctx)
+    severe = severe_failure(ctx)
+    if len(dep) < 2 or not severe:
+        return None
+    failed_measures = ctx.gcsf_refractory or (
+        ctx.tpo_course is not None and ctx.tpo_response() is False
+    )
+    if not ctx.late and not failed_measures:
+        return None
+    m = ctx.marrow_after_infusion
+    if m is None or ctx.relapse_day is not None:
+        if m is None:
+            ctx.missing(
+                "No marrow after infusion: relapse and a secondary neoplasm must be excluded before a stem cell boost."
+            )
+        return None
+    if not ctx.marrow_excludes_relapse_and_neoplasm(m):
+        return None
+    stored = ctx.course.patient.stored_cells.autologous
+    if stored is None:
+        ctx.missing(
+            "Stored autologous stem cells not recorded (patient.stored_cells.autologous): "
+            "whether a stem cell boost is feasible cannot be decided."
+        )
+        return None
+    if not stored:
+        return None
+    return Triggered(
+        rationale=(
+            f"{ctx.phase.capitalize() if ctx.phase else ''} cytopenia in {len(dep)} lineages: {', '.join(dep)}; "
+            f"severe: {', '.join(severe)}. Marrow day {m.day}: {describe_marrow(m)}; no relapse recorded. "
+            "Stored autologous cells available. Preferred over allogeneic HCT; caution: the product may "
+            "contain tumour cells."
+        ),
+        inputs={
+            "day": ctx.day,
+            "phase": ctx.phase,
+            "dependent_lineages": dep,
+            "severe": severe,
+            "marrow_day": m.day,
+            "stored_autologous_cells": True,
+        },
+        values={"marrow_day": m.day},
+    )
+
+
+def _graft_failure_picture(ctx: Context) -> tuple[bool, str]:
+    """Prior allo-HCT, late, persisting cytopenia, hypocellular marrow after infusion."""
+    if not (ctx.prior_allo and ctx.late and ctx.any_cytopenia):
+        return False, ""
+    m = ctx.marrow_after_infusion
+    if m is None:
+        ctx.missing(
+            "No marrow after infusion: graft dysfunction (hypocellularity) behind the late cytopenia cannot be judged."
+        )
+        return False, ""
+    if not ctx.marrow_hypocellular(m) or m.disease_present or ctx.relapse_day is not None:
+        return False, ""
+    return True, f"marrow day {m.day}: {describe_marrow(m)}"
+
+
+@rule("management.stem-cell-boost.allogeneic")
+def allogeneic_boost(ctx: Context) -> Triggered | None:
+    ok, marrow = _graft_failure_picture(ctx)
+    if not ok or _boost_given(ctx) or _hct_after_infusion(ctx):
+        return None
+    donor = ctx.course.patient.stored_cells.allogeneic_donor
+    if donor is None:
+        ctx.missing(
+            "Donor availability not recorded (patient.stored_cells.allogeneic_donor): an allogeneic "
+            "stem cell boost cannot be judged."
+        )
+        return None
+    if not donor:
+        return None
+    return Triggered(
+        rationale=(
+            f"Prior allogeneic HCT; late cytopenia (day {ctx.day}): {ctx.describe_cytopenias()}; {marrow}. "
+            "Original donor or stored CD34+ cells available. Use an ex vivo T-cell-depleted (CD34-selected "
+            "or TCRab-depleted) mobilised product."
+        ),
+        inputs={
+            "day": ctx.day,
+            "cytopenic_lineages": ctx.cytopenic_lineages,
+            "donor_available": True,
+        },
+    )
+
+
+@rule("management.allo-hct.second")
+def second_allo_hct(ctx: Context) -> Triggered | None:
+    ok, marrow = _graft_failure_picture(ctx)
+    if not ok or _hct_after_infusion(ctx):
+        return None
+    donor = ctx.course.patient.stored_cells.allogeneic_donor
+    note = {
+        True: "",
+        False: ", especially as the original donor is unavailable",
+        None: " (donor availability not recorded)",
+    }[donor]
+    return Triggered(
+        rationale=f"Prior allogeneic HCT; late cytopenia (day {ctx.day}): {ctx.describe_cytopenias()}; {marrow}.",
+        inputs={"day": ctx.day, "donor_available": donor},
+        values={"donor": note},
+        urgency="info" if donor else None,
+    )
+
+
+@rule("management.allo-hct")
+def allo_hct(ctx: Context) -> Triggered | None:
+    if ctx.prior_allo or _hct_after_infusion(ctx):
+        return None
+    reasons = []
+    m = ctx.marrow_after_infusion
+    dep = dependent_lineages(ctx)
+    if (
+        ctx.prolonged_or_late
+        and m is not None
+        and ctx.marrow_aplastic(m)
+        and len(dep) >= 2
+        and m.disease_present is not True
+    ):
+        reasons.append(
+            f"marrow day {m.day} aplastic ({describe_marrow(m)}) with {len(dep)} lineages dependent"
+        )
+    if ctx.paediatric and ctx.late and (ctx.rbc_td or ctx.plt_td or ctx.gcsf_active):
+        what = ", ".join(dep) if dep else "on G-CSF"
+        reasons.append(f"transplant-naive child still dependent beyond day 90 ({what})")
+    if not reasons:
+        return None
+    auto_boost_possible = (
+        ctx.course.patient.stored_cells.autologous is True
+        and not _boost_given(ctx)
+        and not ctx.paediatric
+    )
+    return Triggered(
+        rationale="; ".join(reasons)
+        + (
+            ". An autologous boost (stored cells) is preferred first."
+            if auto_boost_possible
+            else "."
+        )
+        + " Best available donor.",
+        inputs={
+            "day": ctx.day,
+            "paediatric": ctx.paediatric,
+            "marrow_day": m.day if m else None,
+            "dependent_lineages": dep,
+            "stored_autologous_cells": ctx.course.patient.stored_cells.autologous,
+        },
+        values={"why": reasons[0].split(" (")[0]},
+        urgency="info" if auto_boost_possible else None,
+    )
+
+
+@rule("management.immunosuppression.lgl")
+def immunosuppression_lgl(ctx: Context) -> Triggered | None:
+    lgl = ctx.findings(Finding.LARGE_GRANULAR_LYMPHOCYTOSIS)
+    if not lgl or not ctx.any_cytopenia:
+        return None
+    day = lgl[-1].day
+    return Triggered(
+        rationale=f"Large granular lymphocytosis recorded on day {day}; {ctx.describe_cytopenias()}.",
+        inputs={"day": ctx.day, "lgl_day": day, "cytopenic_lineages": ctx.cytopenic_lineages},
+        values={"lgl_day": day},
+    )
+
+
+@rule("management.immunosuppression.immune-aplasia")
+def immunosuppression_immune_aplasia(ctx: Context) -> Triggered | None:
+    if not ctx.late or len(ctx.cytopenic_lineages) < 2:
+        return None
+    if ctx.findings(Finding.LARGE_GRANULAR_LYMPHOCYTOSIS):
+        return None
+    m = ctx.marrow_after_infusion
+    if m is None or not ctx.marrow_excludes_relapse_and_neoplasm(m) or m.fibrosis:
+        return None
+    return Triggered(
+        rationale=(
+            f"Late cytopenia in {len(ctx.cytopenic_lineages)} lineages ({ctx.describe_cytopenias()}); "
+            f"marrow day {m.day}: {describe_marrow(m)}. The immune mechanism is speculative."
+        ),
+        inputs={"day": ctx.day, "cytopenic_lineages": ctx.cytopenic_lineages, "marrow_day": m.day},
+    )
+
+
+@rule("management.expectant")
+def expectant(ctx: Context) -> Triggered | None:
+    if not (ctx.prolonged_or_late and ctx.any_cytopenia):
+        return None
+    m = ctx.marrow_after_infusion
+    if m is None or not ctx.marrow_excludes_relapse_and_neoplasm(m) or m.fibrosis:
+        return None
+    if ctx.relapse_day is not None or ctx.infections_active or ctx.iechs.suspected:
+        return None
+    if (
+        ctx.marrow_aplastic(m)
+        or ctx.gcsf_refractory
+        or (ctx.tpo_course is not None and ctx.tpo_response() is False)
+    ):
+        return None  # severe aplasia or failed measures: not the usual slowly recovering course
+    return Triggered(
+        rationale=(
+            f"{ctx.phase.capitalize() if ctx.phase else ''} cytopenia ({ctx.describe_cytopenias()}); marrow day {m.day}: "
+            f"{describe_marrow(m)}; no relapse, active infection or IEC-HS recorded. Recovery can take 6-12 months."
+        ),
+        inputs={"day": ctx.day, "marrow_day": m.day, "cytopenic_lineages": ctx.cytopenic_lineages},
+        values={"marrow_day": m.day},
+    )
+
+
+@rule("management.growth-factors.paediatric-defer")
+def paediatric_defer(ctx: Context) -> Triggered | None:
+    if not (ctx.paediatric and ctx.prolonged_or_late and ctx.any_cytopenia):
+        return None
+    gcsf = ctx.meds_active(DrugClass.GCSF)
+    gcsf_text = f"; on G-CSF since day {min(m.start for m in gcsf)}" if gcsf else ""
+    return Triggered(
+        rationale=(
+            f"Child aged {fmt(ctx.age_years)} years, {ctx.phase} cytopenia: {ctx.describe_cytopenias()}{gcsf_text}. "
+            "Myeloid growth factors might exacerbate CRS; TPO mimetics might trigger clonal evolution."
+        ),
+        inputs={"day": ctx.day, "age_years": ctx.age_years, "on_gcsf": bool(gcsf)},
+        values={"gcsf": gcsf_text},
+    )
+
+
+@rule("management.follow-up")
+def follow_up(ctx: Context) -> Triggered | None:
+    end = ctx.follow_up_end_day
+    if not ctx.late or ctx.day > end:
+        return None
+    years = ctx.settings.prophylaxis.follow_up_years
+    return Triggered(
+        rationale=f"Day {ctx.day} (late phase): many patients return to their referring doctors by now.",
+        inputs={"day": ctx.day, "follow_up_end_day": end},
+        values={"end_day": end, "years": years},
+    )
