@@ -50,7 +50,14 @@ class Service:
 def neutropenic_course() -> dict:
     """Day 10 after axi-cel, ANC 300, CRS resolved, no G-CSF (the issue's worklist example)."""
     labs = [(d, v) for d, v in ((1, 900), (3, 200), (5, 150), (7, 200), (9, 280), (10, 300))]
-    doc = course_dict(labs, events=[{"type": "crs", "start_day": 1, "end_day": 4, "max_grade": 2}])
+    events = [
+        {"type": "crs", "start_day": 1, "end_day": 4, "max_grade": 2},
+        *(
+            {"type": "medication", "drug": drug, "start_day": 0, "purpose": "prophylaxis"}
+            for drug in ("levofloxacin", "fluconazole", "acyclovir")
+        ),
+    ]
+    doc = course_dict(labs, events=events)
     doc["patient"]["id"] = "wl-neutropenic"
     doc["infusion_date"] = (TODAY - dt.timedelta(days=10)).isoformat()
     doc["labs"] += [

@@ -86,11 +86,14 @@ def test_worklist_answers_who_needs_what_today(service: Service) -> None:
     html = r.text
     assert "wl-neutropenic" in html
     assert "review-case-1" in html
-    # the neutropenic patient needs action and sorts first
-    first_row = html.split("<tbody>")[1].split("</tr>")[0]
-    assert "wl-neutropenic" in first_row
-    assert "G-CSF" in first_row
-    assert re.search(r'class="daybig">10<', first_row)
+    rows = html.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")[:-1]
+    row = next(r for r in rows if "wl-neutropenic" in r)
+    assert "consider G-CSF" in row  # day 10, ANC 300, CRS resolved, no G-CSF
+    assert re.search(r'class="daybig">10<', row)
+    # default order: most urgent open item first
+    ranks = {"critical": 5, "warning": 4, "action": 3, "consider": 2}
+    tops = [ranks.get(re.search(r'<tr class="(\w*)"', r).group(1), 0) for r in rows]  # type: ignore[union-attr]
+    assert tops == sorted(tops, reverse=True)
     r = client.get("/worklist?needs_action=1")
     assert "wl-neutropenic" in r.text
     r = client.get("/worklist?product=ide-cel")
@@ -239,7 +242,9 @@ def test_add_event_by_form(service: Service) -> None:
     )
     assert r.status_code == 303, r.text
     with service.db.session() as s:
-        assert [e.type for e in repo.get_course(s, cid).events] == ["crs", "medication"]
+        events = sorted(repo.get_course(s, cid).events, key=lambda e: e.id)
+    assert [e.payload.get("drug") for e in events if e.type == "medication"][-1:] == ["filgrastim"]
+    assert next(e for e in events if e.payload.get("drug") == "filgrastim").start_day == 10
 
 
 def test_upload_bad_csv_shows_rows_and_saves_nothing(service: Service) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cart_cytopenia.domain.course import Course
-from cart_cytopenia.grading.assessment import Assessment, assess
+from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.store.courses import load_course
@@ -28,7 +28,8 @@ from cart_cytopenia.store.models import CourseRecord, GuidanceAction
 
 URGENCY_ORDER = ("critical", "warning", "action", "consider", "info")
 URGENCY_RANK = {u: len(URGENCY_ORDER) - i for i, u in enumerate(URGENCY_ORDER)}
-NEEDS_ACTION = frozenset({"critical", "warning", "action"})
+# open items at these urgencies ask for a decision today; "info" items only inform
+NEEDS_ACTION = frozenset({"critical", "warning", "action", "consider"})
 SECTIONS = ("alerts", "management", "workup", "differential", "prophylaxis")
 SECTION_TITLES = {
     "alerts": "Alerts",
@@ -95,6 +96,15 @@ class CourseSnapshot:
             (s for s in self.items if not s.handled),
             key=lambda s: (-s.urgency_rank, s.item.rank or 0),
         )
+
+    @property
+    def open_decisions(self) -> list[ItemState]:
+        """Open items that ask for a decision (urgency consider or above), most urgent first."""
+        return [s for s in self.open_items if s.item.urgency in NEEDS_ACTION]
+
+    @property
+    def open_info(self) -> int:
+        return sum(1 for s in self.open_items if s.item.urgency not in NEEDS_ACTION)
 
     def open_by_urgency(self) -> dict[str, int]:
         out = dict.fromkeys(URGENCY_ORDER, 0)
@@ -176,9 +186,8 @@ class SnapshotCache:
                 self._data.move_to_end(key)
                 return hit
         course = load_course(rec)
-        assessment = assess(course, day, settings)
-        guidance = evaluate(course, day, settings)
-        value = (course, assessment, guidance)
+        guidance = evaluate(course, day, settings)  # grades the course once: guidance.assessment
+        value = (course, guidance.assessment, guidance)
         with self._lock:
             self._data[key] = value
             while len(self._data) > self.size:

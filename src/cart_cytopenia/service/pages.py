@@ -141,7 +141,7 @@ def _snap(request: Request, rec: CourseRecord, day: int | None = None) -> Course
 # --------------------------------------------------------------------------- worklist
 
 SORTS = {
-    "urgency": lambda s: (-s.top_urgency_rank, -len(s.open_items), -s.day),
+    "urgency": lambda s: (-s.top_urgency_rank, -len(s.open_decisions), s.day),
     "patient": lambda s: (s.pseudonym,),
     "day": lambda s: (s.day,),
     "product": lambda s: (s.product, s.day),
