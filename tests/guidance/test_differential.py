@@ -15,7 +15,7 @@ from tests.guidance.builders import (
     series,
 )
 
-CYTOPENIC = counts(range(0, 101, 2), anc=400, plt=30, hb=8.5)
+CYTOPENIC = counts(range(0, 101, 2), anc=400, plt=30, hb=7.5)
 ALLO = [{"kind": "allogeneic", "day": -200}]
 
 

@@ -166,15 +166,12 @@ def render_guidance(g: Guidance, course: Course, settings: Settings, console: Co
 
 
 def _settings(in_force: dict[str, Any], settings: Settings, console: Console) -> None:
-    changed = settings.changed_from_defaults()
-    console.print(
-        "\n[bold underline]Settings in force[/] "
-        + (
-            "(the review's defaults)"
-            if not changed
-            else f"({escape(settings.institution)}: {len(changed)} changed from the review's defaults)"
-        )
+    changed = {k: v for k, v in settings.changed_from_defaults().items() if k != "institution"}
+    who = "" if settings.institution == Settings().institution else f"{settings.institution}: "
+    what = (
+        f"{len(changed)} changed from the review's defaults" if changed else "the review's defaults"
     )
+    console.print(f"\n[bold underline]Settings in force[/] ({escape(who + what)})")
     shown = {
         k: v
         for k, v in in_force.items()

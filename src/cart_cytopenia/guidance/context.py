@@ -467,6 +467,16 @@ class Context:
         return False
 
     @property
+    def tpo_failed(self) -> bool:
+        """On a TPO-RA long enough to judge (settings: 4 weeks) and no response."""
+        c = self.tpo_course
+        return (
+            c is not None
+            and c.weeks >= self.settings.tpo_ra.no_response_consider_stop_weeks
+            and self.tpo_response() is False
+        )
+
+    @property
     def platelets_recovered(self) -> bool:
         return (
             self.plt is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cart_cytopenia.domain.course import Course
+from cart_cytopenia.domain.course import Course, Dated
 from cart_cytopenia.errors import RuleTableError
 from cart_cytopenia.grading.assessment import Assessment, assess, default_day
 from cart_cytopenia.guidance import rules as _rules  # noqa: F401 - registers the rules
@@ -102,7 +102,22 @@ def evaluate(course: Course, day: int | None = None, settings: Settings | None =
     settings = settings or Settings()
     as_of = default_day(course) if day is None else day
     assessment = assess(course, as_of, settings)
-    return evaluate_assessed(course.as_of(as_of), as_of, assessment, settings)
+    return evaluate_assessed(_known_on(course, as_of), as_of, assessment, settings)
+
+
+def _known_on(course: Course, day: int) -> Course:
+    """``Course.as_of(day)`` without the deep copy (the rules never modify the course)."""
+    labs = [lab for lab in course.labs if lab.day is not None and lab.day <= day]
+    events = [e for e in course.events if (start := _start(e)) is not None and start <= day]
+    update: dict[str, Any] = {"labs": labs, "events": events}
+    if course.last_followup_day is not None and course.last_followup_day > day:
+        update |= {"last_followup_day": None, "last_followup_date": None}
+    return course.model_copy(update=update)
+
+
+def _start(event: Any) -> int | None:
+    start = event.day if isinstance(event, Dated) else event.start_day
+    return None if start is None else int(start)
 
 
 def evaluate_assessed(

@@ -396,11 +396,11 @@ def immune_mediated(ctx: Context) -> Triggered | None:
         what, level = f"large granular lymphocytosis recorded on day {lgl[-1].day}", "documented"
     elif (
         ctx.late
-        and len(ctx.cytopenic_lineages) >= 2
+        and len(ctx.cytopenic_lineages) >= 3  # "late cases of severe trilineage aplasia"
         and m is not None
         and ctx.marrow_excludes_relapse_and_neoplasm(m)
     ):
-        what = f"late cytopenia in {len(ctx.cytopenic_lineages)} lineages, marrow without disease"
+        what = "late trilineage cytopenia, marrow without disease"
         level = "supported" if ctx.paediatric else "context"
     else:
         return None

@@ -36,7 +36,7 @@ def severe_failure(ctx: Context) -> list[str]:
         out.append(f"Hb {fmt(ctx.hb)} g/dL")
     if ctx.gcsf_refractory:
         out.append("no response to G-CSF")
-    if ctx.tpo_course is not None and ctx.tpo_response() is False:
+    if ctx.tpo_failed and ctx.tpo_course is not None:
         out.append(f"no response to {ctx.tpo_course.drug}")
     return out
 
@@ -59,9 +59,7 @@ def autologous_boost(ctx: Context) -> Triggered | None:
     severe = severe_failure(ctx)
     if len(dep) < 2 or not severe:
         return None
-    failed_measures = ctx.gcsf_refractory or (
-        ctx.tpo_course is not None and ctx.tpo_response() is False
-    )
+    failed_measures = ctx.gcsf_refractory or ctx.tpo_failed
     if not ctx.late and not failed_measures:
         return None
     m = ctx.marrow_after_infusion
@@ -225,7 +223,7 @@ def immunosuppression_lgl(ctx: Context) -> Triggered | None:
 
 @rule("management.immunosuppression.immune-aplasia")
 def immunosuppression_immune_aplasia(ctx: Context) -> Triggered | None:
-    if not ctx.late or len(ctx.cytopenic_lineages) < 2:
+    if not ctx.late or len(ctx.cytopenic_lineages) < 3:  # "severe trilineage aplasia"
         return None
     if ctx.findings(Finding.LARGE_GRANULAR_LYMPHOCYTOSIS):
         return None
@@ -250,11 +248,7 @@ def expectant(ctx: Context) -> Triggered | None:
         return None
     if ctx.relapse_day is not None or ctx.infections_active or ctx.iechs.suspected:
         return None
-    if (
-        ctx.marrow_aplastic(m)
-        or ctx.gcsf_refractory
-        or (ctx.tpo_course is not None and ctx.tpo_response() is False)
-    ):
+    if ctx.marrow_aplastic(m) or ctx.gcsf_refractory or ctx.tpo_failed:
         return None  # severe aplasia or failed measures: not the usual slowly recovering course
     return Triggered(
         rationale=(

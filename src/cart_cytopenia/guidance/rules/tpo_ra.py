@@ -7,6 +7,7 @@ weeks without response). Severity and response conventions in ``thresholds.toml`
 
 from __future__ import annotations
 
+from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import TransfusionProduct
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
@@ -23,6 +24,14 @@ def _other_causes(ctx: Context) -> list[str]:
     if ctx.tma_suspected:
         out.append("TA-TMA suspected")
     return out
+
+
+def _given_before(ctx: Context) -> bool:
+    """A TPO-RA course already given and stopped (the review's trial of 4-6 weeks was had)."""
+    return any(
+        m.end_day is not None and m.end_day < ctx.day
+        for m in ctx.course.medications_with(DrugClass.TPO_RA)
+    )
 
 
 def _inputs(ctx: Context) -> dict[str, object]:
@@ -42,7 +51,7 @@ def tpo_ra_start(ctx: Context) -> Triggered | None:
     s = ctx.settings.tpo_ra
     if ctx.paediatric or ctx.tpo_course is not None or ctx.day < s.consider_from_day:
         return None
-    if not ctx.plt_td:
+    if not ctx.plt_td or _given_before(ctx):
         return None
     n = _platelet_tx_28d(ctx)
     severe = n >= ctx.t.whole("tpo_ra_severe_platelet_transfusions_28d")
@@ -86,7 +95,7 @@ def tpo_ra_reserve(ctx: Context) -> Triggered | None:
     s = ctx.settings.tpo_ra
     if ctx.paediatric or ctx.tpo_course is not None or ctx.day < s.consider_from_day:
         return None
-    if ctx.phase != "prolonged" or not ctx.plt_td:
+    if ctx.phase != "prolonged" or not ctx.plt_td or _given_before(ctx):
         return None
     n = _platelet_tx_28d(ctx)
     if n >= ctx.t.whole("tpo_ra_severe_platelet_transfusions_28d"):

@@ -134,7 +134,7 @@ def _marrow_triggers(ctx: Context) -> tuple[list[str], list[str]]:
         if since is None or (new_after is not None and new_after > since):
             new.append(text)
 
-    if ctx.gcsf_refractory:
+    if ctx.gcsf_refractory and ctx.neutrophils.significant:
         add(f"no response to G-CSF (from day {ctx.a.gcsf.first_day})", ctx.a.gcsf.first_day)
     if ctx.relapse_day is not None and ctx.any_cytopenia:
         add(f"relapse recorded on day {ctx.relapse_day}", ctx.relapse_day)
