@@ -18,6 +18,10 @@ echo "== 2. Grade the example cohort (examples/cohort/*.csv) -> $OUT/grades.csv"
 $BIN/cart-cytopenia grade --labs examples/cohort/labs.csv --patients examples/cohort/patients.csv \
   --events examples/cohort/events.csv --out "$OUT/grades.csv"
 
+echo "== 2b. A synthetic cohort (2,000 patients) and its report -> $OUT/synthetic-cohort, $OUT/cohort-report.html"
+$BIN/cart-cytopenia cohort generate --patients "${DEMO_COHORT:-2000}" --seed 1 --out "$OUT/synthetic-cohort"
+$BIN/cart-cytopenia cohort report "$OUT/synthetic-cohort" --out "$OUT/cohort-report.html"
+
 echo "== 3. The web app: the review cases and a synthetic cohort in the embedded store ($OUT/webapp)"
 export CART_CYTOPENIA_ENVIRONMENT=development   # demo data only; production needs its own secret
 export CART_CYTOPENIA_DATA_DIR="$PWD/$OUT/webapp"
