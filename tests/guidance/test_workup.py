@@ -139,3 +139,34 @@ def test_igg_for_cd19_and_bcma_products_from_day_30() -> None:
     assert "workup.igg" not in ids(course(labs), 20)
     assert "workup.igg" not in ids(course(labs + series("igg", [35], 450)), 40)
     assert "workup.igg" in ids(course(labs, product="cilta-cel", disease="MM"), 40)
+
+
+def test_bone_marrow_triggers_named_by_the_review() -> None:
+    # "for prolonged cytopenia we also consider a bone marrow aspirate when there is a high
+    # likelihood of primary disease progression/relapse, evidence of marrow fibrosis or lineage
+    # dysplasia before CAR-T, or evidence of IEC-HS"
+    labs = counts(range(0, 41, 2), plt=30)
+    myeloma = guidance(
+        course(labs, disease="MM", product="ide-cel", marrow_involvement_pct=56), 40
+    ).item("workup.bone-marrow")
+    assert myeloma is not None and myeloma.urgency == "consider"
+    assert "high likelihood of relapse" in myeloma.rationale
+    dysplasia = guidance(course(labs, pre_existing_dysplasia=True), 40).item("workup.bone-marrow")
+    assert dysplasia is not None and "dysplasia or fibrosis before CAR-T" in dysplasia.rationale
+    plain = guidance(course(labs), 40).item("workup.bone-marrow")
+    assert plain is not None and "relapse" not in plain.rationale
+    assert "before CAR-T" not in plain.rationale
+
+
+def test_bone_marrow_for_suspected_iec_hs_even_after_a_marrow() -> None:
+    labs = counts(range(0, 41, 2), anc=lambda d: 3000 if d < 30 else 400)
+    labs += series("ferritin", [20, 36, 38], lambda d: 1500 if d == 20 else 30000)
+    events = [
+        {"type": "crs", "start_day": 1, "end_day": 5, "max_grade": 2},
+        fever(37),
+        marrow(32),
+    ]
+    item = guidance(course(labs, events), 38).item("workup.bone-marrow")
+    assert item is not None and item.urgency == "action" and "IEC-HS" in item.rationale
+    no_iechs = course(counts(range(0, 41, 2), anc=lambda d: 3000 if d < 30 else 400), [marrow(32)])
+    assert "workup.bone-marrow" not in ids(no_iechs, 38)

@@ -85,6 +85,7 @@ class IechsSignals:
     supportive: tuple[str, ...]
     recorded_active: bool
     recorded_any: bool
+    onset_day: int | None = None  # earliest day of the current features (ferritin, fever, record)
 
     @property
     def ferritin_signal(self) -> bool:
@@ -694,6 +695,10 @@ class Context:
                 supportive.append(label)
         if any(m.haemophagocytosis for m in self.marrows if (m.day or 0) >= 0):
             supportive.append("haemophagocytosis in marrow")
+        onsets = [e.start for e in recorded if e.active_on(self.day)]
+        onsets += [f.day for f in fever_after if f.day is not None]
+        if last is not None and (high or rising):
+            onsets.append(last.day)
         return IechsSignals(
             after_crs=after_crs,
             crs_recorded=crs_recorded,
@@ -706,6 +711,7 @@ class Context:
             supportive=tuple(supportive),
             recorded_active=recorded_active,
             recorded_any=bool(recorded),
+            onset_day=min(onsets) if onsets else None,
         )
 
     # ------------------------------------------------------------------ TA-TMA and haemolysis

@@ -152,8 +152,7 @@ def _marrow_triggers(ctx: Context) -> tuple[list[str], list[str]]:
         if p.pre_existing_dysplasia or p.pre_existing_fibrosis:
             add("dysplasia or fibrosis before CAR-T", None)
     if ctx.iechs.suspected and ctx.any_cytopenia:
-        onset = ctx.crs_resolved_day if ctx.crs_resolved_day is not None else ctx.day
-        add("suspected IEC-HS (look for haemophagocytosis)", onset + 1)
+        add("suspected IEC-HS (look for haemophagocytosis)", ctx.iechs.onset_day)
     return triggers, new
 
 
