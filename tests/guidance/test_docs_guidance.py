@@ -47,3 +47,16 @@ def test_every_recommendation_and_its_trigger_is_documented() -> None:
     for spec in catalogue():
         assert f"`{spec.id}` — **{spec.title}**" in text, spec.id
         assert " ".join(spec.trigger.split()) in text, spec.id
+
+
+def test_every_threshold_and_weight_is_documented_with_its_value() -> None:
+    from cart_cytopenia.guidance.spec import thresholds
+
+    t = thresholds()
+    text = DOC.read_text(encoding="utf-8")
+    for th in t.thresholds.values():
+        assert f"| `{th.name}` | {th.value:g} | {th.unit} |" in text, th.name
+    for cause, p in t.phase_priors.items():
+        assert f"| {cause} | {p['early']} | {p['prolonged']} | {p['late']} |" in text, cause
+    for name, value in t.weights.items():
+        assert f"{name} {value}" in text

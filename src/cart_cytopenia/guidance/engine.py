@@ -70,7 +70,7 @@ def _item(spec: RecommendationSpec, hit: Triggered) -> GuidanceItem:
         id=spec.id,
         kind=spec.kind,
         summary=_summary(spec, hit),
-        rationale=hit.rationale,
+        rationale=hit.rationale[:1].upper() + hit.rationale[1:],
         inputs=_jsonable(hit.inputs),
         evidence=spec.evidence,
         citation=spec.citation,

@@ -48,7 +48,9 @@ def crs_blocks_gcsf(ctx: Context) -> bool:
 
 def _status(ctx: Context) -> str:
     parts = [
-        "CRS active" if ctx.crs_active else "no active CRS",
+        "CRS active"
+        if ctx.crs_active
+        else ("CRS resolved" if ctx.crs_recorded else "no CRS recorded"),
     ]
     if ctx.icans_active:
         parts.append("ICANS active (theoretical concern about G-CSF)")
