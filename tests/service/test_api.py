@@ -310,8 +310,9 @@ def test_worklist_row(service: Service) -> None:
     assert row["product"] == "axi-cel"
     assert row["counts"]["anc"]["value"] == 300
     assert row["counts"]["anc"]["grade"] == 4
-    assert row["needs_action"] is True
-    assert any(i["id"] == "management.gcsf.start" for i in row["open_items"])
+    assert row["needs_action"] is False  # G-CSF is "consider"; prophylaxis is recorded
+    gcsf = next(i for i in row["open_items"] if i["id"] == "management.gcsf.start")
+    assert gcsf["urgency"] == "consider"
 
 
 def test_cohort_grading_of_uploaded_files(service: Service) -> None:

@@ -94,8 +94,18 @@ def test_worklist_answers_who_needs_what_today(service: Service) -> None:
     ranks = {"critical": 5, "warning": 4, "action": 3, "consider": 2}
     tops = [ranks.get(re.search(r'<tr class="(\w*)"', r).group(1), 0) for r in rows]  # type: ignore[union-attr]
     assert tops == sorted(tops, reverse=True)
+    # only "consider" items open: not "needs action" ...
+    r = client.get("/worklist?needs_action=1")
+    assert "wl-neutropenic" not in r.text
+    # ... until the antibacterial prophylaxis is removed: "prophylaxis indicated; none recorded"
+    cid = service.courses["wl-neutropenic"]
+    with service.db.transaction() as s:
+        rec = repo.get_course(s, cid)
+        levo = next(e for e in rec.events if e.payload.get("drug") == "levofloxacin")
+        repo.delete_event(s, rec, levo.id, expected_version=None, user="test")
     r = client.get("/worklist?needs_action=1")
     assert "wl-neutropenic" in r.text
+    assert "review-case-1" not in r.text
     r = client.get("/worklist?product=ide-cel")
     assert "wl-neutropenic" not in r.text
     r = client.get("/worklist?sort=day&dir=asc")

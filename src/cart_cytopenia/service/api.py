@@ -25,10 +25,10 @@ from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
 from cart_cytopenia.service.deps import (
+    DB,
     ServiceContext,
     Viewer,
     api_role,
-    db_session,
     get_ctx,
     record,
 )
@@ -357,7 +357,7 @@ def me(viewer: Viewer = Depends(READ)) -> dict[str, Any]:
 def worklist(
     request: Request,
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> list[WorklistRow]:
     ctx = get_ctx(request)
     rows = []
@@ -371,7 +371,7 @@ def worklist(
 @router.get("/patients", summary="Patients and their courses")
 def list_patients(
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0),
 ) -> list[PatientOut]:
@@ -383,7 +383,7 @@ def list_patients(
 
 @router.get("/patients/{patient_id}", summary="One patient and their courses")
 def get_patient(
-    patient_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+    patient_id: int, viewer: Viewer = Depends(READ), session: Session = DB
 ) -> PatientOut:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id)
@@ -392,7 +392,7 @@ def get_patient(
 
 @router.get("/patients/{patient_id}/courses", summary="The courses of one patient")
 def get_patient_courses(
-    patient_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+    patient_id: int, viewer: Viewer = Depends(READ), session: Session = DB
 ) -> list[CourseSummary]:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id, detail="courses")
@@ -408,7 +408,7 @@ def create_course(
     document: dict[str, Any],
     response: Response,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> CourseOut:
     course = parse_course(document, source="request body")
     rec = repo.import_course(session, course, user=viewer.username, source="api")
@@ -429,7 +429,7 @@ def get_course(
     course_id: int,
     response: Response,
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> CourseOut:
     rec = _course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id)
@@ -451,7 +451,7 @@ def replace_course(
     version: int | None = Query(None, description="The version you read (or If-Match)"),
     if_match: str | None = Header(None),
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> CourseOut:
     expected = _version(if_match, version)
     if expected is None:
@@ -481,7 +481,7 @@ def set_course_status(
     course_id: int,
     body: StatusIn,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> CourseSummary:
     rec = _course(session, course_id)
     repo.set_status(session, rec, body.status, expected_version=body.version, user=viewer.username)
@@ -491,7 +491,7 @@ def set_course_status(
 
 @router.delete("/courses/{course_id}", status_code=204, summary="Delete a course (admin)")
 def delete_course(
-    course_id: int, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+    course_id: int, viewer: Viewer = Depends(ADMIN), session: Session = DB
 ) -> Response:
     rec = _course(session, course_id)
     pid = rec.patient_id
@@ -502,7 +502,7 @@ def delete_course(
 
 @router.get("/courses/{course_id}/observations", summary="Lab results of a course")
 def list_observations(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
 ) -> list[ObservationOut]:
     rec = _course(session, course_id)
     record(session, viewer, "read", "observation", None, rec.patient_id, detail=f"course {rec.id}")
@@ -516,7 +516,7 @@ def add_observations(
     course_id: int,
     body: ObservationsIn,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> WriteResult:
     rec = _course(session, course_id)
     new = repo.add_labs(
@@ -545,7 +545,7 @@ def delete_observation(
     observation_id: int,
     version: int | None = Query(None),
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> WriteResult:
     rec = _course(session, course_id)
     repo.delete_observation(
@@ -557,7 +557,7 @@ def delete_observation(
 
 @router.get("/courses/{course_id}/events", summary="Events of a course")
 def list_events(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
 ) -> list[EventOut]:
     rec = _course(session, course_id)
     record(session, viewer, "read", "event", None, rec.patient_id, detail=f"course {rec.id}")
@@ -569,7 +569,7 @@ def add_events(
     course_id: int,
     body: EventsIn,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> WriteResult:
     rec = _course(session, course_id)
     new = repo.add_events(
@@ -594,7 +594,7 @@ def delete_event(
     event_id: int,
     version: int | None = Query(None),
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> WriteResult:
     rec = _course(session, course_id)
     repo.delete_event(session, rec, event_id, expected_version=version, user=viewer.username)
@@ -611,7 +611,7 @@ def get_assessment(
     request: Request,
     day: int | None = Query(None, ge=0, le=3650),
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> AssessmentOut:
     ctx = get_ctx(request)
     rec = _course(session, course_id)
@@ -631,7 +631,7 @@ def get_timeline(
     request: Request,
     day: int | None = Query(None, ge=0, le=3650),
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     ctx = get_ctx(request)
     rec = _course(session, course_id)
@@ -642,7 +642,7 @@ def get_timeline(
 
 @router.get("/courses/{course_id}/guidance/actions", summary="Acknowledgements and dismissals")
 def list_guidance_actions(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = Depends(db_session)
+    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
 ) -> list[GuidanceActionOut]:
     rec = _course(session, course_id)
     record(session, viewer, "read", "guidance-action", None, rec.patient_id)
@@ -660,7 +660,7 @@ def act_on_item(
     body: GuidanceActionIn,
     request: Request,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> GuidanceActionOut:
     ctx = get_ctx(request)
     rec = _course(session, course_id)
@@ -721,7 +721,7 @@ async def grade_uploaded_cohort(
     events: UploadFile | None = File(None, description="Optional event table"),
     as_of: int | None = Form(None, description="Grade as of this day (default: all data)"),
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> JSONResponse:
     ctx: ServiceContext = get_ctx(request)
     with tempfile.TemporaryDirectory(prefix="cc-cohort-") as tmp_name:
@@ -767,9 +767,7 @@ async def grade_uploaded_cohort(
 
 
 @router.get("/users", summary="Accounts (admin)")
-def list_users(
-    viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
-) -> list[UserOut]:
+def list_users(viewer: Viewer = Depends(ADMIN), session: Session = DB) -> list[UserOut]:
     return [
         UserOut(
             id=u.id,
@@ -784,9 +782,7 @@ def list_users(
 
 
 @router.post("/users", status_code=201, summary="Create an account (admin)")
-def create_user(
-    body: UserIn, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
-) -> UserOut:
+def create_user(body: UserIn, viewer: Viewer = Depends(ADMIN), session: Session = DB) -> UserOut:
     u = accounts.create_user(session, body.username, body.password, body.role, body.display_name)
     record(session, viewer, "create", "user", u.id)
     return UserOut(
@@ -802,7 +798,7 @@ def create_user(
 @router.get("/audit", summary="The audit log (admin)")
 def get_audit(
     viewer: Viewer = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB,
     patient_id: int | None = Query(None),
     username: str | None = Query(None),
     limit: int = Query(200, ge=1, le=5000),

@@ -28,9 +28,10 @@ from cart_cytopenia.store.models import CourseRecord, GuidanceAction
 
 URGENCY_ORDER = ("critical", "warning", "action", "consider", "info")
 URGENCY_RANK = {u: len(URGENCY_ORDER) - i for i, u in enumerate(URGENCY_ORDER)}
-# open items at these urgencies ask for a decision today; "info" items only inform
-NEEDS_ACTION = frozenset({"critical", "warning", "action", "consider"})
-SECTIONS = ("alerts", "management", "workup", "differential", "prophylaxis")
+# open items at these urgencies need action; "consider" items ask for a decision, "info" informs
+NEEDS_ACTION = frozenset({"critical", "warning", "action"})
+TO_DECIDE = NEEDS_ACTION | {"consider"}
+SECTIONS = ("alerts", "management", "workup", "prophylaxis", "differential")
 SECTION_TITLES = {
     "alerts": "Alerts",
     "management": "Management to consider",
@@ -100,17 +101,18 @@ class CourseSnapshot:
     @property
     def open_decisions(self) -> list[ItemState]:
         """Open items that ask for a decision (urgency consider or above), most urgent first."""
-        return [s for s in self.open_items if s.item.urgency in NEEDS_ACTION]
+        return [s for s in self.open_items if s.item.urgency in TO_DECIDE]
 
     @property
     def open_info(self) -> int:
-        return sum(1 for s in self.open_items if s.item.urgency not in NEEDS_ACTION)
+        return sum(1 for s in self.open_items if s.item.urgency not in TO_DECIDE)
 
     def open_by_urgency(self) -> dict[str, int]:
+        """Open items per urgency, most urgent first (zero counts left out)."""
         out = dict.fromkeys(URGENCY_ORDER, 0)
         for s in self.open_items:
             out[s.item.urgency] = out.get(s.item.urgency, 0) + 1
-        return out
+        return {u: n for u, n in out.items() if n}
 
     @property
     def needs_action(self) -> bool:
@@ -120,6 +122,18 @@ class CourseSnapshot:
     def top_urgency_rank(self) -> int:
         return max((s.urgency_rank for s in self.open_items), default=0)
 
+    @property
+    def last_count_day(self) -> int | None:
+        """The day of the newest ANC / platelet / Hb value."""
+        days = [c.day for c in self.counts().values() if c.day is not None]
+        return max(days) if days else None
+
+    @property
+    def counts_age(self) -> int | None:
+        """Days since the newest blood count when more than two, else None."""
+        last = self.last_count_day
+        return self.day - last if last is not None and self.day - last > 2 else None
+
     def counts(self) -> dict[str, CountCell]:
         out = {}
         by = {c.analyte: c for c in self.assessment.ctcae}
@@ -128,9 +142,18 @@ class CourseSnapshot:
             if c is None:
                 continue
             grade = c.current.grade if c.current.status != "cannot_grade" else None
-            stale = None
-            if c.last_value_day is not None and self.day - c.last_value_day > 2:
-                stale = self.day - c.last_value_day
+            stale = None  # older than the other counts of the row
+            newest = max(
+                (x.last_value_day for x in self.assessment.ctcae
+                 if x.analyte in COUNT_ANALYTES and x.last_value_day is not None),
+                default=None,
+            )  # fmt: skip
+            if (
+                c.last_value_day is not None
+                and newest is not None
+                and newest - c.last_value_day > 2
+            ):
+                stale = newest - c.last_value_day
             out[a] = CountCell(a, c.last_value, c.unit, c.last_value_day, grade, stale)
         return out
 

@@ -81,7 +81,13 @@ def db_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def optional_web_viewer(request: Request, session: Session = Depends(db_session)) -> Viewer | None:
+# Use DB (not a bare Depends(db_session)) in routes: the session is committed when the route
+# function returns, *before* the response is sent, so a browser following a redirect after a
+# write always sees it (a yield dependency's default "request" scope would commit afterwards).
+DB = Depends(db_session, scope="function")
+
+
+def optional_web_viewer(request: Request, session: Session = DB) -> Viewer | None:
     ctx = get_ctx(request)
     token = unsign(ctx.settings.secret_key, "session", request.cookies.get(SESSION_COOKIE))
     if token is None:
@@ -127,7 +133,7 @@ async def close_form(request: Request) -> AsyncIterator[None]:
         await form.close()
 
 
-def api_viewer(request: Request, session: Session = Depends(db_session)) -> Viewer:
+def api_viewer(request: Request, session: Session = DB) -> Viewer:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

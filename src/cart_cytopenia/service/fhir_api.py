@@ -32,9 +32,9 @@ from cart_cytopenia.io.fhir import (
 )
 from cart_cytopenia.service.clinical import snapshot
 from cart_cytopenia.service.deps import (
+    DB,
     Viewer,
     api_role,
-    db_session,
     get_ctx,
     record,
     web_viewer,
@@ -61,7 +61,7 @@ def _fhir(doc: Any) -> Response:
 async def fhir_import(
     request: Request,
     store: bool = Query(False, description="Store the courses (all or none); role clinician"),
-    session: Session = Depends(db_session),
+    session: Session = DB,
     viewer: Viewer = Depends(READ),
 ) -> Response:
     ctx = get_ctx(request)
@@ -100,7 +100,7 @@ def course_fhir(
     course_id: int,
     bundle_type: Literal["collection", "transaction", "batch"] = Query("collection", alias="type"),
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = repo.get_course(session, course_id)
     course = repo.load_course(rec)
@@ -117,7 +117,7 @@ def assessment_fhir(
     request: Request,
     day: int | None = Query(None, ge=0, le=3650),
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     ctx = get_ctx(request)
     rec = repo.get_course(session, course_id)
@@ -146,7 +146,7 @@ def code_system(viewer: Viewer = Depends(READ)) -> Response:
 def patient_page(
     fhir_patient_id: str,
     viewer: Viewer = Depends(web_viewer),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     """The patient's page for a FHIR patient id (the CDS Hooks card link)."""
     patient = repo.find_patient(session, fhir_patient_id)

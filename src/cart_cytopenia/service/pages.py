@@ -30,16 +30,17 @@ from cart_cytopenia.service.clinical import (
     NEEDS_ACTION,
     SECTION_TITLES,
     SECTIONS,
+    TO_DECIDE,
     URGENCY_ORDER,
     CourseSnapshot,
     find_item,
     snapshot,
 )
 from cart_cytopenia.service.deps import (
+    DB,
     Viewer,
     check_csrf,
     close_form,
-    db_session,
     get_ctx,
     record,
     web_role,
@@ -93,6 +94,7 @@ templates.env.globals.update(
     urgency_order=URGENCY_ORDER,
     section_titles=SECTION_TITLES,
     csrf_field=CSRF_FIELD,
+    to_decide=TO_DECIDE,
 )
 
 
@@ -174,7 +176,7 @@ def worklist_page(
     sort: str = "urgency",
     dir: str = "",
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     snaps = []
     errors = []
@@ -225,6 +227,7 @@ def worklist_page(
         rows=rows,
         n_total=len(snaps),
         n_action=sum(1 for s in snaps if s.needs_action),
+        n_consider=sum(1 for s in snaps if s.open_decisions and not s.needs_action),
         products=all_products,
         phases=[p.id for p in tables.timing().phases],
         f={"product": product, "phase": phase, "needs_action": needs_action, "q": q},
@@ -319,7 +322,7 @@ def patient_page(
     course: int | None = None,
     day: int | None = None,
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = _course_for_patient(session, patient_id, course)
     if day is not None and day < 0:
@@ -343,7 +346,7 @@ def print_page(
     course: int | None = None,
     day: int | None = None,
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = _course_for_patient(session, patient_id, course)
     context = _patient_context(request, session, rec, day)
@@ -364,7 +367,7 @@ def data_page(
     patient_id: int,
     course: int | None = None,
     viewer: Viewer = Depends(READ),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = _course_for_patient(session, patient_id, course)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="data page")
@@ -391,7 +394,7 @@ async def acknowledge(
     course_id: int,
     item_id: str,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -439,7 +442,7 @@ async def set_status(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -469,7 +472,7 @@ def new_lab(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = repo.get_course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="lab form")
@@ -486,7 +489,7 @@ async def create_lab(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -533,7 +536,7 @@ def new_event(
     course_id: int,
     type: str = "",
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = repo.get_course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="event form")
@@ -549,7 +552,7 @@ async def create_event(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -599,7 +602,7 @@ async def remove_observation(
     course_id: int,
     obs_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -620,7 +623,7 @@ async def remove_event(
     course_id: int,
     event_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -656,7 +659,7 @@ def upload_labs_form(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rec = repo.get_course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
@@ -668,7 +671,7 @@ async def upload_labs(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     rec = repo.get_course(session, course_id)
@@ -704,7 +707,7 @@ def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
 async def import_course(
     request: Request,
     viewer: Viewer = Depends(WRITE),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     try:

@@ -8,11 +8,11 @@ from sqlalchemy.orm import Session
 
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.service.deps import (
+    DB,
     Viewer,
     check_csrf,
     client_of,
     close_form,
-    db_session,
     get_ctx,
     optional_web_viewer,
     record,
@@ -76,7 +76,7 @@ def login_form(request: Request, viewer: Viewer | None = Depends(optional_web_vi
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, session: Session = Depends(db_session)) -> Response:
+async def login(request: Request, session: Session = DB) -> Response:
     ctx = get_ctx(request)
     form = await request.form()
     username = str(form.get("username") or "").strip()
@@ -123,7 +123,7 @@ async def login(request: Request, session: Session = Depends(db_session)) -> Res
 async def logout(
     request: Request,
     viewer: Viewer = Depends(web_viewer),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     await check_csrf(request, viewer)
     token = unsign(
@@ -166,14 +166,14 @@ def _account_page(
 
 @router.get("/account", response_class=HTMLResponse)
 def account(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = Depends(db_session)
+    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
 ) -> Response:
     return _account_page(request, viewer, session)
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
 async def create_token(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = Depends(db_session)
+    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
 ) -> Response:
     form = await check_csrf(request, viewer)
     user = accounts.get_user(session, viewer.user_id)
@@ -195,7 +195,7 @@ async def revoke_token(
     request: Request,
     token_id: int,
     viewer: Viewer = Depends(web_viewer),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     await check_csrf(request, viewer)
     user = accounts.get_user(session, viewer.user_id)
@@ -209,7 +209,7 @@ async def revoke_token(
 
 @router.post("/account/password", response_class=HTMLResponse)
 async def change_password(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = Depends(db_session)
+    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
 ) -> Response:
     ctx = get_ctx(request)
     form = await check_csrf(request, viewer)
@@ -259,14 +259,14 @@ def _users_page(
 
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(
-    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = DB
 ) -> Response:
     return _users_page(request, viewer, session)
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
 async def create_user(
-    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = Depends(db_session)
+    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = DB
 ) -> Response:
     form = await check_csrf(request, viewer)
     try:
@@ -292,7 +292,7 @@ async def update_user(
     request: Request,
     user_id: int,
     viewer: Viewer = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     form = await check_csrf(request, viewer)
     user = accounts.get_user(session, user_id)
@@ -319,7 +319,7 @@ def audit_page(
     patient: int | None = None,
     user: str | None = None,
     viewer: Viewer = Depends(ADMIN),
-    session: Session = Depends(db_session),
+    session: Session = DB,
 ) -> Response:
     rows = audit.entries(session, limit=500, patient_id=patient, username=user or None)
     return render(

@@ -37,7 +37,7 @@ WIDTH = 980
 LEFT = 104
 RIGHT = 24
 TRACK_ROW = 17
-PANEL_H = 118
+PANEL_H = 104
 PANEL_GAP = 16
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
@@ -92,7 +92,14 @@ def _panels(settings: Settings) -> list[Panel]:
             2,
             500,
             (5, 10, 20, 50, 100, 300),
-            ((50, "50"), (20, "20"), (tx.platelets_below_10e9_l, "transfuse")),
+            (
+                (50, "50"),
+                (20, "20"),
+                (
+                    tx.platelets_below_10e9_l,
+                    f"transfuse < {tx.platelets_below_10e9_l:g}",
+                ),
+            ),
         ),
         Panel(
             "hb",
@@ -102,7 +109,7 @@ def _panels(settings: Settings) -> list[Panel]:
             4,
             16,
             (4, 6, 8, 10, 12, 14, 16),
-            ((8, "8"), (tx.rbc_hb_below_g_dl, "transfuse")),
+            ((8, "8"), (tx.rbc_hb_below_g_dl, f"transfuse < {tx.rbc_hb_below_g_dl:g}")),
         ),
     ]
 
@@ -290,16 +297,21 @@ def timeline_svg(course: Course, day: int, settings: Settings | None = None) -> 
         out.append(_text(8, top + PANEL_H / 2 + 10, panel.unit, 10, fill=COLOURS["axis"]))
         if panel.log:
             out.append(_text(8, top + PANEL_H / 2 + 22, "log scale", 9, fill=COLOURS["axis"]))
-        for v, label in panel.thresholds:
+        for k, (v, label) in enumerate(panel.thresholds):
             y = _y(panel, top, v)
             out.append(
                 f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
                 f'stroke="{COLOURS["threshold"]}" stroke-width="0.8" stroke-dasharray="4 3" '
-                f'opacity="0.7"/>'
+                f'opacity="0.7"><title>{escape(label)}</title></line>'
             )
+            # alternate right / left so that close lines (log scale) keep readable labels
+            lx, anchor = (WIDTH - RIGHT - 3, "end") if k % 2 == 0 else (LEFT + 3, "start")
             out.append(
-                _text(WIDTH - RIGHT - 3, y - 3, f"{label}", 9, "end", fill=COLOURS["threshold"])
-            )
+                _text(
+                    lx, y - 3, label, 9, anchor, fill=COLOURS["threshold"],
+                    stroke="#fff", stroke_width="3", paint_order="stroke",
+                )
+            )  # fmt: skip
 
         pts = sorted(
             (lab.day, lab.canonical_value(), lab.comparator is not None)
