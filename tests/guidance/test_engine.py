@@ -107,3 +107,13 @@ def test_items_sorted_by_urgency_within_a_section() -> None:
     for section in (g.workup, g.management, g.prophylaxis):
         ranks = [order.index(i.urgency) for i in section]
         assert ranks == sorted(ranks)
+
+
+def test_crs_without_end_day_is_named() -> None:
+    from tests.guidance.builders import crs
+
+    c = course(counts(range(0, 31, 2), anc=300), [crs(1, None)])
+    g = evaluate(c, 30)
+    assert "management.gcsf.withhold-during-crs" in g.ids()
+    assert any("CRS from day 1 has no end day" in m for m in g.missing_data)
+    assert not any("no end day" in m for m in evaluate(c, 10).missing_data)

@@ -172,13 +172,7 @@ def _settings(in_force: dict[str, Any], settings: Settings, console: Console) ->
         f"{len(changed)} changed from the review's defaults" if changed else "the review's defaults"
     )
     console.print(f"\n[bold underline]Settings in force[/] ({escape(who + what)})")
-    shown = {
-        k: v
-        for k, v in in_force.items()
-        if k.split(".")[0]
-        in ("transfusion", "gcsf", "prophylaxis", "tpo_ra", "guidance", "ctcae_version")
-        or k in changed
-    }
+    shown = in_force
     width = max(len(k) for k in shown)
     for k, v in shown.items():
         mark = " [yellow](changed)[/]" if k in changed else ""

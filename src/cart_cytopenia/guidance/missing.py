@@ -6,6 +6,7 @@ hinges on something not recorded (stored stem cells, bleeding risk, CD4 ...).
 
 from __future__ import annotations
 
+from cart_cytopenia.domain.course import CRS, ICANS
 from cart_cytopenia.guidance.context import Context
 
 _PREVENTS = {
@@ -40,6 +41,16 @@ def general_gaps(ctx: Context) -> list[str]:
             "No events recorded (CRS/ICANS, medications, transfusions, infections): CRS status, "
             "prophylaxis coverage, transfusion dependence and drug effects are read as none recorded."
         )
+    open_for = ctx.t.whole("open_span_note_after_days")
+    for kind, label in ((CRS, "CRS"), (ICANS, "ICANS")):
+        for e in ctx.course.events_of(kind):
+            if e.end_day is None and ctx.day - e.start > open_for:
+                out.append(
+                    f"{label} from day {e.start} has no end day: it is read as ongoing on day "
+                    f"{ctx.day}"
+                    + (" (G-CSF is withheld)" if label == "CRS" else "")
+                    + "; record when it resolved."
+                )
     if ctx.age_years is None:
         out.append(
             "Age unknown: the paediatric branch (lineage switch, deferring growth factors, "
