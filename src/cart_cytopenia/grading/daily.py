@@ -139,78 +139,111 @@ def scan_runs(
     start_day: int = 0,
     end_day: I32 | None = None,
 ) -> RunScan:
-    """Scan days ``start_day`` .. grid end (or each patient's ``end_day``) for runs of value <= threshold."""
+    """Scan days ``start_day`` .. grid end (or each patient's ``end_day``) for runs of value <= threshold.
+
+    Vectorised over the known cells only (sorted by patient, then day), so the cost grows with
+    the number of values rather than patients x days. Semantics, day by day: a known value
+    <= threshold starts or extends a run; ``min_recovered`` consecutive known days above it close
+    the run, the recovery day being the first of them; an unknown day neither extends nor ends a
+    run, but restarts a recovery streak. Hence a run's recovery is the first stretch of
+    ``min_recovered``+ consecutive known days above the threshold after it ("separator"), and
+    the runs are the stretches between separators that hold a value at or below the threshold.
+    """
     n = grid.values.shape[0]
     w0, w1 = window
-    in_run = np.zeros(n, bool)
-    run_start = np.full(n, -1, np.int32)
-    last_below = np.full(n, -1, np.int32)
-    cons_above = np.zeros(n, np.int32)
-    unknown_in_run = np.zeros(n, np.int32)
-    pending_unknown = np.zeros(n, np.int32)
     best_win = np.zeros(n, np.int32)
     best_all = np.zeros(n, np.int32)
     first_start = np.full(n, -1, np.int32)
     first_recovery = np.full(n, -1, np.int32)
     first_length = np.zeros(n, np.int32)
     last_recovery = np.full(n, -1, np.int32)
-    first_closed = np.zeros(n, bool)
-
-    def close(mask: B, recovery_day: I32 | int | None) -> None:
-        if not mask.any():
-            return
-        s, e = run_start[mask], last_below[mask]
-        length = e - s + 1
-        clipped = np.maximum(0, np.minimum(e, w1) - np.maximum(s, w0) + 1)
-        best_all[mask] = np.maximum(best_all[mask], length)
-        best_win[mask] = np.maximum(best_win[mask], clipped)
-        is_first = mask & ~first_closed
-        first_length[is_first] = (last_below - run_start + 1)[is_first]
-        if recovery_day is not None:
-            rd = recovery_day if isinstance(recovery_day, int) else recovery_day[mask]
-            last_recovery[mask] = rd
-            first_recovery[is_first] = (
-                recovery_day if isinstance(recovery_day, int) else recovery_day[is_first]
-            )
-        first_closed[is_first] = True
-        in_run[mask] = False
-
+    open_end = np.zeros(n, bool)
+    unknown_in_run = np.zeros(n, np.int32)
+    empty = RunScan(
+        best_win,
+        best_all,
+        first_start,
+        first_recovery,
+        first_length,
+        last_recovery,
+        open_end,
+        unknown_in_run,
+    )
     start_col = max(0, start_day - grid.first_day)
     stop_col = grid.n_days
     if end_day is not None and end_day.size:
         stop_col = int(min(grid.n_days, max(0, int(end_day.max()) - grid.first_day + 1)))
-    for c in range(start_col, stop_col):
-        day = grid.first_day + c
-        x = grid.values[:, c]
-        active = np.ones(n, bool) if end_day is None else day <= end_day
-        known = ~np.isnan(x) & active
-        with np.errstate(invalid="ignore"):
-            below = known & (x <= threshold)
-            above = known & (x > threshold)
-        unknown = ~known & active
-        # below: start or extend a run
-        new = below & ~in_run
-        run_start[new] = day
-        first_start[new & (first_start < 0)] = day
-        in_run |= below
-        unknown_in_run[below] += pending_unknown[below]
-        pending_unknown[below] = 0
-        last_below[below] = day
-        cons_above[below] = 0
-        # above while in a run: count the recovery streak
-        up = above & in_run
-        cons_above[up] += 1
-        done = up & (cons_above >= min_recovered)
-        if done.any():
-            close(done, day - cons_above + 1)
-            cons_above[done] = 0
-            pending_unknown[done] = 0
-        # unknown while in a run: breaks a recovery streak, may be joined over
-        gap = unknown & in_run
-        cons_above[gap] = 0
-        pending_unknown[gap] += 1
-    open_end = in_run.copy()
-    close(in_run.copy(), None)
+    if n == 0 or stop_col <= start_col:
+        return empty
+    block = grid.values[:, start_col:stop_col]
+    rows, cols = np.nonzero(~np.isnan(block))
+    day = (cols + start_col + grid.first_day).astype(np.int64)
+    if end_day is not None:
+        keep = day <= end_day[rows]
+        rows, day = rows[keep], day[keep]
+        cols = cols[keep]
+    k = rows.size
+    if k == 0:
+        return empty
+    with np.errstate(invalid="ignore"):
+        below = block[rows, cols] <= threshold
+    above = ~below
+    new_row = np.ones(k, bool)
+    new_row[1:] = rows[1:] != rows[:-1]
+    consec = np.zeros(k, bool)  # the previous cell is the same patient's previous day
+    consec[1:] = ~new_row[1:] & (day[1:] == day[:-1] + 1)
+    prev_above = np.zeros(k, bool)
+    prev_above[1:] = above[:-1]
+    # stretches of consecutive known days above the threshold; long ones separate runs
+    a_start = above & ~(consec & prev_above)
+    a_id = np.cumsum(a_start) - 1
+    a_len = np.bincount(a_id[above], minlength=max(1, int(a_id[-1]) + 1))
+    sep_start = a_start & (a_len[np.maximum(a_id, 0)] >= min_recovered)
+    seg_start = new_row | sep_start
+    starts = np.flatnonzero(seg_start)
+    big = np.iinfo(np.int64).max
+    pos = np.arange(k, dtype=np.int64)
+    b_first = np.minimum.reduceat(np.where(below, day, big), starts)
+    b_last = np.maximum.reduceat(np.where(below, day, -big), starts)
+    p_first = np.minimum.reduceat(np.where(below, pos, big), starts)
+    p_last = np.maximum.reduceat(np.where(below, pos, -1), starts)
+    seg_row = rows[starts]
+    has_run = b_first < big
+    # the segment after a run: a separator of the same patient closes the run on its first day
+    nxt = np.append(starts[1:], k)
+    closed = np.zeros(starts.size, bool)
+    inner = nxt < k
+    closed[inner] = sep_start[nxt[inner]] & ~new_row[nxt[inner]]
+    recovery = np.full(starts.size, -1, np.int64)
+    recovery[inner] = day[np.minimum(nxt[inner], k - 1)]
+    recovery[~closed] = -1
+    r_idx = np.flatnonzero(has_run)
+    r_row = seg_row[r_idx]
+    r_s, r_e = b_first[r_idx], b_last[r_idx]
+    length = (r_e - r_s + 1).astype(np.int32)
+    clipped = np.maximum(0, np.minimum(r_e, w1) - np.maximum(r_s, w0) + 1).astype(np.int32)
+    np.maximum.at(best_all, r_row, length)
+    np.maximum.at(best_win, r_row, clipped)
+    unknown = (r_e - r_s + 1) - (p_last[r_idx] - p_first[r_idx] + 1)
+    np.add.at(unknown_in_run, r_row, unknown.astype(np.int32))
+    # first run of each patient (runs are in patient, day order)
+    is_first = np.ones(r_idx.size, bool)
+    is_first[1:] = r_row[1:] != r_row[:-1]
+    fr = r_row[is_first]
+    first_start[fr] = r_s[is_first]
+    first_length[fr] = length[is_first]
+    first_recovery[fr] = recovery[r_idx[is_first]]
+    # the last run: open at the end unless closed; the last closing gives the last recovery
+    is_last = np.ones(r_idx.size, bool)
+    is_last[:-1] = r_row[:-1] != r_row[1:]
+    lr = r_row[is_last]
+    open_end[lr] = ~closed[r_idx[is_last]]
+    c_idx = r_idx[closed[r_idx]]
+    if c_idx.size:
+        c_row = seg_row[c_idx]
+        last_c = np.ones(c_idx.size, bool)
+        last_c[:-1] = c_row[:-1] != c_row[1:]
+        last_recovery[c_row[last_c]] = recovery[c_idx[last_c]]
     return RunScan(
         best_win,
         best_all,

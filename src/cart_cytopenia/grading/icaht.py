@@ -91,7 +91,8 @@ def grade_early(
     conv = effective_conventions(table, settings)
     w0, w1 = table.early_window
     n = anc.values.shape[0]
-    interp = interpolate(anc, conv.max_interpolation_gap_days)
+    if interp is None:  # the caller may pass the series it already interpolated
+        interp = interpolate(anc, conv.max_interpolation_gap_days)
     s500 = scan_runs(
         interp, table.severe_threshold, conv.join_min_recovered_days, (w0, w1), w0, as_of
     )
