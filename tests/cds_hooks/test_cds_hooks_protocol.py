@@ -435,3 +435,33 @@ def test_settings_from_toml_and_environment(tmp_path: Any) -> None:
         and s.issuers[0].jwks_url == "https://ehr.example.org/jwks"
     )
     assert s.allowed_origins == ["https://a.example.org"] and s.max_cards == 4
+
+
+def test_concurrent_identical_calls_are_computed_once() -> None:
+    import asyncio
+
+    import httpx
+
+    calls: list[int] = []
+
+    def slow_evaluate(course: Any, day: int | None = None, settings: Any = None) -> StubGuidance:
+        calls.append(1)
+        time.sleep(0.2)
+        return stub_evaluate(course, day, settings)
+
+    h = make_harness(dt.date(2022, 4, 6), evaluate=slow_evaluate)
+    pid, prefetch = _case1_day30()
+    body = hook_request("patient-view", pid, prefetch)
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=h.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            return await asyncio.gather(
+                *(c.post(PV, json=body, headers=h.ehr.auth(PV)) for _ in range(5))
+            )
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 5
+    assert len(calls) == 1
+    summaries = {r.json()["cards"][0]["summary"] for r in responses}
+    assert len(summaries) == 1

@@ -13,7 +13,6 @@ and suggestion of every response (``with_uuids``).
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -329,13 +328,12 @@ def message_card(
 
 
 def with_uuids(cards: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deep copies of ``cards`` with a fresh uuid on every card and suggestion."""
+    """Copies of ``cards`` with a fresh uuid on every card and suggestion (templates unchanged)."""
     out = []
     for c in cards:
-        card = copy.deepcopy(c)
-        card["uuid"] = str(uuid.uuid4())
-        for s in card.get("suggestions", []):
-            s["uuid"] = str(uuid.uuid4())
+        card = {"uuid": str(uuid.uuid4()), **{k: v for k, v in c.items() if k != "uuid"}}
+        if "suggestions" in c:
+            card["suggestions"] = [{**sg, "uuid": str(uuid.uuid4())} for sg in c["suggestions"]]
         out.append(card)
     return out
 

@@ -117,11 +117,11 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     # routers, one line each
+    app.include_router(cds_hooks.router_from_context(ctx))  # first: EHR calls match early
     app.include_router(pages_auth.router)
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(fhir_api.router)
-    app.include_router(cds_hooks.router_from_context(ctx))
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:

@@ -24,6 +24,7 @@ never reach the application log.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import inspect
@@ -363,6 +364,24 @@ class Caller:
     jti: str | None = None
 
 
+def _b64json(part: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Header and claims of a compact JWS, unverified (to find the issuer's key)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header, claims = _b64json(parts[0]), _b64json(parts[1])
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    return header, claims
+
+
 @dataclass(frozen=True)
 class _Key:
     jwk: jwt.PyJWK
@@ -446,11 +465,10 @@ class JwtVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("send the CDS client's signed JWT: 'Authorization: Bearer <JWT>'")
         token = token.strip()
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise _unauthorized("the bearer token is not a JWT") from None
+        peeked = _peek(token)
+        if peeked is None:
+            raise _unauthorized("the bearer token is not a JWT")
+        header, unverified = peeked
         alg = header.get("alg")
         if alg not in self.settings.algorithms:
             raise _unauthorized(
@@ -725,8 +743,8 @@ class CdsEngine:
         self.today = today
         self._evaluate = evaluate
         self.transport = transport
-        self.cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self.inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
+        self.cache: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
+        self.inflight: dict[str, asyncio.Future[tuple[str, list[dict[str, Any]]]]] = {}
         self.settings_fingerprint = hashlib.sha256(
             json.dumps(clinical.in_force(), sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
@@ -1280,7 +1298,7 @@ def create_cds_router(
             auds += [service_url, service_url + "/"]
         return await verifier.verify(request.headers.get("authorization"), auds)
 
-    async def read_json(request: Request, model: type[BaseModel]) -> tuple[bytes, Any]:
+    async def read_body(request: Request) -> bytes:
         size = request.headers.get("content-length")
         if size and size.isdigit() and int(size) > settings.max_request_bytes:
             raise CdsError(
@@ -1291,8 +1309,11 @@ def create_cds_router(
             raise CdsError(
                 413, f"request larger than {settings.max_request_bytes} bytes", "too-costly"
             )
+        return body
+
+    def parse(body: bytes, model: type[BaseModel]) -> Any:
         try:
-            return body, model.model_validate_json(body)
+            return model.model_validate_json(body)
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise CdsError(400, "the request body is not valid JSON", "structure") from None
@@ -1323,7 +1344,20 @@ def create_cds_router(
         return _preflight(request, allowed)
 
     async def answer(service: ServiceDef, request: Request) -> tuple[str, list[dict[str, Any]]]:
-        body, req = await read_json(request, HookRequest)
+        body = await read_body(request)
+        base = base_of(request)
+        day_key = engine.today().isoformat()
+        key = content_key(body, service.id, day_key, engine.settings_fingerprint, __version__, base)
+        hit = engine.cache.get(key) if settings.cache_entries else None
+        if hit is not None:
+            # the same body was answered before: valid, same patient, same cards
+            engine.cache.move_to_end(key)
+            stats["cache_hits"] += 1
+            return hit
+        pending = engine.inflight.get(key)
+        if pending is not None:  # the same body is being answered: wait for it
+            return await asyncio.shield(pending)
+        req = parse(body, HookRequest)
         if req.hook != service.hook:
             raise CdsError(
                 400,
@@ -1333,17 +1367,9 @@ def create_cds_router(
         patient_id = req.context.get("patientId")
         if not isinstance(patient_id, str) or not patient_id:
             raise CdsError(400, "context.patientId is required", "required")
-        base = base_of(request)
-        day_key = engine.today().isoformat()
-        key = content_key(body, service.id, day_key, engine.settings_fingerprint, __version__, base)
-        if settings.cache_entries and key in engine.cache:
-            engine.cache.move_to_end(key)
-            stats["cache_hits"] += 1
-            return patient_id, engine.cache[key]
-        pending = engine.inflight.get(key)
-        if pending is not None:
-            return patient_id, await asyncio.shield(pending)
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[str, list[dict[str, Any]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
         engine.inflight[key] = future
         try:
             try:
@@ -1392,10 +1418,10 @@ def create_cds_router(
                     engine.orders, gathered.raws, patient_id, base, draft, selections
                 )
             if settings.cache_entries and not gathered.fetched:
-                engine.cache[key] = cards
+                engine.cache[key] = (patient_id, cards)
                 while len(engine.cache) > settings.cache_entries:
                     engine.cache.popitem(last=False)
-            future.set_result(cards)
+            future.set_result((patient_id, cards))
             return patient_id, cards
         except BaseException as exc:
             future.set_exception(exc)
@@ -1437,7 +1463,7 @@ def create_cds_router(
             return CdsError(404, f"no CDS service '{service_id}'", "not-found").response()
         try:
             caller = await authenticate(request, f"/cds-services/{service_id}/feedback")
-            _body, fb = await read_json(request, FeedbackRequest)
+            fb = parse(await read_body(request), FeedbackRequest)
         except CdsError as exc:
             return exc.response()
         for entry in fb.feedback:
