@@ -24,7 +24,7 @@ $BIN/cart-cytopenia cohort report "$OUT/synthetic-cohort" --out "$OUT/cohort-rep
 
 echo "== 3. The web app: the review cases and a synthetic cohort in the embedded store ($OUT/webapp)"
 export CART_CYTOPENIA_ENVIRONMENT=development   # demo data only; production needs its own secret
-export CART_CYTOPENIA_DATA_DIR="$PWD/$OUT/webapp"
+export CART_CYTOPENIA_DATA_DIR="$(cd "$OUT" && pwd)/webapp"
 $BIN/cart-cytopenia db upgrade
 $BIN/cart-cytopenia demo load --reset --n "${DEMO_PATIENTS:-24}"
 PORT=${DEMO_PORT:-8000}
