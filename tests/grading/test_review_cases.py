@@ -124,3 +124,15 @@ def test_incomplete_course_says_what_is_missing() -> None:
     assert any("No laboratory values" in n for n in a.notes)
     assert any("Age unknown" in n for n in a.notes)
     assert all(x.current.status == "cannot_grade" for x in a.ctcae)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_batched_days_equal_day_by_day(n: int) -> None:
+    """Replaying a course as a cohort of days gives exactly the day-by-day assessments."""
+    from cart_cytopenia.grading.assessment import assess_days
+
+    c = case(n)
+    days = [0, 3, 10, 29, 30, 31, 60, 90, 91, 120, 200]
+    batched = assess_days(c, days)
+    for d, a in zip(days, batched, strict=True):
+        assert a.model_dump() == assess(c, d).model_dump(), d

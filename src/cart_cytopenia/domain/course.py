@@ -482,20 +482,19 @@ class Course(_Model):
         """The course as it was known on ``day``: later labs and events left out.
 
         Spans that started by ``day`` are kept with their recorded end (check ``active_on``);
-        death or follow-up after ``day`` are not yet known and are removed.
+        death or follow-up after ``day`` are not yet known and are removed. The view shares the
+        (validated, never modified) items of the course: it is a shallow copy.
         """
-        c = self.model_copy(deep=True)
-        c.labs = [lab for lab in c.labs if lab.day is not None and lab.day <= day]
+        labs = [lab for lab in self.labs if lab.day is not None and lab.day <= day]
         kept: list[Any] = []
-        for e in c.events:
+        for e in self.events:
             start = e.day if isinstance(e, Dated) else e.start_day
             if start is not None and start <= day:
                 kept.append(e)
-        c.events = kept
-        if c.last_followup_day is not None and c.last_followup_day > day:
-            c.last_followup_day = None
-            c.last_followup_date = None
-        return c
+        update: dict[str, Any] = {"labs": labs, "events": kept}
+        if self.last_followup_day is not None and self.last_followup_day > day:
+            update |= {"last_followup_day": None, "last_followup_date": None}
+        return self.model_copy(update=update)
 
     @property
     def last_data_day(self) -> int | None:

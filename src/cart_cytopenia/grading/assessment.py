@@ -13,13 +13,14 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.analytes import analyte
 from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
-from cart_cytopenia.domain.frames import course_to_frames
+from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
 from cart_cytopenia.grading.timing import phase_of_days
 from cart_cytopenia.rules import tables
@@ -217,8 +218,66 @@ def assess(course: Course, day: int | None = None, settings: Settings | None = N
     return _to_assessment(view, chunk, as_of, settings, frames.labs.height)
 
 
+def assess_days(
+    course: Course, days: list[int], settings: Settings | None = None
+) -> list[Assessment]:
+    """``assess(course, d)`` for every ``d`` in ``days`` in one pass of the engine.
+
+    The course is graded as a cohort of days: one row per day, each seeing only what was known
+    on that day (the same rules as ``Course.as_of``), so the results equal calling ``assess``
+    day by day.
+    """
+    settings = settings or Settings()
+    if not days:
+        return []
+    frames = course_to_frames(course)
+    rid = [f"{course.patient.id}@{d}" for d in days]
+    day_map = pl.DataFrame(
+        {"rid": rid, "as_of_day": days}, schema={"rid": pl.String, "as_of_day": pl.Int32}
+    )
+
+    def unknown_after(col: str) -> pl.Expr:
+        return (
+            pl.when(pl.col(col) > pl.col("as_of_day")).then(None).otherwise(pl.col(col)).alias(col)
+        )
+
+    patients = (
+        frames.patients.join(day_map, how="cross")
+        .with_columns(
+            pl.col("rid").alias("patient_id"),
+            *(
+                unknown_after(c)
+                for c in ("progression_day", "next_therapy_day", "last_followup_day", "death_day")
+            ),
+        )
+        .drop("rid")
+    )
+    labs = (
+        frames.labs.join(day_map, how="cross")
+        .filter(pl.col("day") <= pl.col("as_of_day"))
+        .with_columns(pl.col("rid").alias("patient_id"))
+        .select(frames.labs.columns)
+    )
+    events = (
+        frames.events.join(day_map, how="cross")
+        .filter(pl.col("start_day") <= pl.col("as_of_day"))
+        .with_columns(pl.col("rid").alias("patient_id"))
+        .select(frames.events.columns)
+    )
+    cohort = CohortFrames(patients, labs, events)
+    out: list[Assessment] = []
+    lab_days = sorted(lab.day for lab in course.labs if lab.day is not None)
+    n_baseline = len(course.baseline_labs)
+    for chunk in iter_chunks(cohort, settings, as_of=None, chunk_size=max(len(days), 1), workers=1):
+        for i, d in enumerate(days):
+            view = course.as_of(d)
+            n_labs = n_baseline + sum(1 for x in lab_days if x <= d)
+            out.append(_to_assessment(view, chunk, d, settings, n_labs, i))
+    return out
+
+
 def _to_assessment(
-    course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int
+    course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int, i: int = 0
 ) -> Assessment:
     ct = tables.ctcae(settings.ctcae_version)
     it, ht, pt, tt = (
@@ -232,7 +291,7 @@ def _to_assessment(
     ctcae_items = []
     for a in ("anc", "platelets", "hb", "wbc", "alc"):
         crit = ct.criteria.get(a)
-        lv = _f(c.last_value[a][0])
+        lv = _f(c.last_value[a][i])
         if crit is None:
             reason = f"not a CTCAE v{settings.ctcae_version} term"
             term = f"{analyte(a).label} (not in CTCAE v{settings.ctcae_version})"
@@ -245,44 +304,44 @@ def _to_assessment(
                 term=term,
                 unit=analyte(a).canonical_unit.ucum,
                 last_value=lv,
-                last_value_day=_d(c.last_value_day[a][0]),
-                current=GradeResult.of(int(c.ctcae_last[a][0]), ct.meta.label, reason),
-                worst=GradeResult.of(int(c.ctcae_worst[a][0]), ct.meta.label, reason),
+                last_value_day=_d(c.last_value_day[a][i]),
+                current=GradeResult.of(int(c.ctcae_last[a][i]), ct.meta.label, reason),
+                worst=GradeResult.of(int(c.ctcae_worst[a][i]), ct.meta.label, reason),
             )
         )
 
     lineage_items = []
     for lin in tt.lineages:
         lt = c.lineages[lin.id]
-        lv = _f(c.last_value[lin.analyte][0])
+        lv = _f(c.last_value[lin.analyte][i])
         product = {"neutrophils": None, "platelets": "platelets", "red_cells": "rbc"}[lin.id]
         tx = None
         if product:
             b = c.transfusions[product]
             tx = TransfusionStatus(
                 product=product,
-                in_window=int(b.in_window[0]),
+                in_window=int(b.in_window[i]),
                 window_days=tt.td_window_days,
-                dependent=bool(b.dependent[0]),
-                last_day=_d(b.last_day[0], -10_000),
+                dependent=bool(b.dependent[i]),
+                last_day=_d(b.last_day[i], -10_000),
             )
-        episode = _d(lt.episode_start[0])
+        episode = _d(lt.episode_start[i])
         lineage_items.append(
             LineageStatus(
                 lineage=lin.id,
                 analyte=lin.analyte,
                 unit=analyte(lin.analyte).canonical_unit.ucum,
                 last_value=lv,
-                last_value_day=_d(c.last_value_day[lin.analyte][0]),
-                ctcae_grade=_d(c.ctcae_last[lin.analyte][0]),
+                last_value_day=_d(c.last_value_day[lin.analyte][i]),
+                ctcae_grade=_d(c.ctcae_last[lin.analyte][i]),
                 significant=lv is not None and lv < lin.significant_below,
                 significant_below=lin.significant_below,
                 phase=phase_of_days(np.array([day]), tt)[0] if episode is not None else None,
                 episode_start_day=episode,
-                nadir=_f(lt.nadir[0]),
-                nadir_day=_d(lt.nadir_day[0]),
-                days_significant_d0_60=int(lt.days_significant[0]),
-                days_severe_d0_60=int(lt.days_severe[0]),
+                nadir=_f(lt.nadir[i]),
+                nadir_day=_d(lt.nadir_day[i]),
+                days_significant_d0_60=int(lt.days_significant[i]),
+                days_severe_d0_60=int(lt.days_severe[i]),
                 transfusion=tx,
             )
         )
@@ -290,89 +349,89 @@ def _to_assessment(
             notes.append(
                 f"No {analyte(lin.analyte).label.lower()} value up to day {day}: its status is unknown, not normal."
             )
-        elif c.last_value_day[lin.analyte][0] < day - 7:
+        elif c.last_value_day[lin.analyte][i] < day - 7:
             notes.append(
-                f"The last {analyte(lin.analyte).label.lower()} is from day {c.last_value_day[lin.analyte][0]}, "
-                f"{day - int(c.last_value_day[lin.analyte][0])} days before day {day}."
+                f"The last {analyte(lin.analyte).label.lower()} is from day {c.last_value_day[lin.analyte][i]}, "
+                f"{day - int(c.last_value_day[lin.analyte][i])} days before day {day}."
             )
 
     e = c.early
     early = EarlyIcahtResult(
-        result=GradeResult.of(int(e.grade[0]), it.meta.label, e.reason[0], bool(e.provisional[0])),
+        result=GradeResult.of(int(e.grade[i]), it.meta.label, e.reason[i], bool(e.provisional[i])),
         window=it.early_window,
-        days_anc_le_500=int(e.days_le_500[0]),
-        days_anc_le_100=int(e.days_le_100[0]),
-        never_recovered=bool(e.never_recovered[0]),
-        unknown_days_in_runs=int(e.unknown_days[0]),
+        days_anc_le_500=int(e.days_le_500[i]),
+        days_anc_le_100=int(e.days_le_100[i]),
+        never_recovered=bool(e.never_recovered[i]),
+        unknown_days_in_runs=int(e.unknown_days[i]),
     )
-    if e.unknown_days[0] > 0:
+    if e.unknown_days[i] > 0:
         notes.append(
-            f"Early ICAHT: {int(e.unknown_days[0])} day(s) without an interpolable ANC lie inside a neutropenic "
+            f"Early ICAHT: {int(e.unknown_days[i])} day(s) without an interpolable ANC lie inside a neutropenic "
             "run; the run was joined across them (no recovery documented)."
         )
-    if e.provisional[0]:
+    if e.provisional[i]:
         notes.append(f"Early ICAHT is provisional: the day 0-30 window is still open on day {day}.")
     lt_ = c.late
     late = LateIcahtResult(
         result=GradeResult.of(
-            int(lt_.grade[0]), it.meta.label, lt_.reason[0], bool(lt_.provisional[0])
+            int(lt_.grade[i]), it.meta.label, lt_.reason[i], bool(lt_.provisional[i])
         ),
         window_start=it.late_window_start,
-        window_end=int(lt_.window_end[0]),
-        window_end_reason=str(lt_.window_end_reason[0]),
-        anc_1=_f(lt_.anc_1[0]),
-        anc_2=_f(lt_.anc_2[0]),
-        n_values=int(lt_.n_values[0]),
+        window_end=int(lt_.window_end[i]),
+        window_end_reason=str(lt_.window_end_reason[i]),
+        anc_1=_f(lt_.anc_1[i]),
+        anc_2=_f(lt_.anc_2[i]),
+        n_values=int(lt_.n_values[i]),
     )
 
     h = c.hematotox
     markers = []
     for m in ht.markers:
-        v = _f(h.values[m.analyte][0])
+        v = _f(h.values[m.analyte][i])
         band = m.bands.band_of(v) if v is not None else None
         markers.append(
             HematotoxMarkerResult(
                 analyte=m.analyte,
                 value=v,
                 unit=analyte(m.analyte).canonical_unit.ucum,
-                day=_d(h.value_days[m.analyte][0], -10_000),
+                day=_d(h.value_days[m.analyte][i], -10_000),
                 points=band.value if band else None,
                 band=band.text if band else None,
             )
         )
-    risk = {1: "high", 0: "low"}.get(int(h.high_risk[0]))
+    risk = {1: "high", 0: "low"}.get(int(h.high_risk[i]))
     hematotox = HematotoxResult(
-        score=_d(h.score[0]),
-        points_counted=int(h.points_counted[0]),
+        score=_d(h.score[i]),
+        points_counted=int(h.points_counted[i]),
         max_score=ht.max_score,
         risk=risk,
         markers=markers,
-        missing=list(h.missing[0]),
-        warnings=list(h.warnings[0]),
+        missing=list(h.missing[i]),
+        warnings=list(h.warnings[i]),
         rule=ht.meta.label,
     )
-    if h.missing[0]:
+    if h.missing[i]:
         if risk == "high":
             notes.append(
                 "CAR-HEMATOTOX: baseline "
-                + ", ".join(h.missing[0])
+                + ", ".join(h.missing[i])
                 + " missing; the points present already make the risk high."
             )
         else:
             notes.append(
                 "CAR-HEMATOTOX cannot be completed: baseline "
-                + ", ".join(h.missing[0])
+                + ", ".join(h.missing[i])
                 + " missing."
             )
 
     p = c.phenotype
     phenotype = PhenotypeResult(
-        phenotype=p.phenotype[0],
-        reason=p.reason[0],
-        first_recovery_day=_d(p.first_recovery_day[0]),
-        second_dip_day=_d(p.second_dip_day[0]),
-        sustained_recovery_day=_d(p.sustained_recovery_day[0]),
-        longest_severe_run_days=int(p.longest_severe_run[0]),
+        phenotype=p.phenotype[i],
+        reason=p.reason[i],
+        first_recovery_day=_d(p.first_recovery_day[i]),
+        second_dip_day=_d(p.second_dip_day[i]),
+        sustained_recovery_day=_d(p.sustained_recovery_day[i]),
+        longest_severe_run_days=int(p.longest_severe_run[i]),
         rule=pt.meta.label,
     )
 
@@ -380,10 +439,10 @@ def _to_assessment(
     meds = course.events_of(Medication)
     gcsf_active = any(m.active_on(day) for m in meds if "gcsf" in {k.value for k in m.classes})
     gcsf = GcsfStatus(
-        first_day=_d(g.first_day[0]),
-        days_given=int(g.days_given[0]),
-        response=g.response[0],
-        anc_at_start=_f(g.anc_at_start[0]),
+        first_day=_d(g.first_day[i]),
+        days_given=int(g.days_given[i]),
+        response=g.response[i],
+        anc_at_start=_f(g.anc_at_start[i]),
         active_on_day=gcsf_active,
     )
 
@@ -391,8 +450,8 @@ def _to_assessment(
     icans = course.events_of(ICANS)
     crs_ends = [x.end_day for x in crs if x.end_day is not None and x.end_day <= day]
     inflammation = InflammationStatus(
-        crs_max_grade=int(c.crs_max_grade[0]),
-        icans_max_grade=int(c.icans_max_grade[0]),
+        crs_max_grade=int(c.crs_max_grade[i]),
+        icans_max_grade=int(c.icans_max_grade[i]),
         crs_active=any(x.active_on(day) for x in crs),
         icans_active=any(x.active_on(day) for x in icans),
         crs_resolved_day=max(crs_ends)

@@ -6,7 +6,9 @@ patients, runs the vectorised modules (CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, t
 transfusion, G-CSF response) and returns a ``GradedChunk`` of arrays per chunk, or the
 one-row-per-patient table of ``to_table``.
 
-``as_of``: None grades retrospectively on all data (each patient's course is taken as complete);
+``as_of``: None grades retrospectively on all data (each patient's course is taken as complete),
+unless the patient table has an ``as_of_day`` column, which then gives each row its own day (used
+to replay one course day by day as a cohort of days);
 an integer grades as of that day (data after it ignored, results on still-open windows marked
 provisional), as a clinician would see it that morning.
 """
@@ -44,7 +46,7 @@ GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows pa
 DENSE_ANALYTES = ("anc", "platelets", "hb")  # need daily grids (runs, interpolation, phases)
 LINEAGE_GRID = {"neutrophils": "anc", "platelets": "platelets", "red_cells": "hb"}
 MAX_GRID_DAY = 730
-DEFAULT_CHUNK = 20_000
+DEFAULT_CHUNK = 5_000  # patients per chunk: grids of 5,000 x days stay cache-friendly
 
 
 @dataclass(frozen=True)
@@ -168,14 +170,22 @@ def iter_chunks(
     g_a = grid_labs["a"].to_numpy()
     g_v = grid_labs["value"].to_numpy()
     n_all = patients.height
+    # events and baseline rows sorted by patient once, so each chunk takes a slice of them
+    # instead of searching the whole tables
+    events_by = _by_patient(frames.events, index_all)
+    baseline_by = _by_patient(baseline_labs, index_all)
+    e_idx = events_by["gidx"].to_numpy()
+    b_idx = baseline_by["gidx"].to_numpy()
 
     def grade(lo: int) -> GradedChunk:
         hi = min(lo + chunk_size, n_all)
         a0, a1 = np.searchsorted(g_idx, [lo, hi])
+        e0, e1 = np.searchsorted(e_idx, [lo, hi])
+        b0, b1 = np.searchsorted(b_idx, [lo, hi])
         return _grade_chunk(
             patients.slice(lo, hi - lo),
-            baseline_labs,
-            frames.events,
+            baseline_by.slice(b0, b1 - b0).drop("gidx"),
+            events_by.slice(e0, e1 - e0).drop("gidx"),
             (g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
             last_day,
             settings,
@@ -195,6 +205,11 @@ def iter_chunks(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within)."""
+    return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
 
 
 def icaht_table() -> tables.IcahtTable:
@@ -221,21 +236,32 @@ def _grade_chunk(
     grids: dict[str, DailyGrid] = {}
     sparse_min: dict[str, NDArray[np.float64]] = {}
     sparse_last: dict[str, tuple[NDArray[np.float64], I32]] = {}
+    per_patient = as_of_day is None and "as_of_day" in patients.columns
+    if per_patient:
+        row_limit: NDArray[np.int64] | int = (
+            patients["as_of_day"].to_numpy().astype(np.int64)[ridx] if ridx.size else last_day
+        )
+    else:
+        row_limit = last_day if as_of_day is None else min(last_day, as_of_day)
     for code, name in enumerate(GRID_ANALYTES):
-        m = (ra == code) & (rday <= (last_day if as_of_day is None else min(last_day, as_of_day)))
+        m = (ra == code) & (rday <= last_day) & (rday <= row_limit)
         if name in DENSE_ANALYTES:
             vals = np.full((n, last_day + 1), np.nan)
             np.fmin.at(vals, (ridx[m], rday[m].astype(np.int64)), rv[m])
             grids[name] = DailyGrid(0, vals)
-        else:
-            sparse_min[name], sparse_last[name] = _sparse_min_last(n, ridx[m], rday[m], rv[m])
+        # worst and last values from the rows themselves (no pass over patients x days)
+        sparse_min[name], sparse_last[name] = _sparse_min_last(n, ridx[m], rday[m], rv[m])
 
     death = _day_array(patients, "death_day")
-    if as_of_day is None:
+    if as_of_day is None and not per_patient:
         as_of = np.full(n, NO_DAY, np.int32)
         complete = np.ones(n, bool)
     else:
-        as_of = np.full(n, as_of_day, np.int32)
+        as_of = (
+            patients["as_of_day"].to_numpy().astype(np.int32)
+            if per_patient
+            else np.full(n, as_of_day, np.int32)
+        )
         followup = _day_array(patients, "last_followup_day")
         complete = (death <= as_of) | (followup <= as_of)
     chunk_events = (
@@ -277,38 +303,12 @@ def _grade_chunk(
     ct = tables.ctcae(settings.ctcae_version)
     sex = np.array(patients["sex"].fill_null("unknown").to_list(), dtype=object)
     worst, last_grade, last_val, last_val_day = {}, {}, {}, {}
-    days = np.arange(0, last_day + 1)
     for a in GRID_ANALYTES:
-        if a not in grids:
-            hb_sex = None
-            worst[a] = ctcae.grade_values(sparse_min[a], a, ct, settings.reference_ranges, hb_sex)
-            lv, lday = sparse_last[a]
-            last_val[a], last_val_day[a] = lv, lday
-            last_grade[a] = ctcae.grade_values(lv, a, ct, settings.reference_ranges, hb_sex)
-            continue
-        g = grids[a]
-        usable = (
-            g.values
-            if int(as_of.min()) >= last_day
-            else np.where(days[None, :] <= as_of[:, None], g.values, np.nan)
-        )
-        with np.errstate(all="ignore"):
-            mins = np.where(
-                np.isnan(usable).all(axis=1),
-                np.nan,
-                np.nanmin(np.where(np.isnan(usable), np.inf, usable), axis=1),
-            )
-        worst[a] = ctcae.grade_values(
-            mins, a, ct, settings.reference_ranges, sex if a == "hb" else None
-        )
-        obs = ~np.isnan(usable)
-        col = usable.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1)
-        lv = np.where(obs.any(axis=1), usable[np.arange(n), col], np.nan)
-        last_val[a] = lv
-        last_val_day[a] = np.where(obs.any(axis=1), col, -1).astype(np.int32)
-        last_grade[a] = ctcae.grade_values(
-            lv, a, ct, settings.reference_ranges, sex if a == "hb" else None
-        )
+        a_sex = sex if a == "hb" and a in grids else None
+        worst[a] = ctcae.grade_values(sparse_min[a], a, ct, settings.reference_ranges, a_sex)
+        lv, lday = sparse_last[a]
+        last_val[a], last_val_day[a] = lv, lday
+        last_grade[a] = ctcae.grade_values(lv, a, ct, settings.reference_ranges, a_sex)
 
     tt = tables.timing()
     lineages = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from cart_cytopenia.domain.course import Course, Dated
 from cart_cytopenia.errors import RuleTableError
-from cart_cytopenia.grading.assessment import Assessment, assess, default_day
+from cart_cytopenia.grading.assessment import Assessment, assess, assess_days, default_day
 from cart_cytopenia.guidance import rules as _rules  # noqa: F401 - registers the rules
 from cart_cytopenia.guidance.calendar import build_calendar
 from cart_cytopenia.guidance.context import Context
@@ -177,8 +177,10 @@ def replay(course: Course, settings: Settings | None = None) -> Replay:
     open_: dict[str, tuple[int, str]] = {}
     episodes: dict[str, list[ReplayEpisode]] = {}
     order: list[str] = []
-    for d in range(0, last_day + 1):
-        g = evaluate(course, d, settings)
+    day_list = list(range(0, last_day + 1))
+    assessments = assess_days(course, day_list, settings)  # one engine pass for all days
+    for d, assessment in zip(day_list, assessments, strict=True):
+        g = evaluate_assessed(_known_on(course, d), d, assessment, settings)
         present = {i.id: i for i in g.items()}
         days.append(ReplayDay(day=d, phase=g.phase, item_ids=[i.id for i in g.items()]))
         for item_id, item in present.items():
