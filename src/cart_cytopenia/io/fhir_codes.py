@@ -267,3 +267,122 @@ def project_code_system() -> dict[str, Any]:
         "count": len(concepts),
         "concept": concepts,
     }
+
+
+_SYSTEM_NAMES = {
+    "icd10cm": "ICD-10-CM",
+    "icd10": "ICD-10",
+    "cpt": "CPT",
+    "snomed": "SNOMED CT",
+    "loinc": "LOINC",
+    "rxnorm": "RxNorm",
+}
+
+
+def codes_markdown() -> str:
+    """The code tables of docs/interoperability.md, generated from the data file."""
+    c = codes()
+    names = {uri: _SYSTEM_NAMES.get(k, k) for k, uri in c.systems.items()}
+    out = [
+        f"Generated from `src/cart_cytopenia/io/data/fhir_codes.toml` (version {c.version}) by "
+        "`python -m cart_cytopenia.io.fhir_codes`; external codes marked † are pending "
+        "verification against the terminology (docs/sources-verification.md).",
+        "",
+        f"Project code system: `{c.project_system}`; guidance items: `{c.guidance_system}` "
+        f"(the codes are the guidance item ids); extensions: `{c.extension_base}<name>`.",
+        "",
+        "### Course concepts and the codes recognised for them",
+        "",
+        "| project code | meaning | also recognised (code) | also recognised (text, regular expressions) |",
+        "|---|---|---|---|",
+    ]
+
+    def esc(t: str) -> str:
+        return t.replace("|", "\\|")
+
+    for k in c.concepts.values():
+        if k.kind not in ("procedure", "condition"):
+            continue
+        recog = []
+        for m in k.matches:
+            mark = "" if m.verified else "†"
+            sys_name = names.get(m.system, m.system)
+            items = sorted(m.codes) + [f"{p}*" for p in m.prefixes]
+            items += [f"{code} (grade {g or 'unspecified'})" for code, g in m.graded.items()]
+            if m.exclude_prefixes:
+                items.append("not " + ", ".join(f"{p}*" for p in m.exclude_prefixes))
+            recog.append(f"{sys_name}{mark}: " + ", ".join(items))
+        text = ", ".join(f"`{esc(p.pattern)}`" for p in k.text)
+        out.append(f"| `{k.code}` | {esc(k.display)} | {'; '.join(recog) or '—'} | {text or '—'} |")
+    out += [
+        "",
+        "### Malignancy (Condition)",
+        "",
+        "| disease | ICD-10(-CM) prefixes (written on export) | SNOMED CT† | text |",
+        "|---|---|---|---|",
+    ]
+    for d in c.diseases:
+        icd = ", ".join(f"{p}*" for p in d.icd10_prefixes) + (
+            f" ({d.icd10_export})" if d.icd10_export else ""
+        )
+        text = ", ".join(f"`{esc(p.pattern)}`" for p in d.text)
+        out.append(f"| {d.disease} | {icd}† | {', '.join(sorted(d.snomed)) or '—'} | {text} |")
+    out += [
+        "",
+        "### Infection category",
+        "",
+        "| category | ICD-10 ranges† | SNOMED CT† (also written on export) | text (checked in this order) |",
+        "|---|---|---|---|",
+    ]
+    texts = dict(c.infection_text)
+    for cat, snomed in c.infection_snomed.items():
+        ranges = ", ".join(f"{lo}–{hi}" for lo, hi, k in c.infection_ranges if k == cat) or "—"
+        pats = ", ".join(f"`{esc(p.pattern)}`" for p in texts.get(cat, ())) or "—"
+        out.append(f"| {cat} | {ranges} | {snomed} | {pats} |")
+    out += [
+        "",
+        "### Clinical findings (Condition)",
+        "",
+        "| finding | ICD-10(-CM) prefixes† | SNOMED CT† | text |",
+        "|---|---|---|---|",
+    ]
+    for f in c.findings:
+        out.append(
+            f"| {f.finding} | {', '.join(f.icd10_prefixes) or '—'} | {', '.join(sorted(f.snomed)) or '—'} | "
+            + (", ".join(f"`{esc(p.pattern)}`" for p in f.text) or "—")
+            + " |"
+        )
+    out += [
+        "",
+        "### Other codes",
+        "",
+        f"- Body temperature (LOINC): {', '.join(sorted(c.body_temperature))}; a fever is "
+        f"≥ {c.fever_threshold_c:g} °C (highest value per day).",
+        f"- Body weight (LOINC): {', '.join(sorted(c.body_weight))}.",
+        f"- Lymphodepleting agents (administrations within {c.ld_window_days} days before day 0 "
+        f"are read as lymphodepletion): {', '.join(c.ld_agents)}.",
+        "- Infection severity (SNOMED CT condition-severity value set): "
+        + ", ".join(f"{k} {v}" for k, v in c.severity_snomed.items())
+        + ".",
+        "- Laboratory tests: the LOINC codes of the analyte catalogue "
+        "(`src/cart_cytopenia/domain/data/analytes.toml`, docs/data-formats.md).",
+        "- Medications: RxNorm ingredient RXCUIs of the drug catalogue "
+        "(`src/cart_cytopenia/domain/data/drugs.toml`, `rxnorm`)† and the catalogue's names.",
+        "",
+        "### Project code system (concepts and value codes)",
+        "",
+        "| code | display | definition |",
+        "|---|---|---|",
+    ]
+    for k in c.concepts.values():
+        extra = f" MedDRA {k.meddra}†." if k.meddra else ""
+        out.append(f"| `{k.code}` | {esc(k.display)} | {esc(k.definition)}{extra} |")
+    for code, display in c.values.items():
+        out.append(f"| `{code}` | {esc(display)} | value code |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(codes_markdown())
