@@ -553,7 +553,9 @@ def case3() -> dict[str, Any]:
             },
             "genetics": ["KMT2A-rearranged"],
         },
-        "product": {"name": "tisa-cel"},
+        # "Adequate donor T-cell reconstitution enabled collection and manufacture of
+        # tisagenlecleucel (100% donor T-cells at the time of collection)"
+        "product": {"name": "tisa-cel", "donor_derived": True},
         "lymphodepletion": {"regimen": "flu-cy", "start_day": -6},
         "infusion_date": "2020-05-18",
         "baseline_labs": [

@@ -146,3 +146,18 @@ def test_ranks_are_consecutive_and_every_item_cited() -> None:
     for item in g.items():
         assert item.citation and item.evidence
         assert item.rank is None or item.kind == "differential"
+
+
+def test_gvhd_supported_when_the_car_t_cells_are_donor_derived() -> None:
+    """Review: "GVHD may arise in patients who receive true allogeneic donor CAR-T" (refs 79, 80)."""
+    base = course(CYTOPENIC, prior_hct=ALLO)
+    donor = base.model_copy(
+        update={"product": base.product.model_copy(update={"donor_derived": True})}
+    )
+    own = base.model_copy(
+        update={"product": base.product.model_copy(update={"donor_derived": False})}
+    )
+    assert rank(donor, 40, "differential.gvhd") < rank(base, 40, "differential.gvhd")
+    item = guidance(donor, 40).item("differential.gvhd")
+    assert item is not None and "donor-derived" in item.summary
+    assert "differential.gvhd" not in ids(own, 40)

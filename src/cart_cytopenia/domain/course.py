@@ -249,6 +249,10 @@ class ProductRef(_Model):
     name: str = Field(description="Catalogue id (axi-cel ...), generic or brand name, or 'custom'.")
     target: str | None = None
     costimulatory: str | None = None
+    donor_derived: bool | None = Field(
+        default=None,
+        description="CAR T cells made from an allogeneic donor's T cells (e.g. collected after allo-HCT).",
+    )
 
     def catalogue_entry(self) -> Product | None:
         return resolve_product(self.name)

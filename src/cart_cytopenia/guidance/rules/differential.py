@@ -323,8 +323,13 @@ def gvhd(ctx: Context) -> Triggered | None:
         g = active[0]
         what = f"GVHD{' of ' + g.organ if g.organ else ''} active since day {g.start}"
         level = "documented"
+    elif ctx.course.product.donor_derived:
+        what = "the CAR T cells are donor-derived, so GVHD can arise (refs 79-81)"
+        level = "supported"
+    elif ctx.course.product.donor_derived is False:
+        return None
     else:
-        what = "possible if the CAR T cells are donor-derived (none recorded)"
+        what = "possible if the CAR T cells are donor-derived (not recorded)"
         level = "context"
     return Triggered(
         rationale=f"Prior allogeneic HCT; {what}; {ctx.describe_cytopenias()}.",
