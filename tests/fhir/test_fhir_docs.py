@@ -22,3 +22,18 @@ def test_every_recognised_code_is_marked_with_its_verification_state() -> None:
     md = codes_markdown()
     assert "ICD-10-CM†: D89.831 (grade 1)" in md
     assert "CPT†: 0540T, 38228" in md
+
+
+def test_cds_hooks_settings_example_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from cart_cytopenia.service.cds_hooks import load_cds_settings
+
+    text = (ROOT / "docs" / "interoperability.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    f = tmp_path / "cds.toml"
+    f.write_text(example)
+    s = load_cds_settings(f, env={})
+    assert s.public_url == "https://cart-cytopenia.example.org"
+    assert s.issuers[0].jku == ["https://ehr.example.org/.well-known/jwks.json"]
+    assert s.issuers[0].tenant is not None
