@@ -129,6 +129,13 @@ def test_patient_page_shows_the_course(service: Service) -> None:
     assert "Prophylaxis calendar" in html
     assert "History of grades" in html
     assert "Source:" in html
+    # what happened, in words: counts with grades and transfusion dependence, inflammation, marrow
+    story = html.split('<ul class="story">')[1].split("</ul>")[0]
+    assert "platelets 10 ×10³/µL (day 57; G4, transfusion-dependent" in story
+    assert "CRS grade 2 (days 1-3)" in story or "CRS grade 2 (day" in story
+    assert "ICANS grade 3" in story
+    assert "Marrow: day 60: hypocellular" in story
+    assert "G-CSF from day 40" in story
     # a read-only user sees no data-entry or acknowledgement forms
     assert "/labs/new" not in html
     assert "Acknowledge</button>" not in html

@@ -19,9 +19,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cart_cytopenia.domain.course import Course
+from cart_cytopenia.domain.course import (
+    CRS,
+    HCT,
+    ICANS,
+    IECHS,
+    BoneMarrow,
+    Course,
+    Infection,
+    Medication,
+    StemCellBoost,
+)
 from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate
+from cart_cytopenia.guidance.context import describe_marrow
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.store.courses import load_course
 from cart_cytopenia.store.models import CourseRecord, GuidanceAction
@@ -268,6 +279,79 @@ def snapshot(
         guidance=guidance,
         items=items,
     )
+
+
+def _span_days(start: int, end: int | None, day: int) -> str:
+    if end is None or end > day:
+        return f"from day {start}, ongoing"
+    return f"day {start}" if end == start else f"days {start}-{end}"
+
+
+def course_story(snap: CourseSnapshot) -> list[str]:
+    """What happened to this patient up to the day, in short lines (for the patient header)."""
+    a, day = snap.assessment, snap.day
+    view = snap.course.as_of(day)
+    lines: list[str] = []
+    counts = []
+    for lin in a.lineages:
+        if lin.last_value is None:
+            counts.append(
+                f"no {lin.analyte.upper() if lin.analyte == 'anc' else lin.analyte} value"
+            )
+            continue
+        v = f"{lin.last_value:.1f}" if lin.analyte == "hb" else f"{lin.last_value:,.0f}"
+        unit = {"/uL": "/µL", "10*3/uL": "×10³/µL"}.get(lin.unit, lin.unit)
+        name = {"anc": "ANC", "platelets": "platelets", "hb": "Hb"}.get(lin.analyte, lin.analyte)
+        bits = [f"G{lin.ctcae_grade}" if lin.ctcae_grade is not None else "not graded"]
+        if lin.transfusion is not None and lin.transfusion.dependent:
+            bits.append("transfusion-dependent")
+        if lin.nadir is not None and lin.nadir_day is not None:
+            nadir = f"{lin.nadir:.1f}" if lin.analyte == "hb" else f"{lin.nadir:,.0f}"
+            bits.append(f"nadir {nadir} day {lin.nadir_day}")
+        counts.append(f"{name} {v} {unit} (day {lin.last_value_day}; {', '.join(bits)})")
+    lines.append("Counts: " + "; ".join(counts) + ".")
+    icaht = f"Early ICAHT {a.early_icaht.result.label()}"
+    if day > 30:
+        icaht += f"; late ICAHT {a.late_icaht.result.label()}"
+    pheno = a.phenotype.phenotype
+    lines.append(icaht + (f"; {pheno} neutrophil recovery." if pheno else "."))
+    infl = []
+    for ev in view.events_of(CRS):
+        infl.append(f"CRS grade {ev.max_grade} ({_span_days(ev.start, ev.end, day)})")
+    for ev in view.events_of(ICANS):
+        infl.append(f"ICANS grade {ev.max_grade} ({_span_days(ev.start, ev.end, day)})")
+    for ev in view.events_of(IECHS):
+        infl.append(f"IEC-HS ({_span_days(ev.start, ev.end, day)})")
+    for ev in view.events_of(Infection):
+        what = ev.organism or ev.category.value
+        infl.append(f"infection: {what} ({_span_days(ev.start, ev.end, day)})")
+    if infl:
+        lines.append("Inflammation and infection: " + "; ".join(infl) + ".")
+    tx = []
+    g = a.gcsf
+    if g.first_day is not None:
+        resp = f", response: {g.response}" if g.response else ""
+        tx.append(f"G-CSF from day {g.first_day} ({g.days_given} d{resp})")
+    for m in view.events_of(Medication):
+        classes = {c.value for c in m.classes}
+        if "tpo_ra" in classes or "gmcsf" in classes:
+            tx.append(f"{m.drug} ({_span_days(m.start, m.end, day)})")
+    for b in view.events_of(StemCellBoost):
+        tx.append(f"{b.source.value} stem cell boost day {b.day}")
+    for h in view.events_of(HCT):
+        tx.append(f"{h.kind.value} HCT day {h.day}")
+    if tx:
+        lines.append("Treatment: " + "; ".join(tx) + ".")
+    marrows = [
+        f"day {m.day}: {describe_marrow(m)}"
+        for m in view.events_of(BoneMarrow)
+        if m.day is not None
+    ]
+    if marrows:
+        lines.append("Marrow: " + "; ".join(marrows) + ".")
+    if view.relapse_day is not None:
+        lines.append(f"Relapse / progression on day {view.relapse_day}.")
+    return lines
 
 
 def find_item(snap: CourseSnapshot, item_id: str) -> ItemState | None:

@@ -33,6 +33,7 @@ from cart_cytopenia.service.clinical import (
     TO_DECIDE,
     URGENCY_ORDER,
     CourseSnapshot,
+    course_story,
     find_item,
     snapshot,
 )
@@ -305,6 +306,7 @@ def _patient_context(
         "g": snap.guidance,
         "sections": [(s, snap.section(s)) for s in SECTIONS],
         "svg": timeline_svg(course, snap.day, ctx.clinical),
+        "story": course_story(snap),
         "history": grade_history(course.as_of(snap.day), sex, ctx.clinical),
         "events": _events_for_display(course.as_of(snap.day)),
         "actions": repo.guidance_actions(session, rec.id),
