@@ -582,7 +582,8 @@ async def create_event(
                 known = {s.name for s in specs}
                 for p in exc.problems:
                     f = p.location.field
-                    if f in ("start_day", "day") and f not in typed.get(f, "") and not typed.get(f):
+                    if f in ("start_day", "day") and not typed.get(f):
+                        # the date was typed, not the day: show the problem next to the date
                         f = "start_date" if f == "start_day" else "date"
                     state.add(f if f in known else None, p.message if f in known else str(p))
             else:
