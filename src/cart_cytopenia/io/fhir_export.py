@@ -662,6 +662,8 @@ def course_to_resources(course: Course) -> list[tuple[str, dict[str, Any]]]:
             product_ext.append(_ext("product-target", valueString=prod.target))
         if prod.costimulatory:
             product_ext.append(_ext("product-costimulatory", valueString=prod.costimulatory))
+    if prod.donor_derived is not None:
+        product_ext.append(_ext("product-donor-derived", valueBoolean=prod.donor_derived))
     product_text = entry.generic if entry else prod.name
     w.add(
         _procedure(

@@ -1064,6 +1064,9 @@ class _Importer:
                 payload["target"] = t.valueString
             if c is not None:
                 payload["costimulatory"] = c.valueString
+            dd = _extension(res, "product-donor-derived")
+            if dd is not None:
+                payload["donor_derived"] = dd.valueBoolean
             b.infusions.append(_Dated(ref, when, payload))
         elif code == "lymphodepletion":
             b.ld.append(_Dated(ref, when, {"regimen": used_texts[0] if used_texts else None}))
@@ -1388,6 +1391,8 @@ class _Importer:
             self.warn(
                 chosen.ref, "CAR-T product not recognised: product-specific rules cannot apply"
             )
+        if chosen.payload.get("donor_derived") is not None:
+            product_ref["donor_derived"] = chosen.payload["donor_derived"]
 
         def day(d: dt.date | None) -> int | None:
             return None if d is None else (d - infusion).days
