@@ -404,3 +404,21 @@ def test_every_read_is_audited_and_no_patient_data_reaches_logs(
     assert "999" not in text
     assert f"/courses/{cid}/" not in text  # route templates only
     assert "/api/v1/courses/{course_id}/assessment" in text
+
+
+def test_unexpected_errors_are_logged_without_their_message(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom() -> None:
+        raise KeyError("wl-neutropenic has ANC 300")
+
+    service.app.add_api_route("/api/v1/boom", boom, include_in_schema=False)  # type: ignore[attr-defined]
+    caplog.set_level(logging.INFO)
+    r = service.client().get("/api/v1/boom")
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith(PROBLEM)
+    assert r.headers["cache-control"] == "no-store"
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "unexpected KeyError in GET /api/v1/boom" in text
+    assert "wl-neutropenic" not in text
+    assert "ANC 300" not in text

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -56,13 +57,28 @@ class AccessLogAndHeaders(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            # an unexpected error: log where it happened, never its message (it may hold data)
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-4:])
+            log.error(
+                "unexpected %s in %s %s at %s",
+                type(exc).__name__,
+                request.method,
+                _route_template(request),
+                where,
+            )
+            response = _server_error(request)
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("X-Frame-Options", "DENY")
         h.setdefault("Referrer-Policy", "same-origin")
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if request.url.path.startswith("/api/v1/") and "openapi" not in request.url.path:
+            h.setdefault("Cache-Control", "no-store")
         access_log.info(
             "%s %s %d %.0fms",
             request.method,
@@ -71,6 +87,25 @@ class AccessLogAndHeaders(BaseHTTPMiddleware):
             (time.perf_counter() - started) * 1000,
         )
         return response
+
+
+def _server_error(request: Request) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Internal Server Error",
+                "status": 500,
+                "detail": "an unexpected error; it was logged without the request's data",
+            },
+            status_code=500,
+            media_type="application/problem+json",
+        )
+    return HTMLResponse(
+        "<!doctype html><title>Error</title><h1>Something went wrong</h1>"
+        "<p>The error was logged. <a href='/worklist'>Back to the worklist</a></p>",
+        status_code=500,
+    )
 
 
 def _is_api(request: Request) -> bool:
