@@ -175,9 +175,12 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     # distinct analyte and unit texts -> small integer codes -> a (analyte x unit) lookup table
     analyte_texts = df["analyte"].unique().sort().to_list()
     unit_texts = df["unit"].unique().sort().to_list()
-    a_idx = df["analyte"].cast(pl.Enum(analyte_texts)).to_physical().to_numpy().astype(np.int64)
-    u_idx = df["unit"].cast(pl.Enum(unit_texts)).to_physical().to_numpy().astype(np.int64)
+    # (analyte, unit) pair of each row as one int32 index into the small lookup tables (memory:
+    # 4 bytes a row; the per-row temporaries below are made one at a time)
     shape = (len(analyte_texts), len(unit_texts))
+    pair = df["analyte"].cast(pl.Enum(analyte_texts)).to_physical().to_numpy().astype(np.int32)
+    pair *= shape[1]
+    pair += df["unit"].cast(pl.Enum(unit_texts)).to_physical().to_numpy().astype(np.int32)
     factor = np.full(shape, np.nan)
     lo = np.full(shape, np.nan)
     hi = np.full(shape, np.nan)
@@ -185,7 +188,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     code_idx = np.full(shape, -1, np.int64)
     bad: dict[tuple[int, int], str] = {}
     resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
-    pairs = np.flatnonzero(np.bincount(a_idx * shape[1] + u_idx, minlength=shape[0] * shape[1]))
+    pairs = np.flatnonzero(np.bincount(pair, minlength=shape[0] * shape[1]))
     for key in pairs:
         ai, ui = divmod(int(key), shape[1])
         try:
@@ -200,26 +203,20 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         per_ul[ai, ui] = u.ucum == "/uL" and a.canonical_unit.ucum in ("/uL", "10*3/uL")
         code_idx[ai, ui] = ANALYTE_CODES.index(a.code)
 
-    f = factor[a_idx, u_idx]
     values = df["value"].to_numpy()
-    canonical = values * f
-    unresolved = np.isnan(f)
+    canonical = factor.ravel()[pair]
+    unresolved = np.isnan(canonical)
+    canonical *= values
     with np.errstate(invalid="ignore"):
-        implausible = ~unresolved & (
-            (canonical < lo[a_idx, u_idx])
-            | (canonical > hi[a_idx, u_idx])
-            | np.isnan(canonical)
-            | (per_ul[a_idx, u_idx] & (values % 1 != 0))
-        )
+        implausible = canonical < lo.ravel()[pair]
+        implausible |= canonical > hi.ravel()[pair]
+        implausible |= np.isnan(canonical)
+        whole = np.flatnonzero(per_ul.ravel()[pair])  # counts per microlitre: whole numbers
+        implausible[whole] |= values[whole] % 1 != 0
+        implausible &= ~unresolved
     if unresolved.any():
         rows = df.filter(pl.Series(unresolved))
-        keys = list(
-            zip(
-                a_idx[unresolved][:MAX_PROBLEMS_LISTED],
-                u_idx[unresolved][:MAX_PROBLEMS_LISTED],
-                strict=True,
-            )
-        )
+        keys = [divmod(int(k), shape[1]) for k in pair[unresolved][:MAX_PROBLEMS_LISTED]]
         problems += [
             Problem(bad[(int(ai), int(ui))], loc(r, "analyte/unit"))
             for r, (ai, ui) in zip(
@@ -232,13 +229,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
             )
     if implausible.any():
         rows = df.filter(pl.Series(implausible))
-        keys = list(
-            zip(
-                a_idx[implausible][:MAX_PROBLEMS_LISTED],
-                u_idx[implausible][:MAX_PROBLEMS_LISTED],
-                strict=True,
-            )
-        )
+        keys = [divmod(int(k), shape[1]) for k in pair[implausible][:MAX_PROBLEMS_LISTED]]
         for r, (ai, ui) in zip(
             rows.head(MAX_PROBLEMS_LISTED).iter_rows(named=True), keys, strict=True
         ):
@@ -262,7 +253,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         {
             "patient_id": df["patient_id"],
             "day": df["day"],
-            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(code_idx[a_idx, u_idx]),
+            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(code_idx.ravel()[pair]),
             "value": canonical,
             "row": df["row"],
         }
