@@ -161,7 +161,10 @@ def test_acknowledge_an_item_with_a_reason(service: Service) -> None:
         data={"csrf_token": csrf, "reason": "filgrastim 480 ug started", "action": "acknowledge"},
     )
     assert r.status_code == 303
+    assert "G-CSF" not in r.headers["location"]  # messages never travel in URLs (proxy logs)
     page = client.get(r.headers["location"]).text
+    assert 'role="status">Acknowledged: ANC 300' in page  # shown once ...
+    assert 'role="status"' not in client.get(r.headers["location"]).text  # ... then gone
     assert "Acknowledged by cleo" in page
     assert "filgrastim 480 ug started" in page
     with service.db.session() as s:

@@ -7,6 +7,7 @@ what ``grading`` and ``guidance`` produce for the stored course (``service.clini
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ from cart_cytopenia.service.forms import (
     parse_lab_csv,
     timing_problems,
 )
-from cart_cytopenia.service.security import CSRF_FIELD
+from cart_cytopenia.service.security import CSRF_FIELD, sign, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
@@ -113,14 +114,45 @@ def render(
         "institution": ctx.clinical.institution,
         "development": ctx.settings.development,
     }
-    base.update(context)
+    flash = _take_flash(request)
+    base["message"] = flash
+    base.update({k: v for k, v in context.items() if not (k == "message" and not v)})
     response = templates.TemplateResponse(request, name, base, status_code=status)
     response.headers["Cache-Control"] = "no-store"
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE)
     return response
 
 
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
+FLASH_COOKIE = "cc_flash"
+
+
+def _redirect(url: str, request: Request | None = None, flash: str = "") -> RedirectResponse:
+    """303 to ``url``; ``flash`` is shown once on the next page. It travels in a short-lived
+    signed cookie, never in the URL (URLs end up in proxy logs; messages may hold values)."""
+    response = RedirectResponse(url, status_code=303)
+    if flash and request is not None:
+        settings = get_ctx(request).settings
+        token = base64.urlsafe_b64encode(flash[:500].encode()).decode()
+        response.set_cookie(
+            FLASH_COOKIE,
+            sign(settings.secret_key, "flash", token),
+            max_age=120,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+        )
+    return response
+
+
+def _take_flash(request: Request) -> str:
+    raw = unsign(get_ctx(request).settings.secret_key, "flash", request.cookies.get(FLASH_COOKIE))
+    if not raw:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(raw.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def _course_for_patient(session: Session, patient_id: int, course_id: int | None) -> CourseRecord:
@@ -337,7 +369,6 @@ def patient_page(
         viewer,
         title=f"Patient {rec.patient.pseudonym}",
         **context,
-        message=request.query_params.get("msg", ""),
     )
 
 
@@ -379,15 +410,11 @@ def data_page(
         viewer,
         title=f"Data — {rec.patient.pseudonym}",
         rec=rec,
-        message=request.query_params.get("msg", ""),
     )
 
 
-def _patient_url(rec: CourseRecord, msg: str = "", anchor: str = "") -> str:
-    params = {"course": str(rec.id)}
-    if msg:
-        params["msg"] = msg
-    return f"/patients/{rec.patient_id}?{urlencode(params)}{anchor}"
+def _patient_url(rec: CourseRecord, anchor: str = "") -> str:
+    return f"/patients/{rec.patient_id}?{urlencode({'course': str(rec.id)})}{anchor}"
 
 
 @router.post("/courses/{course_id}/guidance/{item_id}/ack", response_class=HTMLResponse)
@@ -408,7 +435,7 @@ async def acknowledge(
     reason = str(form.get("reason") or "")
     if state is None:
         msg = "That guidance item is no longer shown; nothing was recorded."
-        return _redirect(_patient_url(rec, msg))
+        return _redirect(_patient_url(rec), request, msg)
     try:
         ga = repo.record_guidance_action(
             session,
@@ -436,7 +463,9 @@ async def acknowledge(
             message="",
         )
     record(session, viewer, "create", "guidance-action", ga.id, rec.patient_id, detail=item_id)
-    return _redirect(_patient_url(rec, f"{action.capitalize()}: {state.item.summary}", "#guidance"))
+    return _redirect(
+        _patient_url(rec, "#guidance"), request, f"{action.capitalize()}: {state.item.summary}"
+    )
 
 
 @router.post("/courses/{course_id}/status", response_class=HTMLResponse)
@@ -454,9 +483,9 @@ async def set_status(
         repo.set_status(session, rec, status, expected_version=version, user=viewer.username)
     except (ConflictError, InputError) as exc:
         session.rollback()
-        return _redirect(_patient_url(rec, str(exc)))
+        return _redirect(_patient_url(rec), request, str(exc))
     record(session, viewer, "update", "course", rec.id, rec.patient_id, detail=status)
-    return _redirect(_patient_url(rec, f"Course {status}."))
+    return _redirect(_patient_url(rec), request, f"Course {status}.")
 
 
 def _int(v: Any) -> int | None:
@@ -529,7 +558,9 @@ async def create_lab(
         session, viewer, "create", "observation", None, rec.patient_id, detail=f"course {rec.id}"
     )
     a = analyte_of(doc["analyte"]).label if doc.get("analyte") else "lab"
-    return _redirect(_patient_url(rec, f"Saved: {a} {typed.get('value')} {typed.get('unit')}."))
+    return _redirect(
+        _patient_url(rec), request, f"Saved: {a} {typed.get('value')} {typed.get('unit')}."
+    )
 
 
 @router.get("/courses/{course_id}/events/new", response_class=HTMLResponse)
@@ -596,7 +627,7 @@ async def create_event(
             event_type=event_type, event_types=EVENT_TYPES, fields=specs, state=state,
         )  # fmt: skip
     record(session, viewer, "create", "event", None, rec.patient_id, detail=f"course {rec.id}")
-    return _redirect(_patient_url(rec, f"Saved: {EVENT_TYPES[event_type][1]}."))
+    return _redirect(_patient_url(rec), request, f"Saved: {EVENT_TYPES[event_type][1]}.")
 
 
 @router.post("/courses/{course_id}/observations/{obs_id}/delete", response_class=HTMLResponse)
@@ -615,9 +646,11 @@ async def remove_observation(
         )
     except (ConflictError, InputError) as exc:
         session.rollback()
-        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg={exc}")
+        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, str(exc))
     record(session, viewer, "delete", "observation", obs_id, rec.patient_id)
-    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg=Lab+result+deleted.")
+    return _redirect(
+        f"/patients/{rec.patient_id}/data?course={rec.id}", request, "Lab result deleted."
+    )
 
 
 @router.post("/courses/{course_id}/events/{event_id}/delete", response_class=HTMLResponse)
@@ -636,9 +669,9 @@ async def remove_event(
         )
     except (ConflictError, InputError) as exc:
         session.rollback()
-        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg={exc}")
+        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, str(exc))
     record(session, viewer, "delete", "event", event_id, rec.patient_id)
-    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}&msg=Event+deleted.")
+    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, "Event deleted.")
 
 
 async def _upload_bytes(request: Request, upload: Any, what: str) -> tuple[bytes, str]:
@@ -698,7 +731,7 @@ async def upload_labs(
         )  # fmt: skip
     record(session, viewer, "create", "observation", None, rec.patient_id,
            detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
-    return _redirect(_patient_url(rec, f"Saved {len(new)} lab result(s) from {filename}."))
+    return _redirect(_patient_url(rec), request, f"Saved {len(new)} lab result(s) from {filename}.")
 
 
 @router.get("/import", response_class=HTMLResponse)
@@ -726,7 +759,7 @@ async def import_course(
             errors=problems, summary=summary,
         )  # fmt: skip
     record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="JSON upload")
-    return _redirect(_patient_url(rec, f"Imported course of {rec.patient.pseudonym}."))
+    return _redirect(_patient_url(rec), request, f"Imported course of {rec.patient.pseudonym}.")
 
 
 @router.get("/help", response_class=HTMLResponse)
