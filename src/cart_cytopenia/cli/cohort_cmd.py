@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cart_cytopenia.cohort import synthetic
-from cart_cytopenia.cohort.report import build_report
 from cart_cytopenia.errors import ParseError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.omop import long_tables, read_omop
@@ -168,6 +167,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """HTML report (figures embedded) and CSV tables: grades, durations, recovery, calibration."""
+        from cart_cytopenia.cohort.report import build_report  # matplotlib: only when reporting
+
         console = Console(stderr=True)
         settings = load_settings(settings_file)
         t0 = time.perf_counter()
