@@ -147,7 +147,11 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         pl.col("day").cast(pl.Int32),
         pl.col("analyte").cast(pl.String),
         pl.col("value").cast(pl.Float64),
-        pl.col("unit").cast(pl.String).fill_null(""),
+        (
+            pl.col("unit").cast(pl.String).fill_null("")
+            if raw["unit"].null_count()
+            else pl.col("unit").cast(pl.String)  # no copy of every unit text when none is missing
+        ),
         pl.col("row").cast(pl.Int64),
     )
 

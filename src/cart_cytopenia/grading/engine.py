@@ -144,9 +144,11 @@ def iter_chunks(
         .with_row_index("gidx")
         .with_columns(pl.col("gidx").cast(pl.Int64))
     )
-    grid_labs = (
-        labs.filter(pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
-        .join(index_all, on="patient_id", how="inner")
+    grid_labs = (  # one fused query: no full-size intermediate copies of the lab rows
+        labs.lazy()
+        .select("patient_id", "day", "analyte", "value")
+        .filter(pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
+        .join(index_all.lazy(), on="patient_id", how="inner")
         .select(
             "gidx",
             pl.col("day").cast(pl.Int32),
@@ -154,6 +156,7 @@ def iter_chunks(
             "value",
         )
         .sort("gidx")
+        .collect()
     )
     if as_of is not None:
         grid_labs = grid_labs.filter(pl.col("day") <= as_of)
