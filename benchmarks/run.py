@@ -196,6 +196,7 @@ def main() -> None:
         "--out",
         str(grades),
     ]
+    load_before = os.getloadavg()[0]
     runs = []
     for i in range(args.repeat):
         wall, gb, _ = child(grade_cmd)
@@ -286,6 +287,8 @@ def main() -> None:
             "goal_seconds": GOAL_SECONDS,
             "goal_gb": GOAL_GB,
             "meets_goals": best_wall < GOAL_SECONDS and peak_gb < GOAL_GB,
+            "load_average_before": round(load_before, 2),
+            "cpu_seconds_note": "wall time of the child process; the machine is shared",
         },
         "reference": {
             "patients": k,
@@ -331,6 +334,7 @@ def write_results(r: dict, path: Path) -> None:
         "",
         f"- CPU: {m['cpu']} ({m['cores']} cores available)",
         f"- Memory: {m['memory']}; {m['os']}",
+        f"- Load average (1 min) just before the grading runs: {r['grade']['load_average_before']}",
         f"- Python {m['python']}, polars {m['polars']}, numpy {m['numpy']}",
         "",
         "## Cohort",
