@@ -57,6 +57,12 @@ def png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _ink(colour: str) -> str:
+    """Black or white text, whichever reads better on ``colour`` (relative luminance)."""
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "#ffffff"
+
+
 def _style(ax: Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color="#eeeeee", linewidth=0.8)
@@ -94,9 +100,18 @@ def stacked_shares(
                 ]
             )
             ax.barh(groups, vals, left=left, color=colour, edgecolor="white", label=cat)
+            ink = _ink(colour)
             for y, (lft, v) in enumerate(zip(left, vals, strict=True)):
                 if v >= 0.08:
-                    ax.text(lft + v / 2, y, f"{100 * v:.0f}", ha="center", va="center", fontsize=7)
+                    ax.text(
+                        lft + v / 2,
+                        y,
+                        f"{100 * v:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=ink,
+                    )
             left += vals
         ax.set_xlim(0, 1)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "25", "50", "75", "100%"])
