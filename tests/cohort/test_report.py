@@ -177,3 +177,14 @@ def test_report_refuses_a_non_html_name(frames: CohortFrames, tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"\.html"):
         report.build_report(frames, Settings(), tmp_path / "r.pdf")
     assert not any(tmp_path.iterdir())
+
+
+def test_report_on_a_tiny_cohort_without_events(tmp_path: Path) -> None:
+    """Groups too small for curves and no event table: the report still builds, with tables."""
+    files = synthetic.write_cohort(tmp_path / "tiny", 12, seed=3)
+    files.events.unlink()
+    out = tmp_path / "tiny.html"
+    p = run("cohort", "report", str(files.directory), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "12 patients" in out.read_text(encoding="utf-8")
+    assert pl.read_csv(tmp_path / "tiny_tables" / "grades.csv").height == 12
