@@ -133,8 +133,18 @@ class OmopSource:
             return [c.lower() for c in pl.scan_parquet(f).collect_schema().names()]
         return [c.lower() for c in pl.scan_csv(f, infer_schema=False).collect_schema().names()]
 
-    def read(self, table: str, wanted: list[str], required: list[str]) -> pl.DataFrame:
-        """The wanted columns that exist (lower-case names), with a 1-based ``row`` number."""
+    def read(
+        self,
+        table: str,
+        wanted: list[str],
+        required: list[str],
+        only_ids: tuple[str, list[int]] | None = None,
+    ) -> pl.DataFrame:
+        """The wanted columns that exist (lower-case names), with a 1-based ``row`` number.
+
+        ``only_ids``: (column, ids) keeps only those rows, filtered while reading (for CONCEPT,
+        which holds millions of rows in a full vocabulary); row numbers then count kept rows.
+        """
         have = self.columns(table)
         missing = [c for c in required if c not in have]
         if missing:
@@ -145,7 +155,11 @@ class OmopSource:
         try:
             if self._con is not None:
                 sel = ", ".join(f'"{c}"' for c in cols)
-                df: pl.DataFrame = self._con.sql(f"select {sel} from {self._names[table]}").pl()
+                query = f"select {sel} from {self._names[table]}"
+                if only_ids is not None:
+                    ids = ",".join(str(int(i)) for i in only_ids[1]) or "NULL"
+                    query += f' where "{only_ids[0]}" in ({ids})'
+                df: pl.DataFrame = self._con.sql(query).pl()
             else:
                 f = self.path / self._names[table]
                 if f.suffix.lower() == ".parquet":
@@ -153,7 +167,12 @@ class OmopSource:
                 else:
                     lf = pl.scan_csv(f, infer_schema=False)
                 rename = {c: c.lower() for c in lf.collect_schema().names()}
-                df = lf.rename(rename).select(cols).collect()
+                lf = lf.rename(rename).select(cols)
+                if only_ids is not None:
+                    lf = lf.filter(
+                        pl.col(only_ids[0]).cast(pl.Int64, strict=False).is_in(only_ids[1])
+                    )
+                df = lf.collect()
         except Exception as exc:  # polars / duckdb / OS errors: one clear message
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
@@ -214,9 +233,9 @@ def _concepts(src: OmopSource, ids: set[int]) -> dict[int, tuple[str, str, str]]
         "concept",
         ["concept_id", "vocabulary_id", "concept_code", "concept_name"],
         ["concept_id", "vocabulary_id", "concept_code"],
+        only_ids=("concept_id", sorted(ids)),
     )
     df = _cast(df, "concept_id", pl.Int64, src.where("concept"), "a concept id")
-    df = df.filter(pl.col("concept_id").is_in(list(ids)))
     name = "concept_name" if "concept_name" in df.columns else "concept_code"
     return {
         int(r["concept_id"]): (str(r["vocabulary_id"]), str(r["concept_code"]), str(r[name] or ""))
