@@ -134,7 +134,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(port: int, jwks: dict[str, Any], today: str, data_dir: str) -> None:
+def _serve(
+    port: int, jwks: dict[str, Any], today: str, data_dir: str, reuse_port: bool = False
+) -> None:
     import logging
 
     import uvicorn
@@ -162,21 +164,30 @@ def _serve(port: int, jwks: dict[str, Any], today: str, data_dir: str) -> None:
     )
 
 
-def start_server(jwks: dict[str, Any], today: dt.date) -> tuple[mp.Process, int, str]:
+def start_server(
+    jwks: dict[str, Any], today: dt.date, workers: int = 1
+) -> tuple[list[mp.Process], int, str]:
+    """``workers`` uvicorn processes on one loopback port (SO_REUSEPORT when more than one)."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="cds-bench-")
-    p = mp.get_context("spawn").Process(
-        target=_serve, args=(port, jwks, today.isoformat(), data_dir), daemon=True
-    )
-    p.start()
+    ctx = mp.get_context("spawn")
+    procs = []
+    for _ in range(workers):
+        p = ctx.Process(
+            target=_serve, args=(port, jwks, today.isoformat(), data_dir, workers > 1), daemon=True
+        )
+        p.start()
+        procs.append(p)
+        time.sleep(3 if workers > 1 else 0)  # the first one migrates the database
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return p, port, data_dir
+                return procs, port, data_dir
         except OSError:
             time.sleep(0.1)
-    p.terminate()
+    for p in procs:
+        p.terminate()
     raise RuntimeError("the service did not start within 60 s")
 
 
@@ -343,7 +354,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     base_body = json.dumps(hook_body(course, prefetch)).encode()
     key, jwks = make_key()
-    server, port, data_dir = start_server(jwks, today)
+    servers, port, data_dir = start_server(jwks, today, args.workers)
     url = f"http://127.0.0.1:{port}/cds-services/{SERVICE}"
     results: list[dict[str, Any]] = []
     try:
@@ -383,6 +394,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 raise SystemExit(f"unknown scenario {scenario!r}")
             res.update(
+                workers=args.workers,
                 scenario=scenario,
                 connections=conns,
                 duration=duration,
@@ -394,8 +406,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             results.append(res)
             print(_line(res), flush=True)
     finally:
-        server.terminate()
-        server.join(10)
+        for server in servers:
+            server.terminate()
+            server.join(10)
         shutil.rmtree(data_dir, ignore_errors=True)
     return results
 
@@ -456,6 +469,7 @@ def main() -> None:
     ap.add_argument("--distinct-duration", type=int, default=20)
     ap.add_argument("--generator", choices=("auto", "wrk", "httpx"), default="auto")
     ap.add_argument("--scenarios", default="repeat,distinct")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn processes (SO_REUSEPORT)")
     ap.add_argument(
         "--results", type=Path, help="Write the results as a Markdown section to this file."
     )

@@ -465,3 +465,18 @@ def test_concurrent_identical_calls_are_computed_once() -> None:
     assert len(calls) == 1
     summaries = {r.json()["cards"][0]["summary"] for r in responses}
     assert len(summaries) == 1
+
+
+def test_startup_freezes_long_lived_objects_for_short_gc_pauses() -> None:
+    import gc
+
+    h = make_harness(dt.date(2024, 1, 1), evaluate=stub_evaluate)
+    gc.unfreeze()
+    try:
+        with h.client:  # runs the application's lifespan (startup)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    off = make_harness(dt.date(2024, 1, 1), settings={"gc_freeze": False}, evaluate=stub_evaluate)
+    with off.client:
+        assert gc.get_freeze_count() == 0
