@@ -10,44 +10,24 @@ tables in ``rules/tables``. Problems are reported as ``RuleTableError`` when fir
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydantic import ValidationError
 
 from cart_cytopenia.errors import RuleTableError
 from cart_cytopenia.guidance.model import RecommendationSpec
-from cart_cytopenia.rules.tables import RuleMeta
+from cart_cytopenia.rules.tables import RuleMeta, parse_meta, read_table
 
 PHASES = ("early", "prolonged", "late")
 
 
 def _read(name: str) -> dict[str, Any]:
-    try:
-        text = resources.files("cart_cytopenia.guidance").joinpath(f"tables/{name}").read_text()
-        return tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RuleTableError(f"guidance table {name} cannot be read: {exc}") from exc
+    return read_table("cart_cytopenia.guidance", name)
 
 
-def _meta(raw: dict[str, Any], name: str) -> RuleMeta:
-    m = raw.get("meta")
-    if not isinstance(m, dict):
-        raise RuleTableError(f"guidance table {name} has no [meta] header")
-    try:
-        extra = {
-            k: v
-            for k, v in m.items()
-            if k not in {"id", "title", "version", "source", "transcribed"}
-        }
-        return RuleMeta(
-            m["id"], m["title"], str(m["version"]), m["source"], str(m["transcribed"]), extra
-        )
-    except KeyError as exc:
-        raise RuleTableError(f"guidance table {name}: [meta] lacks {exc}") from exc
+_meta = parse_meta
 
 
 @dataclass(frozen=True)

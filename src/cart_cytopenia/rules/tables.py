@@ -36,15 +36,21 @@ class RuleMeta:
         return f"{self.id} v{self.version}"
 
 
-def _read(name: str) -> dict[str, Any]:
+def read_table(package: str, name: str) -> dict[str, Any]:
+    """Parse ``tables/<name>`` shipped in ``package`` (a rule table of any layer)."""
     try:
-        text = resources.files("cart_cytopenia.rules").joinpath(f"tables/{name}").read_text()
+        text = resources.files(package).joinpath(f"tables/{name}").read_text()
         return tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RuleTableError(f"rule table {name} cannot be read: {exc}") from exc
 
 
-def _meta(raw: dict[str, Any], name: str) -> RuleMeta:
+def _read(name: str) -> dict[str, Any]:
+    return read_table("cart_cytopenia.rules", name)
+
+
+def parse_meta(raw: dict[str, Any], name: str) -> RuleMeta:
+    """The ``[meta]`` header every rule table opens with (id, title, version, source, transcribed)."""
     m = raw.get("meta")
     if not isinstance(m, dict):
         raise RuleTableError(f"rule table {name} has no [meta] header")
@@ -59,6 +65,9 @@ def _meta(raw: dict[str, Any], name: str) -> RuleMeta:
         )
     except KeyError as exc:
         raise RuleTableError(f"rule table {name}: [meta] lacks {exc}") from exc
+
+
+_meta = parse_meta
 
 
 def _factor(analyte_code: str, unit: str, where: str) -> float:
