@@ -1118,9 +1118,14 @@ def _event_rows(
         drug=np.where(rng.random(n) < 0.6, "acyclovir", "valacyclovir").astype(object),
     )
     pjp_day = rng.integers(21, 35, n)
-    pjp_drug = np.where(rng.random(n) < 0.8, "trimethoprim-sulfamethoxazole", "atovaquone").astype(
-        object
-    )
+    # the review uses TMP-SMX and "pentamidine or atovaquone as acceptable alternatives if there
+    # are concerns for persistent cytopenias": persistent (aplastic) courses mostly get those
+    u = rng.random(n)
+    pjp_drug = np.where(
+        infections[0],
+        np.where(u < 0.7, "pentamidine", "atovaquone"),
+        np.where(u < 0.85, "trimethoprim-sulfamethoxazole", "atovaquone"),
+    ).astype(object)
     ev.add(upto(rng.random(n) < 0.9, pjp_day), "medication", pjp_day, None, drug=pjp_drug)
     aplastic, never, onset, recover = infections
     lev = ~never & (rng.random(n) < 0.6)
