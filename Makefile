@@ -48,6 +48,7 @@ demo: setup
 	bash scripts/demo.sh
 
 bench: setup
+	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -386,6 +386,9 @@ def write_results(r: dict, path: Path) -> None:
             f"`cart-cytopenia cohort report` (grading, recovery end points, figures, CSV tables): "
             f"{rep['seconds']} s, peak {rep['peak_gb']} GB, HTML {rep['html_mb']} MB.",
         ]
+    cds = HERE / "cds_hooks_results.md"  # written by benchmarks/cds_hooks_bench.py --results
+    if cds.exists():
+        lines += ["", cds.read_text(encoding="utf-8").strip()]
     analysis = HERE / "ANALYSIS.md"
     if analysis.exists():
         lines += ["", analysis.read_text(encoding="utf-8").strip()]
