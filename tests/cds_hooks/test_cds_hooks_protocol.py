@@ -480,3 +480,46 @@ def test_startup_freezes_long_lived_objects_for_short_gc_pauses() -> None:
     off = make_harness(dt.date(2024, 1, 1), settings={"gc_freeze": False}, evaluate=stub_evaluate)
     with off.client:
         assert gc.get_freeze_count() == 0
+
+
+def test_unreadable_draft_order_is_said_not_silently_skipped(h: Harness) -> None:
+    pid, prefetch = _case1_day30()
+    bad = {
+        "resourceType": "MedicationRequest",
+        "id": "bad1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": "oops"},
+    }
+    body = hook_request(
+        "order-select",
+        pid,
+        prefetch,
+        {
+            "selections": ["MedicationRequest/bad1"],
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": bad}],
+            },
+        },
+    )
+    r = h.post("/cds-services/cart-cytopenia-order-select", body)
+    (card,) = r.json()["cards"]
+    assert (
+        "could not read a draft order" in card["summary"]
+        and "MedicationRequest/bad1" in card["detail"]
+    )
+
+
+def test_service_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from cart_cytopenia.rules.settings import Settings
+    from cart_cytopenia.service.cds_hooks import router_from_context
+
+    ctx = SimpleNamespace(clinical=Settings(), today=lambda: dt.date(2024, 1, 1), db=None)
+    monkeypatch.setenv("CART_CYTOPENIA_CDS_ENABLED", "false")
+    assert router_from_context(ctx).routes == []
+    monkeypatch.setenv("CART_CYTOPENIA_CDS_ENABLED", "true")
+    assert any(getattr(r, "path", "") == "/cds-services" for r in router_from_context(ctx).routes)

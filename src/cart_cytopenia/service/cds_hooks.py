@@ -125,7 +125,7 @@ class CdsHooksSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Serve /cds-services at all")
     require_auth: bool = Field(True, description="Require the EHR's signed JWT on every call")
     public_url: str | None = Field(
         None,
@@ -942,13 +942,25 @@ class CdsEngine:
             draft_raws = list(resources_from_json(draft_orders, "context.draftOrders"))
         except CartCytopeniaError as exc:
             raise CdsError(400, f"context.draftOrders: {exc}") from None
-        orders, _bad = medication_orders(draft_raws)
+        orders, bad = medication_orders(draft_raws)
         if selections is not None:
             wanted = set(selections)
             orders = [o for o in orders if o.reference in wanted]
+            bad = [u for u in bad if u.resource in wanted]
+        unreadable = [
+            message_card(
+                "cart-cytopenia could not read a draft order, so it was not checked",
+                f"{u.resource}: {u.reason}",
+                "info",
+                "data-quality",
+                links,
+            )
+            for u in bad
+            if u.resource.startswith("MedicationRequest")
+        ]
         relevant = [o for o in orders if o.drug is not None and o.drug.classes & CHECKED_CLASSES]
         if not relevant:
-            return []
+            return unreadable
         course, _result, cards = self._course(raws, patient_id, links)
         if course is None:
             return cards
@@ -956,7 +968,7 @@ class CdsEngine:
         if day < 0:
             return []
         guidance = self.evaluate(course, day, self.clinical)
-        out: list[dict[str, Any]] = []
+        out: list[dict[str, Any]] = list(unreadable)
         for order in relevant:
             out += order_checks(order, course, guidance, self.evaluate, day, self.clinical, links)
         return out
@@ -1520,8 +1532,11 @@ def create_cds_router(
 
 
 def router_from_context(ctx: Any) -> APIRouter:
-    """The CDS Hooks router wired to the service context (clinical settings, today, audit log)."""
+    """The CDS Hooks router wired to the service context (clinical settings, today, audit log);
+    an empty router when the settings turn the service off (``enabled = false``)."""
     settings = load_cds_settings()
+    if not settings.enabled:
+        return APIRouter()
     return create_cds_router(
         settings,
         clinical=ctx.clinical,
