@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,7 +36,7 @@ from cart_cytopenia.grading import (
     timing,
     transfusion,
 )
-from cart_cytopenia.grading.daily import DailyGrid, interpolate, last_observed_day
+from cart_cytopenia.grading.daily import DailyGrid, interpolate
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -46,6 +46,7 @@ GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows pa
 DENSE_ANALYTES = ("anc", "platelets", "hb")  # need daily grids (runs, interpolation, phases)
 LINEAGE_GRID = {"neutrophils": "anc", "platelets": "platelets", "red_cells": "hb"}
 MAX_GRID_DAY = 730
+DENSE_CELL_BUDGET = 1_000_000  # patients x days above which grids stop after the windows
 DEFAULT_CHUNK = 5_000  # patients per chunk: grids of 5,000 x days stay cache-friendly
 
 
@@ -246,11 +247,24 @@ def _grade_chunk(
         )
     else:
         row_limit = last_day if as_of_day is None else min(last_day, as_of_day)
+    conv = icaht.effective_conventions(tables.icaht(), settings.icaht)
+    # Dense daily grids are needed up to the end of the windows the grading reads (late ICAHT
+    # and the phenotype end by day 100; interpolating day 100 needs values up to max_gap days
+    # later). Everything past that is read from the rows. Small chunks (one course, a replay)
+    # keep the whole span so that the current episode of each lineage can be traced.
+    dense_last = last_day
+    if n * (last_day + 1) > DENSE_CELL_BUDGET:
+        dense_last = min(
+            last_day, tables.icaht().late_window_end + conv.max_interpolation_gap_days + 1
+        )
+    rows: dict[str, tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]] = {}
     for code, name in enumerate(GRID_ANALYTES):
         m = (ra == code) & (rday <= last_day) & (rday <= row_limit)
+        rows[name] = (ridx[m], rday[m].astype(np.int64), rv[m])
         if name in DENSE_ANALYTES:
-            vals = np.full((n, last_day + 1), np.nan)
-            np.fmin.at(vals, (ridx[m], rday[m].astype(np.int64)), rv[m])
+            vals = np.full((n, dense_last + 1), np.nan)
+            d = m & (rday <= dense_last)
+            np.fmin.at(vals, (ridx[d], rday[d].astype(np.int64)), rv[d])
             grids[name] = DailyGrid(0, vals)
         # worst and last values from the rows themselves (no pass over patients x days)
         sparse_min[name], sparse_last[name] = _sparse_min_last(n, ridx[m], rday[m], rv[m])
@@ -277,7 +291,6 @@ def _grade_chunk(
     )  # baseline rows only
 
     icaht_t = tables.icaht()
-    conv = icaht.effective_conventions(icaht_t, settings.icaht)
     anc = grids["anc"]
     anc_interp = interpolate(anc, conv.max_interpolation_gap_days)
     early = icaht.grade_early(anc, as_of, complete, icaht_t, settings.icaht, anc_interp)
@@ -291,7 +304,7 @@ def _grade_chunk(
         as_of,
         complete,
     )
-    last_anc = last_observed_day(anc)
+    last_anc = _last_day_or_none(sparse_last["anc"][1])
     last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
     # the recovery phenotype describes the course to the end of the late ICAHT window (day 100,
     # censored at relapse/progression, next therapy, follow-up or death)
@@ -318,7 +331,7 @@ def _grade_chunk(
     for lin_id, a in LINEAGE_GRID.items():
         g = grids[a]
         gi = anc_interp if a == "anc" else interpolate(g, conv.max_interpolation_gap_days)
-        lineages[lin_id] = timing.lineage_timing(g, gi, tt.lineage(lin_id), as_of, tt)
+        lineages[lin_id] = timing.lineage_timing(g, gi, tt.lineage(lin_id), as_of, tt, rows[a])
 
     ev_last = np.full(n, -1, np.int64)
     if chunk_events.height:
@@ -327,12 +340,20 @@ def _grade_chunk(
             ev_last, e["idx"].to_numpy(), e["start_day"].fill_null(-1).to_numpy().astype(np.int64)
         )
     data_end = np.maximum(
-        np.maximum(last_observed_day(grids["hb"]), last_observed_day(grids["platelets"])), last_anc
+        np.maximum(
+            _last_day_or_none(sparse_last["hb"][1]), _last_day_or_none(sparse_last["platelets"][1])
+        ),
+        last_anc,
     )
     on_day = np.where(as_of == NO_DAY, np.maximum(data_end, ev_last), as_of).astype(np.int32)
     tx = {p: transfusion.burden(chunk_events, index, p, on_day, tt) for p in ("rbc", "platelets")}
     gc = gcsf_response.response(
-        chunk_events, index, anc_interp, np.minimum(as_of, on_day + 1000).astype(np.int32), tt
+        chunk_events,
+        index,
+        anc_interp,
+        np.minimum(as_of, on_day + 1000).astype(np.int32),
+        tt,
+        _anc_series(anc_interp, rows["anc"], conv.max_interpolation_gap_days),
     )
 
     ld = patients.select("patient_id", pl.col("ld_start_day").fill_null(-5))
@@ -362,6 +383,34 @@ def _grade_chunk(
         last_anc_day=last_anc,
         sex=sex,
     )
+
+
+def _last_day_or_none(day: I32) -> I32:
+    """Last-value days with -10_000 for "none" (the convention of ``last_observed_day``)."""
+    return np.where(day >= 0, day, -10_000).astype(np.int32)
+
+
+def _anc_series(
+    interp: DailyGrid,
+    rows: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]],
+    max_gap: int,
+) -> Callable[[int, int, int], NDArray[np.float64]]:
+    """Interpolated ANC of one patient for days lo..hi: from the grid where it reaches, otherwise
+    rebuilt from the patient's rows over a margin wide enough for the same interpolation."""
+    from_grid = gcsf_response.grid_series(interp)
+    ridx, rday, rval = rows
+
+    def get(i: int, lo: int, hi: int) -> NDArray[np.float64]:
+        if hi + max_gap + 1 <= interp.last_day:  # the grid holds every value these days need
+            return from_grid(i, lo, hi)
+        a, b = lo - max_gap - 1, hi + max_gap + 1
+        m = (ridx == i) & (rday >= a) & (rday <= b)
+        local = np.full((1, b - a + 1), np.nan)
+        np.fmin.at(local, (np.zeros(int(m.sum()), np.int64), rday[m] - a), rval[m])
+        li = interpolate(DailyGrid(a, local), max_gap)
+        return li.values[0, lo - a : hi - a + 1]
+
+    return get
 
 
 def _sparse_min_last(

@@ -9,6 +9,7 @@ prompt bone marrow biopsy".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,30 @@ def gcsf_starts(events: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def grid_series(interp: DailyGrid) -> Callable[[int, int, int], F]:
+    """Values of patient ``i`` for days ``lo..hi`` from a grid (NaN outside it)."""
+
+    def get(i: int, lo: int, hi: int) -> F:
+        out = np.full(hi - lo + 1, np.nan)
+        a, b = max(lo, interp.first_day), min(hi, interp.last_day)
+        if b >= a:
+            out[a - lo : b - lo + 1] = interp.values[i, interp.col(a) : interp.col(b) + 1]
+        return out
+
+    return get
+
+
 def response(
-    events: pl.DataFrame, index: pl.DataFrame, interp: DailyGrid, as_of: I32, table: TimingTable
+    events: pl.DataFrame,
+    index: pl.DataFrame,
+    interp: DailyGrid,
+    as_of: I32,
+    table: TimingTable,
+    series: Callable[[int, int, int], F] | None = None,
 ) -> GcsfResponse:
+    """``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
+    is read from ``interp`` (the engine passes one that also reaches beyond a shortened grid)."""
+    get = series or grid_series(interp)
     n = index.height
     starts = gcsf_starts(events, index)
     first = np.full(n, -1, np.int32)
@@ -70,14 +92,11 @@ def response(
     has = first >= 0
     for i in np.nonzero(has)[0]:
         s0 = int(first[i])
-        start_val = (
-            interp.values[i, interp.col(s0)]
-            if interp.first_day <= s0 <= interp.last_day
-            else np.nan
-        )
+        w = table.gcsf_window_days
+        vals = get(int(i), s0 - 3, s0 + w)  # days s0-3 .. s0+w
+        start_val = vals[3]
         if np.isnan(start_val):  # last known value in the 3 days before
-            lo = max(interp.first_day, s0 - 3)
-            prev = interp.values[i, interp.col(lo) : interp.col(min(s0, interp.last_day)) + 1]
+            prev = vals[:4]
             known = prev[~np.isnan(prev)]
             start_val = known[-1] if known.size else np.nan
         anc0[i] = start_val
@@ -86,11 +105,11 @@ def response(
             if start_val > table.gcsf_response_anc
             else table.gcsf_response_anc
         )
-        hi = min(s0 + table.gcsf_window_days, int(as_of[i]), interp.last_day)
-        seg = interp.values[i, interp.col(s0 + 1) : interp.col(hi) + 1] if hi > s0 else np.array([])
+        hi = min(s0 + w, int(as_of[i]))
+        seg = vals[4 : hi - s0 + 4] if hi > s0 else np.array([])
         if seg.size and np.nanmax(np.where(np.isnan(seg), -np.inf, seg)) > level:
             out[i] = RESPONDED
-        elif int(as_of[i]) < s0 + table.gcsf_window_days:
+        elif int(as_of[i]) < s0 + w:
             out[i] = TOO_EARLY
         elif not np.any(~np.isnan(seg)):
             out[i] = NO_ANC

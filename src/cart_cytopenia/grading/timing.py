@@ -41,58 +41,71 @@ class LineageTiming:
 
 
 def lineage_timing(
-    raw: DailyGrid, interp: DailyGrid, lineage: Lineage, as_of: I32, table: TimingTable
+    raw: DailyGrid,
+    interp: DailyGrid,
+    lineage: Lineage,
+    as_of: I32,
+    table: TimingTable,
+    rows: tuple[NDArray[np.int64], NDArray[np.int64], F] | None = None,
 ) -> LineageTiming:
+    """Timing of one lineage for every patient.
+
+    Nadir and the last significant day come from the value rows (``rows``: patient index, day,
+    value; all days up to ``as_of``), so they hold however long the follow-up. The current
+    episode needs the interpolated daily series: it is given where the grid reaches the
+    patient's last value (always for a single course), otherwise -1.
+    """
     n = raw.values.shape[0]
-    # only the days up to the latest assessment day matter; mask per patient only when needed
+    if rows is None:
+        r, c = np.nonzero(~np.isnan(raw.values))
+        rows = (r.astype(np.int64), (c + raw.first_day).astype(np.int64), raw.values[r, c])
+    ridx, rday, rval = rows
+    keep = (rday >= 0) & (rday <= as_of[ridx])
+    ridx, rday, rval = ridx[keep], rday[keep], rval[keep]
+    nadir = np.full(n, np.inf)
+    np.minimum.at(nadir, ridx, rval)
+    has = np.isfinite(nadir)
+    at_nadir = rval == nadir[ridx]
+    nd = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(nd, ridx[at_nadir], rday[at_nadir])
+    nadir = np.where(has, nadir, np.nan)
+    nadir_day = np.where(has, nd, -1).astype(np.int32)
+    sig_rows = rval < lineage.significant_below
+    last_sig64 = np.full(n, -1, np.int64)
+    np.maximum.at(last_sig64, ridx[sig_rows], rday[sig_rows])
+    any_sig = last_sig64 >= 0
+    last_sig: I32 = last_sig64.astype(np.int32)
+    latest_phase = phase_of_days(last_sig, table)
+    latest_phase[~any_sig] = None
+    last_obs = np.full(n, -1, np.int64)
+    np.maximum.at(last_obs, ridx, rday)
+
+    # current episode: the stretch of significant cytopenia (interpolated) containing the last value
     hi = (
         raw.n_days
         if not as_of.size
         else int(min(raw.n_days, max(0, int(as_of.max()) - raw.first_day + 1)))
     )
     days = raw.days()[:hi]
-    v = raw.values[:, :hi]
     iv = interp.values[:, :hi]
     if hi and int(as_of.min()) < int(days[-1]):
-        late = days[None, :] > as_of[:, None]
-        v = np.where(late, np.nan, v)
-        iv = np.where(late, np.nan, iv)
-    obs = ~np.isnan(v)
-    has = obs.any(axis=1) if v.shape[1] else np.zeros(n, bool)
-    safe = np.where(obs, v, np.inf)
-    col = np.argmin(safe, axis=1) if v.shape[1] else np.zeros(n, np.int64)
-    nadir = np.where(has, safe[np.arange(n), col] if v.shape[1] else np.nan, np.nan)
-    nadir_day = np.where(has, days[col] if v.shape[1] else -1, -1).astype(np.int32)
-
-    with np.errstate(invalid="ignore"):
-        sig = v < lineage.significant_below
-    any_sig = sig.any(axis=1)
-    last_sig_col = (
-        v.shape[1] - 1 - np.argmax(sig[:, ::-1], axis=1) if v.shape[1] else np.zeros(n, np.int64)
-    )
-    last_sig = np.where(any_sig, days[last_sig_col] if v.shape[1] else -1, -1).astype(np.int32)
-    latest_phase = phase_of_days(last_sig, table)
-    latest_phase[~any_sig] = None
-
-    # current episode: the stretch of significant cytopenia (interpolated) containing the last value
-    with np.errstate(invalid="ignore"):
-        isig = iv < lineage.significant_below
-        not_sig = iv >= lineage.significant_below
-    last_obs_col = (
-        v.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1) if v.shape[1] else np.zeros(n, np.int64)
-    )
-    current_sig = has & isig[np.arange(n), last_obs_col] if v.shape[1] else np.zeros(n, bool)
-    # last non-significant day before the last observation
-    cols = np.arange(v.shape[1])[None, :]
-    before = not_sig & (cols < last_obs_col[:, None])
-    any_before = before.any(axis=1)
-    last_ok = (
-        v.shape[1] - 1 - np.argmax(before[:, ::-1], axis=1) if v.shape[1] else np.zeros(n, np.int64)
-    )
-    first_sig_col = np.where(any_before, last_ok + 1, np.argmax(isig, axis=1) if v.shape[1] else 0)
-    episode_start = np.where(
-        current_sig, days[np.minimum(first_sig_col, v.shape[1] - 1)] if v.shape[1] else -1, -1
-    ).astype(np.int32)
+        iv = np.where(days[None, :] > as_of[:, None], np.nan, iv)
+    covered = has & (last_obs <= raw.last_day)
+    last_obs_col = np.clip(last_obs - raw.first_day, 0, max(hi - 1, 0))
+    episode_start = np.full(n, -1, np.int32)
+    if hi:
+        with np.errstate(invalid="ignore"):
+            isig = iv < lineage.significant_below
+            not_sig = iv >= lineage.significant_below
+        current_sig = covered & isig[np.arange(n), last_obs_col]
+        cols = np.arange(hi)[None, :]
+        before = not_sig & (cols < last_obs_col[:, None])
+        any_before = before.any(axis=1)
+        last_ok = hi - 1 - np.argmax(before[:, ::-1], axis=1)
+        first_sig_col = np.where(any_before, last_ok + 1, np.argmax(isig, axis=1))
+        episode_start = np.where(current_sig, days[np.minimum(first_sig_col, hi - 1)], -1).astype(
+            np.int32
+        )
 
     d0, d1 = table.duration_window
     w = interp.window(d0, d1)
