@@ -173,6 +173,7 @@ def iter_chunks(
     g_day = grid_labs["day"].to_numpy()
     g_a = grid_labs["a"].to_numpy()
     g_v = grid_labs["value"].to_numpy()
+    del grid_labs  # the arrays above are all the chunks need
     n_all = patients.height
     # events and baseline rows sorted by patient once, so each chunk takes a slice of them
     # instead of searching the whole tables
