@@ -7,24 +7,33 @@ written to logs.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from types import ModuleType
+from typing import Any
 
 import typer
 
 from cart_cytopenia import __version__
-from cart_cytopenia.cli import clinical, cohort_cmd, docs_cmd, fhir_cmd, serve_cmd
 from cart_cytopenia.errors import CartCytopeniaError
 
-app = typer.Typer(
-    name="cart-cytopenia",
-    help=(
-        "Clinical decision support for cytopenias after CAR T-cell therapy. It supports "
-        "clinicians; it never orders anything. Day 0 is the CAR-T infusion."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Top-level command -> the module that registers it. Only the module a command needs is
+# imported when it runs (the web and database layers are not loaded to grade a file); help and
+# unknown commands load them all.
+COMMAND_MODULES: dict[str, str] = {
+    "assess": "clinical",
+    "grade": "clinical",
+    "schema": "clinical",
+    "docs": "docs_cmd",
+    "serve": "serve_cmd",
+    "db": "serve_cmd",
+    "users": "serve_cmd",
+    "demo": "serve_cmd",
+    "cohort": "cohort_cmd",
+    "import": "fhir_cmd",
+    "export": "fhir_cmd",
+}
+ORDER = ("clinical", "docs_cmd", "serve_cmd", "cohort_cmd", "fhir_cmd")
 
 
 def _version(value: bool) -> None:
@@ -33,25 +42,43 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version."
-    ),
-) -> None:
-    """cart-cytopenia command line."""
+def build_app(modules: tuple[str, ...] = ORDER) -> typer.Typer:
+    """The command line with the command groups of ``modules`` registered."""
+    app = typer.Typer(
+        name="cart-cytopenia",
+        help=(
+            "Clinical decision support for cytopenias after CAR T-cell therapy. It supports "
+            "clinicians; it never orders anything. Day 0 is the CAR-T infusion."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Show the version."
+        ),
+    ) -> None:
+        """cart-cytopenia command line."""
+
+    for name in modules:
+        mod: ModuleType = importlib.import_module(f"cart_cytopenia.cli.{name}")
+        mod.register(app)
+    return app
 
 
-clinical.register(app)
-docs_cmd.register(app)
-
-# command groups added by other modules register here, one line each
-serve_cmd.register(app)
-cohort_cmd.register(app)
-fhir_cmd.register(app)
+def __getattr__(name: str) -> Any:  # ``from cart_cytopenia.cli.main import app``: every command
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    module = COMMAND_MODULES.get(first or "")
+    app = build_app((module,) if module and "--help" not in sys.argv[1:2] else ORDER)
     try:
         app()
     except CartCytopeniaError as exc:
