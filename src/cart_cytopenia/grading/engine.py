@@ -25,7 +25,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from cart_cytopenia.domain.frames import PATIENT_SCHEMA, CohortFrames, conform
+from cart_cytopenia.domain.frames import (
+    ANALYTE_CODES,
+    ANALYTE_ENUM,
+    PATIENT_SCHEMA,
+    CohortFrames,
+    conform,
+)
 from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading import (
     ctcae,
@@ -145,6 +151,7 @@ def iter_chunks(
         .with_row_index("gidx")
         .with_columns(pl.col("gidx").cast(pl.Int64))
     )
+    enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
     grid_labs = (  # one fused query: no full-size intermediate copies of the lab rows
         labs.lazy()
         .select("patient_id", "day", "analyte", "value")
@@ -153,12 +160,24 @@ def iter_chunks(
         .select(
             "gidx",
             pl.col("day").cast(pl.Int32),
-            pl.col("analyte").replace_strict(codes, return_dtype=pl.Int8).alias("a"),
+            (
+                pl.col("analyte").to_physical().cast(pl.Int16)
+                if enum_codes
+                else pl.col("analyte").replace_strict(codes, return_dtype=pl.Int16)
+            ).alias("a"),
             "value",
         )
-        .sort("gidx")
         .collect()
     )
+    if enum_codes:  # catalogue order -> grid order
+        lookup = np.full(len(ANALYTE_CODES), -1, np.int16)
+        for code, i in codes.items():
+            lookup[ANALYTE_CODES.index(code)] = i
+        grid_labs = grid_labs.with_columns(
+            pl.Series("a", lookup[grid_labs["a"].to_numpy()], dtype=pl.Int16)
+        )
+    if not grid_labs["gidx"].is_sorted():  # rows usually come grouped by patient already
+        grid_labs = grid_labs.sort("gidx", maintain_order=True)
     if as_of is not None:
         grid_labs = grid_labs.filter(pl.col("day") <= as_of)
     # CAR-HEMATOTOX only reads values before infusion
@@ -225,7 +244,7 @@ def _grade_chunk(
     patients: pl.DataFrame,
     labs: pl.DataFrame,
     events: pl.DataFrame,
-    grid_rows: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int8], NDArray[np.float64]],
+    grid_rows: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int16], NDArray[np.float64]],
     last_day: int,
     settings: Settings,
     as_of_day: int | None,
