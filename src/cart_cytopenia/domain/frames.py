@@ -25,7 +25,7 @@ import polars as pl
 
 from cart_cytopenia.domain.analytes import Analyte, implausibility, resolve_analyte
 from cart_cytopenia.domain.analytes import catalogue as analyte_catalogue
-from cart_cytopenia.domain.catalogues import DrugClass, resolve_drug
+from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import (
     CRS,
     HCT,
@@ -376,8 +376,3 @@ def _drugs_in_class(cls: DrugClass) -> list[str]:
         if cls in d.classes:
             out += [d.id, *d.aliases]
     return out
-
-
-def resolve_drug_name(name: str) -> str:
-    d = resolve_drug(name)
-    return d.id if d else name

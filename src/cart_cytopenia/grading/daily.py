@@ -101,22 +101,6 @@ def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
     return DailyGrid(grid.first_day, out)
 
 
-def last_observed_day(grid: DailyGrid) -> I32:
-    """Day of the last non-missing value per patient; -10_000 when none."""
-    obs = ~np.isnan(grid.values)
-    any_obs = obs.any(axis=1)
-    last = grid.n_days - 1 - np.argmax(obs[:, ::-1], axis=1)
-    return np.where(any_obs, last + grid.first_day, -10_000).astype(np.int32)
-
-
-def last_observed_value(grid: DailyGrid) -> F:
-    obs = ~np.isnan(grid.values)
-    any_obs = obs.any(axis=1)
-    col = grid.n_days - 1 - np.argmax(obs[:, ::-1], axis=1)
-    vals = grid.values[np.arange(grid.values.shape[0]), col] if grid.n_days else np.full(0, np.nan)
-    return np.where(any_obs, vals, np.nan)
-
-
 @dataclass(frozen=True)
 class RunScan:
     """Per-patient results of ``scan_runs`` (days are days since infusion; -1 = none)."""

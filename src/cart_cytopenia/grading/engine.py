@@ -187,7 +187,7 @@ def iter_chunks(
     )
     day_max = grid_labs["day"].max() if grid_labs.height else 0
     max_day = int(day_max) if isinstance(day_max, int) else 0
-    last_day = max(min(max_day, MAX_GRID_DAY), icaht_table().late_window_end, 100)
+    last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
     g_idx = grid_labs["gidx"].to_numpy()
     g_day = grid_labs["day"].to_numpy()
     g_a = grid_labs["a"].to_numpy()
@@ -234,10 +234,6 @@ def iter_chunks(
 def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within)."""
     return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
-
-
-def icaht_table() -> tables.IcahtTable:
-    return tables.icaht()
 
 
 def _grade_chunk(
@@ -406,7 +402,7 @@ def _grade_chunk(
 
 
 def _last_day_or_none(day: I32) -> I32:
-    """Last-value days with -10_000 for "none" (the convention of ``last_observed_day``)."""
+    """Last-value days with -10_000 for "none" (as the grade table's ``last_anc_day`` expects)."""
     return np.where(day >= 0, day, -10_000).astype(np.int32)
 
 
