@@ -399,6 +399,18 @@ def get_patient_courses(
     return [_summary(c) for c in p.courses]
 
 
+def _course_out(rec: Any, response: Response) -> CourseOut:
+    """The course document with its version, also sent as the ETag (for If-Match)."""
+    response.headers["ETag"] = f'"{rec.version}"'
+    return CourseOut(
+        id=rec.id,
+        patient_id=rec.patient_id,
+        status=rec.status,
+        version=rec.version,
+        document=repo.course_document(rec),
+    )
+
+
 @router.post(
     "/courses",
     status_code=201,
@@ -414,14 +426,7 @@ def create_course(
     rec = repo.import_course(session, course, user=viewer.username, source="api")
     record(session, viewer, "create", "course", rec.id, rec.patient_id)
     response.headers["Location"] = f"/api/v1/courses/{rec.id}"
-    response.headers["ETag"] = f'"{rec.version}"'
-    return CourseOut(
-        id=rec.id,
-        patient_id=rec.patient_id,
-        status=rec.status,
-        version=rec.version,
-        document=repo.course_document(rec),
-    )
+    return _course_out(rec, response)
 
 
 @router.get("/courses/{course_id}", summary="A course document with its version (ETag)")
@@ -433,14 +438,7 @@ def get_course(
 ) -> CourseOut:
     rec = _course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id)
-    response.headers["ETag"] = f'"{rec.version}"'
-    return CourseOut(
-        id=rec.id,
-        patient_id=rec.patient_id,
-        status=rec.status,
-        version=rec.version,
-        document=repo.course_document(rec),
-    )
+    return _course_out(rec, response)
 
 
 @router.put("/courses/{course_id}", summary="Replace a course document (needs its version)")
@@ -466,14 +464,7 @@ def replace_course(
         session, rec, course, expected_version=expected, user=viewer.username, source="api"
     )
     record(session, viewer, "update", "course", rec.id, rec.patient_id, detail="replaced")
-    response.headers["ETag"] = f'"{rec.version}"'
-    return CourseOut(
-        id=rec.id,
-        patient_id=rec.patient_id,
-        status=rec.status,
-        version=rec.version,
-        document=repo.course_document(rec),
-    )
+    return _course_out(rec, response)
 
 
 @router.post("/courses/{course_id}/status", summary="Close or reopen a course")

@@ -630,6 +630,31 @@ async def create_event(
     return _redirect(_patient_url(rec), request, f"Saved: {EVENT_TYPES[event_type][1]}.")
 
 
+async def _delete_item(
+    request: Request,
+    course_id: int,
+    item_id: int,
+    kind: str,
+    delete: Any,
+    done: str,
+    viewer: Viewer,
+    session: Session,
+) -> Response:
+    """Delete one lab result or event of a course (version-checked) and go back to its data page."""
+    form = await check_csrf(request, viewer)
+    rec = repo.get_course(session, course_id)
+    back = f"/patients/{rec.patient_id}/data?course={rec.id}"
+    try:
+        delete(
+            session, rec, item_id, expected_version=_int(form.get("version")), user=viewer.username
+        )
+    except (ConflictError, InputError) as exc:
+        session.rollback()
+        return _redirect(back, request, str(exc))
+    record(session, viewer, "delete", kind, item_id, rec.patient_id)
+    return _redirect(back, request, done)
+
+
 @router.post("/courses/{course_id}/observations/{obs_id}/delete", response_class=HTMLResponse)
 async def remove_observation(
     request: Request,
@@ -638,19 +663,10 @@ async def remove_observation(
     viewer: Viewer = Depends(WRITE),
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
-    rec = repo.get_course(session, course_id)
-    try:
-        repo.delete_observation(
-            session, rec, obs_id, expected_version=_int(form.get("version")), user=viewer.username
-        )
-    except (ConflictError, InputError) as exc:
-        session.rollback()
-        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, str(exc))
-    record(session, viewer, "delete", "observation", obs_id, rec.patient_id)
-    return _redirect(
-        f"/patients/{rec.patient_id}/data?course={rec.id}", request, "Lab result deleted."
-    )
+    return await _delete_item(
+        request, course_id, obs_id, "observation", repo.delete_observation,
+        "Lab result deleted.", viewer, session,
+    )  # fmt: skip
 
 
 @router.post("/courses/{course_id}/events/{event_id}/delete", response_class=HTMLResponse)
@@ -661,17 +677,9 @@ async def remove_event(
     viewer: Viewer = Depends(WRITE),
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
-    rec = repo.get_course(session, course_id)
-    try:
-        repo.delete_event(
-            session, rec, event_id, expected_version=_int(form.get("version")), user=viewer.username
-        )
-    except (ConflictError, InputError) as exc:
-        session.rollback()
-        return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, str(exc))
-    record(session, viewer, "delete", "event", event_id, rec.patient_id)
-    return _redirect(f"/patients/{rec.patient_id}/data?course={rec.id}", request, "Event deleted.")
+    return await _delete_item(
+        request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, session
+    )
 
 
 async def _upload_bytes(request: Request, upload: Any, what: str) -> tuple[bytes, str]:
