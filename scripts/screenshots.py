@@ -4,8 +4,10 @@
 
 Loads the review cases and a synthetic cohort into a temporary development store (today fixed,
 so the pictures are reproducible), serves the app on a free loopback port, signs in and
-captures the worklist and a patient page (and the print view with --print-view). Needs /usr/bin/chromium (apt-get
-install chromium); Playwright drives it, nothing is downloaded.
+captures the worklist and a patient page (and the print view with --print-view). With
+--cohort-report it also generates a 2,000-patient synthetic cohort, builds its report and captures
+its first cumulative-incidence figure and its swimmer plot. Needs /usr/bin/chromium (apt-get install
+chromium); Playwright drives it, nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import datetime as dt
 import secrets
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,8 +52,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--print-view", action="store_true", help="also capture the print view")
+    ap.add_argument(
+        "--cohort-report", action="store_true", help="also capture a synthetic cohort report"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cohort_report:
+        cohort_report(args.out, args.chromium)
     with tempfile.TemporaryDirectory() as tmp:
         settings = ServiceSettings(
             environment="development",
@@ -98,6 +107,29 @@ def main() -> None:
         db.dispose()
     for name in ("worklist", "patient", "print") if args.print_view else ("worklist", "patient"):
         print(args.out / f"{name}.png")
+
+
+def cohort_report(out: Path, chromium: str) -> None:
+    """Generate a 2,000-patient cohort (seed 7), build its report, capture two figures."""
+    cli = [str(Path(sys.executable).parent / "cart-cytopenia")]
+    with tempfile.TemporaryDirectory() as tmp:
+        cohort, report = Path(tmp) / "cohort", Path(tmp) / "report.html"
+        generate = [*cli, "cohort", "generate", "--patients", "2000", "--seed", "7"]
+        subprocess.run([*generate, "--out", str(cohort)], check=True, capture_output=True)
+        subprocess.run(
+            [*cli, "cohort", "report", str(cohort), "--out", str(report)],
+            check=True,
+            capture_output=True,
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(report.as_uri())
+            for section in ("recovery", "counts"):
+                target = out / f"cohort-{section}.png"
+                page.locator(f"section#{section} figure").first.screenshot(path=str(target))
+                print(target)
+            browser.close()
 
 
 if __name__ == "__main__":
