@@ -70,6 +70,22 @@ def test_morning_round(live: tuple[str, Service], browser: Any, tmp_path: Path) 
     page.close()
 
 
+def test_choosing_an_event_kind_shows_its_form(live: tuple[str, Service], browser: Any) -> None:
+    base, _svc = live
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _sign_in(page, base)
+    page.locator("a.pid").first.click()
+    page.wait_for_url("**/patients/*")
+    page.click("text=Add event")
+    page.wait_for_url("**/events/new*")
+    # the script hides the fallback button and shows the form as soon as a kind is chosen
+    assert not page.locator("button:has-text('Show form')").is_visible()
+    page.select_option("select[name=type]", index=1)
+    page.wait_for_url("**/events/new?type=*")
+    assert page.locator("form.stack button:has-text('Save')").count() == 1
+    page.close()
+
+
 def test_read_only_user_sees_no_forms(live: tuple[str, Service], browser: Any) -> None:
     base, _svc = live
     page = browser.new_page()
