@@ -25,7 +25,26 @@ for the core definitions, so that the per-patient speed comparison is like for l
   recovery then <= 1000 after day 21; quick: recovery, or never <= 500, without such a dip, with
   ANC known beyond day 28; judged to the end of the late window);
 - CAR-HEMATOTOX (last pre-lymphodepletion value within 30 days; points; high risk >= 2);
-- transfusion episodes (red cells, platelets) day 0-30 and 31-100; CRS and ICANS maximum grade.
+- transfusion episodes (red cells, platelets) day 0-30 and 31-100; CRS and ICANS maximum grade;
+- the day of each nadir (first day at the lowest value); the phase (early day 0-29, prolonged
+  30-90, late >= 91; timing.toml) of the last day with significant cytopenia (ANC < 1000/uL,
+  platelets < 50 x10^9/L, Hb < 8 g/dL); the day of the last ANC value;
+- the recovery phenotype's first recovery day (first day of the 3-day streak that closed the
+  first run), second-dip day (first day after day 21 and at least 3 days after that recovery with
+  ANC <= 1000) and sustained recovery day (recovery day of the last run when it closed);
+- the late window's end day and what set it (day 100, relapse/progression, next therapy, last
+  follow-up, death; the first of these on a tie) and the number of days with an ANC value in it;
+- CAR-HEMATOTOX points counted (markers present), missing markers, and which warnings apply
+  (drawn after lymphodepletion; disease outside LBCL, MCL/MM being published extensions; LBCL
+  product other than axi-cel/tisa-cel);
+- G-CSF: the first start of a G-CSF course on or after day 0 (drugs of the G-CSF class in the
+  drug catalogue) and the response: ANC at start (that day's interpolated value, else the last
+  one of the 3 days before), responded when the interpolated ANC exceeds 500/uL (1500/uL when
+  started above 500) on one of the 7 days after the start, else "no ANC after start" when none
+  of those days has a value, else refractory (the course being complete, never "too early");
+- provisional flags: the reference grades retrospectively (every course complete), so nothing
+  is provisional; reason texts are compared only for presence (a reason exactly when there is
+  no grade / no phenotype).
 """
 
 from __future__ import annotations
@@ -40,6 +59,7 @@ from functools import cache
 from pathlib import Path
 
 from cart_cytopenia.domain.analytes import resolve_analyte
+from cart_cytopenia.domain.catalogues import DrugClass, drugs
 from cart_cytopenia.domain.units import resolve_unit
 
 EARLY = (0, 30)
@@ -50,6 +70,13 @@ ONSET_BY = 3
 MAX_DAY = 730
 LLN = {"anc": 2000.0, "platelets": 150.0, "wbc": 4.0, "alc": 1000.0}
 HB_LLN = {"female": 12.0, "male": 13.5}
+SIGNIFICANT = {"anc": 1000.0, "platelets": 50.0, "hb": 8.0}  # below: significant cytopenia
+PHASES = ((0, 29, "early"), (30, 90, "prolonged"), (91, 10**6, "late"))
+SECOND_DIP_AFTER, SECOND_DIP_ANC, APLASTIC_DAYS, FOLLOWUP_DAY = 21, 1000.0, 14, 28
+GCSF_WINDOW, GCSF_ANC, GCSF_BIPHASIC_ANC = 7, 500.0, 1500.0
+HEMATOTOX_VALIDATED, HEMATOTOX_EXTENDED = ("LBCL",), ("MCL", "MM")
+HEMATOTOX_PRODUCTS = ("axi-cel", "tisa-cel")
+CTCAE_VERSION = "5.0"  # the cut-points below are CTCAE v5.0
 CTCAE = {  # grade: value < cut (canonical units), checked from the most severe
     "anc": [(4, 500.0), (3, 1000.0), (2, 1500.0)],
     "platelets": [(4, 25.0), (3, 50.0), (2, 75.0)],
@@ -68,6 +95,8 @@ class Patient:
     death: int | None
     ld_start: int
     sex: str
+    disease: str = "unknown"
+    product: str = "unknown"
     events: list[tuple[str, int, int | None, str | None]] = field(default_factory=list)
 
 
@@ -91,6 +120,24 @@ class Result:
     plt_tx_d0_30: int = 0
     crs: int = 0
     icans: int = 0
+    provisional_early: bool = False
+    provisional_late: bool = False
+    late_n: int = 0
+    late_end: int = LATE_END
+    late_end_reason: str = f"day {LATE_END}"
+    nadir_day: dict[str, int | None] = field(default_factory=dict)
+    latest_phase: dict[str, str | None] = field(default_factory=dict)
+    first_recovery: int | None = None
+    second_dip: int | None = None
+    sustained_recovery: int | None = None
+    hematotox_counted: int = 0
+    hematotox_missing: list[str] = field(default_factory=list)
+    hematotox_warnings: list[str] = field(default_factory=list)
+    rbc_d31_100: int = 0
+    plt_tx_d31_100: int = 0
+    gcsf_first: int | None = None
+    gcsf_response: str | None = None
+    last_anc_day: int | None = None
 
 
 class BadRow(ValueError):
@@ -126,6 +173,8 @@ def read_patients(path: Path) -> dict[str, Patient]:
                 _day(r.get("death_date"), inf),
                 -5 if ld is None else ld,
                 r.get("sex") or "unknown",
+                r.get("disease") or "unknown",
+                r.get("product") or "unknown",
             )
     return out
 
@@ -136,7 +185,7 @@ def read_events(path: Path, patients: dict[str, Patient]) -> None:
             p = patients[r["patient_id"]]
             start = int(r["start_day"])
             grade = int(r["grade"]) if r.get("grade") else None
-            p.events.append((r["type"], start, grade, r.get("product") or None))
+            p.events.append((r["type"], start, grade, r.get("product") or r.get("drug") or None))
 
 
 def lab_rows(path: Path) -> Iterator[tuple[str, list[tuple[int, str, float]]]]:
@@ -213,25 +262,66 @@ def _ctcae(code: str, value: float | None, sex: str) -> int | None:
     return 1 if value < lln else 0
 
 
-def _hematotox(base: dict[str, float | None]) -> tuple[int | None, str | None]:
-    pts = []
-    for code, value in base.items():
-        if value is None:
-            pts.append(None)
-        elif code == "platelets":
-            pts.append(2 if value < 75 else 1 if value <= 175 else 0)
+def _hematotox(
+    base: dict[str, tuple[float, bool] | None],
+) -> tuple[int | None, str | None, int, list[str], bool]:
+    """(score or None, risk, points counted, missing markers, a value drawn after LD start)."""
+    counted = 0
+    missing = []
+    after_ld = False
+    for code, found in base.items():
+        if found is None:
+            missing.append(code)
+            continue
+        value, pre_ld = found
+        after_ld = after_ld or not pre_ld
+        if code == "platelets":
+            counted += 2 if value < 75 else 1 if value <= 175 else 0
         elif code == "anc":
-            pts.append(1 if value < 1200 else 0)
+            counted += 1 if value < 1200 else 0
         elif code == "hb":
-            pts.append(1 if value < 9.0 else 0)
+            counted += 1 if value < 9.0 else 0
         elif code == "crp":
-            pts.append(0 if value < 3.0 else 1)
+            counted += 0 if value < 3.0 else 1
         else:
-            pts.append(0 if value < 650 else 1 if value <= 2000 else 2)
-    total = sum(p for p in pts if p is not None)
-    complete = all(p is not None for p in pts)
-    risk = "high" if total >= 2 else ("low" if complete else None)
-    return (total if complete else None), risk
+            counted += 0 if value < 650 else 1 if value <= 2000 else 2
+    risk = "high" if counted >= 2 else (None if missing else "low")
+    return (None if missing else counted), risk, counted, missing, after_ld
+
+
+def _phase(day: int) -> str | None:
+    for first, last, name in PHASES:
+        if first <= day <= last:
+            return name
+    return None
+
+
+@cache
+def _gcsf_names() -> frozenset[str]:
+    return frozenset(
+        name
+        for d in drugs().values()
+        if DrugClass.GCSF in d.classes
+        for name in (d.id.lower(), *d.aliases)
+    )
+
+
+def _late_window(p: Patient) -> tuple[int, str]:
+    """Last day of the late window and what set it (the first listed on a tie)."""
+    ends: list[tuple[int, str]] = [(LATE_END, f"day {LATE_END}")]
+    if p.progression is not None:
+        ends.append((p.progression - 1, "relapse/progression"))
+    if p.next_therapy is not None:
+        ends.append((p.next_therapy - 1, "next therapy"))
+    if p.last_followup is not None:
+        ends.append((p.last_followup, "last follow-up"))
+    if p.death is not None:
+        ends.append((p.death, "death"))
+    best = ends[0]
+    for e in ends[1:]:
+        if e[0] < best[0]:
+            best = e
+    return best
 
 
 def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
@@ -248,34 +338,66 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
         values = daily.get(code, {})
         low = min(values.values()) if values else None
         res.ctcae[code] = _ctcae(code, low, p.sex)
-        if code in ("anc", "platelets", "hb"):
+        if code in SIGNIFICANT:
             res.nadir[code] = low
+            res.nadir_day[code] = (
+                None if low is None else min(d for d, v in values.items() if v == low)
+            )
+            below = [d for d, v in values.items() if v < SIGNIFICANT[code]]
+            res.latest_phase[code] = _phase(max(below)) if below else None
     # CAR-HEMATOTOX: the last value on or before the LD start (within 30 days), else after it
-    base: dict[str, float | None] = {}
+    base: dict[str, tuple[float, bool] | None] = {}
     for code in ("platelets", "anc", "hb", "crp", "ferritin"):
         cand = [
             (day <= p.ld_start, day, -v) for day, v in pre.get(code, []) if day >= p.ld_start - 30
         ]
-        base[code] = -max(cand)[2] if cand else None
-    res.hematotox, res.hematotox_risk = _hematotox(base)
-    for kind, start, g, prod in p.events:
-        if kind == "transfusion" and 0 <= start <= 30:
-            if prod == "rbc":
-                res.rbc_d0_30 += 1
-            elif prod == "platelets":
-                res.plt_tx_d0_30 += 1
+        best = max(cand) if cand else None
+        base[code] = None if best is None else (-best[2], best[0])
+    (
+        res.hematotox,
+        res.hematotox_risk,
+        res.hematotox_counted,
+        res.hematotox_missing,
+        after_ld,
+    ) = _hematotox(base)
+    if after_ld:
+        res.hematotox_warnings.append("drawn after lymphodepletion")
+    if p.disease not in HEMATOTOX_VALIDATED:
+        res.hematotox_warnings.append(
+            "extended disease" if p.disease in HEMATOTOX_EXTENDED else "unvalidated disease"
+        )
+    elif p.product not in HEMATOTOX_PRODUCTS:
+        res.hematotox_warnings.append("unvalidated product")
+    gcsf = _gcsf_names()
+    for kind, start, g, what in p.events:
+        if kind == "transfusion":
+            late_tx = LATE_START <= start <= LATE_END
+            if 0 <= start <= 30 or late_tx:
+                if what == "rbc":
+                    res.rbc_d0_30 += not late_tx
+                    res.rbc_d31_100 += late_tx
+                elif what == "platelets":
+                    res.plt_tx_d0_30 += not late_tx
+                    res.plt_tx_d31_100 += late_tx
         elif kind == "crs" and g is not None:
             res.crs = max(res.crs, g)
         elif kind == "icans" and g is not None:
             res.icans = max(res.icans, g)
+        elif kind == "medication" and start >= 0 and what and what.lower() in gcsf:
+            res.gcsf_first = start if res.gcsf_first is None else min(res.gcsf_first, start)
     plt_series = _interpolated(daily.get("platelets", {}))
     res.plt_lt_50_d0_60 = sum(1 for d, v in plt_series.items() if 0 <= d <= 60 and v < 50)
+    end, res.late_end_reason = _late_window(p)
+    res.late_end = end
 
     anc = daily.get("anc", {})
     if not anc:
+        if res.gcsf_first is not None:
+            res.gcsf_response = "no ANC after start"
         return res
     series = _interpolated(anc)
     last = max(anc)
+    res.last_anc_day = last
     res.anc_le_500_d0_60 = sum(1 for d, v in series.items() if 0 <= d <= 60 and v <= 500)
 
     def longest(threshold: float) -> tuple[int, list[tuple[int, int, int | None]]]:
@@ -301,12 +423,9 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
         if res.days100 >= 14 or res.never:
             early = 4
         res.early = early
-    ends = [LATE_END]
-    ends += [e - 1 for e in (p.progression, p.next_therapy) if e is not None]
-    ends += [e for e in (p.last_followup, p.death) if e is not None]
-    end = min(ends)
     if end >= LATE_START:
         vals = sorted(v for d, v in anc.items() if LATE_START <= d <= end)
+        res.late_n = len(vals)
         if vals:
             v1 = vals[0]
             v2 = vals[1] if len(vals) > 1 else None
@@ -320,17 +439,42 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
     runs = _runs(series, last, 500, stop=horizon)
     longest_all = max((e - s + 1 for s, e, _ in runs), default=0)
     first_rec = runs[0][2] if runs and runs[0][2] is not None else None
-    dip = first_rec is not None and any(
-        d > 21 and d >= first_rec + RECOVERED_DAYS and d <= horizon and v <= 1000
-        for d, v in series.items()
-    )
+    res.first_recovery = first_rec
+    if runs and runs[-1][2] is not None:
+        res.sustained_recovery = runs[-1][2]
+    if first_rec is not None:
+        dips = [
+            d
+            for d, v in series.items()
+            if SECOND_DIP_AFTER < d <= horizon
+            and d >= first_rec + RECOVERED_DAYS
+            and v <= SECOND_DIP_ANC
+        ]
+        res.second_dip = min(dips) if dips else None
+    dip = res.second_dip is not None
     last_known = min(last, horizon)
-    if longest_all >= 14:
+    if longest_all >= APLASTIC_DAYS:
         res.phenotype = "aplastic"
     elif first_rec is not None and dip:
         res.phenotype = "intermittent"
-    elif not dip and (first_rec is not None or not runs) and last_known > 28:
+    elif not dip and (first_rec is not None or not runs) and last_known > FOLLOWUP_DAY:
         res.phenotype = "quick"
+    # G-CSF response of the first course (retrospective: the whole window counts as observed)
+    if res.gcsf_first is not None:
+        s0 = res.gcsf_first
+        at_start = series.get(s0)
+        for d in range(s0 - 1, s0 - 4, -1):
+            if at_start is not None:
+                break
+            at_start = series.get(d)
+        level = GCSF_BIPHASIC_ANC if at_start is not None and at_start > GCSF_ANC else GCSF_ANC
+        after = [series[d] for d in range(s0 + 1, s0 + GCSF_WINDOW + 1) if d in series]
+        if any(v > level for v in after):
+            res.gcsf_response = "responded"
+        elif not after:
+            res.gcsf_response = "no ANC after start"
+        else:
+            res.gcsf_response = "refractory"
     return res
 
 
