@@ -20,10 +20,12 @@ from cart_cytopenia.grading.assessment import Assessment, assess
 from cart_cytopenia.service.cds_hooks import (
     PATIENT_VIEW,
     CdsHooksSettings,
+    HookRequest,
     content_key,
     load_cds_settings,
     prefetch_templates,
     render_template,
+    request_key,
 )
 from tests.cds_hooks.conftest import (
     BASE,
@@ -362,6 +364,86 @@ def test_cards_are_memoised_by_content_with_fresh_uuids(h: Harness) -> None:
     prefetch["labs"]["entry"][-1]["resource"]["valueQuantity"]["value"] += 1
     h.post(PV, hook_request("patient-view", pid, prefetch))
     assert h.router.state["stats"]["cache_hits"] == 1
+
+
+def test_memo_keys_on_the_patient_and_data_not_on_who_asked(h: Harness) -> None:
+    pid, prefetch = _case1_day30()
+    a = h.post(PV, hook_request("patient-view", pid, prefetch)).json()["cards"]
+    other_user = hook_request(
+        "patient-view",
+        pid,
+        prefetch,
+        context={"userId": "Practitioner/another", "encounterId": "e-2"},
+    )
+    other_user["fhirAuthorization"]["access_token"] = "another-users-token"
+    b = h.post(PV, other_user).json()["cards"]
+    assert [c["summary"] for c in a] == [c["summary"] for c in b]
+    assert h.router.state["stats"]["cache_hits"] == 1
+    # the same body again is answered by its content key without parsing
+    h.post(PV, other_user)
+    assert h.router.state["stats"]["cache_hits"] == 2
+    # another patient with the same data is not the same answer
+    h.post(PV, hook_request("patient-view", "someone-else", prefetch))
+    assert h.router.state["stats"]["cache_hits"] == 2
+
+
+def test_new_lab_result_computes_afresh_validating_only_the_new_resource(h: Harness) -> None:
+    pid, prefetch = _case1_day30()
+    engine = h.router.state["engine"]
+    h.post(PV, hook_request("patient-view", pid, prefetch))
+    validated = engine.models.misses
+    assert validated == len(engine.models) > 50
+    new = json.loads(json.dumps(prefetch["labs"]["entry"][-1]))
+    new["resource"]["id"] += "-new"
+    new["fullUrl"] += "-new"
+    new["resource"]["valueQuantity"]["value"] += 1
+    prefetch["labs"]["entry"].append(new)
+    r = h.post(PV, hook_request("patient-view", pid, prefetch))
+    assert r.status_code == 200 and r.json()["cards"]
+    assert h.router.state["stats"]["cache_hits"] == 0
+    assert engine.models.misses == validated + 1
+
+
+def test_resource_cache_can_be_switched_off() -> None:
+    h = make_harness(
+        dt.date(2022, 4, 6), settings={"resource_cache_entries": 0}, evaluate=stub_evaluate
+    )
+    pid, prefetch = _case1_day30()
+    assert h.router.state["engine"].models is None
+    assert h.post(PV, hook_request("patient-view", pid, prefetch)).json()["cards"]
+
+
+def test_request_key_with_fetching_depends_on_server_context_and_token() -> None:
+    def key(body: dict[str, Any], fetches: bool) -> str:
+        return request_key(HookRequest.model_validate(body), "x", fetches=fetches)
+
+    a = hook_request("patient-view", "p", None)
+    b = hook_request("patient-view", "p", None, context={"userId": "Practitioner/other"})
+    assert key(a, False) == key(b, False)  # prefetch complete: who asked does not matter
+    assert key(a, True) != key(b, True)  # fetched: the context renders the queries
+    c = json.loads(json.dumps(a))
+    c["fhirAuthorization"]["access_token"] = "another-token"
+    assert key(a, False) == key(c, False) and key(a, True) != key(c, True)
+    assert key(a, False) != request_key(HookRequest.model_validate(a), "y", fetches=False)
+
+
+def test_engine_fetches_when_a_prefetch_key_is_missing_or_incomplete(h: Harness) -> None:
+    engine = h.router.state["engine"]
+    pid, prefetch = _case1_day30()
+
+    def fetches(pf: dict[str, Any] | None) -> bool:
+        return bool(
+            engine.fetches(HookRequest.model_validate(hook_request("patient-view", pid, pf)))
+        )
+
+    assert not fetches(prefetch)
+    assert not fetches({**prefetch, "procedures": None})  # the EHR has none: nothing to fetch
+    assert fetches(None)
+    assert fetches({k: v for k, v in prefetch.items() if k != "labs"})
+    outcome = {"resourceType": "OperationOutcome", "issue": []}
+    assert fetches({**prefetch, "labs": outcome})
+    paged = {**prefetch["labs"], "link": [{"relation": "next", "url": FHIR + "/page2"}]}
+    assert fetches({**prefetch, "labs": paged})
 
 
 def test_content_key_ignores_hook_instance_and_token_only() -> None:

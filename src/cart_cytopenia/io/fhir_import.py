@@ -22,9 +22,11 @@ The mapping and every code recognised are documented in docs/interoperability.md
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +35,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from cart_cytopenia.domain.analytes import Analyte, implausibility, resolve_analyte
 from cart_cytopenia.domain.catalogues import (
@@ -203,6 +206,61 @@ def resources_from_text(text: str | bytes, source: str) -> list[RawResource]:
             out.extend(resources_from_json(item, f"{source} line {n}"))
         return out
     return list(resources_from_json(doc, source))
+
+
+# --------------------------------------------------------------------------- validated models by content
+
+
+class ModelCache:
+    """Validated ``fhir.resources`` models by content: a bounded, thread-safe LRU.
+
+    The key is a SHA-256 of the resource's JSON serialisation (key order included), so the same
+    resource sent again (a chart opened again after one new lab result) is validated once and
+    a changed resource (any value, any key) is validated afresh. Only resources that validate
+    are kept: an invalid one is validated, and reported, every time. The models are shared
+    between imports and must be treated as read-only (the importer never changes them). Each
+    entry holds about 5 KB (a lab Observation); ``max_entries`` bounds the memory.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("a ModelCache holds at least one entry")
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def key(data: dict[str, Any]) -> bytes | None:
+        """The content key of a resource (None when it is not plain JSON data)."""
+        try:
+            return hashlib.sha256(to_json(data)).digest()
+        except (PydanticSerializationError, TypeError, ValueError):
+            return None
+
+    def validate(self, cls: Any, data: dict[str, Any]) -> Any:
+        """``cls.model_validate(data)``, answered from memory for content seen before."""
+        key = self.key(data)
+        if key is None:
+            return cls.model_validate(data)
+        with self._lock:
+            model = self._items.get(key)
+            if model is not None and type(model) is cls:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return model
+        model = cls.model_validate(data)  # raises ValidationError: nothing is kept
+        with self._lock:
+            self.misses += 1
+            self._items[key] = model
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return model
 
 
 # --------------------------------------------------------------------------- helpers
@@ -383,7 +441,8 @@ class _Builder:
 
 
 class _Importer:
-    def __init__(self) -> None:
+    def __init__(self, cache: ModelCache | None = None) -> None:
+        self.cache = cache
         self.cs: FhirCodes = codes()
         self.result = FhirImport()
         self.by_ref: dict[str, Any] = {}
@@ -458,7 +517,11 @@ class _Importer:
                 self.unmapped(ref, f"'{rt}' is not a FHIR R4 resource type", raw.where)
                 continue
             try:
-                model = cls.model_validate(raw.data)
+                model = (
+                    cls.model_validate(raw.data)
+                    if self.cache is None
+                    else self.cache.validate(cls, raw.data)
+                )
             except ValidationError as exc:
                 errs = "; ".join(
                     f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
@@ -1670,9 +1733,13 @@ class _Importer:
         return out
 
 
-def import_resources(raws: Iterable[RawResource]) -> FhirImport:
-    """Map FHIR resources (from ``resources_from_text`` / ``resources_from_json``) to courses."""
-    return _Importer().run(raws)
+def import_resources(raws: Iterable[RawResource], cache: ModelCache | None = None) -> FhirImport:
+    """Map FHIR resources (from ``resources_from_text`` / ``resources_from_json``) to courses.
+
+    With ``cache``, resources validated before (same content) are not validated again (the CDS
+    Hooks service, where the same chart is sent again and again); the result is the same.
+    """
+    return _Importer(cache).run(raws)
 
 
 def import_text(text: str | bytes, source: str = "FHIR document") -> FhirImport:

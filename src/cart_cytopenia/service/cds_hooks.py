@@ -15,10 +15,14 @@ Follows https://cds-hooks.hl7.org/2.0/ (docs/interoperability.md has the details
   accepted twice.
 - CORS for browser-based CDS clients: allow-listed origins only, preflight without credentials.
 
-Results of patient-view are memoised by content (the request body without ``hookInstance`` and
-the access token, the day, the settings and the software version): a repeated chart opening with
-the same data is answered from memory, a change of any data point computes afresh. Patient data
-never reach the application log.
+Results are memoised by what the cards depend on: the patient in context, the prefetch data (and
+the draft orders and selections of order-select / order-sign), the day, the clinical settings,
+the software version and the service's base URL, not who asked (``userId``, ``encounterId``) or
+the ``hookInstance``: a chart opened again with the same data, by anyone, is answered from
+memory, a change of any data point computes afresh. Calls that fetch from the FHIR server are not
+memoised. When the data changed, only the resources not seen before are validated with the
+fhir.resources models again (``resource_cache_entries``). Patient data never reach the
+application log.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from cart_cytopenia import __version__
@@ -74,6 +79,7 @@ from cart_cytopenia.io.fhir_codes import codes
 from cart_cytopenia.io.fhir_import import (
     FhirImport,
     MedicationOrder,
+    ModelCache,
     RawResource,
     import_resources,
     medication_orders,
@@ -155,7 +161,16 @@ class CdsHooksSettings(BaseModel):
         description="FHIR server failed: answer with a card saying so (true) or HTTP 412 (false)",
     )
     max_cards: int = Field(6, ge=1, le=20)
-    cache_entries: int = Field(512, ge=0, le=100_000)
+    cache_entries: int = Field(
+        512, ge=0, le=100_000, description="Answers memoised by content (0: none)"
+    )
+    resource_cache_entries: int = Field(
+        30_000,
+        ge=0,
+        le=1_000_000,
+        description="FHIR resources kept validated by content (about 5 KB each; 0: none), so "
+        "that a chart sent again with one new result validates only that one",
+    )
     max_request_bytes: int = Field(20_000_000, ge=10_000)
     jwks_cache_seconds: int = Field(600, ge=0)
     gc_freeze: bool = Field(
@@ -700,11 +715,40 @@ _MASKS = (
 
 
 def content_key(body: bytes, *parts: str) -> str:
-    """Cache key of a hook call: the body without hookInstance and fhirAuthorization, plus parts."""
+    """Cache key of a hook call: the body without hookInstance and fhirAuthorization, plus parts.
+
+    The fast key (no parsing): the same body sent again. ``request_key`` is the key of what the
+    cards depend on."""
     masked = body
     for pat in _MASKS:
         masked = pat.sub(b'""', masked, count=1)
     h = hashlib.sha256(masked)
+    for p in parts:
+        h.update(b"\x00" + p.encode())
+    return h.hexdigest()
+
+
+def request_key(req: HookRequest, *parts: str, fetches: bool = False) -> str:
+    """Cache key of a parsed hook call: only what the cards depend on, plus parts.
+
+    That is the hook, the patient in context, the draft orders and selections (order-select /
+    order-sign) and the prefetch data, in the order sent; not ``hookInstance``, ``userId``,
+    ``encounterId`` or any other context field. A call that ``fetches`` from the FHIR server also
+    depends on the server, the whole context (prefetch templates are rendered from it) and the
+    access token (what that token may read).
+    """
+    ctx = req.context
+    doc: list[Any] = [
+        req.hook,
+        ctx.get("patientId"),
+        ctx.get("draftOrders"),
+        ctx.get("selections"),
+        req.prefetch,
+    ]
+    if fetches:
+        token = req.fhirAuthorization.access_token if req.fhirAuthorization else ""
+        doc += [req.fhirServer, ctx, hashlib.sha256(token.encode()).hexdigest()]
+    h = hashlib.sha256(to_json(doc))
     for p in parts:
         h.update(b"\x00" + p.encode())
     return h.hexdigest()
@@ -750,8 +794,13 @@ class CdsEngine:
         self.today = today
         self._evaluate = evaluate
         self.transport = transport
+        # answers by request_key; content_key of bodies answered -> their request_key
         self.cache: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
+        self.aliases: OrderedDict[str, str] = OrderedDict()
         self.inflight: dict[str, asyncio.Future[tuple[str, list[dict[str, Any]]]]] = {}
+        self.models = (
+            ModelCache(settings.resource_cache_entries) if settings.resource_cache_entries else None
+        )
         self.settings_fingerprint = hashlib.sha256(
             json.dumps(clinical.in_force(), sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
@@ -764,7 +813,59 @@ class CdsEngine:
             self._evaluate = evaluate
         return self._evaluate
 
+    # ---- answers from memory
+
+    def recall(self, key: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """The answer memoised under ``key`` (a request_key or a content_key alias)."""
+        hit = self.cache.get(self.aliases.get(key, key))
+        if hit is not None:
+            self.cache.move_to_end(self.aliases.get(key, key))
+        return hit
+
+    def remember(self, key: str, alias: str, value: tuple[str, list[dict[str, Any]]]) -> None:
+        """Memoise ``value`` under ``key`` (and the body's content key ``alias``), bounded."""
+        size = self.settings.cache_entries
+        if not size:
+            return
+        self.cache[key] = value
+        self.cache.move_to_end(key)
+        while len(self.cache) > size:
+            self.cache.popitem(last=False)
+        self.alias(alias, key)
+
+    def alias(self, alias: str, key: str) -> None:
+        self.aliases[alias] = key
+        self.aliases.move_to_end(alias)
+        while len(self.aliases) > 4 * self.settings.cache_entries:
+            self.aliases.popitem(last=False)
+
     # ---- data
+
+    @staticmethod
+    def _prefetch_status(value: Any) -> Literal["missing", "continue", "use", "none"]:
+        if value is None:
+            return "none"  # the EHR has no data for this key
+        if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
+            return "missing"
+        if (
+            isinstance(value, dict)
+            and value.get("resourceType") == "Bundle"
+            and any(
+                link.get("relation") == "next"
+                for link in value.get("link") or []
+                if isinstance(link, dict)
+            )
+        ):
+            return "continue"
+        return "use"
+
+    def fetches(self, req: HookRequest) -> bool:
+        """Will answering ``req`` read from the FHIR server (prefetch missing or incomplete)?"""
+        have = req.prefetch or {}
+        return any(
+            key not in have or self._prefetch_status(have[key]) in ("missing", "continue")
+            for key in prefetch_templates()
+        )
 
     async def gather(self, req: HookRequest) -> Gathered:
         context = req.context
@@ -774,27 +875,13 @@ class CdsEngine:
         missing: dict[str, str] = {}
         continue_bundles: dict[str, dict[str, Any]] = {}
         for key, template in templates.items():
-            if key not in have:
+            status = "missing" if key not in have else self._prefetch_status(have[key])
+            if status == "missing":
                 missing[key] = render_template(template, context)
-                continue
-            value = have[key]
-            if value is None:
-                continue  # the EHR has no data for this key
-            if isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
-                missing[key] = render_template(template, context)
-                continue
-            if (
-                isinstance(value, dict)
-                and value.get("resourceType") == "Bundle"
-                and any(
-                    link.get("relation") == "next"
-                    for link in value.get("link") or []
-                    if isinstance(link, dict)
-                )
-            ):
-                continue_bundles[key] = value
-                continue
-            raws.extend(resources_from_json(value, f"prefetch '{key}'"))
+            elif status == "continue":
+                continue_bundles[key] = have[key]
+            elif status == "use":
+                raws.extend(resources_from_json(have[key], f"prefetch '{key}'"))
         if not missing and not continue_bundles:
             return Gathered(raws, [], False)
         if not req.fhirServer or req.fhirAuthorization is None:
@@ -836,7 +923,7 @@ class CdsEngine:
         """(course, import report, cards to answer with instead) for the patient in context."""
         if not mentions_cart(raws):
             return None, None, []
-        result = import_resources(raws)
+        result = import_resources(raws, self.models)
         course = next((c for c in result.courses if c.patient.id == patient_id), None)
         if course is not None:
             return course, result, []
@@ -1377,16 +1464,13 @@ def create_cds_router(
         body = await read_body(request)
         base = base_of(request)
         day_key = engine.today().isoformat()
-        key = content_key(body, service.id, day_key, engine.settings_fingerprint, __version__, base)
-        hit = engine.cache.get(key) if settings.cache_entries else None
+        parts = (service.id, day_key, engine.settings_fingerprint, __version__, base)
+        body_key = content_key(body, *parts)
+        hit = engine.recall(body_key) if settings.cache_entries else None
         if hit is not None:
             # the same body was answered before: valid, same patient, same cards
-            engine.cache.move_to_end(key)
             stats["cache_hits"] += 1
             return hit
-        pending = engine.inflight.get(key)
-        if pending is not None:  # the same body is being answered: wait for it
-            return await asyncio.shield(pending)
         req = parse(body, HookRequest)
         if req.hook != service.hook:
             raise CdsError(
@@ -1397,6 +1481,16 @@ def create_cds_router(
         patient_id = req.context.get("patientId")
         if not isinstance(patient_id, str) or not patient_id:
             raise CdsError(400, "context.patientId is required", "required")
+        key = request_key(req, *parts, fetches=engine.fetches(req))
+        hit = engine.recall(key) if settings.cache_entries else None
+        if hit is not None:
+            # the same data for the same patient were answered before (e.g. another user)
+            engine.alias(body_key, key)
+            stats["cache_hits"] += 1
+            return hit
+        pending = engine.inflight.get(key)
+        if pending is not None:  # the same data are being answered: wait for it
+            return await asyncio.shield(pending)
         future: asyncio.Future[tuple[str, list[dict[str, Any]]]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -1447,10 +1541,8 @@ def create_cds_router(
                 cards = await run_in_threadpool(
                     engine.orders, gathered.raws, patient_id, base, draft, selections
                 )
-            if settings.cache_entries and not gathered.fetched:
-                engine.cache[key] = (patient_id, cards)
-                while len(engine.cache) > settings.cache_entries:
-                    engine.cache.popitem(last=False)
+            if not gathered.fetched:
+                engine.remember(key, body_key, (patient_id, cards))
             future.set_result((patient_id, cards))
             return patient_id, cards
         except BaseException as exc:
@@ -1555,6 +1647,7 @@ __all__ = [
     "create_cds_router",
     "load_cds_settings",
     "prefetch_templates",
+    "request_key",
     "router_from_context",
     "store_feedback_sink",
 ]
