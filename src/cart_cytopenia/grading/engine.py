@@ -156,7 +156,7 @@ def iter_chunks(
         labs.lazy()
         .select("patient_id", "day", "analyte", "value")
         .filter(pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
-        .join(index_all.lazy(), on="patient_id", how="inner")
+        .join(index_all.lazy(), on="patient_id", how="inner", maintain_order="left")
         .select(
             "gidx",
             pl.col("day").cast(pl.Int32),
@@ -210,7 +210,7 @@ def iter_chunks(
             patients.slice(lo, hi - lo),
             baseline_by.slice(b0, b1 - b0).drop("gidx"),
             events_by.slice(e0, e1 - e0).drop("gidx"),
-            (g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
+            _split_by_analyte(g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
             last_day,
             settings,
             as_of,
@@ -231,6 +231,77 @@ def iter_chunks(
             yield pending.popleft().result()
 
 
+@dataclass(frozen=True)
+class DayRows:
+    """One analyte's values, one row per patient and day (the lowest value of the day), sorted
+    by patient position then day: ``idx`` (patient, relative to the chunk), ``day``, ``value``."""
+
+    idx: NDArray[np.int64]
+    day: NDArray[np.int32]
+    value: NDArray[np.float64]
+
+    def limited(self, limit: NDArray[np.int64] | int, last_day: int) -> DayRows:
+        """Rows on or before ``last_day`` and each patient's ``limit`` (a day, or one per patient)."""
+        if not self.idx.size:
+            return self
+        keep = self.day <= min(last_day, limit) if isinstance(limit, int) else None
+        if keep is None:
+            keep = (self.day <= last_day) & (self.day <= np.asarray(limit)[self.idx])
+        elif keep.all():
+            return self
+        return DayRows(self.idx[keep], self.day[keep], self.value[keep])
+
+    def min_and_last(self, n: int) -> tuple[NDArray[np.float64], tuple[NDArray[np.float64], I32]]:
+        """Per patient: the lowest value, and the (lowest) value of the last day with one and
+        that day (NaN and -1 when the patient has none)."""
+        lowest = np.full(n, np.nan)
+        last_val = np.full(n, np.nan)
+        last_day = np.full(n, -1, np.int32)
+        if self.idx.size:
+            starts = np.flatnonzero(np.r_[True, self.idx[1:] != self.idx[:-1]])
+            ends = np.r_[starts[1:], self.idx.size] - 1
+            who = self.idx[starts]
+            lowest[who] = np.minimum.reduceat(self.value, starts)
+            last_val[who] = self.value[ends]
+            last_day[who] = self.day[ends]
+        return lowest, (last_val, last_day)
+
+
+def _split_by_analyte(
+    idx: NDArray[np.int64],
+    day: NDArray[np.int32],
+    code: NDArray[np.int16],
+    value: NDArray[np.float64],
+) -> dict[str, DayRows]:
+    """A chunk's lab rows (patient position, day, grid analyte code, value) -> ``DayRows`` per
+    analyte (made per chunk: small arrays stay in cache, and chunks run in parallel).
+
+    Rows usually come sorted by patient and day; a stable sort by analyte then keeps that order
+    within each analyte, and only rows out of order are sorted further. Several values of one
+    patient on one day are reduced to the lowest."""
+    order = np.argsort(code, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(code, minlength=len(GRID_ANALYTES)))]
+    out = {}
+    for i, name in enumerate(GRID_ANALYTES):
+        take = order[bounds[i] : bounds[i + 1]]
+        ai, ad, av = idx[take], day[take], value[take]
+        if ai.size > 1:
+            step_i = ai[1:] - ai[:-1]
+            step_d = ad[1:] - ad[:-1]
+            if (step_i < 0).any() or ((step_i == 0) & (step_d < 0)).any():
+                o = np.lexsort((ad, ai))
+                ai, ad, av = ai[o], ad[o], av[o]
+                step_i = ai[1:] - ai[:-1]
+                step_d = ad[1:] - ad[:-1]
+            new_day = (step_i != 0) | (step_d != 0)
+            if not new_day.all():
+                starts = np.flatnonzero(np.r_[True, new_day])
+                av = np.minimum.reduceat(av, starts)
+                ai, ad = ai[starts], ad[starts]
+        out[name] = DayRows(ai.astype(np.int64, copy=False), ad.astype(np.int32, copy=False), av)
+    return out
+
+
 def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within)."""
     return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
@@ -240,7 +311,7 @@ def _grade_chunk(
     patients: pl.DataFrame,
     labs: pl.DataFrame,
     events: pl.DataFrame,
-    grid_rows: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int16], NDArray[np.float64]],
+    analyte_rows: dict[str, DayRows],
     last_day: int,
     settings: Settings,
     as_of_day: int | None,
@@ -252,15 +323,13 @@ def _grade_chunk(
         .with_columns(pl.col("idx").cast(pl.Int64))
     )
     ids = patients["patient_id"].to_list()
-    ridx, rday, ra, rv = grid_rows
     grids: dict[str, DailyGrid] = {}
     sparse_min: dict[str, NDArray[np.float64]] = {}
     sparse_last: dict[str, tuple[NDArray[np.float64], I32]] = {}
     per_patient = as_of_day is None and "as_of_day" in patients.columns
+    row_limit: NDArray[np.int64] | int
     if per_patient:
-        row_limit: NDArray[np.int64] | int = (
-            patients["as_of_day"].to_numpy().astype(np.int64)[ridx] if ridx.size else last_day
-        )
+        row_limit = patients["as_of_day"].to_numpy().astype(np.int64)
     else:
         row_limit = last_day if as_of_day is None else min(last_day, as_of_day)
     conv = icaht.effective_conventions(tables.icaht(), settings.icaht)
@@ -274,16 +343,17 @@ def _grade_chunk(
             last_day, tables.icaht().late_window_end + conv.max_interpolation_gap_days + 1
         )
     rows: dict[str, tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]] = {}
-    for code, name in enumerate(GRID_ANALYTES):
-        m = (ra == code) & (rday <= last_day) & (rday <= row_limit)
-        rows[name] = (ridx[m], rday[m].astype(np.int64), rv[m])
+    for name in GRID_ANALYTES:
+        r = analyte_rows[name].limited(row_limit, last_day)
+        # one row per patient and day (the day's lowest value): the grading reads nothing else
+        rows[name] = (r.idx, r.day.astype(np.int64), r.value)
         if name in DENSE_ANALYTES:
             vals = np.full((n, dense_last + 1), np.nan)
-            d = m & (rday <= dense_last)
-            np.fmin.at(vals, (ridx[d], rday[d].astype(np.int64)), rv[d])
+            d = r.day <= dense_last
+            vals[r.idx[d], r.day[d]] = r.value[d]
             grids[name] = DailyGrid(0, vals)
         # worst and last values from the rows themselves (no pass over patients x days)
-        sparse_min[name], sparse_last[name] = _sparse_min_last(n, ridx[m], rday[m], rv[m])
+        sparse_min[name], sparse_last[name] = r.min_and_last(n)
 
     death = _day_array(patients, "death_day")
     if as_of_day is None and not per_patient:
@@ -427,22 +497,6 @@ def _anc_series(
         return li.values[0, lo - a : hi - a + 1]
 
     return get
-
-
-def _sparse_min_last(
-    n: int, idx: NDArray[np.int64], day: NDArray[np.int32], value: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], tuple[NDArray[np.float64], I32]]:
-    """Per patient: the lowest value, and the lowest value of the last day with one (and that day)."""
-    lowest = np.full(n, np.inf)
-    np.minimum.at(lowest, idx, value)
-    last_day = np.full(n, -1, np.int64)
-    np.maximum.at(last_day, idx, day.astype(np.int64))
-    on_last = day == last_day[idx]
-    last_val = np.full(n, np.inf)
-    np.minimum.at(last_val, idx[on_last], value[on_last])
-    lowest[np.isinf(lowest)] = np.nan
-    last_val[np.isinf(last_val)] = np.nan
-    return lowest, (last_val, np.where(last_day >= 0, last_day, -1).astype(np.int32))
 
 
 def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:

@@ -1,0 +1,32 @@
+"""The engine's per-chunk lab rows: one row per patient and day, sorted, lowest value kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cart_cytopenia.grading.engine import GRID_ANALYTES, DayRows, _split_by_analyte
+
+
+def test_split_by_analyte_sorts_and_keeps_the_lowest_value_of_a_day() -> None:
+    anc, plt = GRID_ANALYTES.index("anc"), GRID_ANALYTES.index("platelets")
+    idx = np.array([1, 0, 1, 0, 0, 1], np.int64)
+    day = np.array([3, 5, 3, 2, 5, 1], np.int32)
+    code = np.array([anc, anc, anc, plt, anc, anc], np.int16)
+    value = np.array([400.0, 900.0, 300.0, 40.0, 800.0, 50.0])
+    rows = _split_by_analyte(idx, day, code, value)
+    a = rows["anc"]
+    assert a.idx.tolist() == [0, 1, 1]
+    assert a.day.tolist() == [5, 1, 3]
+    assert a.value.tolist() == [800.0, 50.0, 300.0]
+    assert rows["platelets"].value.tolist() == [40.0]
+    assert rows["hb"].idx.size == 0
+    lowest, (last_val, last_day) = a.min_and_last(3)
+    assert lowest[:2].tolist() == [800.0, 50.0] and np.isnan(lowest[2])
+    assert last_val[:2].tolist() == [800.0, 300.0] and last_day.tolist() == [5, 3, -1]
+
+
+def test_limited_applies_a_day_or_one_day_per_patient() -> None:
+    r = DayRows(np.array([0, 0, 1, 1]), np.array([1, 9, 2, 8], np.int32), np.arange(4.0))
+    assert r.limited(5, 730).day.tolist() == [1, 2]
+    assert r.limited(np.array([9, 2]), 730).day.tolist() == [1, 9, 2]
+    assert r.limited(730, 730) is r
