@@ -440,6 +440,7 @@ def _grade_chunk(
         np.minimum(as_of, on_day + 1000).astype(np.int32),
         tt,
         _anc_series(anc_interp, rows["anc"], conv.max_interpolation_gap_days),
+        anc_interp.last_day - conv.max_interpolation_gap_days - 1,
     )
 
     ld = patients.select("patient_id", pl.col("ld_start_day").fill_null(-5))

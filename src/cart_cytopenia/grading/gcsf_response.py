@@ -69,10 +69,12 @@ def response(
     as_of: I32,
     table: TimingTable,
     series: Callable[[int, int, int], F] | None = None,
+    grid_exact_to: int | None = None,
 ) -> GcsfResponse:
     """``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
-    is read from ``interp`` (the engine passes one that also reaches beyond a shortened grid)."""
-    get = series or grid_series(interp)
+    is read from ``interp``. The engine passes one that also reaches beyond a shortened grid,
+    with ``grid_exact_to``: the last day whose windows the grid itself holds exactly (its values
+    need no later rows); windows ending after it are read through ``series``."""
     n = index.height
     starts = gcsf_starts(events, index)
     first = np.full(n, -1, np.int32)
@@ -89,30 +91,46 @@ def response(
         days_given = np.bincount(idx[ok], weights=dur[ok], minlength=n).astype(np.int32)
     out = np.full(n, None, dtype=object)
     anc0 = np.full(n, np.nan)
-    has = first >= 0
-    for i in np.nonzero(has)[0]:
-        s0 = int(first[i])
-        w = table.gcsf_window_days
-        vals = get(int(i), s0 - 3, s0 + w)  # days s0-3 .. s0+w
-        start_val = vals[3]
-        if np.isnan(start_val):  # last known value in the 3 days before
-            prev = vals[:4]
-            known = prev[~np.isnan(prev)]
-            start_val = known[-1] if known.size else np.nan
-        anc0[i] = start_val
-        level = (
-            table.gcsf_biphasic_target_anc
-            if start_val > table.gcsf_response_anc
-            else table.gcsf_response_anc
+    who = np.flatnonzero(first >= 0)
+    if not who.size:
+        return GcsfResponse(first, days_given, out, anc0)
+    w = table.gcsf_window_days
+    s0 = first[who].astype(np.int64)
+    # ANC of days s0-3 .. s0+w, one row per treated patient: from the grid where it holds them
+    offsets = np.arange(-3, w + 1)
+    day = s0[:, None] + offsets[None, :]
+    inside = (day >= interp.first_day) & (day <= interp.last_day)
+    col = np.clip(day - interp.first_day, 0, max(interp.n_days - 1, 0))
+    vals = (
+        np.where(inside, interp.values[who[:, None], col], np.nan)
+        if interp.n_days
+        else (np.full(day.shape, np.nan))
+    )
+    if series is not None:
+        exact_to = interp.last_day if grid_exact_to is None else grid_exact_to
+        for k in np.flatnonzero(s0 + w > exact_to):
+            vals[k] = series(int(who[k]), int(s0[k]) - 3, int(s0[k]) + w)
+    # ANC at the start: that day's value, else the last known value of the 3 days before
+    known = ~np.isnan(vals[:, :4])
+    last_known = 3 - np.argmax(known[:, ::-1], axis=1)
+    start_val = np.where(known.any(axis=1), vals[np.arange(who.size), last_known], np.nan)
+    anc0[who] = start_val
+    with np.errstate(invalid="ignore"):
+        level = np.where(
+            start_val > table.gcsf_response_anc,
+            table.gcsf_biphasic_target_anc,
+            table.gcsf_response_anc,
         )
-        hi = min(s0 + w, int(as_of[i]))
-        seg = vals[4 : hi - s0 + 4] if hi > s0 else np.array([])
-        if seg.size and np.nanmax(np.where(np.isnan(seg), -np.inf, seg)) > level:
-            out[i] = RESPONDED
-        elif int(as_of[i]) < s0 + w:
-            out[i] = TOO_EARLY
-        elif not np.any(~np.isnan(seg)):
-            out[i] = NO_ANC
-        else:
-            out[i] = REFRACTORY
+        # days s0+1 .. min(s0+w, as_of)
+        hi = np.minimum(s0 + w, as_of[who].astype(np.int64))
+        in_seg = (offsets[None, :] >= 1) & (day <= hi[:, None])
+        responded = (in_seg & (vals > level[:, None])).any(axis=1)
+    seen = (in_seg & ~np.isnan(vals)).any(axis=1)
+    too_early = as_of[who].astype(np.int64) < s0 + w
+    res = np.where(
+        responded,
+        RESPONDED,
+        np.where(too_early, TOO_EARLY, np.where(seen, REFRACTORY, NO_ANC)),
+    )
+    out[who] = res.astype(object)
     return GcsfResponse(first, days_given, out, anc0)
