@@ -84,9 +84,14 @@ def _day_array(patients: pl.DataFrame, col: str) -> I32:
     return patients[col].fill_null(NO_DAY).to_numpy().astype(np.int32)
 
 
-def check_orphans(frames: CohortFrames) -> None:
+def check_orphans(frames: CohortFrames, labs_checked: bool = False) -> None:
+    """Every lab and event row belongs to a patient of the patient table, each listed once.
+
+    ``labs_checked``: the caller has already found every lab row's patient (the engine does it
+    while indexing the rows), so only the events are searched here."""
     known = frames.patients.select("patient_id")
-    for name, df in (("labs", frames.labs), ("events", frames.events)):
+    tables = (("labs", frames.labs), ("events", frames.events))
+    for name, df in tables[1:] if labs_checked else tables:
         if not df.height:
             continue
         orphans = df.join(known, on="patient_id", how="anti")
@@ -141,7 +146,6 @@ def iter_chunks(
     ``workers`` > 1 grades that many chunks at once in threads (numpy and polars release the
     GIL in their kernels); at most ``workers + 1`` chunks are held in memory.
     """
-    check_orphans(frames)
     patients = conform(frames.patients, PATIENT_SCHEMA)
     labs = frames.labs
     codes = {a: i for i, a in enumerate(GRID_ANALYTES)}
@@ -155,8 +159,12 @@ def iter_chunks(
     grid_labs = (  # one fused query: no full-size intermediate copies of the lab rows
         labs.lazy()
         .select("patient_id", "day", "analyte", "value")
-        .filter(pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
-        .join(index_all.lazy(), on="patient_id", how="inner", maintain_order="left")
+        .join(index_all.lazy(), on="patient_id", how="left", maintain_order="left")
+        # rows of unknown patients are kept (null gidx) to be reported below
+        .filter(
+            pl.col("gidx").is_null()
+            | (pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
+        )
         .select(
             "gidx",
             pl.col("day").cast(pl.Int32),
@@ -169,6 +177,7 @@ def iter_chunks(
         )
         .collect()
     )
+    check_orphans(frames, labs_checked=not grid_labs["gidx"].null_count())
     if enum_codes:  # catalogue order -> grid order
         lookup = np.full(len(ANALYTE_CODES), -1, np.int16)
         for code, i in codes.items():

@@ -32,9 +32,9 @@ class Hematotox:
     values: dict[str, F]  # baseline value per marker (canonical units)
     value_days: dict[str, NDArray[np.int32]]
     points: dict[str, I8]
-    missing: Obj  # list of missing markers per patient
+    missing: Obj  # tuple of missing markers per patient (table order)
     not_pre_ld: B
-    warnings: Obj  # list of warnings per patient
+    warnings: Obj  # tuple of warnings per patient
 
 
 def baseline_values(
@@ -95,40 +95,50 @@ def score(
     )
     points: dict[str, I8] = {}
     total = np.zeros(n, np.int16)
-    missing = np.empty(n, dtype=object)
-    for i in range(n):
-        missing[i] = []
+    absent_bits = np.zeros(n, np.int64)  # bit j: marker j missing
     not_pre = np.zeros(n, bool)
-    for m in table.markers:
+    for j, m in enumerate(table.markers):
         pts = m.bands.evaluate(values[m.analyte])
         points[m.analyte] = pts
         total += np.where(pts >= 0, pts, 0)
         absent = pts < 0
-        for j in np.nonzero(absent)[0]:
-            missing[j].append(m.analyte)
+        absent_bits |= absent.astype(np.int64) << j
         not_pre |= ~absent & ~pre[m.analyte]
-    any_missing = np.array([len(x) > 0 for x in missing], bool)
+    # the list of missing markers (in table order) for each pattern of absent markers: one
+    # shared, immutable tuple per pattern
+    patterns = np.empty(1 << len(table.markers), dtype=object)
+    for bits in range(patterns.size):
+        patterns[bits] = tuple(m.analyte for j, m in enumerate(table.markers) if bits >> j & 1)
+    missing = patterns[absent_bits]
+    any_missing = absent_bits != 0
     score_arr = np.where(any_missing, -1, total).astype(np.int8)
     high = np.where(total >= table.high_min_score, 1, np.where(any_missing, -1, 0)).astype(np.int8)
     warnings = np.empty(n, dtype=object)
-    for i in range(n):
-        w = []
-        if not_pre[i]:
-            w.append(
-                "some baseline labs were drawn after lymphodepletion started: the score was validated "
-                "on pre-lymphodepletion values"
-            )
-        d, p = disease[i], product[i]
-        if d not in table.validated_diseases:
-            if d in table.extended_diseases:
-                w.append(
-                    f"CAR-HEMATOTOX was validated in LBCL; its use in {d} rests on later, smaller studies"
-                )
-            else:
-                w.append(f"CAR-HEMATOTOX was not validated in {d}; interpret with caution")
-        elif p not in table.validated_products:
-            w.append(f"CAR-HEMATOTOX was validated with axi-cel and tisa-cel, not {p}")
+    known: dict[tuple[bool, object, object], tuple[str, ...]] = {}
+    for i, key in enumerate(zip(not_pre.tolist(), disease.tolist(), product.tolist(), strict=True)):
+        w = known.get(key)
+        if w is None:
+            w = known[key] = _warnings(*key, table)
         warnings[i] = w
     return Hematotox(
         score_arr, total.astype(np.int8), high, values, days, points, missing, not_pre, warnings
     )
+
+
+def _warnings(not_pre_ld: bool, d: object, p: object, table: HematotoxTable) -> tuple[str, ...]:
+    w = []
+    if not_pre_ld:
+        w.append(
+            "some baseline labs were drawn after lymphodepletion started: the score was validated "
+            "on pre-lymphodepletion values"
+        )
+    if d not in table.validated_diseases:
+        if d in table.extended_diseases:
+            w.append(
+                f"CAR-HEMATOTOX was validated in LBCL; its use in {d} rests on later, smaller studies"
+            )
+        else:
+            w.append(f"CAR-HEMATOTOX was not validated in {d}; interpret with caution")
+    elif p not in table.validated_products:
+        w.append(f"CAR-HEMATOTOX was validated with axi-cel and tisa-cel, not {p}")
+    return tuple(w)
