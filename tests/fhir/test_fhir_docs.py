@@ -19,9 +19,17 @@ def test_code_tables_in_the_docs_are_current() -> None:
 
 
 def test_every_recognised_code_is_marked_with_its_verification_state() -> None:
+    # verified in docs/sources-verification.md section 9: no mark
     md = codes_markdown()
-    assert "ICD-10-CM†: D89.831 (grade 1)" in md
-    assert "CPT†: 0540T, 38228" in md
+    assert "ICD-10-CM: D89.831 (grade 1)" in md
+    assert "CPT: 0540T, 38228" in md
+    assert "MedDRA 10029366." in md
+    # still unverified: marked with †
+    assert "CPT†: 38243" in md
+    assert "MedDRA 10025256†." in md
+    assert "A15–A79†" in md
+    assert "anakinra 72435†" in md
+    assert "filgrastim 68442" not in md  # verified RXCUIs are not listed as pending
 
 
 def test_cds_hooks_settings_example_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]

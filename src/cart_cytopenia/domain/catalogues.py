@@ -50,6 +50,7 @@ class Drug:
     classes: frozenset[DrugClass]
     alternative: str | None = None
     rxnorm: tuple[str, ...] = ()
+    rxnorm_verified: bool = False  # the RXCUIs were read in a cited source (rxnorm_source)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -98,6 +99,7 @@ def drugs() -> dict[str, Drug]:
             classes=classes,
             alternative=d.get("alternative"),
             rxnorm=tuple(d.get("rxnorm", [])),
+            rxnorm_verified=bool(d.get("rxnorm_verified", False)),
         )
     return out
 

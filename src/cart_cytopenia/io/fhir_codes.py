@@ -16,6 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from cart_cytopenia.domain.catalogues import drugs
 from cart_cytopenia.errors import RuleTableError
 
 DATA_FILE = "data/fhir_codes.toml"
@@ -56,6 +57,7 @@ class Concept:
     matches: tuple[CodeMatch, ...] = ()
     text: tuple[re.Pattern[str], ...] = ()
     meddra: str | None = None
+    meddra_verified: bool = False
 
     def matches_text(self, text: str) -> bool:
         return any(p.search(text) for p in self.text)
@@ -68,6 +70,7 @@ class DiseaseCodes:
     icd10_export: str | None
     snomed: frozenset[str]
     text: tuple[re.Pattern[str], ...]
+    verified: bool = False  # the ICD-10(-CM) prefixes, export code and SNOMED CT codes
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class FindingCodes:
     icd10_prefixes: tuple[str, ...]
     snomed: frozenset[str]
     text: tuple[re.Pattern[str], ...]
+    verified: bool = False  # the ICD-10(-CM) prefixes and SNOMED CT codes
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class FhirCodes:
     ld_window_days: int
     ld_agents: dict[str, str]
     ld_regimens: dict[str, str]
+    # verification state of the infection ranges (by (from, to)) and of code groups ([verified])
+    infection_range_verified: dict[tuple[str, str], bool] = field(default_factory=dict)
+    verified_groups: dict[str, bool] = field(default_factory=dict)
 
     def system(self, name: str) -> str:
         return self.systems[name]
@@ -166,6 +173,7 @@ def codes() -> FhirCodes:
             matches=tuple(matches),
             text=_patterns(c.get("text", []), f"concept {c['code']}"),
             meddra=c.get("meddra"),
+            meddra_verified=bool(c.get("meddra_verified", False)),
         )
     values: dict[str, str] = {}
     for v in raw.get("value", []):
@@ -181,6 +189,7 @@ def codes() -> FhirCodes:
             icd10_export=d.get("icd10_export"),
             snomed=frozenset(d.get("snomed", [])),
             text=_patterns(d.get("text", []), f"disease {d['disease']}"),
+            verified=bool(d.get("verified", False)),
         )
         for d in raw["disease"]
     )
@@ -190,6 +199,7 @@ def codes() -> FhirCodes:
             icd10_prefixes=tuple(x.upper() for x in f.get("icd10_prefixes", [])),
             snomed=frozenset(f.get("snomed", [])),
             text=_patterns(f.get("text", []), f"finding {f['finding']}"),
+            verified=bool(f.get("verified", False)),
         )
         for f in raw.get("finding", [])
     )
@@ -222,6 +232,11 @@ def codes() -> FhirCodes:
         ld_window_days=int(ld["window_days"]),
         ld_agents=dict(ld["agents"]),
         ld_regimens=dict(ld["regimens"]),
+        infection_range_verified={
+            (r["from"].upper(), r["to"].upper()): bool(r.get("verified", False))
+            for r in raw["infection_category"]
+        },
+        verified_groups={k: bool(v) for k, v in raw.get("verified", {}).items()},
     )
 
 
@@ -318,37 +333,50 @@ def codes_markdown() -> str:
         "",
         "### Malignancy (Condition)",
         "",
-        "| disease | ICD-10(-CM) prefixes (written on export) | SNOMED CT† | text |",
+        "| disease | ICD-10(-CM) prefixes (written on export) | SNOMED CT | text |",
         "|---|---|---|---|",
     ]
     for d in c.diseases:
+        mark = "" if d.verified else "†"
         icd = ", ".join(f"{p}*" for p in d.icd10_prefixes) + (
             f" ({d.icd10_export})" if d.icd10_export else ""
         )
+        snomed = ", ".join(sorted(d.snomed))
         text = ", ".join(f"`{esc(p.pattern)}`" for p in d.text)
-        out.append(f"| {d.disease} | {icd}† | {', '.join(sorted(d.snomed)) or '—'} | {text} |")
+        out.append(f"| {d.disease} | {icd}{mark} | {snomed + mark if snomed else '—'} | {text} |")
     out += [
         "",
         "### Infection category",
         "",
-        "| category | ICD-10 ranges† | SNOMED CT† (also written on export) | text (checked in this order) |",
+        "| category | ICD-10 ranges | SNOMED CT (also written on export) | text (checked in this order) |",
         "|---|---|---|---|",
     ]
     texts = dict(c.infection_text)
+    snomed_mark = "" if c.verified_groups.get("infection_snomed") else "†"
     for cat, snomed in c.infection_snomed.items():
-        ranges = ", ".join(f"{lo}–{hi}" for lo, hi, k in c.infection_ranges if k == cat) or "—"
+        ranges = (
+            ", ".join(
+                f"{lo}–{hi}{'' if c.infection_range_verified.get((lo, hi)) else '†'}"
+                for lo, hi, k in c.infection_ranges
+                if k == cat
+            )
+            or "—"
+        )
         pats = ", ".join(f"`{esc(p.pattern)}`" for p in texts.get(cat, ())) or "—"
-        out.append(f"| {cat} | {ranges} | {snomed} | {pats} |")
+        out.append(f"| {cat} | {ranges} | {snomed}{snomed_mark} | {pats} |")
     out += [
         "",
         "### Clinical findings (Condition)",
         "",
-        "| finding | ICD-10(-CM) prefixes† | SNOMED CT† | text |",
+        "| finding | ICD-10(-CM) prefixes | SNOMED CT | text |",
         "|---|---|---|---|",
     ]
     for f in c.findings:
+        mark = "" if f.verified else "†"
+        icd = ", ".join(f.icd10_prefixes)
+        snomed = ", ".join(sorted(f.snomed))
         out.append(
-            f"| {f.finding} | {', '.join(f.icd10_prefixes) or '—'} | {', '.join(sorted(f.snomed)) or '—'} | "
+            f"| {f.finding} | {icd + mark if icd else '—'} | {snomed + mark if snomed else '—'} | "
             + (", ".join(f"`{esc(p.pattern)}`" for p in f.text) or "—")
             + " |"
         )
@@ -361,13 +389,27 @@ def codes_markdown() -> str:
         f"- Body weight (LOINC): {', '.join(sorted(c.body_weight))}.",
         f"- Lymphodepleting agents (administrations within {c.ld_window_days} days before day 0 "
         f"are read as lymphodepletion): {', '.join(c.ld_agents)}.",
-        "- Infection severity (SNOMED CT condition-severity value set): "
+        "- Infection severity (SNOMED CT qualifier values; Condition.severity is bound, as preferred, "
+        "to the FHIR condition-severity value set of severe, moderate and mild, so other codes are "
+        "allowed)"
+        + ("" if c.verified_groups.get("severity_snomed") else "†")
+        + ": "
         + ", ".join(f"{k} {v}" for k, v in c.severity_snomed.items())
         + ".",
         "- Laboratory tests: the LOINC codes of the analyte catalogue "
         "(`src/cart_cytopenia/domain/data/analytes.toml`, docs/data-formats.md).",
-        "- Medications: RxNorm ingredient RXCUIs of the drug catalogue "
-        "(`src/cart_cytopenia/domain/data/drugs.toml`, `rxnorm`)† and the catalogue's names.",
+        "- Medications: RxNorm RXCUIs of the drug catalogue "
+        "(`src/cart_cytopenia/domain/data/drugs.toml`, `rxnorm`) and the catalogue's names; "
+        "RXCUIs not yet verified: "
+        + (
+            ", ".join(
+                f"{d.id} {'/'.join(d.rxnorm)}†"
+                for d in drugs().values()
+                if d.rxnorm and not d.rxnorm_verified
+            )
+            or "none"
+        )
+        + ".",
         "",
         "### Project code system (concepts and value codes)",
         "",
@@ -375,7 +417,7 @@ def codes_markdown() -> str:
         "|---|---|---|",
     ]
     for k in c.concepts.values():
-        extra = f" MedDRA {k.meddra}†." if k.meddra else ""
+        extra = f" MedDRA {k.meddra}{'' if k.meddra_verified else '†'}." if k.meddra else ""
         out.append(f"| `{k.code}` | {esc(k.display)} | {esc(k.definition)}{extra} |")
     for code, display in c.values.items():
         out.append(f"| `{code}` | {esc(display)} | value code |")
