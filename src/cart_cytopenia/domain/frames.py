@@ -17,11 +17,15 @@ same frames, so ``assess`` (one course) and ``grade`` (a cohort) run the same gr
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from cart_cytopenia.domain.analytes import Analyte, implausibility, resolve_analyte
 from cart_cytopenia.domain.analytes import catalogue as analyte_catalogue
@@ -127,6 +131,17 @@ def _problem_list(rows: pl.DataFrame, make: Any) -> list[Problem]:
     return [make(r) for r in rows.head(MAX_PROBLEMS_LISTED).iter_rows(named=True)]
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+ROWS_PER_SLICE = 2_000_000  # rows converted at a time by one thread in ``normalise_labs``
+
+
+def _row_slices(n: int) -> list[tuple[int, int]]:
+    k = max(1, -(-n // ROWS_PER_SLICE))
+    bounds = [n * i // k for i in range(k + 1)]
+    return list(itertools.pairwise(bounds))
+
+
 def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame:
     """Raw long lab rows -> canonical rows. Columns: patient_id, day, analyte, value, unit[, row].
 
@@ -176,48 +191,90 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
             problems.append(Problem(f"... {nulls.height} rows with missing fields in all"))
         df = df.drop_nulls(["patient_id", "day", "analyte", "value"])
 
-    # distinct analyte and unit texts -> small integer codes -> a (analyte x unit) lookup table
-    analyte_texts = df["analyte"].unique().sort().to_list()
-    unit_texts = df["unit"].unique().sort().to_list()
-    # (analyte, unit) pair of each row as one int32 index into the small lookup tables (memory:
-    # 4 bytes a row; the per-row temporaries below are made one at a time)
-    shape = (len(analyte_texts), len(unit_texts))
-    pair = df["analyte"].cast(pl.Enum(analyte_texts)).to_physical().to_numpy().astype(np.int32)
-    pair *= shape[1]
-    pair += df["unit"].cast(pl.Enum(unit_texts)).to_physical().to_numpy().astype(np.int32)
-    factor = np.full(shape, np.nan)
-    lo = np.full(shape, np.nan)
-    hi = np.full(shape, np.nan)
-    per_ul = np.zeros(shape, bool)
-    code_idx = np.full(shape, -1, np.int64)
-    bad: dict[tuple[int, int], str] = {}
-    resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
-    pairs = np.flatnonzero(np.bincount(pair, minlength=shape[0] * shape[1]))
-    for key in pairs:
-        ai, ui = divmod(int(key), shape[1])
-        try:
-            a = resolve_analyte(analyte_texts[ai])
-            u = resolve_unit(unit_texts[ui])
-            factor[ai, ui] = a.factor_from(u)
-        except (UnknownAnalyteError, UnitError) as exc:
-            bad[(ai, ui)] = exc.message
-            continue
-        resolved[(ai, ui)] = (a, u)
-        lo[ai, ui], hi[ai, ui] = a.plausible_low, a.plausible_high
-        per_ul[ai, ui] = u.ucum == "/uL" and a.canonical_unit.ucum in ("/uL", "10*3/uL")
-        code_idx[ai, ui] = ANALYTE_CODES.index(a.code)
+    # distinct analyte and unit texts -> small integer codes -> a (analyte x unit) lookup table.
+    # The per-row work runs on slices of the rows in parallel threads (polars and numpy release
+    # the GIL); each slice's temporaries are small and made one at a time.
+    slices = _row_slices(df.height)
+    # one course (a single slice) is converted in the calling thread: no pool to start
+    pool = ThreadPoolExecutor(max_workers=2) if len(slices) > 1 else None
 
-    values = df["value"].to_numpy()
-    canonical = factor.ravel()[pair]
-    unresolved = np.isnan(canonical)
-    canonical *= values
-    with np.errstate(invalid="ignore"):
-        implausible = canonical < lo.ravel()[pair]
-        implausible |= canonical > hi.ravel()[pair]
-        implausible |= np.isnan(canonical)
-        whole = np.flatnonzero(per_ul.ravel()[pair])  # counts per microlitre: whole numbers
-        implausible[whole] |= values[whole] % 1 != 0
-        implausible &= ~unresolved
+    def pmap(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
+
+    try:
+
+        def texts(col: str) -> list[str]:
+            parts = pmap(lambda ab: df[col].slice(ab[0], ab[1] - ab[0]).unique(), slices)
+            return sorted(set().union(*(p.to_list() for p in parts)))
+
+        analyte_texts = texts("analyte")
+        unit_texts = texts("unit")
+        # (analyte, unit) pair of each row as one int32 index into the small lookup tables
+        shape = (len(analyte_texts), len(unit_texts))
+        a_enum, u_enum = pl.Enum(analyte_texts), pl.Enum(unit_texts)
+
+        def pair_of(ab: tuple[int, int]) -> NDArray[np.int32]:
+            sub = df.slice(ab[0], ab[1] - ab[0])
+            pr = sub["analyte"].cast(a_enum).to_physical().to_numpy().astype(np.int32)
+            pr *= shape[1]
+            pr += sub["unit"].cast(u_enum).to_physical().to_numpy().astype(np.int32)
+            return pr
+
+        pair_parts = pmap(pair_of, slices)
+        present = np.zeros(shape[0] * shape[1], bool)
+        for pr in pair_parts:
+            present[pr] = True
+        factor = np.full(shape, np.nan)
+        lo = np.full(shape, np.nan)
+        hi = np.full(shape, np.nan)
+        per_ul = np.zeros(shape, bool)
+        code_idx = np.full(shape, -1, np.int64)
+        bad: dict[tuple[int, int], str] = {}
+        resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
+        for key in np.flatnonzero(present):
+            ai, ui = divmod(int(key), shape[1])
+            try:
+                a = resolve_analyte(analyte_texts[ai])
+                u = resolve_unit(unit_texts[ui])
+                factor[ai, ui] = a.factor_from(u)
+            except (UnknownAnalyteError, UnitError) as exc:
+                bad[(ai, ui)] = exc.message
+                continue
+            resolved[(ai, ui)] = (a, u)
+            lo[ai, ui], hi[ai, ui] = a.plausible_low, a.plausible_high
+            per_ul[ai, ui] = u.ucum == "/uL" and a.canonical_unit.ucum in ("/uL", "10*3/uL")
+            code_idx[ai, ui] = ANALYTE_CODES.index(a.code)
+
+        values_all = df["value"]
+        canonical = np.empty(df.height)
+        unresolved = np.empty(df.height, bool)
+        implausible = np.empty(df.height, bool)
+        codes = np.empty(df.height, np.int64)
+
+        def convert(k: int) -> None:
+            a0, a1 = slices[k]
+            pr = pair_parts[k]
+            values = values_all.slice(a0, a1 - a0).to_numpy()
+            can = canonical[a0:a1]
+            np.take(factor.ravel(), pr, out=can)
+            unres = unresolved[a0:a1]
+            np.isnan(can, out=unres)
+            can *= values
+            imp = implausible[a0:a1]
+            with np.errstate(invalid="ignore"):
+                np.less(can, lo.ravel()[pr], out=imp)
+                imp |= can > hi.ravel()[pr]
+                imp |= np.isnan(can)
+                whole = np.flatnonzero(per_ul.ravel()[pr])  # counts per microlitre: whole numbers
+                imp[whole] |= values[whole] % 1 != 0
+                imp &= ~unres
+            np.take(code_idx.ravel(), pr, out=codes[a0:a1])
+
+        pmap(convert, range(len(slices)))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    pair = np.concatenate(pair_parts) if len(pair_parts) != 1 else pair_parts[0]
     if unresolved.any():
         rows = df.filter(pl.Series(unresolved))
         keys = [divmod(int(k), shape[1]) for k in pair[unresolved][:MAX_PROBLEMS_LISTED]]
@@ -257,7 +314,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         {
             "patient_id": df["patient_id"],
             "day": df["day"],
-            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(code_idx.ravel()[pair]),
+            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(codes),
             "value": canonical,
             "row": df["row"],
         }

@@ -201,9 +201,13 @@ def read_labs(
             f"{p}: the lab table lacks column(s): {', '.join(missing)} (found: {', '.join(cols)})"
         )
     keep = [c for c in ("patient_id", "date", "day", "analyte", "value", "unit") if c in cols]
-    df = _collect(lf.select(keep), p)
-    df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
-        pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)
+    # the row number is made in the same query as the columns, so that every column has the same
+    # chunks: a frame whose columns are chunked differently is copied whole by every select
+    df = _collect(
+        lf.select(keep)
+        .with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1)
+        .with_columns(pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)),
+        p,
     )
     df = _cast_checked(df, "value", pl.Float64, p, "a number")
     if "date" in df.columns and (df.schema["date"] != pl.Int32):

@@ -1,0 +1,47 @@
+"""normalise_labs converts rows slice by slice in threads: same rows, same errors as one slice."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from cart_cytopenia.domain import frames
+from cart_cytopenia.errors import InputError
+
+RAW = pl.DataFrame(
+    {
+        "patient_id": ["a", "a", "a", "b", "b", "b", "c"],
+        "day": [0, 1, 2, 0, 1, 2, 5],
+        "analyte": ["anc", "neutrophils", "platelets", "hb", "anc", "crp", "wbc"],
+        "value": [500.0, 0.4, 35.0, 8.2, 1200.0, 12.0, 2.5],
+        "unit": ["/uL", "10*9/L", "10*9/L", "g/dL", "/uL", "mg/L", "10*9/L"],
+    }
+)
+
+
+def test_many_slices_give_the_same_rows_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    one = frames.normalise_labs(RAW)
+    monkeypatch.setattr(frames, "ROWS_PER_SLICE", 2)
+    assert len(frames._row_slices(RAW.height)) == 4
+    many = frames.normalise_labs(RAW)
+    assert many.equals(one)
+    assert many["analyte"].cast(pl.String).to_list()[:3] == ["anc", "anc", "platelets"]
+    assert many["value"].to_list()[1] == pytest.approx(400.0)
+
+
+def test_problems_in_several_slices_are_all_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames, "ROWS_PER_SLICE", 2)
+    bad = RAW.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("bogus"))
+        .otherwise(pl.col("analyte"))
+        .alias("analyte"),
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(pl.lit(-4.0))
+        .otherwise(pl.col("value"))
+        .alias("value"),
+    )
+    with pytest.raises(InputError) as err:
+        frames.normalise_labs(bad)
+    rows = sorted(p.location.row for p in err.value.problems if p.location is not None)
+    assert rows == [2, 6]
