@@ -123,9 +123,9 @@ def _event_max(
     events: pl.DataFrame, index: pl.DataFrame, kind: str, as_of: I32
 ) -> NDArray[np.int8]:
     n = index.height
-    sub = events.filter((pl.col("type") == kind) & pl.col("grade").is_not_null()).join(
-        index, on="patient_id"
-    )
+    sub = events.filter((pl.col("type") == kind) & pl.col("grade").is_not_null())
+    if "idx" not in sub.columns:
+        sub = sub.join(index, on="patient_id")
     out = np.full(n, 0, np.int8)
     if sub.height:
         idx = sub["idx"].to_numpy()
@@ -178,13 +178,12 @@ def iter_chunks(
         .collect()
     )
     check_orphans(frames, labs_checked=not grid_labs["gidx"].null_count())
+    # analyte codes -> grid order (0..4), applied per chunk on its small arrays
+    to_grid: NDArray[np.int16] | None = None
     if enum_codes:  # catalogue order -> grid order
-        lookup = np.full(len(ANALYTE_CODES), -1, np.int16)
+        to_grid = np.full(len(ANALYTE_CODES), -1, np.int16)
         for code, i in codes.items():
-            lookup[ANALYTE_CODES.index(code)] = i
-        grid_labs = grid_labs.with_columns(
-            pl.Series("a", lookup[grid_labs["a"].to_numpy()], dtype=pl.Int16)
-        )
+            to_grid[ANALYTE_CODES.index(code)] = i
     if not grid_labs["gidx"].is_sorted():  # rows usually come grouped by patient already
         grid_labs = grid_labs.sort("gidx", maintain_order=True)
     if as_of is not None:
@@ -217,9 +216,14 @@ def iter_chunks(
         b0, b1 = np.searchsorted(b_idx, [lo, hi])
         return _grade_chunk(
             patients.slice(lo, hi - lo),
-            baseline_by.slice(b0, b1 - b0).drop("gidx"),
-            events_by.slice(e0, e1 - e0).drop("gidx"),
-            _split_by_analyte(g_idx[a0:a1] - lo, g_day[a0:a1], g_a[a0:a1], g_v[a0:a1]),
+            _chunk_rows(baseline_by.slice(b0, b1 - b0), lo),
+            _chunk_rows(events_by.slice(e0, e1 - e0), lo),
+            _split_by_analyte(
+                g_idx[a0:a1] - lo,
+                g_day[a0:a1],
+                g_a[a0:a1] if to_grid is None else to_grid[g_a[a0:a1]],
+                g_v[a0:a1],
+            ),
             last_day,
             settings,
             as_of,
@@ -311,6 +315,11 @@ def _split_by_analyte(
     return out
 
 
+def _chunk_rows(df: pl.DataFrame, lo: int) -> pl.DataFrame:
+    """A chunk's slice of ``_by_patient`` rows, ``gidx`` made the position in the chunk (``idx``)."""
+    return df.with_columns((pl.col("gidx") - lo).alias("idx")).drop("gidx")
+
+
 def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within)."""
     return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
@@ -376,14 +385,8 @@ def _grade_chunk(
         )
         followup = _day_array(patients, "last_followup_day")
         complete = (death <= as_of) | (followup <= as_of)
-    chunk_events = (
-        events.join(index.select("patient_id"), on="patient_id", how="semi")
-        if events.height
-        else events
-    )
-    chunk_labs = labs.join(
-        index.select("patient_id"), on="patient_id", how="semi"
-    )  # baseline rows only
+    # the chunk's events and baseline rows, each with the patient's position ``idx``
+    chunk_events, chunk_labs = events, labs
 
     icaht_t = tables.icaht()
     anc = grids["anc"]
@@ -430,9 +433,10 @@ def _grade_chunk(
 
     ev_last = np.full(n, -1, np.int64)
     if chunk_events.height:
-        e = chunk_events.join(index, on="patient_id").select("idx", "start_day")
         np.maximum.at(
-            ev_last, e["idx"].to_numpy(), e["start_day"].fill_null(-1).to_numpy().astype(np.int64)
+            ev_last,
+            chunk_events["idx"].to_numpy(),
+            chunk_events["start_day"].fill_null(-1).to_numpy().astype(np.int64),
         )
     data_end = np.maximum(
         np.maximum(

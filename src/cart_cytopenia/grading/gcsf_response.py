@@ -42,11 +42,10 @@ class GcsfResponse:
 
 
 def gcsf_starts(events: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
-    return (
-        events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
-        .join(index, on="patient_id", how="inner")
-        .select("idx", "start_day", "end_day")
-    )
+    starts = events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
+    if "idx" not in starts.columns:  # events not yet indexed by patient position
+        starts = starts.join(index, on="patient_id", how="inner")
+    return starts.select("idx", "start_day", "end_day")
 
 
 def grid_series(interp: DailyGrid) -> Callable[[int, int, int], F]:

@@ -47,37 +47,58 @@ def baseline_values(
     """Last value per patient and analyte on or before LD start (within ``window_days``),
     else the last before infusion (flagged)."""
     n = index.height
-    sub = (
-        labs.filter(pl.col("analyte").is_in(analytes) & (pl.col("day") < 0))
-        .join(ld_start_day, on="patient_id", how="inner")
-        .filter(pl.col("day") >= pl.col("ld_start_day") - window_days)
-        .with_columns((pl.col("day") <= pl.col("ld_start_day")).alias("pre_ld"))
-        .sort(
-            "patient_id",
-            "analyte",
-            "pre_ld",
+    values: dict[str, F] = {a: np.full(n, np.nan) for a in analytes}
+    days: dict[str, NDArray[np.int32]] = {a: np.full(n, -10_000, np.int32) for a in analytes}
+    pre: dict[str, B] = {a: np.zeros(n, bool) for a in analytes}
+    if "idx" in labs.columns:  # rows already carry the patient's position (the engine's chunks)
+        sub = labs.select(
+            "idx",
             "day",
             "value",
-            descending=[False, False, False, False, True],
+            pl.col("analyte")
+            .cast(pl.String)
+            .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
+            .cast(pl.Int16)
+            .alias("m"),
         )
-        .group_by("patient_id", "analyte", maintain_order=True)
-        .last()
-        .join(index, on="patient_id", how="inner")
-    )
-    values: dict[str, F] = {}
-    days: dict[str, NDArray[np.int32]] = {}
-    pre: dict[str, B] = {}
-    for a in analytes:
-        v = np.full(n, np.nan)
-        d = np.full(n, -10_000, np.int32)
-        p = np.zeros(n, bool)
-        s = sub.filter(pl.col("analyte") == a)
-        if s.height:
-            idx = s["idx"].to_numpy()
-            v[idx] = s["value"].to_numpy()
-            d[idx] = s["day"].to_numpy()
-            p[idx] = s["pre_ld"].to_numpy()
-        values[a], days[a], pre[a] = v, d, p
+        ld_all = ld_start_day["ld_start_day"].to_numpy().astype(np.int64)
+    else:
+        sub = labs.join(index, on="patient_id", how="inner").select(
+            "idx",
+            "day",
+            "value",
+            pl.col("analyte")
+            .cast(pl.String)
+            .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
+            .cast(pl.Int16)
+            .alias("m"),
+        )
+        ld_all = (
+            index.join(ld_start_day, on="patient_id", how="left")["ld_start_day"]
+            .fill_null(-5)
+            .to_numpy()
+            .astype(np.int64)
+        )
+    if not sub.height:
+        return values, days, pre, n
+    idx = sub["idx"].to_numpy().astype(np.int64)
+    day = sub["day"].to_numpy().astype(np.int64)
+    val = sub["value"].to_numpy()
+    m = sub["m"].to_numpy()
+    ld = ld_all[idx]
+    keep = (m >= 0) & (day < 0) & (day >= ld - window_days)
+    idx, day, val, m, ld = idx[keep], day[keep], val[keep], m[keep], ld[keep]
+    pre_ld = day <= ld
+    # per patient and marker the last row in the order (on or before LD start, day, -value):
+    # the last value on or before LD start (lowest of its day), else the last one after it
+    order = np.lexsort((-val, day, pre_ld, m, idx))
+    idx, day, val, m, pre_ld = idx[order], day[order], val[order], m[order], pre_ld[order]
+    last = np.r_[(idx[1:] != idx[:-1]) | (m[1:] != m[:-1]), True]
+    for i, a in enumerate(analytes):
+        sel = last & (m == i)
+        values[a][idx[sel]] = val[sel]
+        days[a][idx[sel]] = day[sel]
+        pre[a][idx[sel]] = pre_ld[sel]
     return values, days, pre, n
 
 

@@ -33,11 +33,10 @@ def burden(
     events: pl.DataFrame, index: pl.DataFrame, product: str, on_day: I32, table: TimingTable
 ) -> TransfusionBurden:
     n = index.height
-    tx = (
-        events.filter((pl.col("type") == "transfusion") & (pl.col("product") == product))
-        .join(index, on="patient_id", how="inner")
-        .select("idx", "start_day")
-    )
+    tx = events.filter((pl.col("type") == "transfusion") & (pl.col("product") == product))
+    if "idx" not in tx.columns:  # events not yet indexed by patient position
+        tx = tx.join(index, on="patient_id", how="inner")
+    tx = tx.select("idx", "start_day")
     idx = tx["idx"].to_numpy()
     day = tx["start_day"].to_numpy().astype(np.int64)
     lo = on_day[idx].astype(np.int64) - table.td_window_days + 1
