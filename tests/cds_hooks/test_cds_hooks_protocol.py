@@ -564,6 +564,27 @@ def test_startup_freezes_long_lived_objects_for_short_gc_pauses() -> None:
         assert gc.get_freeze_count() == 0
 
 
+def test_startup_raises_the_young_gc_threshold_and_shutdown_restores_it() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    h = make_harness(
+        dt.date(2024, 1, 1),
+        settings={"gc_freeze": False, "gc_young_threshold": 40_000},
+        evaluate=stub_evaluate,
+    )
+    with h.client:
+        assert gc.get_threshold() == (40_000, *before[1:])
+    assert gc.get_threshold() == before
+    off = make_harness(
+        dt.date(2024, 1, 1),
+        settings={"gc_freeze": False, "gc_young_threshold": 0},
+        evaluate=stub_evaluate,
+    )
+    with off.client:
+        assert gc.get_threshold() == before
+
+
 def test_unreadable_draft_order_is_said_not_silently_skipped(h: Harness) -> None:
     pid, prefetch = _case1_day30()
     bad = {

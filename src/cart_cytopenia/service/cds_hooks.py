@@ -178,6 +178,14 @@ class CdsHooksSettings(BaseModel):
         description="At startup, move the objects made while loading into the permanent "
         "generation (gc.freeze) so that garbage collection pauses stay short under load",
     )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="At startup, collect the youngest generation after this many new objects "
+        "instead of Python's 700 (0: leave Python's thresholds). With few collections, fewer "
+        "short-lived objects of requests in flight are promoted to the oldest generation, so "
+        "that full collections, which scan every model kept in memory, stay rare under load",
+    )
 
     @field_validator("algorithms")
     @classmethod
@@ -1394,7 +1402,13 @@ def create_cds_router(
             # otherwise pause all requests for tens of milliseconds under load.
             gc.collect()
             gc.freeze()
-        yield
+        thresholds = gc.get_threshold()
+        if settings.gc_young_threshold:
+            gc.set_threshold(settings.gc_young_threshold, *thresholds[1:])
+        try:
+            yield
+        finally:
+            gc.set_threshold(*thresholds)
 
     router = APIRouter(route_class=route_class, tags=["CDS Hooks"], lifespan=lifespan)
     stats = {"requests": 0, "cache_hits": 0}
