@@ -15,6 +15,7 @@ recovery streak: a run joined across unknown days is reported in ``unknown_days_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -52,6 +53,14 @@ class DailyGrid:
     def days(self) -> I32:
         return np.arange(self.first_day, self.last_day + 1, dtype=np.int32)
 
+    @cached_property
+    def known(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """(rows, columns) of the cells with a value, sorted by patient then day; found once
+        per grid and shared by every scan of it (a grid's values are never changed after it is
+        made)."""
+        rows, cols = np.nonzero(~np.isnan(self.values))
+        return rows, cols
+
 
 def build_grid(
     labs: pl.DataFrame, analyte: str, index: pl.DataFrame, n: int, first_day: int, last_day: int
@@ -81,7 +90,7 @@ def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
     v = grid.values
     if v.shape[1] == 0 or max_gap <= 0:
         return grid
-    rows, cols = np.nonzero(~np.isnan(v))
+    rows, cols = grid.known
     if rows.size < 2:
         return grid
     same = rows[1:] == rows[:-1]
@@ -159,9 +168,11 @@ def scan_runs(
         stop_col = int(min(grid.n_days, max(0, int(end_day.max()) - grid.first_day + 1)))
     if n == 0 or stop_col <= start_col:
         return empty
-    block = grid.values[:, start_col:stop_col]
-    rows, cols = np.nonzero(~np.isnan(block))
-    day = (cols + start_col + grid.first_day).astype(np.int64)
+    rows, cols = grid.known
+    if start_col > 0 or stop_col < grid.n_days:
+        in_range = (cols >= start_col) & (cols < stop_col)
+        rows, cols = rows[in_range], cols[in_range]
+    day = (cols + grid.first_day).astype(np.int64)
     if end_day is not None:
         keep = day <= end_day[rows]
         rows, day = rows[keep], day[keep]
@@ -170,7 +181,7 @@ def scan_runs(
     if k == 0:
         return empty
     with np.errstate(invalid="ignore"):
-        below = block[rows, cols] <= threshold
+        below = grid.values[rows, cols] <= threshold
     above = ~below
     new_row = np.ones(k, bool)
     new_row[1:] = rows[1:] != rows[:-1]
