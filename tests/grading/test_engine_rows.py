@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
-from cart_cytopenia.grading.engine import GRID_ANALYTES, DayRows, _split_by_analyte
+from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.grading.engine import GRID_ANALYTES, DayRows, _split_by_analyte, grade_cohort
+from cart_cytopenia.io.tables import read_cohort
+from cart_cytopenia.rules.settings import Settings
+from tests.conftest import EXAMPLES
 
 
 def test_split_by_analyte_sorts_and_keeps_the_lowest_value_of_a_day() -> None:
@@ -30,3 +35,19 @@ def test_limited_applies_a_day_or_one_day_per_patient() -> None:
     assert r.limited(5, 730).day.tolist() == [1, 2]
     assert r.limited(np.array([9, 2]), 730).day.tolist() == [1, 9, 2]
     assert r.limited(730, 730) is r
+
+
+def test_labs_with_text_analyte_codes_grade_like_the_catalogue_enum() -> None:
+    d = EXAMPLES / "cohort"
+    frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
+    base = grade_cohort(frames, Settings())
+    text = CohortFrames(
+        frames.patients,
+        frames.labs.with_columns(pl.col("analyte").cast(pl.String)),
+        frames.events,
+    )
+    assert text.labs.schema["analyte"] == pl.String
+    assert grade_cohort(text, Settings()).equals(base)
+    assert grade_cohort(text, Settings(), as_of=12).equals(
+        grade_cohort(frames, Settings(), as_of=12)
+    )

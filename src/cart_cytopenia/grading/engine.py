@@ -156,51 +156,51 @@ def iter_chunks(
         .with_columns(pl.col("gidx").cast(pl.Int64))
     )
     enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
-    grid_labs = (  # one fused query: no full-size intermediate copies of the lab rows
-        labs.lazy()
-        .select("patient_id", "day", "analyte", "value")
-        .join(index_all.lazy(), on="patient_id", how="left", maintain_order="left")
-        # rows of unknown patients are kept (null gidx) to be reported below
-        .filter(
-            pl.col("gidx").is_null()
-            | (pl.col("analyte").is_in(list(GRID_ANALYTES)) & (pl.col("day") >= 0))
-        )
-        .select(
-            "gidx",
-            pl.col("day").cast(pl.Int32),
-            (
-                pl.col("analyte").to_physical().cast(pl.Int16)
-                if enum_codes
-                else pl.col("analyte").replace_strict(codes, return_dtype=pl.Int16)
-            ).alias("a"),
-            "value",
-        )
-        .collect()
-    )
-    check_orphans(frames, labs_checked=not grid_labs["gidx"].null_count())
-    # analyte codes -> grid order (0..4), applied per chunk on its small arrays
+    # The patient position of every lab row. Rows usually come grouped by patient, so the ids
+    # are matched once per run of rows of one patient, not once per row.
+    runs = labs.select(pl.col("patient_id").rle()).unnest("patient_id")
+    run_pos = runs.join(
+        index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
+    )["gidx"]
+    check_orphans(frames, labs_checked=not run_pos.null_count())
+    g_idx = np.repeat(run_pos.to_numpy(), runs["len"].to_numpy())
+    del runs, run_pos
+    g_day = labs["day"].to_numpy().astype(np.int32, copy=False)
+    g_v = labs["value"].to_numpy().astype(np.float64, copy=False)
+    # analyte codes: grid order (0..4), -1 for the others; an Enum's codes are mapped per chunk
+    # on its small arrays
     to_grid: NDArray[np.int16] | None = None
     if enum_codes:  # catalogue order -> grid order
         to_grid = np.full(len(ANALYTE_CODES), -1, np.int16)
         for code, i in codes.items():
             to_grid[ANALYTE_CODES.index(code)] = i
-    if not grid_labs["gidx"].is_sorted():  # rows usually come grouped by patient already
-        grid_labs = grid_labs.sort("gidx", maintain_order=True)
-    if as_of is not None:
-        grid_labs = grid_labs.filter(pl.col("day") <= as_of)
+        g_a = labs["analyte"].to_physical().to_numpy()
+    else:
+        g_a = (
+            labs["analyte"]
+            .cast(pl.String)
+            .replace_strict(codes, default=-1, return_dtype=pl.Int16)
+            .to_numpy()
+        )
     # CAR-HEMATOTOX only reads values before infusion
-    baseline_labs = labs.filter(
-        (pl.col("day") < 0)
-        & pl.col("analyte").is_in([m.analyte for m in tables.hematotox().markers])
-    )
-    day_max = grid_labs["day"].max() if grid_labs.height else 0
-    max_day = int(day_max) if isinstance(day_max, int) else 0
+    markers = [m.analyte for m in tables.hematotox().markers]
+    if enum_codes:  # the rows picked by their codes (a filter would copy every lab column)
+        is_marker = np.zeros(len(ANALYTE_CODES), bool)
+        is_marker[[ANALYTE_CODES.index(a) for a in markers]] = True
+        baseline_labs = labs[np.flatnonzero((g_day < 0) & is_marker[g_a])]
+    else:
+        baseline_labs = labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers))
+    if g_idx.size > 1 and (g_idx[1:] < g_idx[:-1]).any():  # not grouped by patient: sort
+        order = np.argsort(g_idx, kind="stable")
+        g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
+        del order
+    # the last day of the grids: the last day with a value of a grid analyte (up to as_of)
+    in_grid = (g_day >= 0) & ((to_grid[g_a] if to_grid is not None else g_a) >= 0)
+    if as_of is not None:
+        in_grid &= g_day <= as_of
+    max_day = int(g_day[in_grid].max()) if in_grid.any() else 0
+    del in_grid
     last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
-    g_idx = grid_labs["gidx"].to_numpy()
-    g_day = grid_labs["day"].to_numpy()
-    g_a = grid_labs["a"].to_numpy()
-    g_v = grid_labs["value"].to_numpy()
-    del grid_labs  # the arrays above are all the chunks need
     n_all = patients.height
     # events and baseline rows sorted by patient once, so each chunk takes a slice of them
     # instead of searching the whole tables
@@ -223,6 +223,7 @@ def iter_chunks(
                 g_day[a0:a1],
                 g_a[a0:a1] if to_grid is None else to_grid[g_a[a0:a1]],
                 g_v[a0:a1],
+                None if as_of is None else min(as_of, last_day),
             ),
             last_day,
             settings,
@@ -285,13 +286,20 @@ def _split_by_analyte(
     day: NDArray[np.int32],
     code: NDArray[np.int16],
     value: NDArray[np.float64],
+    until: int | None = None,
 ) -> dict[str, DayRows]:
     """A chunk's lab rows (patient position, day, grid analyte code, value) -> ``DayRows`` per
     analyte (made per chunk: small arrays stay in cache, and chunks run in parallel).
 
     Rows usually come sorted by patient and day; a stable sort by analyte then keeps that order
     within each analyte, and only rows out of order are sorted further. Several values of one
-    patient on one day are reduced to the lowest."""
+    patient on one day are reduced to the lowest. Rows of other analytes (code -1), before
+    day 0 or after ``until`` are left out."""
+    keep = (code >= 0) & (day >= 0)
+    if until is not None:
+        keep &= day <= until
+    if not keep.all():
+        idx, day, code, value = idx[keep], day[keep], code[keep], value[keep]
     order = np.argsort(code, kind="stable")
     bounds = np.r_[0, np.cumsum(np.bincount(code, minlength=len(GRID_ANALYTES)))]
     out = {}
