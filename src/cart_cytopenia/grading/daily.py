@@ -142,32 +142,37 @@ def scan_runs(
     ``min_recovered``+ consecutive known days above the threshold after it ("separator"), and
     the runs are the stretches between separators that hold a value at or below the threshold.
     """
+    (scan,) = scan_runs_many(grid, (threshold,), min_recovered, window, start_day, end_day)
+    return scan
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The known cells a scan reads, in patient, day order, with their neighbourhood."""
+
+    rows: NDArray[np.intp]
+    day: NDArray[np.int64]
+    value: F
+    new_row: B  # first cell of a patient
+    consec: B  # the previous cell is the same patient's previous day
+
+
+def scan_runs_many(
+    grid: DailyGrid,
+    thresholds: tuple[float, ...],
+    min_recovered: int,
+    window: tuple[int, int],
+    start_day: int = 0,
+    end_day: I32 | None = None,
+) -> list[RunScan]:
+    """``scan_runs`` for several thresholds over the same days: the cells are selected once."""
     n = grid.values.shape[0]
-    w0, w1 = window
-    best_win = np.zeros(n, np.int32)
-    best_all = np.zeros(n, np.int32)
-    first_start = np.full(n, -1, np.int32)
-    first_recovery = np.full(n, -1, np.int32)
-    first_length = np.zeros(n, np.int32)
-    last_recovery = np.full(n, -1, np.int32)
-    open_end = np.zeros(n, bool)
-    unknown_in_run = np.zeros(n, np.int32)
-    empty = RunScan(
-        best_win,
-        best_all,
-        first_start,
-        first_recovery,
-        first_length,
-        last_recovery,
-        open_end,
-        unknown_in_run,
-    )
     start_col = max(0, start_day - grid.first_day)
     stop_col = grid.n_days
     if end_day is not None and end_day.size:
         stop_col = int(min(grid.n_days, max(0, int(end_day.max()) - grid.first_day + 1)))
     if n == 0 or stop_col <= start_col:
-        return empty
+        return [_scan(None, n, t, min_recovered, window) for t in thresholds]
     rows, cols = grid.known
     if start_col > 0 or stop_col < grid.n_days:
         in_range = (cols >= start_col) & (cols < stop_col)
@@ -179,14 +184,43 @@ def scan_runs(
         cols = cols[keep]
     k = rows.size
     if k == 0:
-        return empty
-    with np.errstate(invalid="ignore"):
-        below = grid.values[rows, cols] <= threshold
-    above = ~below
+        return [_scan(None, n, t, min_recovered, window) for t in thresholds]
     new_row = np.ones(k, bool)
     new_row[1:] = rows[1:] != rows[:-1]
-    consec = np.zeros(k, bool)  # the previous cell is the same patient's previous day
+    consec = np.zeros(k, bool)
     consec[1:] = ~new_row[1:] & (day[1:] == day[:-1] + 1)
+    cells = _Cells(rows, day, grid.values[rows, cols], new_row, consec)
+    return [_scan(cells, n, t, min_recovered, window) for t in thresholds]
+
+
+def _scan(
+    cells: _Cells | None, n: int, threshold: float, min_recovered: int, window: tuple[int, int]
+) -> RunScan:
+    w0, w1 = window
+    best_win = np.zeros(n, np.int32)
+    best_all = np.zeros(n, np.int32)
+    first_start = np.full(n, -1, np.int32)
+    first_recovery = np.full(n, -1, np.int32)
+    first_length = np.zeros(n, np.int32)
+    last_recovery = np.full(n, -1, np.int32)
+    open_end = np.zeros(n, bool)
+    unknown_in_run = np.zeros(n, np.int32)
+    if cells is None:
+        return RunScan(
+            best_win,
+            best_all,
+            first_start,
+            first_recovery,
+            first_length,
+            last_recovery,
+            open_end,
+            unknown_in_run,
+        )
+    rows, day, new_row, consec = cells.rows, cells.day, cells.new_row, cells.consec
+    k = rows.size
+    with np.errstate(invalid="ignore"):
+        below = cells.value <= threshold
+    above = ~below
     prev_above = np.zeros(k, bool)
     prev_above[1:] = above[:-1]
     # stretches of consecutive known days above the threshold; long ones separate runs

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cart_cytopenia.grading.daily import DailyGrid, interpolate, scan_runs
+from cart_cytopenia.grading.daily import DailyGrid, interpolate, scan_runs_many
 from cart_cytopenia.rules.settings import IcahtSettings
 from cart_cytopenia.rules.tables import IcahtConventions, IcahtTable
 
@@ -93,11 +93,13 @@ def grade_early(
     n = anc.values.shape[0]
     if interp is None:  # the caller may pass the series it already interpolated
         interp = interpolate(anc, conv.max_interpolation_gap_days)
-    s500 = scan_runs(
-        interp, table.severe_threshold, conv.join_min_recovered_days, (w0, w1), w0, as_of
-    )
-    s100 = scan_runs(
-        interp, table.profound_threshold, conv.join_min_recovered_days, (w0, w1), w0, as_of
+    s500, s100 = scan_runs_many(
+        interp,
+        (table.severe_threshold, table.profound_threshold),
+        conv.join_min_recovered_days,
+        (w0, w1),
+        w0,
+        as_of,
     )
 
     raw_win = anc.window(w0, w1)
