@@ -228,7 +228,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         lo = np.full(shape, np.nan)
         hi = np.full(shape, np.nan)
         per_ul = np.zeros(shape, bool)
-        code_idx = np.full(shape, -1, np.int64)
+        code_idx = np.full(shape, -1, np.int16)
         bad: dict[tuple[int, int], str] = {}
         resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
         for key in np.flatnonzero(present):
@@ -249,7 +249,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         canonical = np.empty(df.height)
         unresolved = np.empty(df.height, bool)
         implausible = np.empty(df.height, bool)
-        codes = np.empty(df.height, np.int64)
+        codes = np.empty(df.height, np.int16)  # catalogue position of each row's analyte
 
         def convert(k: int) -> None:
             a0, a1 = slices[k]

@@ -163,7 +163,7 @@ def iter_chunks(
         index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
     )["gidx"]
     check_orphans(frames, labs_checked=not run_pos.null_count())
-    g_idx = np.repeat(run_pos.to_numpy(), runs["len"].to_numpy())
+    g_idx = np.repeat(run_pos.to_numpy().astype(np.int32), runs["len"].to_numpy())
     del runs, run_pos
     g_day = labs["day"].to_numpy().astype(np.int32, copy=False)
     g_v = labs["value"].to_numpy().astype(np.float64, copy=False)
