@@ -51,3 +51,22 @@ def test_labs_with_text_analyte_codes_grade_like_the_catalogue_enum() -> None:
     assert grade_cohort(text, Settings(), as_of=12).equals(
         grade_cohort(frames, Settings(), as_of=12)
     )
+
+
+def test_lab_rows_with_a_missing_field_are_left_out() -> None:
+    d = EXAMPLES / "cohort"
+    frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
+    base = grade_cohort(frames, Settings())
+    first = frames.patients["patient_id"][0]
+    extra = pl.DataFrame(
+        {
+            "patient_id": [None, first, first],
+            "day": [3, None, 4],
+            "analyte": ["anc", "anc", "anc"],
+            "value": [10.0, 10.0, None],
+            "row": [0, 0, 0],
+        },
+        schema_overrides={"patient_id": pl.String, "day": pl.Int32, "value": pl.Float64},
+    ).with_columns(pl.col("analyte").cast(frames.labs.schema["analyte"]))
+    labs = pl.concat([frames.labs, extra.select(frames.labs.columns)])
+    assert grade_cohort(CohortFrames(frames.patients, labs, frames.events), Settings()).equals(base)

@@ -148,6 +148,9 @@ def iter_chunks(
     """
     patients = conform(frames.patients, PATIENT_SCHEMA)
     labs = frames.labs
+    required = ["patient_id", "day", "analyte", "value"]
+    if any(labs[c].null_count() for c in required):  # read_cohort never returns such rows
+        labs = labs.drop_nulls(required)
     codes = {a: i for i, a in enumerate(GRID_ANALYTES)}
     # one pass: index, grid analytes as small ints, sorted by patient
     index_all = (
