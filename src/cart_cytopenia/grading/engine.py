@@ -185,18 +185,29 @@ def iter_chunks(
             .replace_strict(codes, default=-1, return_dtype=pl.Int16)
             .to_numpy()
         )
-    # CAR-HEMATOTOX only reads values before infusion
-    markers = [m.analyte for m in tables.hematotox().markers]
-    if enum_codes:  # the rows picked by their codes (a filter would copy every lab column)
-        is_marker = np.zeros(len(ANALYTE_CODES), bool)
-        is_marker[[ANALYTE_CODES.index(a) for a in markers]] = True
-        baseline_labs = labs[np.flatnonzero((g_day < 0) & is_marker[g_a])]
-    else:
-        baseline_labs = labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers))
     if g_idx.size > 1 and (g_idx[1:] < g_idx[:-1]).any():  # not grouped by patient: sort
         order = np.argsort(g_idx, kind="stable")
         g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
         del order
+    # CAR-HEMATOTOX only reads values before infusion: those rows, by patient position
+    markers = [m.analyte for m in tables.hematotox().markers]
+    if enum_codes:  # picked from the arrays (a filter would copy every lab column)
+        is_marker = np.zeros(len(ANALYTE_CODES), bool)
+        is_marker[[ANALYTE_CODES.index(a) for a in markers]] = True
+        rows = np.flatnonzero((g_day < 0) & is_marker[g_a])
+        baseline_by = pl.DataFrame(
+            {
+                "gidx": g_idx[rows].astype(np.int64),
+                "day": g_day[rows],
+                "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(g_a[rows]),
+                "value": g_v[rows],
+            }
+        )
+        del rows
+    else:
+        baseline_by = _by_patient(
+            labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
+        )
     # the last day of the grids: the last day with a value of a grid analyte (up to as_of)
     in_grid = (g_day >= 0) & ((to_grid[g_a] if to_grid is not None else g_a) >= 0)
     if as_of is not None:
@@ -208,7 +219,6 @@ def iter_chunks(
     # events and baseline rows sorted by patient once, so each chunk takes a slice of them
     # instead of searching the whole tables
     events_by = _by_patient(frames.events, index_all)
-    baseline_by = _by_patient(baseline_labs, index_all)
     e_idx = events_by["gidx"].to_numpy()
     b_idx = baseline_by["gidx"].to_numpy()
 
@@ -332,7 +342,18 @@ def _chunk_rows(df: pl.DataFrame, lo: int) -> pl.DataFrame:
 
 
 def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within)."""
+    """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within).
+
+    Rows usually come grouped by patient: the ids are then matched once per run of rows."""
+    if df.height:
+        runs = df.select(pl.col("patient_id").rle()).unnest("patient_id")
+        pos = runs.join(
+            index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
+        )["gidx"]
+        if not pos.null_count() and pos.len() == runs.height:
+            gidx = np.repeat(pos.to_numpy(), runs["len"].to_numpy())
+            out = df.rechunk().with_columns(pl.Series("gidx", gidx, dtype=pl.Int64))
+            return out if out["gidx"].is_sorted() else out.sort("gidx", maintain_order=True)
     return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
 
 
