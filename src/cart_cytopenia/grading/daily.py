@@ -62,6 +62,23 @@ class DailyGrid:
         return rows, cols
 
 
+def grid_from_cells(
+    n: int,
+    first_day: int,
+    n_days: int,
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    values: F,
+) -> DailyGrid:
+    """A grid from its known cells, given sorted by patient then day with one value per cell
+    (as the engine's day rows are); the cells are kept as the grid's ``known`` cells."""
+    out = np.full((n, n_days), np.nan)
+    out[rows, cols] = values
+    grid = DailyGrid(first_day, out)
+    grid.__dict__["known"] = (rows, cols)  # the cached_property's slot: no search of the grid
+    return grid
+
+
 def build_grid(
     labs: pl.DataFrame, analyte: str, index: pl.DataFrame, n: int, first_day: int, last_day: int
 ) -> DailyGrid:
@@ -106,7 +123,8 @@ def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
     k = np.repeat(np.arange(g.size), g)
     step = np.arange(k.size) - np.repeat(np.cumsum(g) - g, g) + 1  # 1..gap within each pair
     out = v.copy()
-    out[r[k], c0[k] + step] = v0[k] + (v1[k] - v0[k]) * step / (g[k] + 1)
+    flat = (r[k] * v.shape[1] + c0[k]) + step  # flat positions: cheaper than (row, col) pairs
+    out.ravel()[flat] = v0[k] + (v1[k] - v0[k]) * step / (g[k] + 1)
     return DailyGrid(grid.first_day, out)
 
 

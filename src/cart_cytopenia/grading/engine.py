@@ -42,7 +42,7 @@ from cart_cytopenia.grading import (
     timing,
     transfusion,
 )
-from cart_cytopenia.grading.daily import DailyGrid, interpolate
+from cart_cytopenia.grading.daily import DailyGrid, grid_from_cells, interpolate
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -398,10 +398,10 @@ def _grade_chunk(
         # one row per patient and day (the day's lowest value): the grading reads nothing else
         rows[name] = (r.idx, r.day.astype(np.int64), r.value)
         if name in DENSE_ANALYTES:
-            vals = np.full((n, dense_last + 1), np.nan)
             d = r.day <= dense_last
-            vals[r.idx[d], r.day[d]] = r.value[d]
-            grids[name] = DailyGrid(0, vals)
+            grids[name] = grid_from_cells(
+                n, 0, dense_last + 1, r.idx[d], r.day[d].astype(np.intp), r.value[d]
+            )
         # worst and last values from the rows themselves (no pass over patients x days)
         sparse_min[name], sparse_last[name] = r.min_and_last(n)
 

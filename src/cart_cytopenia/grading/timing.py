@@ -61,24 +61,31 @@ def lineage_timing(
         rows = (r.astype(np.int64), (c + raw.first_day).astype(np.int64), raw.values[r, c])
     ridx, rday, rval = rows
     keep = (rday >= 0) & (rday <= as_of[ridx])
-    ridx, rday, rval = ridx[keep], rday[keep], rval[keep]
-    nadir = np.full(n, np.inf)
-    np.minimum.at(nadir, ridx, rval)
-    has = np.isfinite(nadir)
-    at_nadir = rval == nadir[ridx]
-    nd = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(nd, ridx[at_nadir], rday[at_nadir])
-    nadir = np.where(has, nadir, np.nan)
-    nadir_day = np.where(has, nd, -1).astype(np.int32)
-    sig_rows = rval < lineage.significant_below
+    if not keep.all():
+        ridx, rday, rval = ridx[keep], rday[keep], rval[keep]
+    nadir = np.full(n, np.nan)
+    nadir_day = np.full(n, -1, np.int32)
     last_sig64 = np.full(n, -1, np.int64)
-    np.maximum.at(last_sig64, ridx[sig_rows], rday[sig_rows])
+    last_obs = np.full(n, -1, np.int64)
+    if ridx.size:
+        if (ridx[1:] < ridx[:-1]).any():  # group the rows by patient (order kept within)
+            o = np.argsort(ridx, kind="stable")
+            ridx, rday, rval = ridx[o], rday[o], rval[o]
+        starts = np.flatnonzero(np.r_[True, ridx[1:] != ridx[:-1]])
+        who = ridx[starts]
+        low = np.minimum.reduceat(rval, starts)
+        big = np.iinfo(np.int64).max
+        at_low = rval == np.repeat(low, np.diff(np.r_[starts, ridx.size]))
+        nadir[who] = low
+        nadir_day[who] = np.minimum.reduceat(np.where(at_low, rday, big), starts)
+        sig_rows = rval < lineage.significant_below
+        last_sig64[who] = np.maximum.reduceat(np.where(sig_rows, rday, -1), starts)
+        last_obs[who] = np.maximum.reduceat(rday, starts)
+    has = ~np.isnan(nadir)
     any_sig = last_sig64 >= 0
     last_sig: I32 = last_sig64.astype(np.int32)
     latest_phase = phase_of_days(last_sig, table)
     latest_phase[~any_sig] = None
-    last_obs = np.full(n, -1, np.int64)
-    np.maximum.at(last_obs, ridx, rday)
 
     # current episode: the stretch of significant cytopenia (interpolated) containing the last value
     hi = (
