@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.grading.daily import grid_from_cells, interpolate
 from cart_cytopenia.grading.engine import GRID_ANALYTES, DayRows, _split_by_analyte, grade_cohort
+from cart_cytopenia.grading.timing import lineage_timing
 from cart_cytopenia.io.tables import read_cohort
+from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 from tests.conftest import EXAMPLES
 
@@ -70,3 +74,30 @@ def test_lab_rows_with_a_missing_field_are_left_out() -> None:
     ).with_columns(pl.col("analyte").cast(frames.labs.schema["analyte"]))
     labs = pl.concat([frames.labs, extra.select(frames.labs.columns)])
     assert grade_cohort(CohortFrames(frames.patients, labs, frames.events), Settings()).equals(base)
+
+
+def test_grid_from_cells_knows_the_cells_a_search_would_find() -> None:
+    rows = np.array([0, 0, 2], np.intp)
+    cols = np.array([1, 4, 0], np.intp)
+    grid = grid_from_cells(3, 0, 6, rows, cols, np.array([5.0, 7.0, 9.0]))
+    searched = np.nonzero(~np.isnan(grid.values))
+    assert [a.tolist() for a in grid.known] == [a.tolist() for a in searched]
+    filled = interpolate(grid, 7).values
+    assert filled[0, 1:5] == pytest.approx([5.0, 5.0 + 2 / 3, 5.0 + 4 / 3, 7.0])
+    assert np.isnan(filled[0, 0]) and np.isnan(filled[1]).all()
+
+
+def test_lineage_timing_does_not_depend_on_the_order_of_the_rows() -> None:
+    tt = tables.timing()
+    lin = tt.lineage("neutrophils")
+    idx = np.array([0, 0, 0, 1, 1], np.int64)
+    day = np.array([2, 5, 9, 3, 4], np.int64)
+    val = np.array([400.0, 300.0, 300.0, 1500.0, 800.0])
+    grid = grid_from_cells(2, 0, 12, idx, day, val)
+    as_of = np.full(2, 100, np.int32)
+    a = lineage_timing(grid, grid, lin, as_of, tt, (idx, day, val))
+    o = np.array([4, 2, 0, 3, 1])
+    b = lineage_timing(grid, grid, lin, as_of, tt, (idx[o], day[o], val[o]))
+    assert a.nadir.tolist() == b.nadir.tolist() == [300.0, 800.0]
+    assert a.nadir_day.tolist() == b.nadir_day.tolist() == [5, 4]
+    assert a.last_significant_day.tolist() == b.last_significant_day.tolist() == [9, 4]
