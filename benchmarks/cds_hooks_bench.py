@@ -628,7 +628,7 @@ def single_calls(
     import httpx
 
     pid = course.patient.id
-    toks = iter(tokens(key, url, 2 * n + 2))
+    toks = iter(tokens(key, url, 3 * n + 2))
     total = len(prefetch["labs"]["entry"])
     base = encode(hook_body(course, prefetch))
     seq = [
@@ -646,10 +646,18 @@ def single_calls(
             return ms
 
         cold = [post(renamed(base, pid, f"{pid}-cold-{i}")) for i in range(n)]
+        user = b'"userId":"Practitioner/bench"'
+        other_user = [
+            post(base.replace(user, b'"userId":"Practitioner/other-%d"' % i)) for i in range(n)
+        ]
         post(seq[0])  # the chart is seen: every resource validated
         new_lab = [post(b) for b in seq[1:]]
     rows = []
-    for name, lat in (("single: cold", cold), ("single: new lab result", new_lab)):
+    for name, lat in (
+        ("single: cold", cold),
+        ("single: new lab result", new_lab),
+        ("single: same data, another user", other_user),
+    ):
         r = _summary(lat, sum(lat) / 1000, {}, "httpx, one call at a time")
         r.update(scenario=name, connections=1, duration=0)
         rows.append(r)
@@ -827,7 +835,9 @@ def markdown(
         "- `single: cold`: no load, one call at a time, each for a patient never seen (every "
         "resource validated with fhir.resources R4B, graded, evaluated). `single: new lab "
         "result`: no load, a chart seen before sent again with one more lab result: only that "
-        "Observation is validated; grading and guidance run afresh.",
+        "Observation is validated; grading and guidance run afresh. `single: same data, another "
+        "user`: the chart answered before, opened by another user (another body): parsed, then "
+        "answered from the memo.",
         "- `repeat`: every client re-sends the same 100-day prefetch (the chart opened again): "
         "answered from the memo after the first call. The memo keys on what the cards depend on "
         "(patient, prefetch data, day, settings, version), not on who asks or the hookInstance.",

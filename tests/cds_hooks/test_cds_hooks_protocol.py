@@ -425,6 +425,14 @@ def test_request_key_with_fetching_depends_on_server_context_and_token() -> None
     c["fhirAuthorization"]["access_token"] = "another-token"
     assert key(a, False) == key(c, False) and key(a, True) != key(c, True)
     assert key(a, False) != request_key(HookRequest.model_validate(a), "y", fetches=False)
+    # order-select / order-sign: the draft orders and the selections are part of the key
+    draft = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    d1 = hook_request("order-select", "p", None, context={"draftOrders": draft, "selections": []})
+    d2 = json.loads(json.dumps(d1))
+    d2["context"]["selections"] = ["MedicationRequest/m1"]
+    d3 = json.loads(json.dumps(d1))
+    d3["context"]["draftOrders"]["type"] = "batch"
+    assert len({key(d1, False), key(d2, False), key(d3, False)}) == 3
 
 
 def test_engine_fetches_when_a_prefetch_key_is_missing_or_incomplete(h: Harness) -> None:
