@@ -50,7 +50,19 @@ def baseline_values(
     values: dict[str, F] = {a: np.full(n, np.nan) for a in analytes}
     days: dict[str, NDArray[np.int32]] = {a: np.full(n, -10_000, np.int32) for a in analytes}
     pre: dict[str, B] = {a: np.zeros(n, bool) for a in analytes}
-    if "idx" in labs.columns:  # rows already carry the patient's position (the engine's chunks)
+    dtype = labs.schema["analyte"]
+    if "idx" in labs.columns and isinstance(dtype, pl.Enum):  # the engine's chunks
+        # rows already carry the patient's position; markers found from the Enum's codes
+        cats = dtype.categories.to_list()
+        marker_of = np.array([analytes.index(c) if c in analytes else -1 for c in cats], np.int16)
+        sub = labs.select(
+            "idx",
+            "day",
+            "value",
+            pl.Series("m", marker_of[labs["analyte"].to_physical().to_numpy()]),
+        )
+        ld_all = ld_start_day["ld_start_day"].to_numpy().astype(np.int64)
+    elif "idx" in labs.columns:  # rows already carry the patient's position
         sub = labs.select(
             "idx",
             "day",
