@@ -605,7 +605,7 @@ def breakdown(
             ),
             n,
         ),
-        "whole cold call (parse + `CdsEngine.patient_view`, every resource new)": _median_ms(
+        "whole cold call (flatten + `CdsEngine.patient_view`, every resource new)": _median_ms(
             lambda i: CdsEngine(CdsHooksSettings(), Settings(), lambda: today).patient_view(
                 flatten(i), f"{pid}-b{i}", "http://127.0.0.1"
             ),
@@ -792,6 +792,7 @@ def markdown(
     pool: Pool | None,
     args: argparse.Namespace,
     load_before: float,
+    load_after: float,
 ) -> str:
     cpu = os.cpu_count()
     workers = sorted({r["workers"] for r in results})
@@ -801,7 +802,9 @@ def markdown(
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
         f"`python benchmarks/cds_hooks_bench.py --workers {','.join(map(str, workers))} "
         "--results benchmarks/cds_hooks_results.md` on this "
-        f"machine ({cpu} CPU cores; load average {load_before:.2f} just before), service and load "
+        f"machine ({cpu} CPU cores; 1-minute load average {load_before:.2f} just before, "
+        f"{load_after:.2f} at the end: the benchmark itself keeps both cores busy, anything "
+        "above about 3 is other work on the machine), service and load "
         "generator on the same machine over loopback (127.0.0.1). The service runs as deployed: "
         f"`create_app` on {_stack()}, SQLite store, JWT authentication on (RS384, a fresh token "
         "with its own `jti` on every request), default settings (answers memoised: 512; "
@@ -832,7 +835,8 @@ def markdown(
         )
     lines += [
         "",
-        "- `single: cold`: no load, one call at a time, each for a patient never seen (every "
+        "- `single: …`: 15 calls each (p99 is the slowest). `single: cold`: no load, one call at "
+        "a time, each for a patient never seen (every "
         "resource validated with fhir.resources R4B, graded, evaluated). `single: new lab "
         "result`: no load, a chart seen before sent again with one more lab result: only that "
         "Observation is validated; grading and guidance run afresh. `single: same data, another "
@@ -921,8 +925,11 @@ def main() -> None:
         "kb": len(encode(hook_body(course, prefetch))) / 1024,
         "cards": len(cards),
     }
+    load_after = os.getloadavg()[0]
     if args.results:
-        args.results.write_text(markdown(results, steps, payload, pool, args, load_before))
+        args.results.write_text(
+            markdown(results, steps, payload, pool, args, load_before, load_after)
+        )
         print(f"wrote {args.results}")
     for r in results:
         if r["connections"] >= 50:

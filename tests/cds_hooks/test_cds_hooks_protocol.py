@@ -527,6 +527,47 @@ def test_settings_from_toml_and_environment(tmp_path: Any) -> None:
     assert s.allowed_origins == ["https://a.example.org"] and s.max_cards == 4
 
 
+@pytest.mark.parametrize("limit", [1, 0])
+def test_calls_with_new_data_are_computed_one_at_a_time(limit: int) -> None:
+    import asyncio
+    import threading
+
+    import httpx
+
+    running: list[int] = [0, 0]  # now, most at once
+    lock = threading.Lock()
+
+    def slow_evaluate(course: Any, day: int | None = None, settings: Any = None) -> StubGuidance:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.15)
+        with lock:
+            running[0] -= 1
+        return stub_evaluate(course, day, settings)
+
+    h = make_harness(
+        dt.date(2022, 4, 6), settings={"compute_concurrency": limit}, evaluate=slow_evaluate
+    )
+    pid, prefetch = _case1_day30()
+    bodies = [hook_request("patient-view", f"{pid}", prefetch) for _ in range(4)]
+    for i, b in enumerate(bodies):  # new data in each: a different value of the last lab
+        b["prefetch"] = json.loads(json.dumps(prefetch))
+        b["prefetch"]["labs"]["entry"][-1]["resource"]["valueQuantity"]["value"] += i + 1
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=h.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            return await asyncio.gather(
+                *(c.post(PV, json=b, headers=h.ehr.auth(PV)) for b in bodies)
+            )
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 4
+    assert running[0] == 0
+    assert running[1] == 1 if limit == 1 else running[1] > 1  # 0: no limit
+
+
 def test_concurrent_identical_calls_are_computed_once() -> None:
     import asyncio
 

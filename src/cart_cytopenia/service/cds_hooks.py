@@ -171,6 +171,14 @@ class CdsHooksSettings(BaseModel):
         description="FHIR resources kept validated by content (about 5 KB each; 0: none), so "
         "that a chart sent again with one new result validates only that one",
     )
+    compute_concurrency: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Calls with new data computed at the same time per process (import, "
+        "grading, guidance); the others wait their turn (0: no limit). Python computes one at "
+        "a time anyway: more only makes each slower and keeps memoised answers waiting",
+    )
     max_request_bytes: int = Field(20_000_000, ge=10_000)
     jwks_cache_seconds: int = Field(600, ge=0)
     gc_freeze: bool = Field(
@@ -806,6 +814,7 @@ class CdsEngine:
         self.cache: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()
         self.aliases: OrderedDict[str, str] = OrderedDict()
         self.inflight: dict[str, asyncio.Future[tuple[str, list[dict[str, Any]]]]] = {}
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.models = (
             ModelCache(settings.resource_cache_entries) if settings.resource_cache_entries else None
         )
@@ -820,6 +829,16 @@ class CdsEngine:
 
             self._evaluate = evaluate
         return self._evaluate
+
+    async def compute(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a worker thread, at most ``compute_concurrency`` at a time."""
+        if not self.settings.compute_concurrency:
+            return await run_in_threadpool(fn, *args)
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.settings.compute_concurrency))
+        async with self._slots[1]:
+            return await run_in_threadpool(fn, *args)
 
     # ---- answers from memory
 
@@ -1538,9 +1557,7 @@ def create_cds_router(
                     )
                 ]
             elif service.hook == "patient-view":
-                cards = await run_in_threadpool(
-                    engine.patient_view, gathered.raws, patient_id, base
-                )
+                cards = await engine.compute(engine.patient_view, gathered.raws, patient_id, base)
             else:
                 draft = req.context.get("draftOrders")
                 if not isinstance(draft, dict):
@@ -1552,7 +1569,7 @@ def create_cds_router(
                     raise CdsError(
                         400, "context.selections (a list of ids) is required", "required"
                     )
-                cards = await run_in_threadpool(
+                cards = await engine.compute(
                     engine.orders, gathered.raws, patient_id, base, draft, selections
                 )
             if not gathered.fetched:
