@@ -225,9 +225,11 @@ def iter_chunks(
 
     def grade(lo: int) -> GradedChunk:
         hi = min(lo + chunk_size, n_all)
-        a0, a1 = np.searchsorted(g_idx, [lo, hi])
-        e0, e1 = np.searchsorted(e_idx, [lo, hi])
-        b0, b1 = np.searchsorted(b_idx, [lo, hi])
+        # the bounds in the arrays' own dtypes: numpy would otherwise cast the whole array
+        # (16.9M rows) to the bounds' int64 on every call
+        a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
+        e0, e1 = np.searchsorted(e_idx, np.array([lo, hi], e_idx.dtype))
+        b0, b1 = np.searchsorted(b_idx, np.array([lo, hi], b_idx.dtype))
         return _grade_chunk(
             patients.slice(lo, hi - lo),
             _chunk_rows(baseline_by.slice(b0, b1 - b0), lo),
