@@ -157,13 +157,19 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     ]
     if missing_cols:
         raise InputError(f"lab table lacks column(s) {', '.join(missing_cols)}")
+    # analyte and unit stay Enums when they come as such (io.tables reads a Parquet file's texts
+    # as codes into their distinct texts); anything else is read as text
+    coded = {c: isinstance(raw.schema[c], pl.Enum) for c in ("analyte", "unit")}
+    coded["unit"] &= not raw["unit"].null_count()  # a missing unit is read as the text ""
     df = raw.select(
         pl.col("patient_id").cast(pl.String),
         pl.col("day").cast(pl.Int32),
-        pl.col("analyte").cast(pl.String),
+        pl.col("analyte") if coded["analyte"] else pl.col("analyte").cast(pl.String),
         pl.col("value").cast(pl.Float64),
         (
-            pl.col("unit").cast(pl.String).fill_null("")
+            pl.col("unit")
+            if coded["unit"]
+            else pl.col("unit").cast(pl.String).fill_null("")
             if raw["unit"].null_count()
             else pl.col("unit").cast(pl.String)  # no copy of every unit text when none is missing
         ),
@@ -204,6 +210,9 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     try:
 
         def texts(col: str) -> list[str]:
+            dtype = df.schema[col]
+            if isinstance(dtype, pl.Enum):  # the codes are the Enum's: its texts, in order
+                return list(dtype.categories)
             parts = pmap(lambda ab: df[col].slice(ab[0], ab[1] - ab[0]).unique(), slices)
             return sorted(set().union(*(p.to_list() for p in parts)))
 
@@ -213,11 +222,14 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         shape = (len(analyte_texts), len(unit_texts))
         a_enum, u_enum = pl.Enum(analyte_texts), pl.Enum(unit_texts)
 
+        def codes_of(s: pl.Series, enum: pl.Enum) -> NDArray[np.int32]:
+            return (s if coded[s.name] else s.cast(enum)).to_physical().to_numpy().astype(np.int32)
+
         def pair_of(ab: tuple[int, int]) -> NDArray[np.int32]:
             sub = df.slice(ab[0], ab[1] - ab[0])
-            pr = sub["analyte"].cast(a_enum).to_physical().to_numpy().astype(np.int32)
+            pr = codes_of(sub["analyte"], a_enum)
             pr *= shape[1]
-            pr += sub["unit"].cast(u_enum).to_physical().to_numpy().astype(np.int32)
+            pr += codes_of(sub["unit"], u_enum)
             return pr
 
         pair_parts = pmap(pair_of, slices)
@@ -274,8 +286,13 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     finally:
         if pool is not None:
             pool.shutdown()
-    pair = np.concatenate(pair_parts) if len(pair_parts) != 1 else pair_parts[0]
-    if unresolved.any():
+    any_unresolved, any_implausible = bool(unresolved.any()), bool(implausible.any())
+    pair = (
+        pair_parts[0]
+        if len(pair_parts) == 1 or not (any_unresolved or any_implausible)
+        else np.concatenate(pair_parts)  # only to name the pairs of bad rows
+    )
+    if any_unresolved:
         rows = df.filter(pl.Series(unresolved))
         keys = [divmod(int(k), shape[1]) for k in pair[unresolved][:MAX_PROBLEMS_LISTED]]
         problems += [
@@ -288,7 +305,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
             problems.append(
                 Problem(f"... {rows.height} rows with an unknown analyte or unit in all")
             )
-    if implausible.any():
+    if any_implausible:
         rows = df.filter(pl.Series(implausible))
         keys = [divmod(int(k), shape[1]) for k in pair[implausible][:MAX_PROBLEMS_LISTED]]
         for r, (ai, ui) in zip(

@@ -13,9 +13,11 @@ Every error names the file, the row and the field; a file with any bad row loads
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cart_cytopenia.domain.course import Course
@@ -200,7 +202,13 @@ def read_labs(
         raise SchemaError(
             f"{p}: the lab table lacks column(s): {', '.join(missing)} (found: {', '.join(cols)})"
         )
-    keep = [c for c in ("patient_id", "date", "day", "analyte", "value", "unit") if c in cols]
+    # analyte and unit texts of a Parquet file come as codes into their few distinct texts
+    coded = _parquet_coded(p, ("analyte", "unit")) if p.suffix.lower() == ".parquet" else {}
+    keep = [
+        c
+        for c in ("patient_id", "date", "day", "analyte", "value", "unit")
+        if c in cols and c not in coded
+    ]
     # the row number is made in the same query as the columns, so that every column has the same
     # chunks: a frame whose columns are chunked differently is copied whole by every select
     df = _collect(
@@ -209,6 +217,17 @@ def read_labs(
         .with_columns(pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)),
         p,
     )
+    if coded:
+        if any(s.len() != df.height for s in coded.values()):
+            raise ParseError(f"{p} cannot be parsed: its columns differ in length")
+        bounds = np.cumsum([0, *df["row"].chunk_lengths()]).tolist()
+        df = df.with_columns(
+            pl.concat(
+                [s.slice(a, b - a) for a, b in itertools.pairwise(bounds)],
+                rechunk=False,
+            )
+            for s in coded.values()
+        )
     df = _cast_checked(df, "value", pl.Float64, p, "a number")
     if "date" in df.columns and (df.schema["date"] != pl.Int32):
         if infusion is None or "infusion_date" not in infusion.columns:
@@ -234,6 +253,52 @@ def read_labs(
     return normalise_labs(
         df.select("patient_id", "day", "analyte", "value", "unit", "row"), source=str(p)
     )
+
+
+def _parquet_coded(path: Path, columns: tuple[str, ...]) -> dict[str, pl.Series]:
+    """Text columns of a Parquet file as Enums of their distinct texts, read from the file's
+    dictionary pages without making a string for each row (16.9M rows: about 0.5 s less than
+    reading the texts and coding them). Columns that are not text are left out (read as usual);
+    a file pyarrow cannot read gives {} (the usual reader then reports the problem)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        names = [
+            c
+            for c in columns
+            if c in schema.names
+            and (
+                pa.types.is_string(t := schema.field(c).type)
+                or pa.types.is_large_string(t)
+                or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))
+            )
+        ]
+        if not names:
+            return {}
+        table = pq.read_table(path, columns=names, read_dictionary=names)
+    except (pa.ArrowException, OSError):
+        return {}
+    out: dict[str, pl.Series] = {}
+    for name in names:
+        chunks = table.column(name).chunks
+        texts = sorted(set().union(*(ch.dictionary.to_pylist() for ch in chunks)) - {None})
+        if not texts:
+            continue
+        pos = {t: i for i, t in enumerate(texts)}
+        # each chunk's dictionary positions -> positions among all the distinct texts
+        codes = [
+            pc.take(
+                pa.array([pos.get(t) for t in ch.dictionary.to_pylist()], pa.uint32()),
+                ch.indices,
+            )
+            for ch in chunks
+        ]
+        idx = pl.Series(name, pa.chunked_array(codes, pa.uint32())).rechunk()
+        out[name] = pl.Series(name, texts, dtype=pl.Enum(texts)).gather(idx)
+    return out
 
 
 def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame:
