@@ -289,15 +289,28 @@ def _parquet_coded(path: Path, columns: tuple[str, ...]) -> dict[str, pl.Series]
             continue
         pos = {t: i for i, t in enumerate(texts)}
         # each chunk's dictionary positions -> positions among all the distinct texts
-        codes = [
-            pc.take(
-                pa.array([pos.get(t) for t in ch.dictionary.to_pylist()], pa.uint32()),
-                ch.indices,
-            )
-            for ch in chunks
-        ]
-        idx = pl.Series(name, pa.chunked_array(codes, pa.uint32())).rechunk()
-        out[name] = pl.Series(name, texts, dtype=pl.Enum(texts)).gather(idx)
+        idx = np.empty(table.num_rows, np.uint32)
+        at = 0
+        nulls = False
+        for ch in chunks:
+            remap = [pos.get(t) for t in ch.dictionary.to_pylist()]
+            if ch.null_count or None in remap:  # rare: arrow's take keeps the missing values
+                nulls = True
+                break
+            np.take(np.array(remap, np.uint32), ch.indices.to_numpy(), out=idx[at : at + len(ch)])
+            at += len(ch)
+        if nulls:
+            codes = [
+                pc.take(
+                    pa.array([pos.get(t) for t in ch.dictionary.to_pylist()], pa.uint32()),
+                    ch.indices,
+                )
+                for ch in chunks
+            ]
+            series = pl.Series(name, pa.chunked_array(codes, pa.uint32())).rechunk()
+        else:
+            series = pl.Series(name, idx)
+        out[name] = pl.Series(name, texts, dtype=pl.Enum(texts)).gather(series)
     return out
 
 
