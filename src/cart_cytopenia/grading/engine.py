@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -47,6 +48,7 @@ from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
 I32 = NDArray[np.int32]
+AnyT = TypeVar("AnyT", bound=np.generic)
 NO_DAY = icaht.NO_DAY
 GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows passed to chunks
 DENSE_ANALYTES = ("anc", "platelets", "hb")  # need daily grids (runs, interpolation, phases)
@@ -173,9 +175,9 @@ def iter_chunks(
     g_v = labs["value"].to_numpy().astype(np.float64, copy=False)
     # analyte codes: grid order (0..4), -1 for the others; an Enum's codes are mapped per chunk
     # on its small arrays
-    to_grid: NDArray[np.int16] | None = None
+    to_grid: NDArray[np.int8] | None = None
     if enum_codes:  # catalogue order -> grid order
-        to_grid = np.full(len(ANALYTE_CODES), -1, np.int16)
+        to_grid = np.full(len(ANALYTE_CODES), -1, np.int8)
         for code, i in codes.items():
             to_grid[ANALYTE_CODES.index(code)] = i
         g_a = labs["analyte"].to_physical().to_numpy()
@@ -195,7 +197,7 @@ def iter_chunks(
     if enum_codes:  # picked from the arrays (a filter would copy every lab column)
         is_marker = np.zeros(len(ANALYTE_CODES), bool)
         is_marker[[ANALYTE_CODES.index(a) for a in markers]] = True
-        rows = np.flatnonzero((g_day < 0) & is_marker[g_a])
+        rows = np.flatnonzero((g_day < 0) & _lookup(is_marker, g_a))
         baseline_by = pl.DataFrame(
             {
                 "gidx": g_idx[rows].astype(np.int64),
@@ -210,7 +212,7 @@ def iter_chunks(
             labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
         )
     # the last day of the grids: the last day with a value of a grid analyte (up to as_of)
-    in_grid = (g_day >= 0) & ((to_grid[g_a] if to_grid is not None else g_a) >= 0)
+    in_grid = (g_day >= 0) & ((_lookup(to_grid, g_a) if to_grid is not None else g_a) >= 0)
     if as_of is not None:
         in_grid &= g_day <= as_of
     max_day = int(g_day[in_grid].max()) if in_grid.any() else 0
@@ -237,7 +239,7 @@ def iter_chunks(
             _split_by_analyte(
                 g_idx[a0:a1] - lo,
                 g_day[a0:a1],
-                g_a[a0:a1] if to_grid is None else to_grid[g_a[a0:a1]],
+                g_a[a0:a1] if to_grid is None else _lookup(to_grid, g_a[a0:a1]).astype(np.int16),
                 g_v[a0:a1],
                 None if as_of is None else min(as_of, last_day),
             ),
@@ -259,6 +261,17 @@ def iter_chunks(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _lookup(table: NDArray[AnyT], codes: NDArray[np.integer]) -> NDArray[AnyT]:
+    """``table[codes]``; for byte codes into a table of bytes by ``bytes.translate``, as numpy's
+    indexing would first widen every code to a 64-bit index (16.9M rows: ~0.1 s)."""
+    if codes.dtype != np.uint8 or table.dtype.itemsize != 1 or table.size > 256:
+        out: NDArray[AnyT] = table[codes]
+        return out
+    lut = np.zeros(256, table.dtype)
+    lut[: table.size] = table
+    return np.frombuffer(codes.tobytes().translate(lut.tobytes()), table.dtype)
 
 
 @dataclass(frozen=True)
