@@ -265,7 +265,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
 
         def convert(k: int) -> None:
             a0, a1 = slices[k]
-            pr = pair_parts[k]
+            pr = pair_parts[k].astype(np.intp)  # widened once for the five lookups below
             values = values_all.slice(a0, a1 - a0).to_numpy()
             can = canonical[a0:a1]
             np.take(factor.ravel(), pr, out=can)
