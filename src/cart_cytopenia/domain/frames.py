@@ -159,8 +159,9 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         raise InputError(f"lab table lacks column(s) {', '.join(missing_cols)}")
     # analyte and unit stay Enums when they come as such (io.tables reads a Parquet file's texts
     # as codes into their distinct texts); anything else is read as text
-    coded = {c: isinstance(raw.schema[c], pl.Enum) for c in ("analyte", "unit")}
-    coded["unit"] &= not raw["unit"].null_count()  # a missing unit is read as the text ""
+    unit_nulls = raw["unit"].null_count()
+    coded = {c: isinstance(raw[c].dtype, pl.Enum) for c in ("analyte", "unit")}
+    coded["unit"] &= not unit_nulls  # a missing unit is read as the text ""
     df = raw.select(
         pl.col("patient_id").cast(pl.String),
         pl.col("day").cast(pl.Int32),
@@ -170,7 +171,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
             pl.col("unit")
             if coded["unit"]
             else pl.col("unit").cast(pl.String).fill_null("")
-            if raw["unit"].null_count()
+            if unit_nulls
             else pl.col("unit").cast(pl.String)  # no copy of every unit text when none is missing
         ),
         pl.col("row").cast(pl.Int64),
@@ -210,7 +211,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     try:
 
         def texts(col: str) -> list[str]:
-            dtype = df.schema[col]
+            dtype = df[col].dtype
             if isinstance(dtype, pl.Enum):  # the codes are the Enum's: its texts, in order
                 return list(dtype.categories)
             parts = pmap(lambda ab: df[col].slice(ab[0], ab[1] - ab[0]).unique(), slices)

@@ -266,7 +266,8 @@ def iter_chunks(
 def _lookup(table: NDArray[AnyT], codes: NDArray[np.integer]) -> NDArray[AnyT]:
     """``table[codes]``; for byte codes into a table of bytes by ``bytes.translate``, as numpy's
     indexing would first widen every code to a 64-bit index (16.9M rows: ~0.1 s)."""
-    if codes.dtype != np.uint8 or table.dtype.itemsize != 1 or table.size > 256:
+    small = codes.size < 65_536  # (one course: plain indexing is quicker than building a table)
+    if small or codes.dtype != np.uint8 or table.dtype.itemsize != 1 or table.size > 256:
         out: NDArray[AnyT] = table[codes]
         return out
     lut = np.zeros(256, table.dtype)
