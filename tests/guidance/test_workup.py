@@ -26,6 +26,31 @@ def test_medication_review_names_myelosuppressive_drugs() -> None:
     assert "workup.medication-review" in ids(course(normal), -6)  # before lymphodepletion
 
 
+def test_medication_review_does_not_repeat_the_myelosuppressive_drug_alert() -> None:
+    # one message per drug: TMP-SMX during neutropenia is the alert's (with its alternative);
+    # the medication review stays, at info level, and points to the alert
+    neutropenic = counts(range(11), anc=300)
+    g = guidance(course(neutropenic, [med("trimethoprim-sulfamethoxazole", 5)]), 10)
+    alert = g.item("alert.myelosuppressive-drug")
+    assert alert is not None and "pentamidine" in alert.summary
+    review = g.item("workup.medication-review")
+    assert review is not None and review.urgency == "info"
+    assert "trimethoprim-sulfamethoxazole" not in review.summary
+    assert "see the alert" in review.rationale
+    # two drugs: both are the alert's, the review names neither
+    g = guidance(
+        course(neutropenic, [med("trimethoprim-sulfamethoxazole", 5), med("linezolid", 6)]), 10
+    )
+    alert, review = g.item("alert.myelosuppressive-drug"), g.item("workup.medication-review")
+    assert alert is not None and "linezolid" in alert.summary
+    assert review is not None and review.urgency == "info" and "linezolid" not in review.summary
+    # without a cytopenia there is no alert, so the review names the drug itself
+    g = guidance(course(counts(range(11)), [med("trimethoprim-sulfamethoxazole", 5)]), 10)
+    assert "alert.myelosuppressive-drug" not in g.ids()
+    review = g.item("workup.medication-review")
+    assert review is not None and "trimethoprim-sulfamethoxazole" in review.summary
+
+
 def test_infection_workup_febrile_neutropenia_is_critical() -> None:
     # "Thorough evaluation and management of infections, including viral and fungal, are essential"
     neutropenic = counts(range(11), anc=300)

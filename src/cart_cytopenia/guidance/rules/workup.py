@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from cart_cytopenia.domain.course import Disease, DiseaseStatus
-from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
+from cart_cytopenia.guidance.context import Context, describe_marrow, drug_alternative, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
 
 
 @rule("workup.medication-review")
 def medication_review(ctx: Context) -> Triggered | None:
-    meds = ctx.myelosuppressive_active
+    active = ctx.myelosuppressive_active
+    # during a cytopenia, a drug with a named alternative is already the subject of the alert
+    # alert.myelosuppressive-drug: the review does not repeat it (one message per drug)
+    covered = (
+        sorted({m.drug_id for m in active if drug_alternative(m) is not None})
+        if ctx.any_cytopenia
+        else []
+    )
+    meds = [m for m in active if m.drug_id not in covered]
     unknown = ctx.a.based_on.drugs_not_reasoned_about
     inputs = {
         "day": ctx.day,
-        "myelosuppressive_active": sorted({m.drug_id for m in meds}),
+        "myelosuppressive_active": sorted({m.drug_id for m in active}),
+        "in_the_myelosuppressive_drug_alert": covered,
         "drugs_not_in_catalogue": unknown,
         "cytopenic_lineages": ctx.cytopenic_lineages,
     }
     tail = f" Not in the drug catalogue (not checked): {', '.join(unknown)}." if unknown else ""
+    if covered:
+        tail = f" {', '.join(covered)}: see the alert on myelosuppressive drugs.{tail}"
     if meds:
         since = ", ".join(f"{m.drug_id} from day {m.start}" for m in meds)
         return Triggered(
@@ -33,8 +44,9 @@ def medication_review(ctx: Context) -> Triggered | None:
             inputs=inputs,
         )
     if ctx.any_cytopenia:
+        other = " other" if covered else ""
         return Triggered(
-            rationale=f"{ctx.describe_cytopenias()[0].upper()}{ctx.describe_cytopenias()[1:]}; no myelosuppressive drug of the catalogue is active.{tail}",
+            rationale=f"{ctx.describe_cytopenias()[0].upper()}{ctx.describe_cytopenias()[1:]}; no{other} myelosuppressive drug of the catalogue is active.{tail}",
             inputs=inputs,
             urgency="info" if not unknown else "consider",
         )
