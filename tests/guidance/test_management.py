@@ -203,6 +203,9 @@ def test_tpo_ra_no_response_alert_after_6_weeks() -> None:
     none = _on_eltrombopag(12)
     assert "alert.tpo-ra-no-response" not in ids(none, 80)  # type: ignore[arg-type]  # 5 weeks
     assert "alert.tpo-ra-no-response" in ids(none, 84)  # type: ignore[arg-type]  # 6 weeks
+    # one message: once the alert says it, the "consider stopping" item no longer repeats it
+    assert "management.tpo-ra.stop" in ids(none, 80)  # type: ignore[arg-type]
+    assert "management.tpo-ra.stop" not in ids(none, 84)  # type: ignore[arg-type]
 
 
 def test_paediatric_tpo_ra_alert() -> None:

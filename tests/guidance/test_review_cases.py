@@ -116,6 +116,10 @@ def test_case2_eltrombopag_without_response_is_flagged(replays: dict[int, Replay
     r = replays[2]
     assert days_with(r, "management.tpo-ra.stop")[0] == 42 + 28
     assert days_with(r, "alert.tpo-ra-no-response")[0] == 42 + 42
+    # the "consider stopping" item hands over to the warning: never both on one day
+    assert not set(days_with(r, "management.tpo-ra.stop")) & set(
+        days_with(r, "alert.tpo-ra-no-response")
+    )
 
 
 def test_case2_nothing_the_review_advises_against(replays: dict[int, Replay]) -> None:

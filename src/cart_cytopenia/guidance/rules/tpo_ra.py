@@ -136,6 +136,8 @@ def tpo_ra_stop(ctx: Context) -> Triggered | None:
         return None
     if response:
         return None
+    if c.weeks >= ctx.settings.tpo_ra.no_response_stop_weeks:
+        return None  # one message: from here alert.tpo-ra-no-response says it, as a warning
     return Triggered(
         rationale=_no_response_text(ctx),
         inputs=base,
