@@ -223,17 +223,19 @@ def _scan(
     last_recovery = np.full(n, -1, np.int32)
     open_end = np.zeros(n, bool)
     unknown_in_run = np.zeros(n, np.int32)
+    # the arrays are filled in place below; the result holds them from the start
+    result = RunScan(
+        best_win,
+        best_all,
+        first_start,
+        first_recovery,
+        first_length,
+        last_recovery,
+        open_end,
+        unknown_in_run,
+    )
     if cells is None:
-        return RunScan(
-            best_win,
-            best_all,
-            first_start,
-            first_recovery,
-            first_length,
-            last_recovery,
-            open_end,
-            unknown_in_run,
-        )
+        return result
     rows, day, new_row, consec = cells.rows, cells.day, cells.new_row, cells.consec
     k = rows.size
     with np.errstate(invalid="ignore"):
@@ -291,13 +293,4 @@ def _scan(
         last_c = np.ones(c_idx.size, bool)
         last_c[:-1] = c_row[:-1] != c_row[1:]
         last_recovery[c_row[last_c]] = recovery[c_idx[last_c]]
-    return RunScan(
-        best_win,
-        best_all,
-        first_start,
-        first_recovery,
-        first_length,
-        last_recovery,
-        open_end,
-        unknown_in_run,
-    )
+    return result

@@ -51,6 +51,13 @@ def baseline_values(
     days: dict[str, NDArray[np.int32]] = {a: np.full(n, -10_000, np.int32) for a in analytes}
     pre: dict[str, B] = {a: np.zeros(n, bool) for a in analytes}
     dtype = labs.schema["analyte"]
+    marker = (  # the analyte's position in ``analytes`` (-1: not a marker), from its text
+        pl.col("analyte")
+        .cast(pl.String)
+        .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
+        .cast(pl.Int16)
+        .alias("m")
+    )
     if "idx" in labs.columns and isinstance(dtype, pl.Enum):  # the engine's chunks
         # rows already carry the patient's position; markers found from the Enum's codes
         cats = dtype.categories.to_list()
@@ -67,11 +74,7 @@ def baseline_values(
             "idx",
             "day",
             "value",
-            pl.col("analyte")
-            .cast(pl.String)
-            .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
-            .cast(pl.Int16)
-            .alias("m"),
+            marker,
         )
         ld_all = ld_start_day["ld_start_day"].to_numpy().astype(np.int64)
     else:
@@ -79,11 +82,7 @@ def baseline_values(
             "idx",
             "day",
             "value",
-            pl.col("analyte")
-            .cast(pl.String)
-            .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
-            .cast(pl.Int16)
-            .alias("m"),
+            marker,
         )
         ld_all = (
             index.join(ld_start_day, on="patient_id", how="left")["ld_start_day"]
