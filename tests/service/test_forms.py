@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from cart_cytopenia.errors import ParseError
-from cart_cytopenia.service.forms import EVENT_TYPES, event_fields, lab_fields, parse_lab_csv
+from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.service.forms import (
+    EVENT_TYPES,
+    FormState,
+    apply_errors,
+    event_fields,
+    lab_fields,
+    parse_lab_csv,
+)
 
 
 def test_event_forms_follow_the_domain_model() -> None:
@@ -24,6 +31,31 @@ def test_event_forms_follow_the_domain_model() -> None:
     med = {f.name: f for f in event_fields("medication")}
     assert "filgrastim" in med["drug"].datalist
     assert {f.name for f in lab_fields()} >= {"date", "day", "analyte", "value", "unit"}
+
+
+def test_errors_go_next_to_the_field_the_user_typed() -> None:
+    exc = InputError(
+        "invalid",
+        problems=[
+            Problem("day 900 is after the end of follow-up", Location(field="start_day")),
+            Problem("grade must be 1-4", Location(field="max_grade")),
+            Problem("course is closed", Location(field="status")),
+        ],
+    )
+    known = {"start_date", "start_day", "max_grade"}
+    typed = FormState()
+    apply_errors(typed, exc, known, {"start_date": "2024-09-01", "max_grade": "7"})
+    assert typed.errors == {
+        "start_date": ["day 900 is after the end of follow-up"],
+        "max_grade": ["grade must be 1-4"],
+        "": [str(exc.problems[2])],
+    }
+    as_day = FormState()  # the day was typed: the problem stays next to it
+    apply_errors(as_day, exc, known, {"start_day": "900"})
+    assert "start_day" in as_day.errors and "start_date" not in as_day.errors
+    plain = FormState()  # without the typed values: every problem at its own field
+    apply_errors(plain, exc, known)
+    assert set(plain.errors) == {"start_day", "max_grade", ""}
 
 
 def test_lab_csv_rows_and_censored_values() -> None:

@@ -12,6 +12,7 @@ import csv
 import io
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -188,9 +189,18 @@ def form_to_dict(specs: list[FieldSpec], form: Any) -> tuple[dict[str, Any], dic
     return doc, typed
 
 
-def apply_errors(state: FormState, exc: InputError, known: set[str]) -> None:
+def apply_errors(
+    state: FormState, exc: InputError, known: set[str], typed: Mapping[str, Any] | None = None
+) -> None:
+    """Each problem next to its field (or above the form when the form has no such field).
+
+    With ``typed`` (the values the user typed), a problem with a day since infusion that was
+    computed from a typed date is shown next to the date.
+    """
     for p in exc.problems:
         f = p.location.field
+        if typed is not None and f in ("start_day", "day") and not typed.get(f):
+            f = "start_date" if f == "start_day" else "date"
         state.add(f if f in known else None, p.message if f in known else str(p))
 
 

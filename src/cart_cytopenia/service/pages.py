@@ -610,13 +610,7 @@ async def create_event(
             session.rollback()
             rec = repo.get_course(session, course_id)
             if isinstance(exc, InputError):
-                known = {s.name for s in specs}
-                for p in exc.problems:
-                    f = p.location.field
-                    if f in ("start_day", "day") and not typed.get(f):
-                        # the date was typed, not the day: show the problem next to the date
-                        f = "start_date" if f == "start_day" else "date"
-                    state.add(f if f in known else None, p.message if f in known else str(p))
+                apply_errors(state, exc, {s.name for s in specs}, typed)
             else:
                 state.add(None, str(exc))
     if not state.ok:
