@@ -205,3 +205,24 @@ def test_cli_grades_an_omop_extract(cohort: synthetic.Block, tmp_path: Path) -> 
         "labs.csv",
         "patients.csv",
     ]
+
+
+def test_each_table_is_read_once(
+    cohort: synthetic.Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drug exposures serve day 0, lymphodepletion and medications; procedures serve day 0 and
+    transfusions: each is read from the extract once."""
+    tables = omop.to_omop(cohort.patients, cohort.labs, cohort.events)
+    src = omop.write_omop(tables, tmp_path / "x")
+    reads: list[str] = []
+    real = omop.OmopSource.read
+
+    def counted(self: omop.OmopSource, table: str, *args: object, **kw: object) -> pl.DataFrame:
+        reads.append(table)
+        return real(self, table, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(omop.OmopSource, "read", counted)
+    read = omop.read_omop(src)
+    assert read.summary.transfusions > 0 and read.summary.medications > 0
+    assert reads.count("procedure_occurrence") == 1
+    assert reads.count("drug_exposure") == 1

@@ -28,11 +28,12 @@ engine as the long-format tables: a bad value names the MEASUREMENT row it came 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 
@@ -67,6 +68,7 @@ TABLES = (
 )
 DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 LOCAL_CONCEPT_START = 2_000_000_001  # OMOP: concept ids above 2 billion are site-local
+T = TypeVar("T")
 
 
 @cache
@@ -88,6 +90,7 @@ class OmopSource:
             raise ParseError(f"{self.path} does not exist")
         self._con: Any = None
         self._names: dict[str, str] = {}
+        self._once: dict[str, Any] = {}
         if self.path.is_dir():
             for f in self.path.iterdir():
                 stem, suffix = f.stem.lower(), f.suffix.lower()
@@ -178,6 +181,13 @@ class OmopSource:
             raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
         df = df.rename({c: c.lower() for c in df.columns})
         return df.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
+
+    def once(self, name: str, build: Callable[[], T]) -> T:
+        """``build()`` the first time ``name`` is asked for, then the same result: a table that
+        several parts of the mapping use (drug exposures, procedures) is read once per extract."""
+        if name not in self._once:
+            self._once[name] = build()
+        return cast(T, self._once[name])
 
     def close(self) -> None:
         if self._con is not None:
@@ -349,14 +359,7 @@ def _infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary) ->
     hcpcs = {_clean_code(k): v for k, v in cfg["hcpcs_products"].items()}
     found: list[pl.DataFrame] = []
     if src.has("procedure_occurrence"):
-        where = src.where("procedure_occurrence")
-        p = src.read(
-            "procedure_occurrence",
-            ["person_id", "procedure_date", "procedure_concept_id", "procedure_source_value"],
-            ["person_id", "procedure_date"],
-        )
-        p = _cast(_ids(p, where), "procedure_date", pl.Date, where, "a date")
-        concepts = _concepts(src, _int_ids(p, "procedure_concept_id"))
+        p, concepts = _procedure_rows(src)
         codes = []
         for r in p.select(
             *(c for c in ("procedure_concept_id", "procedure_source_value") if c in p.columns)
@@ -414,8 +417,29 @@ def _infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary) ->
     return first.drop("via", "several")
 
 
+def _procedure_rows(src: OmopSource) -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:
+    """PROCEDURE_OCCURRENCE with dates and the concepts its rows name (read once per extract)."""
+
+    def read() -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:
+        where = src.where("procedure_occurrence")
+        p = src.read(
+            "procedure_occurrence",
+            ["person_id", "procedure_date", "procedure_concept_id", "procedure_source_value"],
+            ["person_id", "procedure_date"],
+        )
+        p = _cast(_ids(p, where), "procedure_date", pl.Date, where, "a date")
+        return p, _concepts(src, _int_ids(p, "procedure_concept_id"))
+
+    return src.once("procedure_occurrence", read)
+
+
 def _drug_rows(src: OmopSource) -> pl.DataFrame:
-    """DRUG_EXPOSURE with days, the catalogue drug (``drug``) and CAR-T product (``product``)."""
+    """DRUG_EXPOSURE with days, the catalogue drug (``drug``) and CAR-T product (``product``),
+    read once per extract."""
+    return src.once("drug_exposure", lambda: _read_drug_rows(src))
+
+
+def _read_drug_rows(src: OmopSource) -> pl.DataFrame:
     where = src.where("drug_exposure")
     d = src.read(
         "drug_exposure",
@@ -770,14 +794,7 @@ def _events(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary) -> pl
             )
         )
     if src.has("procedure_occurrence"):
-        where = src.where("procedure_occurrence")
-        p = src.read(
-            "procedure_occurrence",
-            ["person_id", "procedure_date", "procedure_concept_id", "procedure_source_value"],
-            ["person_id", "procedure_date"],
-        )
-        p = _cast(_ids(p, where), "procedure_date", pl.Date, where, "a date")
-        concepts = _concepts(src, _int_ids(p, "procedure_concept_id"))
+        p, concepts = _procedure_rows(src)
         tx = {_clean_code(k): v for k, v in omop_map()["transfusion_codes"].items()}
         prods = []
         for r in p.iter_rows(named=True):
