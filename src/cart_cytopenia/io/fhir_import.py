@@ -27,11 +27,11 @@ import json
 import re
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -325,6 +325,9 @@ def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     )
 
 
+T = TypeVar("T")
+
+
 @cache
 def _drug_names() -> dict[str, Drug]:
     out: dict[str, Drug] = {}
@@ -343,9 +346,9 @@ def _product_names() -> dict[str, Product]:
     return out
 
 
-def match_drug_text(texts: Iterable[str]) -> Drug | None:
-    """The catalogue drug named in any of ``texts`` (longest name wins), or None."""
-    names = _drug_names()
+def _longest_name(names: Mapping[str, T], texts: Iterable[str]) -> T | None:
+    """The entry of ``names`` (lower-case names) named in any of ``texts``; the longest name
+    wins (so "pegfilgrastim" beats "filgrastim")."""
     pat = _name_pattern(tuple(names))
     best: str | None = None
     for t in texts:
@@ -354,18 +357,16 @@ def match_drug_text(texts: Iterable[str]) -> Drug | None:
             if best is None or len(hit) > len(best):
                 best = hit
     return names[best] if best else None
+
+
+def match_drug_text(texts: Iterable[str]) -> Drug | None:
+    """The catalogue drug named in any of ``texts`` (longest name wins), or None."""
+    return _longest_name(_drug_names(), texts)
 
 
 def match_product_text(texts: Iterable[str]) -> Product | None:
-    names = _product_names()
-    pat = _name_pattern(tuple(names))
-    best: str | None = None
-    for t in texts:
-        for m in pat.finditer(t):
-            hit = m.group(1).lower()
-            if best is None or len(hit) > len(best):
-                best = hit
-    return names[best] if best else None
+    """The CAR-T product named in any of ``texts`` (longest name wins), or None."""
+    return _longest_name(_product_names(), texts)
 
 
 def _grade_from_stage(cond: Any) -> int | None:
