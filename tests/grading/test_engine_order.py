@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.errors import InputError
+from cart_cytopenia.grading import engine
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules.settings import Settings
@@ -26,3 +29,25 @@ def test_shuffled_rows_chunks_and_threads_give_the_same_grades() -> None:
     again = grade_cohort(reordered, Settings()).sort("patient_id")
     assert again.equals(base.sort("patient_id"))
     assert pl.Series(base["early_icaht_grade"]).to_list() == [3, 4, 4]
+
+
+def test_rows_indexed_in_many_slices_give_the_same_grades(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows are indexed (patient positions, days, codes, baseline markers, last grid day) in
+    slices on the worker threads; slices that split a patient's rows, and shuffled rows, change
+    nothing, and a lab row of an unknown patient found in any slice is reported."""
+    d = EXAMPLES / "cohort"
+    frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
+    base = grade_cohort(frames, Settings(), workers=1)
+    day20 = grade_cohort(frames, Settings(), as_of=20, workers=1)
+    monkeypatch.setattr(engine, "ROWS_PER_TASK", 7)
+    assert grade_cohort(frames, Settings(), workers=2).equals(base)
+    assert grade_cohort(frames, Settings(), as_of=20, workers=2).equals(day20)
+    shuffled = CohortFrames(
+        frames.patients, frames.labs.sample(fraction=1.0, shuffle=True, seed=5), frames.events
+    )
+    assert grade_cohort(shuffled, Settings(), workers=2).equals(base)
+    orphan = frames.labs.tail(1).with_columns(pl.lit("NOBODY").alias("patient_id"))
+    with_orphan = CohortFrames(frames.patients, pl.concat([orphan, frames.labs]), frames.events)
+    with pytest.raises(InputError, match="missing from the patient table") as err:
+        grade_cohort(with_orphan, Settings(), workers=2)
+    assert [p.location.patient_id for p in err.value.problems if p.location] == ["NOBODY"]

@@ -45,3 +45,17 @@ def test_problems_in_several_slices_are_all_reported(monkeypatch: pytest.MonkeyP
         frames.normalise_labs(bad)
     rows = sorted(p.location.row for p in err.value.problems if p.location is not None)
     assert rows == [2, 6]
+
+
+def test_coded_columns_are_read_as_their_texts() -> None:
+    """``coded``: analyte and unit given as codes into their distinct texts (as io.tables reads
+    a Parquet file) give the rows the texts give; codes that are not such are refused."""
+    texts = {c: sorted(set(RAW[c].to_list())) for c in ("analyte", "unit")}
+    coded = RAW.with_columns(
+        pl.Series(c, [texts[c].index(t) for t in RAW[c].to_list()], dtype=pl.UInt8) for c in texts
+    )
+    assert frames.normalise_labs(coded, coded=texts).equals(frames.normalise_labs(RAW))
+    with pytest.raises(ValueError, match="beyond its"):
+        frames.normalise_labs(coded, coded={**texts, "unit": texts["unit"][:2]})
+    with pytest.raises(ValueError, match="unsigned integer codes"):
+        frames.normalise_labs(RAW, coded=texts)

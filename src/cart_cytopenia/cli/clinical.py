@@ -7,18 +7,22 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from cart_cytopenia.cli import guidance_output
 from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.errors import ParseError
-from cart_cytopenia.grading.assessment import Assessment, GradeResult, assess
-from cart_cytopenia.grading.engine import grade_cohort
-from cart_cytopenia.io.tables import read_cohort, write_table
 from cart_cytopenia.rules.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cart_cytopenia.grading.assessment import Assessment, GradeResult
+
+# The commands import what only they need when they run (the guidance engine, the one-course
+# assessment, rich's tables; the cohort engine and readers): ``grade`` on a large file does not
+# pay for the guidance engine's import, nor ``assess`` for the cohort reader's.
 
 
 class OutputFormat(StrEnum):
@@ -48,6 +52,8 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def render_assessment(a: Assessment, course: Course, console: Console) -> None:
+    from rich.table import Table
+
     p = course.patient
     product = course.product.catalogue_entry()
     prod = (
@@ -203,6 +209,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Grade one course as of a day: CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, phases."""
+        from rich.console import Console
+
+        from cart_cytopenia.cli import guidance_output
+        from cart_cytopenia.grading.assessment import assess
+
         settings = load_settings(settings_file)
         course = load_course(course_file)
         if guidance or replay:
@@ -230,6 +241,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Grade many patients at once (same grading code as assess); one row per patient."""
+        from cart_cytopenia.grading.engine import grade_cohort
+        from cart_cytopenia.io.tables import read_cohort, write_table
+
         settings = load_settings(settings_file)
         t0 = time.perf_counter()
         frames = read_cohort(labs, patients, events)

@@ -80,6 +80,8 @@ PATIENT_SCHEMA: dict[str, Any] = {
 
 ANALYTE_CODES: list[str] = [a.code for a in analyte_catalogue().analytes]
 ANALYTE_ENUM = pl.Enum(ANALYTE_CODES)
+if len(ANALYTE_CODES) > 256:  # rows carry their analyte's catalogue position as one byte
+    raise RuntimeError("the analyte catalogue outgrew one-byte codes (domain/frames.py)")
 
 LAB_SCHEMA: dict[str, Any] = {
     "patient_id": pl.String,
@@ -142,14 +144,30 @@ def _row_slices(n: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame:
+def normalise_labs(
+    raw: pl.DataFrame,
+    source: str | None = None,
+    coded: dict[str, Sequence[str]] | None = None,
+) -> pl.DataFrame:
     """Raw long lab rows -> canonical rows. Columns: patient_id, day, analyte, value, unit[, row].
 
     Every unknown analyte, unknown/unfit unit, missing value and implausible value is reported
     together (the first 20 listed, with the count); nothing is returned half-normalised.
     Each distinct (analyte, unit) pair is resolved once; rows are converted by a table lookup,
     so the cost per row is a few array operations (see benchmarks/).
+
+    ``coded``: the ``analyte`` and/or ``unit`` columns named here hold unsigned integer codes
+    into the given distinct texts, without missing values (io.tables reads a Parquet file's texts
+    so, from its dictionary pages); the rows are read exactly as if they held the texts.
     """
+    coded_texts = dict(coded or {})
+    for col, texts_of_col in coded_texts.items():
+        if col not in ("analyte", "unit") or col not in raw.columns:
+            raise ValueError(f"coded column {col!r} is not a lab text column of the table")
+        if not raw.schema[col].is_unsigned_integer() or raw[col].null_count():
+            raise ValueError(f"coded column {col!r} must be unsigned integer codes, none missing")
+        if raw.height and int(raw[col].max()) >= len(texts_of_col):  # type: ignore[arg-type]
+            raise ValueError(f"coded column {col!r} has codes beyond its {len(texts_of_col)} texts")
     if "row" not in raw.columns:
         raw = raw.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
     missing_cols = [
@@ -157,19 +175,24 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     ]
     if missing_cols:
         raise InputError(f"lab table lacks column(s) {', '.join(missing_cols)}")
-    # analyte and unit stay Enums when they come as such (io.tables reads a Parquet file's texts
-    # as codes into their distinct texts); anything else is read as text
+    # analyte and unit stay codes when they come as such (``coded``; an Enum column is read
+    # through its own codes and texts); anything else is read as text
     unit_nulls = raw["unit"].null_count()
-    coded = {c: isinstance(raw[c].dtype, pl.Enum) for c in ("analyte", "unit")}
-    coded["unit"] &= not unit_nulls  # a missing unit is read as the text ""
+    for c in ("analyte", "unit"):
+        dtype = raw.schema[c]
+        if isinstance(dtype, pl.Enum) and not (c == "unit" and unit_nulls):
+            coded_texts[c] = list(dtype.categories)
+            raw = raw.with_columns(pl.col(c).to_physical())
+    # (a missing unit is read as the text "")
+    is_coded = {c: c in coded_texts for c in ("analyte", "unit")}
     df = raw.select(
         pl.col("patient_id").cast(pl.String),
         pl.col("day").cast(pl.Int32),
-        pl.col("analyte") if coded["analyte"] else pl.col("analyte").cast(pl.String),
+        pl.col("analyte") if is_coded["analyte"] else pl.col("analyte").cast(pl.String),
         pl.col("value").cast(pl.Float64),
         (
             pl.col("unit")
-            if coded["unit"]
+            if is_coded["unit"]
             else pl.col("unit").cast(pl.String).fill_null("")
             if unit_nulls
             else pl.col("unit").cast(pl.String)  # no copy of every unit text when none is missing
@@ -211,9 +234,8 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
     try:
 
         def texts(col: str) -> list[str]:
-            dtype = df[col].dtype
-            if isinstance(dtype, pl.Enum):  # the codes are the Enum's: its texts, in order
-                return list(dtype.categories)
+            if is_coded[col]:  # the codes index these texts
+                return list(coded_texts[col])
             parts = pmap(lambda ab: df[col].slice(ab[0], ab[1] - ab[0]).unique(), slices)
             return sorted(set().union(*(p.to_list() for p in parts)))
 
@@ -224,24 +246,26 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         a_enum, u_enum = pl.Enum(analyte_texts), pl.Enum(unit_texts)
 
         def codes_of(s: pl.Series, enum: pl.Enum) -> NDArray[np.int32]:
-            return (s if coded[s.name] else s.cast(enum)).to_physical().to_numpy().astype(np.int32)
+            return (
+                (s if is_coded[s.name] else s.cast(enum).to_physical()).to_numpy().astype(np.int32)
+            )
 
-        def pair_of(ab: tuple[int, int]) -> NDArray[np.int32]:
+        def pair_of(ab: tuple[int, int]) -> tuple[NDArray[np.int32], NDArray[np.intp]]:
             sub = df.slice(ab[0], ab[1] - ab[0])
             pr = codes_of(sub["analyte"], a_enum)
             pr *= shape[1]
             pr += codes_of(sub["unit"], u_enum)
-            return pr
+            return pr, np.bincount(pr, minlength=shape[0] * shape[1])
 
-        pair_parts = pmap(pair_of, slices)
-        present = np.zeros(shape[0] * shape[1], bool)
-        for pr in pair_parts:
-            present[pr] = True
+        counted = pmap(pair_of, slices)
+        pair_parts = [pr for pr, _ in counted]
+        present = np.sum([c for _, c in counted], axis=0) > 0
+        del counted
         factor = np.full(shape, np.nan)
         lo = np.full(shape, np.nan)
         hi = np.full(shape, np.nan)
         per_ul = np.zeros(shape, bool)
-        code_idx = np.full(shape, -1, np.int16)
+        code_idx = np.zeros(shape, np.uint8)  # (pairs that do not resolve are never read)
         bad: dict[tuple[int, int], str] = {}
         resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
         for key in np.flatnonzero(present):
@@ -262,7 +286,7 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         canonical = np.empty(df.height)
         unresolved = np.empty(df.height, bool)
         implausible = np.empty(df.height, bool)
-        codes = np.empty(df.height, np.int16)  # catalogue position of each row's analyte
+        codes = np.empty(df.height, np.uint8)  # catalogue position of each row's analyte
 
         def convert(k: int) -> None:
             a0, a1 = slices[k]
@@ -332,7 +356,9 @@ def normalise_labs(raw: pl.DataFrame, source: str | None = None) -> pl.DataFrame
         {
             "patient_id": df["patient_id"],
             "day": df["day"],
-            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(codes),
+            # (positions handed to ``gather`` as a Series: from a numpy array they are first
+            # converted one by one, ~0.1 s for 16.9M rows)
+            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(pl.Series(codes)),
             "value": canonical,
             "row": df["row"],
         }

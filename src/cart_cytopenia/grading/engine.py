@@ -149,60 +149,145 @@ def iter_chunks(
     ``workers`` > 1 grades that many chunks at once in threads (numpy and polars release the
     GIL in their kernels); at most ``workers + 1`` chunks are held in memory.
     """
+    return _graded(frames, settings, as_of, chunk_size, workers, lambda c: c)
+
+
+ResultT = TypeVar("ResultT")
+ItemT = TypeVar("ItemT")
+
+
+def _pmap(
+    pool: ThreadPoolExecutor | None, fn: Callable[[ItemT], ResultT], items: list[ItemT]
+) -> list[ResultT]:
+    """``fn`` over ``items``, on the pool's threads when there is more than one item."""
+    if pool is None or len(items) <= 1:
+        return [fn(x) for x in items]
+    return list(pool.map(fn, items))
+
+
+ROWS_PER_TASK = 2_000_000  # lab rows indexed at a time by one thread
+
+
+def _graded(
+    frames: CohortFrames,
+    settings: Settings,
+    as_of: int | None,
+    chunk_size: int,
+    workers: int,
+    finish: Callable[[GradedChunk], ResultT],
+) -> Iterator[ResultT]:
+    """``iter_chunks`` with ``finish`` applied to each chunk in the thread that graded it."""
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        yield from _graded_in(frames, settings, as_of, chunk_size, workers, finish, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _graded_in(
+    frames: CohortFrames,
+    settings: Settings,
+    as_of: int | None,
+    chunk_size: int,
+    workers: int,
+    finish: Callable[[GradedChunk], ResultT],
+    pool: ThreadPoolExecutor | None,
+) -> Iterator[ResultT]:
     patients = conform(frames.patients, PATIENT_SCHEMA)
     labs = frames.labs
     required = ["patient_id", "day", "analyte", "value"]
     if any(labs[c].null_count() for c in required):  # read_cohort never returns such rows
         labs = labs.drop_nulls(required)
     codes = {a: i for i, a in enumerate(GRID_ANALYTES)}
-    # one pass: index, grid analytes as small ints, sorted by patient
     index_all = (
         patients.select("patient_id")
         .with_row_index("gidx")
         .with_columns(pl.col("gidx").cast(pl.Int64))
     )
     enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
-    # The patient position of every lab row. Rows usually come grouped by patient, so the ids
-    # are matched once per run of rows of one patient, not once per row.
-    runs = labs.select(pl.col("patient_id").rle()).unnest("patient_id")
-    run_pos = runs.join(
-        index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
-    )["gidx"]
-    check_orphans(frames, labs_checked=not run_pos.null_count())
-    g_idx = np.repeat(run_pos.to_numpy().astype(np.int32), runs["len"].to_numpy())
-    del runs, run_pos
-    g_day = labs["day"].to_numpy().astype(np.int32, copy=False)
-    g_v = labs["value"].to_numpy().astype(np.float64, copy=False)
-    # analyte codes: grid order (0..4), -1 for the others; an Enum's codes are mapped per chunk
-    # on its small arrays
+    markers = [m.analyte for m in tables.hematotox().markers]
+    # per analyte code: 1 = a grid analyte, 2 = a CAR-HEMATOTOX marker
     to_grid: NDArray[np.int8] | None = None
+    flag_of: NDArray[np.uint8] | None = None
     if enum_codes:  # catalogue order -> grid order
         to_grid = np.full(len(ANALYTE_CODES), -1, np.int8)
         for code, i in codes.items():
             to_grid[ANALYTE_CODES.index(code)] = i
-        g_a = labs["analyte"].to_physical().to_numpy()
-    else:
-        g_a = (
-            labs["analyte"]
+        flag_of = (to_grid >= 0).astype(np.uint8)
+        flag_of[[ANALYTE_CODES.index(a) for a in markers]] |= 2
+    # One pass over the rows, in slices on the worker threads: each lab row's patient position
+    # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
+    # patient, not once per row), its day, value and analyte code as numpy arrays.
+    n_rows = labs.height
+    tasks = [
+        (n_rows * k // n_tasks, n_rows * (k + 1) // n_tasks)
+        for n_tasks in [max(1, -(-n_rows // ROWS_PER_TASK))]
+        for k in range(n_tasks)
+    ]
+    g_idx = np.empty(n_rows, np.int32)
+    value = labs["value"]
+    one_chunk = value.n_chunks() == 1  # (then read in place, without a copy)
+    g_v = value.to_numpy().astype(np.float64, copy=False) if one_chunk else np.empty(n_rows)
+    g_day = np.empty(n_rows, np.int32)
+    g_a: NDArray[np.integer] = np.empty(n_rows, np.uint8 if enum_codes else np.int16)
+
+    def index_rows(ab: tuple[int, int]) -> bool:
+        """Fills the slice's rows; False when a row's patient is not in the patient table."""
+        a, b = ab
+        part = labs.slice(a, b - a)
+        runs = part.select(pl.col("patient_id").rle()).unnest("patient_id")
+        pos = runs.join(
+            index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
+        )["gidx"]
+        if pos.null_count():
+            return False
+        g_idx[a:b] = np.repeat(pos.to_numpy().astype(np.int32), runs["len"].to_numpy())
+        g_day[a:b] = part["day"].to_numpy()
+        if not one_chunk:
+            g_v[a:b] = part["value"].to_numpy()
+        g_a[a:b] = (
+            part["analyte"].to_physical().to_numpy()
+            if enum_codes
+            else part["analyte"]
             .cast(pl.String)
             .replace_strict(codes, default=-1, return_dtype=pl.Int16)
             .to_numpy()
         )
+        return True
+
+    all_known = all(_pmap(pool, index_rows, tasks))
+    check_orphans(frames, labs_checked=all_known)
     if g_idx.size > 1 and (g_idx[1:] < g_idx[:-1]).any():  # not grouped by patient: sort
         order = np.argsort(g_idx, kind="stable")
         g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
         del order
-    # CAR-HEMATOTOX only reads values before infusion: those rows, by patient position
-    markers = [m.analyte for m in tables.hematotox().markers]
+
+    def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp]]:
+        """The slice's last day with a value of a grid analyte (up to as_of; -1: none) and its
+        rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
+        a, b = ab
+        day, code = g_day[a:b], g_a[a:b]
+        flags = _lookup(flag_of, code) if flag_of is not None else None
+        in_grid = (day >= 0) & (((flags & 1) != 0) if flags is not None else code >= 0)
+        if as_of is not None:
+            in_grid &= day <= as_of
+        # (a reduction with ``where``: indexing by the mask would copy the selected days first)
+        last = int(np.max(day, where=in_grid, initial=-1))
+        rows = np.flatnonzero((day < 0) & ((flags & 2) != 0)) + a if flags is not None else None
+        return last, rows if rows is not None else np.empty(0, np.intp)
+
+    scanned = _pmap(pool, scan_rows, tasks)
+    max_day = max([0, *(last for last, _ in scanned)])
     if enum_codes:  # picked from the arrays (a filter would copy every lab column)
-        is_marker = np.zeros(len(ANALYTE_CODES), bool)
-        is_marker[[ANALYTE_CODES.index(a) for a in markers]] = True
-        rows = np.flatnonzero((g_day < 0) & _lookup(is_marker, g_a))
+        rows = np.concatenate([r for _, r in scanned])
         baseline_by = pl.DataFrame(
             {
                 "gidx": g_idx[rows].astype(np.int64),
                 "day": g_day[rows],
-                "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(g_a[rows]),
+                "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(
+                    pl.Series(g_a[rows])
+                ),
                 "value": g_v[rows],
             }
         )
@@ -211,12 +296,7 @@ def iter_chunks(
         baseline_by = _by_patient(
             labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
         )
-    # the last day of the grids: the last day with a value of a grid analyte (up to as_of)
-    in_grid = (g_day >= 0) & ((_lookup(to_grid, g_a) if to_grid is not None else g_a) >= 0)
-    if as_of is not None:
-        in_grid &= g_day <= as_of
-    max_day = int(g_day[in_grid].max()) if in_grid.any() else 0
-    del in_grid
+    del scanned
     last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
     n_all = patients.height
     # events and baseline rows sorted by patient once, so each chunk takes a slice of them
@@ -225,42 +305,45 @@ def iter_chunks(
     e_idx = events_by["gidx"].to_numpy()
     b_idx = baseline_by["gidx"].to_numpy()
 
-    def grade(lo: int) -> GradedChunk:
+    def grade(lo: int) -> ResultT:
         hi = min(lo + chunk_size, n_all)
         # the bounds in the arrays' own dtypes: numpy would otherwise cast the whole array
         # (16.9M rows) to the bounds' int64 on every call
         a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
         e0, e1 = np.searchsorted(e_idx, np.array([lo, hi], e_idx.dtype))
         b0, b1 = np.searchsorted(b_idx, np.array([lo, hi], b_idx.dtype))
-        return _grade_chunk(
-            patients.slice(lo, hi - lo),
-            _chunk_rows(baseline_by.slice(b0, b1 - b0), lo),
-            _chunk_rows(events_by.slice(e0, e1 - e0), lo),
-            _split_by_analyte(
-                g_idx[a0:a1] - lo,
-                g_day[a0:a1],
-                g_a[a0:a1] if to_grid is None else _lookup(to_grid, g_a[a0:a1]).astype(np.int16),
-                g_v[a0:a1],
-                None if as_of is None else min(as_of, last_day),
-            ),
-            last_day,
-            settings,
-            as_of,
+        return finish(
+            _grade_chunk(
+                patients.slice(lo, hi - lo),
+                _chunk_rows(baseline_by.slice(b0, b1 - b0), lo),
+                _chunk_rows(events_by.slice(e0, e1 - e0), lo),
+                _split_by_analyte(
+                    g_idx[a0:a1] - lo,
+                    g_day[a0:a1],
+                    g_a[a0:a1]
+                    if to_grid is None
+                    else _lookup(to_grid, g_a[a0:a1]).astype(np.int16),
+                    g_v[a0:a1],
+                    None if as_of is None else min(as_of, last_day),
+                ),
+                last_day,
+                settings,
+                as_of,
+            )
         )
 
     starts = list(range(0, n_all, chunk_size))
-    if workers <= 1 or len(starts) <= 1:
+    if pool is None or len(starts) <= 1:
         for lo in starts:
             yield grade(lo)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[GradedChunk]] = deque()
-        for lo in starts:
-            pending.append(pool.submit(grade, lo))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
+    pending: deque[Future[ResultT]] = deque()
+    for lo in starts:
+        pending.append(pool.submit(grade, lo))
+        if len(pending) > workers:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _lookup(table: NDArray[AnyT], codes: NDArray[np.integer]) -> NDArray[AnyT]:
@@ -312,9 +395,9 @@ class DayRows:
 
 
 def _split_by_analyte(
-    idx: NDArray[np.int64],
+    idx: NDArray[np.integer],
     day: NDArray[np.int32],
-    code: NDArray[np.int16],
+    code: NDArray[np.integer],
     value: NDArray[np.float64],
     until: int | None = None,
 ) -> dict[str, DayRows]:
@@ -642,9 +725,10 @@ def grade_cohort(
     """
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
-    parts = [
-        chunk_table(c, settings) for c in iter_chunks(frames, settings, as_of, chunk_size, workers)
-    ]
+    # each chunk's table is made in the thread that graded it
+    parts = list(
+        _graded(frames, settings, as_of, chunk_size, workers, lambda c: chunk_table(c, settings))
+    )
     if not parts:
         return pl.DataFrame()
     return pl.concat(parts, how="vertical_relaxed")
