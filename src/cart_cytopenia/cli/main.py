@@ -75,8 +75,17 @@ def __getattr__(name: str) -> Any:  # ``from cart_cytopenia.cli.main import app`
     raise AttributeError(name)
 
 
+# Commands that grade or build whole cohorts: the C allocator is set for one large batch job
+# (cli/allocator.py) before anything else runs.
+BATCH_COMMANDS = frozenset({"grade", "cohort"})
+
+
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if first in BATCH_COMMANDS:
+        from cart_cytopenia.cli.allocator import tune_for_batch
+
+        tune_for_batch()
     module = COMMAND_MODULES.get(first or "")
     app = build_app((module,) if module and "--help" not in sys.argv[1:2] else ORDER)
     try:

@@ -14,6 +14,8 @@ Every error names the file, the row and the field; a file with any bad row loads
 from __future__ import annotations
 
 import itertools
+from collections.abc import Container
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -203,21 +205,36 @@ def read_labs(
         raise SchemaError(
             f"{p}: the lab table lacks column(s): {', '.join(missing)} (found: {', '.join(cols)})"
         )
-    # analyte and unit texts of a Parquet file come as codes into their few distinct texts
-    coded = _parquet_coded(p, ("analyte", "unit")) if p.suffix.lower() == ".parquet" else {}
-    keep = [
-        c
-        for c in ("patient_id", "date", "day", "analyte", "value", "unit")
-        if c in cols and c not in coded
-    ]
-    # the row number is made in the same query as the columns, so that every column has the same
-    # chunks: a frame whose columns are chunked differently is copied whole by every select
-    df = _collect(
-        lf.select(keep)
-        .with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1)
-        .with_columns(pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)),
-        p,
-    )
+
+    def read_other_columns(coded: Container[str]) -> pl.DataFrame:
+        keep = [
+            c
+            for c in ("patient_id", "date", "day", "analyte", "value", "unit")
+            if c in cols and c not in coded
+        ]
+        # the row number is made in the same query as the columns, so that every column has the
+        # same chunks: a frame whose columns are chunked differently is copied whole by every
+        # select
+        return _collect(
+            lf.select(keep)
+            .with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1)
+            .with_columns(pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)),
+            p,
+        )
+
+    # analyte and unit texts of a Parquet file come as codes into their few distinct texts, read
+    # by pyarrow in a second thread while polars reads the other columns
+    codable = _text_columns(p, ("analyte", "unit")) if p.suffix.lower() == ".parquet" else []
+    coded: dict[str, tuple[list[str], NDArray[np.unsignedinteger]]] = {}
+    if codable:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            texts_read = pool.submit(_parquet_coded, p, tuple(codable))
+            df = read_other_columns(codable)
+            coded = texts_read.result()
+        if len(coded) < len(codable):  # missing values (reported by the text path) or unreadable
+            df = read_other_columns(coded)
+    else:
+        df = read_other_columns(())
     if coded:
         if any(len(codes) != df.height for _, codes in coded.values()):
             raise ParseError(f"{p} cannot be parsed: its columns differ in length")
@@ -260,6 +277,28 @@ def read_labs(
     )
 
 
+def _text_columns(path: Path, columns: tuple[str, ...]) -> list[str]:
+    """Which of ``columns`` a Parquet file stores as text (plain or dictionary); [] when pyarrow
+    cannot read its schema (the usual reader then reports the problem)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):
+        return []
+    return [
+        c
+        for c in columns
+        if c in schema.names
+        and (
+            pa.types.is_string(t := schema.field(c).type)
+            or pa.types.is_large_string(t)
+            or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))
+        )
+    ]
+
+
 def _parquet_coded(
     path: Path, columns: tuple[str, ...]
 ) -> dict[str, tuple[list[str], NDArray[np.unsignedinteger]]]:
@@ -273,20 +312,10 @@ def _parquet_coded(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    names = _text_columns(path, columns)
+    if not names:
+        return {}
     try:
-        schema = pq.read_schema(path)
-        names = [
-            c
-            for c in columns
-            if c in schema.names
-            and (
-                pa.types.is_string(t := schema.field(c).type)
-                or pa.types.is_large_string(t)
-                or (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type))
-            )
-        ]
-        if not names:
-            return {}
         table = pq.read_table(path, columns=names, read_dictionary=names)
     except (pa.ArrowException, OSError):
         return {}
