@@ -20,18 +20,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import (
     ANALYTE_CODES,
     ANALYTE_ENUM,
     PATIENT_SCHEMA,
     CohortFrames,
     conform,
+    drug_class_expr,
 )
 from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading import (
@@ -86,6 +88,147 @@ def _day_array(patients: pl.DataFrame, col: str) -> I32:
     return patients[col].fill_null(NO_DAY).to_numpy().astype(np.int32)
 
 
+def _texts(patients: pl.DataFrame, col: str) -> NDArray[np.object_]:
+    return np.array(patients[col].fill_null("unknown").to_list(), dtype=object)
+
+
+@dataclass(frozen=True)
+class PatientArrays:
+    """The patient columns the grading reads, as arrays (made once per cohort, sliced per chunk);
+    missing days are ``NO_DAY``, missing texts "unknown", a missing LD start day -5."""
+
+    ids: pl.Series
+    death: I32
+    progression: I32
+    next_therapy: I32
+    followup: I32
+    as_of_day: I32 | None  # the patient table's ``as_of_day`` column, when it has one
+    ld_start: NDArray[np.int64]
+    sex: NDArray[np.object_]
+    disease: NDArray[np.object_]
+    product: NDArray[np.object_]
+
+    @classmethod
+    def of(cls, patients: pl.DataFrame) -> PatientArrays:
+        return cls(
+            ids=patients["patient_id"],
+            death=_day_array(patients, "death_day"),
+            progression=_day_array(patients, "progression_day"),
+            next_therapy=_day_array(patients, "next_therapy_day"),
+            followup=_day_array(patients, "last_followup_day"),
+            as_of_day=(
+                patients["as_of_day"].to_numpy().astype(np.int32)
+                if "as_of_day" in patients.columns
+                else None
+            ),
+            ld_start=patients["ld_start_day"].fill_null(-5).to_numpy().astype(np.int64),
+            sex=_texts(patients, "sex"),
+            disease=_texts(patients, "disease"),
+            product=_texts(patients, "product"),
+        )
+
+    @property
+    def n(self) -> int:
+        return self.ids.len()
+
+    def slice(self, lo: int, hi: int) -> PatientArrays:
+        return PatientArrays(
+            ids=self.ids.slice(lo, hi - lo),
+            death=self.death[lo:hi],
+            progression=self.progression[lo:hi],
+            next_therapy=self.next_therapy[lo:hi],
+            followup=self.followup[lo:hi],
+            as_of_day=None if self.as_of_day is None else self.as_of_day[lo:hi],
+            ld_start=self.ld_start[lo:hi],
+            sex=self.sex[lo:hi],
+            disease=self.disease[lo:hi],
+            product=self.product[lo:hi],
+        )
+
+
+@dataclass(frozen=True)
+class PatientRows:
+    """Rows of one kind (events of a type, baseline labs) sorted by patient position ``idx``,
+    their other columns as arrays; ``chunk`` takes a chunk's rows with positions relative to it."""
+
+    idx: NDArray[np.int64]
+    cols: tuple[NDArray[np.generic], ...]
+
+    @classmethod
+    def of(cls, df: pl.DataFrame, *cols: str | pl.Expr) -> PatientRows:
+        """From rows that carry ``gidx`` and are sorted by it (``_by_patient``)."""
+        out = df.select(pl.col("gidx"), *cols)
+        return cls(
+            out["gidx"].to_numpy().astype(np.int64),
+            tuple(out[c].to_numpy() for c in out.columns[1:]),
+        )
+
+    def chunk(self, lo: int, hi: int) -> tuple[NDArray[Any], ...]:
+        """(position in the chunk, *columns) of the rows of patients lo..hi-1."""
+        a, b = np.searchsorted(self.idx, np.array([lo, hi], self.idx.dtype))
+        return (self.idx[a:b] - lo, *(c[a:b] for c in self.cols))
+
+
+@dataclass(frozen=True)
+class EventRows:
+    """A cohort's events, split once into what the grading reads, by patient position."""
+
+    start: PatientRows  # every event's start day (-1 when missing)
+    transfusions: dict[str, PatientRows]  # per product: day
+    gcsf: PatientRows  # G-CSF courses from day 0: start, end (10**6 when open)
+    graded: dict[str, PatientRows]  # CRS, ICANS with a grade: start day, grade
+
+    @classmethod
+    def of(cls, events: pl.DataFrame) -> EventRows:
+        """``events``: rows with ``gidx``, sorted by it."""
+        tx = events.filter(pl.col("type") == "transfusion")
+        gcsf = events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
+        return cls(
+            start=PatientRows.of(events, pl.col("start_day").fill_null(-1).cast(pl.Int64)),
+            transfusions={
+                p: PatientRows.of(
+                    tx.filter(pl.col("product") == p).drop_nulls("start_day"), "start_day"
+                )
+                for p in ("rbc", "platelets")
+            },
+            gcsf=PatientRows.of(
+                gcsf, "start_day", pl.col("end_day").fill_null(10**6).cast(pl.Int64)
+            ),
+            graded={
+                k: PatientRows.of(
+                    events.filter(
+                        (pl.col("type") == k)
+                        & pl.col("grade").is_not_null()
+                        & pl.col("start_day").is_not_null()
+                    ),
+                    "start_day",
+                    "grade",
+                )
+                for k in ("crs", "icans")
+            },
+        )
+
+
+@dataclass(frozen=True)
+class ChunkEvents:
+    """One chunk's ``EventRows``: (position in the chunk, *columns) of each kind."""
+
+    start: tuple[NDArray[Any], ...]
+    transfusions: dict[str, tuple[NDArray[Any], ...]]
+    gcsf: tuple[NDArray[Any], ...]
+    graded: dict[str, tuple[NDArray[Any], ...]]
+
+
+def _event_max(rows: tuple[NDArray[Any], ...], as_of: I32) -> NDArray[np.int8]:
+    """Highest grade per patient of events starting on or before ``as_of`` (0: none)."""
+    idx, start, grade = rows
+    out = np.full(as_of.size, 0, np.int8)
+    if idx.size:
+        ok = start <= as_of[idx]
+        np.maximum.at(out, idx[ok], grade.astype(np.int8)[ok])
+    return out
+
+
 def check_orphans(frames: CohortFrames, labs_checked: bool = False) -> None:
     """Every lab and event row belongs to a patient of the patient table, each listed once.
 
@@ -120,21 +263,6 @@ def check_orphans(frames: CohortFrames, labs_checked: bool = False) -> None:
                 for p in dup["patient_id"].head(10)
             ],
         )
-
-
-def _event_max(
-    events: pl.DataFrame, index: pl.DataFrame, kind: str, as_of: I32
-) -> NDArray[np.int8]:
-    n = index.height
-    sub = events.filter((pl.col("type") == kind) & pl.col("grade").is_not_null())
-    if "idx" not in sub.columns:
-        sub = sub.join(index, on="patient_id")
-    out = np.full(n, 0, np.int8)
-    if sub.height:
-        idx = sub["idx"].to_numpy()
-        ok = sub["start_day"].to_numpy() <= as_of[idx]
-        np.maximum.at(out, idx[ok], sub["grade"].to_numpy().astype(np.int8)[ok])
-    return out
 
 
 def iter_chunks(
@@ -279,44 +407,51 @@ def _graded_in(
 
     scanned = _pmap(pool, scan_rows, tasks)
     max_day = max([0, *(last for last, _ in scanned)])
-    if enum_codes:  # picked from the arrays (a filter would copy every lab column)
+    marker_names = markers
+    if flag_of is not None:  # picked from the arrays (a filter would copy every lab column)
         rows = np.concatenate([r for _, r in scanned])
-        baseline_by = pl.DataFrame(
-            {
-                "gidx": g_idx[rows].astype(np.int64),
-                "day": g_day[rows],
-                "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(
-                    pl.Series(g_a[rows])
-                ),
-                "value": g_v[rows],
-            }
+        marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
+        marker_of[[ANALYTE_CODES.index(a) for a in marker_names]] = np.arange(len(marker_names))
+        baseline = PatientRows(
+            g_idx[rows].astype(np.int64), (g_day[rows], g_v[rows], marker_of[g_a[rows]])
         )
         del rows
     else:
-        baseline_by = _by_patient(
-            labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
+        baseline = PatientRows.of(
+            _by_patient(
+                labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
+            ),
+            "day",
+            "value",
+            pl.col("analyte")
+            .cast(pl.String)
+            .replace_strict({a: i for i, a in enumerate(marker_names)}, default=-1)
+            .cast(pl.Int8),
         )
     del scanned
     last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
     n_all = patients.height
-    # events and baseline rows sorted by patient once, so each chunk takes a slice of them
-    # instead of searching the whole tables
-    events_by = _by_patient(frames.events, index_all)
-    e_idx = events_by["gidx"].to_numpy()
-    b_idx = baseline_by["gidx"].to_numpy()
+    # events sorted by patient once and split into what the grading reads, so that each chunk
+    # takes a slice of them instead of searching the whole table; the patients' columns as arrays
+    events = EventRows.of(_by_patient(frames.events, index_all))
+    people = PatientArrays.of(patients)
 
     def grade(lo: int) -> ResultT:
         hi = min(lo + chunk_size, n_all)
         # the bounds in the arrays' own dtypes: numpy would otherwise cast the whole array
         # (16.9M rows) to the bounds' int64 on every call
         a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
-        e0, e1 = np.searchsorted(e_idx, np.array([lo, hi], e_idx.dtype))
-        b0, b1 = np.searchsorted(b_idx, np.array([lo, hi], b_idx.dtype))
+        b_idx, b_day, b_value, b_marker = baseline.chunk(lo, hi)
         return finish(
             _grade_chunk(
-                patients.slice(lo, hi - lo),
-                _chunk_rows(baseline_by.slice(b0, b1 - b0), lo),
-                _chunk_rows(events_by.slice(e0, e1 - e0), lo),
+                people.slice(lo, hi),
+                hematotox.MarkerRows(b_idx, b_day, b_value, b_marker),
+                ChunkEvents(
+                    start=events.start.chunk(lo, hi),
+                    transfusions={p: r.chunk(lo, hi) for p, r in events.transfusions.items()},
+                    gcsf=events.gcsf.chunk(lo, hi),
+                    graded={k: r.chunk(lo, hi) for k, r in events.graded.items()},
+                ),
                 _split_by_analyte(
                     g_idx[a0:a1] - lo,
                     g_day[a0:a1],
@@ -436,11 +571,6 @@ def _split_by_analyte(
     return out
 
 
-def _chunk_rows(df: pl.DataFrame, lo: int) -> pl.DataFrame:
-    """A chunk's slice of ``_by_patient`` rows, ``gidx`` made the position in the chunk (``idx``)."""
-    return df.with_columns((pl.col("gidx") - lo).alias("idx")).drop("gidx")
-
-
 def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within).
 
@@ -458,28 +588,21 @@ def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
 
 
 def _grade_chunk(
-    patients: pl.DataFrame,
-    labs: pl.DataFrame,
-    events: pl.DataFrame,
+    patients: PatientArrays,
+    markers: hematotox.MarkerRows,
+    events: ChunkEvents,
     analyte_rows: dict[str, DayRows],
     last_day: int,
     settings: Settings,
     as_of_day: int | None,
 ) -> GradedChunk:
-    n = patients.height
-    index = (
-        patients.select("patient_id")
-        .with_row_index("idx")
-        .with_columns(pl.col("idx").cast(pl.Int64))
-    )
-    ids = patients["patient_id"].to_list()
+    n = patients.n
     grids: dict[str, DailyGrid] = {}
     sparse_min: dict[str, NDArray[np.float64]] = {}
     sparse_last: dict[str, tuple[NDArray[np.float64], I32]] = {}
-    per_patient = as_of_day is None and "as_of_day" in patients.columns
     row_limit: NDArray[np.int64] | int
-    if per_patient:
-        row_limit = patients["as_of_day"].to_numpy().astype(np.int64)
+    if patients.as_of_day is not None and as_of_day is None:
+        row_limit = patients.as_of_day.astype(np.int64)
     else:
         row_limit = last_day if as_of_day is None else min(last_day, as_of_day)
     conv = icaht.effective_conventions(tables.icaht(), settings.icaht)
@@ -505,20 +628,16 @@ def _grade_chunk(
         # worst and last values from the rows themselves (no pass over patients x days)
         sparse_min[name], sparse_last[name] = r.min_and_last(n)
 
-    death = _day_array(patients, "death_day")
-    if as_of_day is None and not per_patient:
+    death = patients.death
+    if patients.as_of_day is not None and as_of_day is None:
+        as_of = patients.as_of_day
+        complete = (death <= as_of) | (patients.followup <= as_of)
+    elif as_of_day is None:
         as_of = np.full(n, NO_DAY, np.int32)
         complete = np.ones(n, bool)
     else:
-        as_of = (
-            patients["as_of_day"].to_numpy().astype(np.int32)
-            if per_patient
-            else np.full(n, as_of_day, np.int32)
-        )
-        followup = _day_array(patients, "last_followup_day")
-        complete = (death <= as_of) | (followup <= as_of)
-    # the chunk's events and baseline rows, each with the patient's position ``idx``
-    chunk_events, chunk_labs = events, labs
+        as_of = np.full(n, as_of_day, np.int32)
+        complete = (death <= as_of) | (patients.followup <= as_of)
 
     icaht_t = tables.icaht()
     anc = grids["anc"]
@@ -527,9 +646,9 @@ def _grade_chunk(
     late = icaht.grade_late(
         anc,
         icaht_t,
-        _day_array(patients, "progression_day"),
-        _day_array(patients, "next_therapy_day"),
-        _day_array(patients, "last_followup_day"),
+        patients.progression,
+        patients.next_therapy,
+        patients.followup,
         death,
         as_of,
         complete,
@@ -547,7 +666,7 @@ def _grade_chunk(
     )
 
     ct = tables.ctcae(settings.ctcae_version)
-    sex = np.array(patients["sex"].fill_null("unknown").to_list(), dtype=object)
+    sex = patients.sex
     worst, last_grade, last_val, last_val_day = {}, {}, {}, {}
     for a in GRID_ANALYTES:
         a_sex = sex if a == "hb" and a in grids else None
@@ -564,12 +683,9 @@ def _grade_chunk(
         lineages[lin_id] = timing.lineage_timing(g, gi, tt.lineage(lin_id), as_of, tt, rows[a])
 
     ev_last = np.full(n, -1, np.int64)
-    if chunk_events.height:
-        np.maximum.at(
-            ev_last,
-            chunk_events["idx"].to_numpy(),
-            chunk_events["start_day"].fill_null(-1).to_numpy().astype(np.int64),
-        )
+    ev_idx, ev_start = events.start
+    if ev_idx.size:
+        np.maximum.at(ev_last, ev_idx, ev_start)
     data_end = np.maximum(
         np.maximum(
             _last_day_or_none(sparse_last["hb"][1]), _last_day_or_none(sparse_last["platelets"][1])
@@ -577,10 +693,13 @@ def _grade_chunk(
         last_anc,
     )
     on_day = np.where(as_of == NO_DAY, np.maximum(data_end, ev_last), as_of).astype(np.int32)
-    tx = {p: transfusion.burden(chunk_events, index, p, on_day, tt) for p in ("rbc", "platelets")}
+    tx = {
+        p: transfusion.burden(rows_p[0], rows_p[1], on_day, tt)
+        for p, rows_p in events.transfusions.items()
+    }
+    gc_idx, gc_start, gc_end = events.gcsf
     gc = gcsf_response.response(
-        chunk_events,
-        index,
+        (gc_idx, gc_start, gc_end),
         anc_interp,
         np.minimum(as_of, on_day + 1000).astype(np.int32),
         tt,
@@ -588,13 +707,12 @@ def _grade_chunk(
         anc_interp.last_day - conv.max_interpolation_gap_days - 1,
     )
 
-    ld = patients.select("patient_id", pl.col("ld_start_day").fill_null(-5))
-    disease = np.array(patients["disease"].fill_null("unknown").to_list(), dtype=object)
-    product = np.array(patients["product"].fill_null("unknown").to_list(), dtype=object)
-    ht = hematotox.score(chunk_labs, index, ld, disease, product, tables.hematotox())
+    ht = hematotox.score(
+        markers, patients.ld_start, patients.disease, patients.product, tables.hematotox()
+    )
 
     return GradedChunk(
-        patient_ids=ids,
+        patient_ids=patients.ids.to_list(),
         as_of=as_of,
         complete=complete,
         grids=grids,
@@ -610,8 +728,8 @@ def _grade_chunk(
         transfusions=tx,
         gcsf=gc,
         hematotox=ht,
-        crs_max_grade=_event_max(chunk_events, index, "crs", as_of),
-        icans_max_grade=_event_max(chunk_events, index, "icans", as_of),
+        crs_max_grade=_event_max(events.graded["crs"], as_of),
+        icans_max_grade=_event_max(events.graded["icans"], as_of),
         last_anc_day=last_anc,
         sex=sex,
     )

@@ -41,11 +41,17 @@ class GcsfResponse:
     anc_at_start: F
 
 
-def gcsf_starts(events: pl.DataFrame, index: pl.DataFrame) -> pl.DataFrame:
+def gcsf_starts(
+    events: pl.DataFrame,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """G-CSF courses started on or after day 0: (patient position ``idx``, start day, end day;
+    an open course ends on day 10**6), from event rows that carry ``idx``."""
     starts = events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
-    if "idx" not in starts.columns:  # events not yet indexed by patient position
-        starts = starts.join(index, on="patient_id", how="inner")
-    return starts.select("idx", "start_day", "end_day")
+    return (
+        starts["idx"].to_numpy().astype(np.int64),
+        starts["start_day"].to_numpy().astype(np.int64),
+        starts["end_day"].fill_null(10**6).to_numpy().astype(np.int64),
+    )
 
 
 def grid_series(interp: DailyGrid) -> Callable[[int, int, int], F]:
@@ -62,26 +68,24 @@ def grid_series(interp: DailyGrid) -> Callable[[int, int, int], F]:
 
 
 def response(
-    events: pl.DataFrame,
-    index: pl.DataFrame,
+    starts: tuple[NDArray[np.integer], NDArray[np.integer], NDArray[np.integer]],
     interp: DailyGrid,
     as_of: I32,
     table: TimingTable,
     series: Callable[[int, int, int], F] | None = None,
     grid_exact_to: int | None = None,
 ) -> GcsfResponse:
-    """``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
+    """``starts``: the G-CSF courses (``gcsf_starts``). ``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
     is read from ``interp``. The engine passes one that also reaches beyond a shortened grid,
     with ``grid_exact_to``: the last day whose windows the grid itself holds exactly (its values
     need no later rows); windows ending after it are read through ``series``."""
-    n = index.height
-    starts = gcsf_starts(events, index)
+    n = as_of.size
     first = np.full(n, -1, np.int32)
     days_given = np.zeros(n, np.int32)
-    if starts.height:
-        idx = starts["idx"].to_numpy()
-        s = starts["start_day"].to_numpy().astype(np.int64)
-        e = starts["end_day"].fill_null(10**6).to_numpy().astype(np.int64)
+    idx = starts[0].astype(np.intp, copy=False)
+    if idx.size:
+        s = starts[1].astype(np.int64, copy=False)
+        e = starts[2].astype(np.int64, copy=False)
         ok = s <= as_of[idx]
         f = np.full(n, np.iinfo(np.int64).max)
         np.minimum.at(f, idx[ok], s[ok])

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from cart_cytopenia.rules.tables import HematotoxTable
@@ -38,71 +37,38 @@ class Hematotox:
 
 
 def baseline_values(
-    labs: pl.DataFrame,
-    index: pl.DataFrame,
-    ld_start_day: pl.DataFrame,
+    rows: MarkerRows,
+    ld_start_day: NDArray[np.integer],
     analytes: list[str],
     window_days: int,
 ) -> tuple[dict[str, F], dict[str, NDArray[np.int32]], dict[str, B], int]:
     """Last value per patient and analyte on or before LD start (within ``window_days``),
-    else the last before infusion (flagged)."""
-    n = index.height
+    else the last before infusion (flagged). ``rows``: lab rows (patient position, day, value,
+    position of the analyte in ``analytes`` or -1); ``ld_start_day`` per patient."""
+    n = ld_start_day.size
     values: dict[str, F] = {a: np.full(n, np.nan) for a in analytes}
     days: dict[str, NDArray[np.int32]] = {a: np.full(n, -10_000, np.int32) for a in analytes}
     pre: dict[str, B] = {a: np.zeros(n, bool) for a in analytes}
-    dtype = labs.schema["analyte"]
-    marker = (  # the analyte's position in ``analytes`` (-1: not a marker), from its text
-        pl.col("analyte")
-        .cast(pl.String)
-        .replace_strict({a: i for i, a in enumerate(analytes)}, default=-1)
-        .cast(pl.Int16)
-        .alias("m")
-    )
-    if "idx" in labs.columns and isinstance(dtype, pl.Enum):  # the engine's chunks
-        # rows already carry the patient's position; markers found from the Enum's codes
-        cats = dtype.categories.to_list()
-        marker_of = np.array([analytes.index(c) if c in analytes else -1 for c in cats], np.int16)
-        sub = labs.select(
-            "idx",
-            "day",
-            "value",
-            pl.Series("m", marker_of[labs["analyte"].to_physical().to_numpy()]),
-        )
-        ld_all = ld_start_day["ld_start_day"].to_numpy().astype(np.int64)
-    elif "idx" in labs.columns:  # rows already carry the patient's position
-        sub = labs.select(
-            "idx",
-            "day",
-            "value",
-            marker,
-        )
-        ld_all = ld_start_day["ld_start_day"].to_numpy().astype(np.int64)
-    else:
-        sub = labs.join(index, on="patient_id", how="inner").select(
-            "idx",
-            "day",
-            "value",
-            marker,
-        )
-        ld_all = (
-            index.join(ld_start_day, on="patient_id", how="left")["ld_start_day"]
-            .fill_null(-5)
-            .to_numpy()
-            .astype(np.int64)
-        )
-    if not sub.height:
+    idx = rows.idx.astype(np.int64, copy=False)
+    if not idx.size:
         return values, days, pre, n
-    idx = sub["idx"].to_numpy().astype(np.int64)
-    day = sub["day"].to_numpy().astype(np.int64)
-    val = sub["value"].to_numpy()
-    m = sub["m"].to_numpy()
-    ld = ld_all[idx]
+    day = rows.day.astype(np.int64, copy=False)
+    val = rows.value
+    m = rows.marker
+    ld = ld_start_day.astype(np.int64, copy=False)[idx]
     keep = (m >= 0) & (day < 0) & (day >= ld - window_days)
     idx, day, val, m, ld = idx[keep], day[keep], val[keep], m[keep], ld[keep]
     pre_ld = day <= ld
     # per patient and marker the last row in the order (on or before LD start, day, -value):
-    # the last value on or before LD start (lowest of its day), else the last one after it
-    order = np.lexsort((-val, day, pre_ld, m, idx))
+    # the last value on or before LD start (lowest of its day), else the last one after it.
+    # One sort on a key that holds the first four (days before infusion fit in 20 bits), with
+    # the value as a second key
+    span = int(-day.min()) + 1 if day.size else 1
+    if span < 1 << 20 and len(analytes) < 1 << 4 and n < 1 << 38:
+        key = ((idx * len(analytes) + m) * 2 + pre_ld) * span + (day + span - 1)
+        order = np.lexsort((-val, key))
+    else:
+        order = np.lexsort((-val, day, pre_ld, m, idx))
     idx, day, val, m, pre_ld = idx[order], day[order], val[order], m[order], pre_ld[order]
     last = np.r_[(idx[1:] != idx[:-1]) | (m[1:] != m[:-1]), True]
     for i, a in enumerate(analytes):
@@ -113,18 +79,28 @@ def baseline_values(
     return values, days, pre, n
 
 
+@dataclass(frozen=True)
+class MarkerRows:
+    """Lab rows before infusion: patient position, day, value (canonical unit) and the position
+    of the row's analyte among the table's markers (-1: not a marker)."""
+
+    idx: NDArray[np.integer]
+    day: NDArray[np.integer]
+    value: F
+    marker: NDArray[np.integer]
+
+
 def score(
-    labs: pl.DataFrame,
-    index: pl.DataFrame,
-    ld_start_day: pl.DataFrame,
+    rows: MarkerRows,
+    ld_start_day: NDArray[np.integer],
     disease: Obj,
     product: Obj,
     table: HematotoxTable,
 ) -> Hematotox:
+    """Score every patient (``ld_start_day``, ``disease``, ``product``: one per patient) from
+    ``rows`` (``MarkerRows``, markers numbered in the table's order)."""
     analytes = [m.analyte for m in table.markers]
-    values, days, pre, n = baseline_values(
-        labs, index, ld_start_day, analytes, table.baseline_window_days
-    )
+    values, days, pre, n = baseline_values(rows, ld_start_day, analytes, table.baseline_window_days)
     points: dict[str, I8] = {}
     total = np.zeros(n, np.int16)
     absent_bits = np.zeros(n, np.int64)  # bit j: marker j missing
@@ -145,13 +121,19 @@ def score(
     any_missing = absent_bits != 0
     score_arr = np.where(any_missing, -1, total).astype(np.int8)
     high = np.where(total >= table.high_min_score, 1, np.where(any_missing, -1, 0)).astype(np.int8)
+    # the warnings depend on (not pre-LD, disease, product) only: made once per distinct
+    # combination and shared (immutable tuples)
     warnings = np.empty(n, dtype=object)
-    known: dict[tuple[bool, object, object], tuple[str, ...]] = {}
-    for i, key in enumerate(zip(not_pre.tolist(), disease.tolist(), product.tolist(), strict=True)):
-        w = known.get(key)
-        if w is None:
-            w = known[key] = _warnings(*key, table)
-        warnings[i] = w
+    if n:
+        _, d_code = np.unique(disease.astype(str), return_inverse=True)
+        p_names, p_code = np.unique(product.astype(str), return_inverse=True)
+        combo = (d_code.astype(np.int64) * p_names.size + p_code) * 2 + not_pre
+        kinds, which = np.unique(combo, return_inverse=True)
+        made = np.empty(kinds.size, dtype=object)
+        for k, c in enumerate(kinds.tolist()):
+            first = int(np.argmax(combo == c))  # a patient of this combination
+            made[k] = _warnings(bool(not_pre[first]), disease[first], product[first], table)
+        warnings[:] = made[which]
     return Hematotox(
         score_arr, total.astype(np.int8), high, values, days, points, missing, not_pre, warnings
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from cart_cytopenia.rules.tables import TimingTable
@@ -30,15 +29,13 @@ class TransfusionBurden:
 
 
 def burden(
-    events: pl.DataFrame, index: pl.DataFrame, product: str, on_day: I32, table: TimingTable
+    idx: NDArray[np.integer], day: NDArray[np.integer], on_day: I32, table: TimingTable
 ) -> TransfusionBurden:
-    n = index.height
-    tx = events.filter((pl.col("type") == "transfusion") & (pl.col("product") == product))
-    if "idx" not in tx.columns:  # events not yet indexed by patient position
-        tx = tx.join(index, on="patient_id", how="inner")
-    tx = tx.select("idx", "start_day")
-    idx = tx["idx"].to_numpy()
-    day = tx["start_day"].to_numpy().astype(np.int64)
+    """Transfusion episodes of one product: ``idx`` (patient position) and ``day`` of each
+    episode; ``on_day`` per patient (its length is the number of patients)."""
+    n = on_day.size
+    idx = idx.astype(np.intp, copy=False)
+    day = day.astype(np.int64, copy=False)
     lo = on_day[idx].astype(np.int64) - table.td_window_days + 1
     in_win = (day >= lo) & (day <= on_day[idx])
     count = np.bincount(idx[in_win], minlength=n).astype(np.int32)
