@@ -139,7 +139,7 @@ def _random_grid(rng: np.random.Generator, n: int, days: int, first_day: int) ->
 def test_fast_scan_equals_the_loop_on_random_grids(seed: int) -> None:
     rng = np.random.default_rng(seed)
     g = _random_grid(rng, 400, 160, first_day=int(rng.integers(-3, 2)))
-    for threshold, k in ((500.0, 3), (100.0, 3), (500.0, 1), (1000.0, 2)):
+    for threshold, k in ((500.0, 3), (100.0, 3), (500.0, 1), (1000.0, 2), (500.0, 5)):
         for window in ((0, 30), (0, 10_000), (5, 20)):
             for start in (0, 7):
                 ends: list[I32 | None] = [None, rng.integers(-5, 170, 400).astype(np.int32)]
@@ -174,3 +174,10 @@ def test_empty_and_all_missing_grids() -> None:
     for v in (np.full((3, 10), np.nan), np.zeros((0, 10)), np.full((2, 0), np.nan)):
         g = DailyGrid(0, v)
         _same(fast_scan(g, 500, 3, (0, 30)), loop_scan(g, 500, 3, (0, 30)))
+
+
+def test_recovery_longer_than_the_known_days() -> None:
+    """A recovery of more days than there are known cells: nothing separates the runs."""
+    g = DailyGrid(0, np.array([[300.0, 900.0, np.nan, 200.0], [900.0, 950.0, np.nan, np.nan]]))
+    for k in (2, 5, 9):
+        _same(fast_scan(g, 500.0, k, (0, 30)), loop_scan(g, 500.0, k, (0, 30)))

@@ -241,25 +241,32 @@ def _scan(
     with np.errstate(invalid="ignore"):
         below = cells.value <= threshold
     above = ~below
-    prev_above = np.zeros(k, bool)
-    prev_above[1:] = above[:-1]
-    # stretches of consecutive known days above the threshold; long ones separate runs
-    a_start = above & ~(consec & prev_above)
-    a_id = np.cumsum(a_start) - 1
-    a_len = np.bincount(a_id[above], minlength=max(1, int(a_id[-1]) + 1))
-    sep_start = a_start & (a_len[np.maximum(a_id, 0)] >= min_recovered)
+    # a cell continues a stretch of consecutive known days above the threshold when it is above
+    # and the previous cell is the same patient's previous day, also above
+    cont = np.zeros(k, bool)
+    cont[1:] = above[1:] & consec[1:] & above[:-1]
+    a_start = above & ~cont
+    # stretches of at least ``min_recovered`` days separate runs: a stretch's first cell is
+    # followed by min_recovered - 1 continuing cells
+    long_enough = a_start.copy()
+    for j in range(1, max(min_recovered, 1)):
+        if j >= k:
+            long_enough[:] = False
+            break
+        long_enough[: k - j] &= cont[j:]
+        long_enough[k - j :] = False
+    sep_start = long_enough
     seg_start = new_row | sep_start
     starts = np.flatnonzero(seg_start)
-    big = np.iinfo(np.int64).max
-    pos = np.arange(k, dtype=np.int64)
-    b_first = np.minimum.reduceat(np.where(below, day, big), starts)
-    b_last = np.maximum.reduceat(np.where(below, day, -big), starts)
-    p_first = np.minimum.reduceat(np.where(below, pos, big), starts)
-    p_last = np.maximum.reduceat(np.where(below, pos, -1), starts)
-    seg_row = rows[starts]
-    has_run = b_first < big
-    # the segment after a run: a separator of the same patient closes the run on its first day
     nxt = np.append(starts[1:], k)
+    # the first and last cell at or below the threshold in each segment (cells are in patient,
+    # day order, so these are also its first and last such days): found among the below cells
+    below_at = np.flatnonzero(below)
+    first_b = np.searchsorted(below_at, starts)
+    last_b = np.searchsorted(below_at, nxt) - 1
+    has_run = first_b <= last_b
+    seg_row = rows[starts]
+    # the segment after a run: a separator of the same patient closes the run on its first day
     closed = np.zeros(starts.size, bool)
     inner = nxt < k
     closed[inner] = sep_start[nxt[inner]] & ~new_row[nxt[inner]]
@@ -268,12 +275,13 @@ def _scan(
     recovery[~closed] = -1
     r_idx = np.flatnonzero(has_run)
     r_row = seg_row[r_idx]
-    r_s, r_e = b_first[r_idx], b_last[r_idx]
+    p_first, p_last = below_at[first_b[r_idx]], below_at[last_b[r_idx]]
+    r_s, r_e = day[p_first], day[p_last]
     length = (r_e - r_s + 1).astype(np.int32)
     clipped = np.maximum(0, np.minimum(r_e, w1) - np.maximum(r_s, w0) + 1).astype(np.int32)
     np.maximum.at(best_all, r_row, length)
     np.maximum.at(best_win, r_row, clipped)
-    unknown = (r_e - r_s + 1) - (p_last[r_idx] - p_first[r_idx] + 1)
+    unknown = (r_e - r_s + 1) - (p_last - p_first + 1)
     np.add.at(unknown_in_run, r_row, unknown.astype(np.int32))
     # first run of each patient (runs are in patient, day order)
     is_first = np.ones(r_idx.size, bool)
