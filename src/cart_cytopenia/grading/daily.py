@@ -115,16 +115,18 @@ def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
     ok = same & (gap >= 1) & (gap <= max_gap)
     if not ok.any():
         return grid
-    r = rows[:-1][ok]
-    c0 = cols[:-1][ok]
     g = gap[ok]
-    v0 = v[r, c0]
-    v1 = v[r, c0 + g + 1]
-    k = np.repeat(np.arange(g.size), g)
-    step = np.arange(k.size) - np.repeat(np.cumsum(g) - g, g) + 1  # 1..gap within each pair
+    # flat positions of the known cell before each gap (cheaper than (row, col) pairs)
+    base = rows[:-1][ok] * v.shape[1] + cols[:-1][ok]
+    flat_v = v.ravel()
+    v0 = flat_v[base]
+    v1 = flat_v[base + g + 1]
+    # every missing cell of a gap: its step 1..gap and the gap's values, repeated per cell
+    step = np.arange(1, int(g.sum()) + 1) - np.repeat(np.cumsum(g) - g, g)
     out = v.copy()
-    flat = (r[k] * v.shape[1] + c0[k]) + step  # flat positions: cheaper than (row, col) pairs
-    out.ravel()[flat] = v0[k] + (v1[k] - v0[k]) * step / (g[k] + 1)
+    out.ravel()[np.repeat(base, g) + step] = (
+        np.repeat(v0, g) + np.repeat(v1 - v0, g) * step / np.repeat(g + 1, g)
+    )
     return DailyGrid(grid.first_day, out)
 
 
