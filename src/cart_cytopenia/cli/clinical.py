@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.errors import ParseError
 from cart_cytopenia.rules.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from cart_cytopenia.domain.course import Course
     from cart_cytopenia.grading.assessment import Assessment, GradeResult
 
 # The commands import what only they need when they run (the guidance engine, the one-course
@@ -31,6 +31,8 @@ class OutputFormat(StrEnum):
 
 
 def load_course(path: Path) -> Course:
+    from cart_cytopenia.domain.course import parse_course
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -262,6 +264,8 @@ def register(app: typer.Typer) -> None:
     @schema_app.command(name="patient")
     def schema_patient() -> None:
         """JSON Schema of a patient course file (COURSE.json)."""
+        from cart_cytopenia.domain.course import Course
+
         sys.stdout.write(json.dumps(Course.model_json_schema(), indent=2) + "\n")
 
     @schema_app.command(name="settings")

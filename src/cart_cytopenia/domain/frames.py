@@ -21,7 +21,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -30,19 +30,6 @@ from numpy.typing import NDArray
 from cart_cytopenia.domain.analytes import Analyte, implausibility, resolve_analyte
 from cart_cytopenia.domain.analytes import catalogue as analyte_catalogue
 from cart_cytopenia.domain.catalogues import DrugClass
-from cart_cytopenia.domain.course import (
-    CRS,
-    HCT,
-    ICANS,
-    IECHS,
-    Course,
-    Dated,
-    Infection,
-    Medication,
-    Span,
-    StemCellBoost,
-    Transfusion,
-)
 from cart_cytopenia.domain.units import resolve_unit
 from cart_cytopenia.errors import (
     ImplausibleValueError,
@@ -52,6 +39,10 @@ from cart_cytopenia.errors import (
     UnitError,
     UnknownAnalyteError,
 )
+
+if TYPE_CHECKING:  # (the course model is imported where courses are converted: reading and
+    # grading a cohort file does not need it)
+    from cart_cytopenia.domain.course import Course
 
 MAX_PROBLEMS_LISTED = 20
 
@@ -369,6 +360,19 @@ def normalise_labs(
 
 
 def _event_rows(course: Course) -> list[dict[str, Any]]:
+    from cart_cytopenia.domain.course import (
+        CRS,
+        HCT,
+        ICANS,
+        IECHS,
+        Dated,
+        Infection,
+        Medication,
+        Span,
+        StemCellBoost,
+        Transfusion,
+    )
+
     pid = course.patient.id
     rows: list[dict[str, Any]] = []
     for ev in course.events:

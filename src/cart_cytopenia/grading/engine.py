@@ -182,7 +182,8 @@ class EventRows:
     def of(cls, events: pl.DataFrame) -> EventRows:
         """``events``: rows with ``gidx``, sorted by it."""
         tx = events.filter(pl.col("type") == "transfusion")
-        gcsf = events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
+        meds = events.filter((pl.col("type") == "medication") & (pl.col("start_day") >= 0))
+        gcsf = meds.filter(drug_class_expr(DrugClass.GCSF))
         return cls(
             start=PatientRows.of(events, pl.col("start_day").fill_null(-1).cast(pl.Int64)),
             transfusions={
@@ -229,14 +230,18 @@ def _event_max(rows: tuple[NDArray[Any], ...], as_of: I32) -> NDArray[np.int8]:
     return out
 
 
-def check_orphans(frames: CohortFrames, labs_checked: bool = False) -> None:
+def check_orphans(
+    frames: CohortFrames, labs_checked: bool = False, events_checked: bool = False
+) -> None:
     """Every lab and event row belongs to a patient of the patient table, each listed once.
 
-    ``labs_checked``: the caller has already found every lab row's patient (the engine does it
-    while indexing the rows), so only the events are searched here."""
+    ``labs_checked``, ``events_checked``: the caller has already found every lab (event) row's
+    patient (the engine does it while indexing the rows), so those are not searched again."""
     known = frames.patients.select("patient_id")
-    tables = (("labs", frames.labs), ("events", frames.events))
-    for name, df in tables[1:] if labs_checked else tables:
+    tables = [("labs", frames.labs)] if not labs_checked else []
+    if not events_checked:
+        tables.append(("events", frames.events))
+    for name, df in tables:
         if not df.height:
             continue
         orphans = df.join(known, on="patient_id", how="anti")
@@ -360,8 +365,9 @@ def _graded_in(
     g_day = np.empty(n_rows, np.int32)
     g_a: NDArray[np.integer] = np.empty(n_rows, np.uint8 if enum_codes else np.int16)
 
-    def index_rows(ab: tuple[int, int]) -> bool:
-        """Fills the slice's rows; False when a row's patient is not in the patient table."""
+    def index_rows(ab: tuple[int, int]) -> tuple[bool, bool]:
+        """Fills the slice's rows: (every row's patient is in the patient table, the slice's
+        rows are grouped by patient in the patient table's order)."""
         a, b = ab
         part = labs.slice(a, b - a)
         runs = part.select(pl.col("patient_id").rle()).unnest("patient_id")
@@ -369,8 +375,9 @@ def _graded_in(
             index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
         )["gidx"]
         if pos.null_count():
-            return False
-        g_idx[a:b] = np.repeat(pos.to_numpy().astype(np.int32), runs["len"].to_numpy())
+            return False, False
+        run_idx = pos.to_numpy().astype(np.int32)
+        g_idx[a:b] = np.repeat(run_idx, runs["len"].to_numpy())
         g_day[a:b] = part["day"].to_numpy()
         if not one_chunk:
             g_v[a:b] = part["value"].to_numpy()
@@ -382,11 +389,22 @@ def _graded_in(
             .replace_strict(codes, default=-1, return_dtype=pl.Int16)
             .to_numpy()
         )
-        return True
+        return True, bool((run_idx[1:] >= run_idx[:-1]).all())
 
-    all_known = all(_pmap(pool, index_rows, tasks))
-    check_orphans(frames, labs_checked=all_known)
-    if g_idx.size > 1 and (g_idx[1:] < g_idx[:-1]).any():  # not grouped by patient: sort
+    def index_events() -> tuple[EventRows, bool]:
+        """The events by patient (``EventRows``); False when an event's patient is unknown."""
+        by = _by_patient(frames.events, index_all)
+        return EventRows.of(by), by.height == frames.events.height
+
+    # the events are indexed on one thread while the lab rows start on the other
+    events_job = pool.submit(index_events) if pool is not None else None
+    indexed = _pmap(pool, index_rows, tasks)
+    events, events_known = events_job.result() if events_job is not None else index_events()
+    check_orphans(frames, labs_checked=all(k for k, _ in indexed), events_checked=events_known)
+    in_order = all(o for _, o in indexed) and all(
+        g_idx[a] >= g_idx[a - 1] for a, _ in tasks[1:] if a > 0
+    )
+    if not in_order:  # not grouped by patient: sort
         order = np.argsort(g_idx, kind="stable")
         g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
         del order
@@ -431,9 +449,8 @@ def _graded_in(
     del scanned
     last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
     n_all = patients.height
-    # events sorted by patient once and split into what the grading reads, so that each chunk
-    # takes a slice of them instead of searching the whole table; the patients' columns as arrays
-    events = EventRows.of(_by_patient(frames.events, index_all))
+    # (events: sorted by patient once and split into what the grading reads, so that each chunk
+    # takes a slice of them instead of searching the whole table); the patients' columns as arrays
     people = PatientArrays.of(patients)
 
     def grade(lo: int) -> ResultT:

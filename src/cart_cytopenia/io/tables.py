@@ -17,13 +17,12 @@ import itertools
 from collections.abc import Container
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from cart_cytopenia.domain.course import Course
 from cart_cytopenia.domain.frames import (
     EVENT_SCHEMA,
     PATIENT_SCHEMA,
@@ -34,6 +33,9 @@ from cart_cytopenia.domain.frames import (
     normalise_labs,
 )
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem, SchemaError
+
+if TYPE_CHECKING:
+    from cart_cytopenia.domain.course import Course
 
 DATE_FIELDS = ("progression", "next_therapy", "last_followup", "death", "ld_start")
 
