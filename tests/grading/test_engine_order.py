@@ -51,3 +51,19 @@ def test_rows_indexed_in_many_slices_give_the_same_grades(monkeypatch: pytest.Mo
     with pytest.raises(InputError, match="missing from the patient table") as err:
         grade_cohort(with_orphan, Settings(), workers=2)
     assert [p.location.patient_id for p in err.value.problems if p.location] == ["NOBODY"]
+
+
+def test_detail_changes_no_grade_table_column() -> None:
+    """Without ``detail`` the engine skips only what an assessment reads (current CTCAE grades,
+    current episodes, red-cell durations); the grade table is the same."""
+    d = EXAMPLES / "cohort"
+    frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
+    full = list(engine.iter_chunks(frames, Settings(), chunk_size=2, detail=True))
+    lean = list(engine.iter_chunks(frames, Settings(), chunk_size=2, detail=False))
+    table = pl.concat([engine.chunk_table(c, Settings()) for c in full])
+    assert table.equals(pl.concat([engine.chunk_table(c, Settings()) for c in lean]))
+    assert table.equals(grade_cohort(frames, Settings()))
+    assert full[0].ctcae_last and not lean[0].ctcae_last
+    assert full[0].lineages["platelets"].episode_start is not None
+    assert lean[0].lineages["platelets"].episode_start is None
+    assert lean[0].lineages["red_cells"].days_severe is None

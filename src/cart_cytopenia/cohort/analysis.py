@@ -201,7 +201,7 @@ def analyse(
     )
     pats_all = frames.patients
     parts, eps, samples = [], [], []
-    for c in iter_chunks(frames, settings, as_of):
+    for c in iter_chunks(frames, settings, as_of, detail=False):  # (the grade table, grids)
         table = chunk_table(c, settings)
         parts.append(table)
         index = (

@@ -325,6 +325,8 @@ def _to_assessment(
                 dependent=bool(b.dependent[i]),
                 last_day=_d(b.last_day[i], -10_000),
             )
+        if lt.episode_start is None or lt.days_significant is None or lt.days_severe is None:
+            raise RuntimeError("assessment needs the engine's detail (iter_chunks detail=True)")
         episode = _d(lt.episode_start[i])
         lineage_items.append(
             LineageStatus(

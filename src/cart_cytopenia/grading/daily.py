@@ -124,9 +124,9 @@ def interpolate(grid: DailyGrid, max_gap: int) -> DailyGrid:
     # every missing cell of a gap: its step 1..gap and the gap's values, repeated per cell
     step = np.arange(1, int(g.sum()) + 1) - np.repeat(np.cumsum(g) - g, g)
     out = v.copy()
-    out.ravel()[np.repeat(base, g) + step] = (
-        np.repeat(v0, g) + np.repeat(v1 - v0, g) * step / np.repeat(g + 1, g)
-    )
+    out.ravel()[np.repeat(base, g) + step] = np.repeat(v0, g) + np.repeat(
+        v1 - v0, g
+    ) * step / np.repeat(g + 1, g)
     return DailyGrid(grid.first_day, out)
 
 

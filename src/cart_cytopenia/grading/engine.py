@@ -55,6 +55,7 @@ NO_DAY = icaht.NO_DAY
 GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows passed to chunks
 DENSE_ANALYTES = ("anc", "platelets", "hb")  # need daily grids (runs, interpolation, phases)
 LINEAGE_GRID = {"neutrophils": "anc", "platelets": "platelets", "red_cells": "hb"}
+TABLE_DURATIONS = ("anc", "platelets")  # lineages whose durations are grade-table columns
 MAX_GRID_DAY = 730
 DENSE_CELL_BUDGET = 1_000_000  # patients x days above which grids stop after the windows
 DEFAULT_CHUNK = 5_000  # patients per chunk: grids of 5,000 x days stay cache-friendly
@@ -276,13 +277,17 @@ def iter_chunks(
     as_of: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
+    detail: bool = True,
 ) -> Iterator[GradedChunk]:
     """Grade every patient, ``chunk_size`` patients at a time, in order.
 
     ``workers`` > 1 grades that many chunks at once in threads (numpy and polars release the
     GIL in their kernels); at most ``workers + 1`` chunks are held in memory.
+    ``detail``: also what only a patient's assessment reads (current CTCAE grades, the current
+    episode of each lineage, red-cell durations); without it those fields are empty/None and
+    the grade table (``chunk_table``) is the same.
     """
-    return _graded(frames, settings, as_of, chunk_size, workers, lambda c: c)
+    return _graded(frames, settings, as_of, chunk_size, workers, lambda c: c, detail)
 
 
 ResultT = TypeVar("ResultT")
@@ -308,11 +313,12 @@ def _graded(
     chunk_size: int,
     workers: int,
     finish: Callable[[GradedChunk], ResultT],
+    detail: bool = True,
 ) -> Iterator[ResultT]:
     """``iter_chunks`` with ``finish`` applied to each chunk in the thread that graded it."""
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        yield from _graded_in(frames, settings, as_of, chunk_size, workers, finish, pool)
+        yield from _graded_in(frames, settings, as_of, chunk_size, workers, finish, pool, detail)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -326,6 +332,7 @@ def _graded_in(
     workers: int,
     finish: Callable[[GradedChunk], ResultT],
     pool: ThreadPoolExecutor | None,
+    detail: bool,
 ) -> Iterator[ResultT]:
     patients = conform(frames.patients, PATIENT_SCHEMA)
     labs = frames.labs
@@ -481,6 +488,7 @@ def _graded_in(
                 last_day,
                 settings,
                 as_of,
+                detail,
             )
         )
 
@@ -612,6 +620,7 @@ def _grade_chunk(
     last_day: int,
     settings: Settings,
     as_of_day: int | None,
+    detail: bool = True,
 ) -> GradedChunk:
     n = patients.n
     grids: dict[str, DailyGrid] = {}
@@ -690,14 +699,23 @@ def _grade_chunk(
         worst[a] = ctcae.grade_values(sparse_min[a], a, ct, settings.reference_ranges, a_sex)
         lv, lday = sparse_last[a]
         last_val[a], last_val_day[a] = lv, lday
-        last_grade[a] = ctcae.grade_values(lv, a, ct, settings.reference_ranges, a_sex)
+        if detail:
+            last_grade[a] = ctcae.grade_values(lv, a, ct, settings.reference_ranges, a_sex)
 
     tt = tables.timing()
     lineages = {}
     for lin_id, a in LINEAGE_GRID.items():
         g = grids[a]
-        gi = anc_interp if a == "anc" else interpolate(g, conv.max_interpolation_gap_days)
-        lineages[lin_id] = timing.lineage_timing(g, gi, tt.lineage(lin_id), as_of, tt, rows[a])
+        gi: DailyGrid | None = anc_interp
+        if a != "anc":  # (the grade table reads no red-cell duration: not interpolated for it)
+            gi = (
+                interpolate(g, conv.max_interpolation_gap_days)
+                if detail or a in TABLE_DURATIONS
+                else None
+            )
+        lineages[lin_id] = timing.lineage_timing(
+            g, gi, tt.lineage(lin_id), as_of, tt, rows[a], episode=detail
+        )
 
     ev_last = np.full(n, -1, np.int64)
     ev_idx, ev_start = events.start
@@ -785,6 +803,12 @@ def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:
     return s.set(s == missing, None) if (a == missing).any() else s
 
 
+def _computed(a: I32 | None) -> I32:
+    if a is None:  # the engine computes every grade-table column whatever ``detail``
+        raise RuntimeError("a grade-table column was not computed")
+    return a
+
+
 def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
     """One row per patient: the columns documented in docs/data-formats.md (grade output)."""
     risk = [{1: "high", 0: "low"}.get(int(r)) for r in c.hematotox.high_risk]
@@ -815,8 +839,8 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "platelet_nadir_day": _nullable_int(c.lineages["platelets"].nadir_day),
         "hb_nadir": c.lineages["red_cells"].nadir,
         "hb_nadir_day": _nullable_int(c.lineages["red_cells"].nadir_day),
-        "days_anc_le_500_d0_60": c.lineages["neutrophils"].days_severe,
-        "days_platelets_lt_50_d0_60": c.lineages["platelets"].days_significant,
+        "days_anc_le_500_d0_60": _computed(c.lineages["neutrophils"].days_severe),
+        "days_platelets_lt_50_d0_60": _computed(c.lineages["platelets"].days_significant),
         "neutropenia_latest_phase": list(c.lineages["neutrophils"].latest_phase),
         "thrombocytopenia_latest_phase": list(c.lineages["platelets"].latest_phase),
         "anaemia_latest_phase": list(c.lineages["red_cells"].latest_phase),
@@ -862,7 +886,15 @@ def grade_cohort(
         workers = min(2, os.cpu_count() or 1)
     # each chunk's table is made in the thread that graded it
     parts = list(
-        _graded(frames, settings, as_of, chunk_size, workers, lambda c: chunk_table(c, settings))
+        _graded(
+            frames,
+            settings,
+            as_of,
+            chunk_size,
+            workers,
+            lambda c: chunk_table(c, settings),
+            detail=False,
+        )
     )
     if not parts:
         return pl.DataFrame()

@@ -33,35 +33,40 @@ class LineageTiming:
     nadir_day: I32
     last_significant_day: I32  # last day with a value below the significant cut-point (-1: none)
     latest_phase: Obj  # phase of that day ("early" / "prolonged" / "late") or None
-    episode_start: I32  # first day of the current significant stretch ending at the last value (-1)
-    days_significant: (
-        I32  # days below the significant cut-point in the duration window (interpolated)
-    )
-    days_severe: I32  # days at or below the severe cut-point in the duration window (interpolated)
+    # first day of the current significant stretch ending at the last value (-1); None when not
+    # asked for (``episode=False``)
+    episode_start: I32 | None
+    # days below the significant / at or below the severe cut-point in the duration window
+    # (interpolated); None when no interpolated series was given
+    days_significant: I32 | None
+    days_severe: I32 | None
 
 
 def lineage_timing(
     raw: DailyGrid,
-    interp: DailyGrid,
+    interp: DailyGrid | None,
     lineage: Lineage,
     as_of: I32,
     table: TimingTable,
     rows: tuple[NDArray[np.int64], NDArray[np.int64], F] | None = None,
+    episode: bool = True,
 ) -> LineageTiming:
     """Timing of one lineage for every patient.
 
     Nadir and the last significant day come from the value rows (``rows``: patient index, day,
     value; all days up to ``as_of``), so they hold however long the follow-up. The current
     episode needs the interpolated daily series: it is given where the grid reaches the
-    patient's last value (always for a single course), otherwise -1.
+    patient's last value (always for a single course), otherwise -1. Without ``interp`` the
+    durations and the episode are not computed (None), nor the episode without ``episode``
+    (a cohort's grade table reads neither).
     """
     n = raw.values.shape[0]
     if rows is None:
         r, c = np.nonzero(~np.isnan(raw.values))
         rows = (r.astype(np.int64), (c + raw.first_day).astype(np.int64), raw.values[r, c])
     ridx, rday, rval = rows
-    keep = (rday >= 0) & (rday <= as_of[ridx])
-    if not keep.all():
+    if ridx.size and not (int(rday.min()) >= 0 and int(rday.max()) <= int(as_of.min())):
+        keep = (rday >= 0) & (rday <= as_of[ridx])
         ridx, rday, rval = ridx[keep], rday[keep], rval[keep]
     nadir = np.full(n, np.nan)
     nadir_day = np.full(n, -1, np.int32)
@@ -87,7 +92,31 @@ def lineage_timing(
     latest_phase = phase_of_days(last_sig, table)
     latest_phase[~any_sig] = None
 
-    # current episode: the stretch of significant cytopenia (interpolated) containing the last value
+    if interp is None:
+        return LineageTiming(nadir, nadir_day, last_sig, latest_phase, None, None, None)
+    episode_start = _episode_start(raw, interp, lineage, as_of, has, last_obs) if episode else None
+    d0, d1 = table.duration_window
+    w = interp.window(d0, d1)
+    wd = np.arange(d0, d0 + w.shape[1])
+    wmask = wd[None, :] <= as_of[:, None]
+    with np.errstate(invalid="ignore"):
+        days_sig = ((w < lineage.significant_below) & wmask).sum(axis=1).astype(np.int32)
+        days_sev = ((w <= lineage.severe_le) & wmask).sum(axis=1).astype(np.int32)
+    return LineageTiming(
+        nadir, nadir_day, last_sig, latest_phase, episode_start, days_sig, days_sev
+    )
+
+
+def _episode_start(
+    raw: DailyGrid,
+    interp: DailyGrid,
+    lineage: Lineage,
+    as_of: I32,
+    has: NDArray[np.bool_],
+    last_obs: NDArray[np.int64],
+) -> I32:
+    """First day of the current significant stretch (interpolated) containing the last value."""
+    n = raw.values.shape[0]
     hi = (
         raw.n_days
         if not as_of.size
@@ -113,14 +142,4 @@ def lineage_timing(
         episode_start = np.where(current_sig, days[np.minimum(first_sig_col, hi - 1)], -1).astype(
             np.int32
         )
-
-    d0, d1 = table.duration_window
-    w = interp.window(d0, d1)
-    wd = np.arange(d0, d0 + w.shape[1])
-    wmask = wd[None, :] <= as_of[:, None]
-    with np.errstate(invalid="ignore"):
-        days_sig = ((w < lineage.significant_below) & wmask).sum(axis=1).astype(np.int32)
-        days_sev = ((w <= lineage.severe_le) & wmask).sum(axis=1).astype(np.int32)
-    return LineageTiming(
-        nadir, nadir_day, last_sig, latest_phase, episode_start, days_sig, days_sev
-    )
+    return episode_start
