@@ -479,9 +479,7 @@ def _graded_in(
                 _split_by_analyte(
                     g_idx[a0:a1] - lo,
                     g_day[a0:a1],
-                    g_a[a0:a1]
-                    if to_grid is None
-                    else _lookup(to_grid, g_a[a0:a1]).astype(np.int16),
+                    g_a[a0:a1] if to_grid is None else _lookup(to_grid, g_a[a0:a1]),
                     g_v[a0:a1],
                     None if as_of is None else min(as_of, last_day),
                 ),
@@ -564,20 +562,18 @@ def _split_by_analyte(
     """A chunk's lab rows (patient position, day, grid analyte code, value) -> ``DayRows`` per
     analyte (made per chunk: small arrays stay in cache, and chunks run in parallel).
 
-    Rows usually come sorted by patient and day; a stable sort by analyte then keeps that order
-    within each analyte, and only rows out of order are sorted further. Several values of one
-    patient on one day are reduced to the lowest. Rows of other analytes (code -1), before
-    day 0 or after ``until`` are left out."""
-    keep = (code >= 0) & (day >= 0)
+    Rows usually come sorted by patient and day; each analyte's rows are picked in that order,
+    and only rows out of order are sorted further. Several values of one patient on one day are
+    reduced to the lowest. Rows of other analytes (a negative code), before day 0 or after
+    ``until`` are left out."""
+    # one byte per row: the grid analyte, 255 for a row left out (a negative code wraps to it)
+    out_of_days = day < 0
     if until is not None:
-        keep &= day <= until
-    if not keep.all():
-        idx, day, code, value = idx[keep], day[keep], code[keep], value[keep]
-    order = np.argsort(code, kind="stable")
-    bounds = np.r_[0, np.cumsum(np.bincount(code, minlength=len(GRID_ANALYTES)))]
+        out_of_days |= day > until
+    which = np.where(out_of_days, 255, code.astype(np.uint8))
     out = {}
     for i, name in enumerate(GRID_ANALYTES):
-        take = order[bounds[i] : bounds[i + 1]]
+        take = np.flatnonzero(which == i)
         ai, ad, av = idx[take], day[take], value[take]
         if ai.size > 1:
             step_i = ai[1:] - ai[:-1]
