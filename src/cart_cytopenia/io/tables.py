@@ -301,6 +301,30 @@ def _text_columns(path: Path, columns: tuple[str, ...]) -> list[str]:
     ]
 
 
+# pyarrow's ``array()`` and ``Array.to_numpy()`` import pandas when it is installed (about 0.2 s):
+# numeric arrays without missing values are wrapped and read through their buffers instead
+
+
+def _arrow_array(values: NDArray[np.unsignedinteger]) -> Any:
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(values.dtype), values.size, [None, pa.py_buffer(values)]
+    )
+
+
+def _arrow_values(array: Any) -> NDArray[np.unsignedinteger]:
+    """The values of a numeric arrow array without missing values, as a numpy view."""
+    if array.null_count:
+        raise ValueError("missing values")
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    out: NDArray[np.unsignedinteger] = np.frombuffer(
+        array.buffers()[1], dtype, count=len(array), offset=array.offset * dtype.itemsize
+    )
+    return out
+
+
 def _parquet_coded(
     path: Path, columns: tuple[str, ...]
 ) -> dict[str, tuple[list[str], NDArray[np.unsignedinteger]]]:
@@ -318,7 +342,8 @@ def _parquet_coded(
     if not names:
         return {}
     try:
-        table = pq.read_table(path, columns=names, read_dictionary=names)
+        # (``ParquetFile``: ``read_table`` would import pyarrow.dataset, and with it pandas)
+        table = pq.ParquetFile(path, read_dictionary=names).read(columns=names)
     except (pa.ArrowException, OSError):
         return {}
     out: dict[str, tuple[list[str], NDArray[np.unsignedinteger]]] = {}
@@ -339,8 +364,9 @@ def _parquet_coded(
         codes = np.empty(table.num_rows, dtype)
         at = 0
         for ch, d in zip(chunks, dictionaries, strict=True):
-            remap = pa.array(np.array([pos[t] for t in d], dtype))
-            codes[at : at + len(ch)] = pc.take(remap, ch.indices).to_numpy()
+            codes[at : at + len(ch)] = _arrow_values(
+                pc.take(_arrow_array(np.array([pos[t] for t in d], dtype)), ch.indices)
+            )
             at += len(ch)
         out[name] = (texts, codes)
     return out
