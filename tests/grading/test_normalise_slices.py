@@ -59,3 +59,22 @@ def test_coded_columns_are_read_as_their_texts() -> None:
         frames.normalise_labs(coded, coded={**texts, "unit": texts["unit"][:2]})
     with pytest.raises(ValueError, match="unsigned integer codes"):
         frames.normalise_labs(RAW, coded=texts)
+
+
+@pytest.mark.parametrize("all_pairs_up_to", [0, 1 << 16])
+def test_pairs_resolved_up_front_or_as_found(
+    monkeypatch: pytest.MonkeyPatch, all_pairs_up_to: int
+) -> None:
+    """Every (analyte, unit) pair of the texts is resolved up front when there are few, else only
+    the pairs present: the rows and the problems reported are the same either way."""
+    monkeypatch.setattr(frames, "ALL_PAIRS_UP_TO", all_pairs_up_to)
+    monkeypatch.setattr(frames, "ROWS_PER_SLICE", 3)
+    assert frames.normalise_labs(RAW)["value"].to_list()[:2] == [500.0, 400.0]
+    bad = RAW.with_columns(
+        pl.Series("unit", ["/uL", "g/dL", "10*9/L", "furlong", "/uL", "mg/L", "10*9/L"]),
+        pl.Series("value", [500.5, 0.4, 35.0, 8.2, 1200.0, 12.0, -2.5]),
+    )
+    with pytest.raises(InputError) as err:
+        frames.normalise_labs(bad)
+    found = sorted((p.location.row, p.message[:24]) for p in err.value.problems if p.location)
+    assert [row for row, _ in found] == [1, 2, 4, 7]

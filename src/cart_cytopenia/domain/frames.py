@@ -127,6 +127,7 @@ def _problem_list(rows: pl.DataFrame, make: Any) -> list[Problem]:
 T = TypeVar("T")
 R = TypeVar("R")
 ROWS_PER_SLICE = 2_000_000  # rows converted at a time by one thread in ``normalise_labs``
+ALL_PAIRS_UP_TO = 1 << 16  # resolve every (analyte text, unit text) pair up to this many
 
 
 def _row_slices(n: int) -> list[tuple[int, int]]:
@@ -241,17 +242,25 @@ def normalise_labs(
                 (s if is_coded[s.name] else s.cast(enum).to_physical()).to_numpy().astype(np.int32)
             )
 
-        def pair_of(ab: tuple[int, int]) -> tuple[NDArray[np.int32], NDArray[np.intp]]:
+        def pairs_of(ab: tuple[int, int]) -> NDArray[np.int32]:
             sub = df.slice(ab[0], ab[1] - ab[0])
             pr = codes_of(sub["analyte"], a_enum)
             pr *= shape[1]
             pr += codes_of(sub["unit"], u_enum)
-            return pr, np.bincount(pr, minlength=shape[0] * shape[1])
+            return pr
 
-        counted = pmap(pair_of, slices)
-        pair_parts = [pr for pr, _ in counted]
-        present = np.sum([c for _, c in counted], axis=0) > 0
-        del counted
+        # Which (analyte, unit) pairs to resolve: every combination of the texts when there are
+        # few (then the rows are read once, below), else those present (one more pass first)
+        n_pairs = shape[0] * shape[1]
+        pair_parts: list[NDArray[np.int32]] | None = None
+        if n_pairs <= ALL_PAIRS_UP_TO:
+            to_resolve: Sequence[int] = range(n_pairs)
+        else:
+            pair_parts = pmap(pairs_of, slices)
+            present = np.zeros(n_pairs, bool)
+            for pr in pair_parts:
+                present[pr] = True
+            to_resolve = np.flatnonzero(present).tolist()
         factor = np.full(shape, np.nan)
         lo = np.full(shape, np.nan)
         hi = np.full(shape, np.nan)
@@ -259,11 +268,27 @@ def normalise_labs(
         code_idx = np.zeros(shape, np.uint8)  # (pairs that do not resolve are never read)
         bad: dict[tuple[int, int], str] = {}
         resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
-        for key in np.flatnonzero(present):
+        analyte_of: dict[int, Analyte | UnknownAnalyteError] = {}
+        unit_of: dict[int, Any] = {}
+        for key in to_resolve:
             ai, ui = divmod(int(key), shape[1])
             try:
-                a = resolve_analyte(analyte_texts[ai])
-                u = resolve_unit(unit_texts[ui])
+                if ai not in analyte_of:
+                    try:
+                        analyte_of[ai] = resolve_analyte(analyte_texts[ai])
+                    except UnknownAnalyteError as exc:
+                        analyte_of[ai] = exc
+                a = analyte_of[ai]
+                if isinstance(a, UnknownAnalyteError):
+                    raise a
+                if ui not in unit_of:
+                    try:
+                        unit_of[ui] = resolve_unit(unit_texts[ui])
+                    except UnitError as exc:
+                        unit_of[ui] = exc
+                u = unit_of[ui]
+                if isinstance(u, UnitError):
+                    raise u
                 factor[ai, ui] = a.factor_from(u)
             except (UnknownAnalyteError, UnitError) as exc:
                 bad[(ai, ui)] = exc.message
@@ -281,7 +306,8 @@ def normalise_labs(
 
         def convert(k: int) -> None:
             a0, a1 = slices[k]
-            pr = pair_parts[k].astype(np.intp)  # widened once for the five lookups below
+            part = pair_parts[k] if pair_parts is not None else pairs_of(slices[k])
+            pr = part.astype(np.intp)  # widened once for the five lookups below
             values = values_all.slice(a0, a1 - a0).to_numpy()
             can = canonical[a0:a1]
             np.take(factor.ravel(), pr, out=can)
@@ -303,10 +329,11 @@ def normalise_labs(
         if pool is not None:
             pool.shutdown()
     any_unresolved, any_implausible = bool(unresolved.any()), bool(implausible.any())
+    # each row's pair, only to name the pairs of bad rows
     pair = (
-        pair_parts[0]
-        if len(pair_parts) == 1 or not (any_unresolved or any_implausible)
-        else np.concatenate(pair_parts)  # only to name the pairs of bad rows
+        np.concatenate(pair_parts or [pairs_of(ab) for ab in slices])
+        if any_unresolved or any_implausible
+        else np.empty(0, np.int32)
     )
     if any_unresolved:
         rows = df.filter(pl.Series(unresolved))
