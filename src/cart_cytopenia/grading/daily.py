@@ -73,7 +73,7 @@ def grid_from_cells(
     """A grid from its known cells, given sorted by patient then day with one value per cell
     (as the engine's day rows are); the cells are kept as the grid's ``known`` cells."""
     out = np.full((n, n_days), np.nan)
-    out[rows, cols] = values
+    out.ravel()[rows * n_days + cols] = values  # (flat positions: cheaper than (row, col) pairs)
     grid = DailyGrid(first_day, out)
     grid.__dict__["known"] = (rows, cols)  # the cached_property's slot: no search of the grid
     return grid
@@ -198,7 +198,7 @@ def scan_runs_many(
         in_range = (cols >= start_col) & (cols < stop_col)
         rows, cols = rows[in_range], cols[in_range]
     day = (cols + grid.first_day).astype(np.int64)
-    if end_day is not None:
+    if end_day is not None and not (day.size and int(day.max()) <= int(end_day.min())):
         keep = day <= end_day[rows]
         rows, day = rows[keep], day[keep]
         cols = cols[keep]
@@ -209,7 +209,8 @@ def scan_runs_many(
     new_row[1:] = rows[1:] != rows[:-1]
     consec = np.zeros(k, bool)
     consec[1:] = ~new_row[1:] & (day[1:] == day[:-1] + 1)
-    cells = _Cells(rows, day, grid.values[rows, cols], new_row, consec)
+    values = grid.values.ravel()[rows * grid.n_days + cols]
+    cells = _Cells(rows, day, values, new_row, consec)
     return [_scan(cells, n, t, min_recovered, window) for t in thresholds]
 
 
