@@ -90,7 +90,8 @@ def _day_array(patients: pl.DataFrame, col: str) -> I32:
 
 
 def _texts(patients: pl.DataFrame, col: str) -> NDArray[np.object_]:
-    return np.array(patients[col].fill_null("unknown").to_list(), dtype=object)
+    out: NDArray[np.object_] = patients[col].fill_null("unknown").to_numpy().astype(object)
+    return out
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class PatientArrays:
     sex: NDArray[np.object_]
     disease: NDArray[np.object_]
     product: NDArray[np.object_]
+    disease_product: NDArray[np.int64]  # the same number exactly when disease and product are
 
     @classmethod
     def of(cls, patients: pl.DataFrame) -> PatientArrays:
@@ -126,6 +128,14 @@ class PatientArrays:
             sex=_texts(patients, "sex"),
             disease=_texts(patients, "disease"),
             product=_texts(patients, "product"),
+            disease_product=patients.select(
+                pl.struct(
+                    pl.col("disease").fill_null("unknown"), pl.col("product").fill_null("unknown")
+                ).rank("dense")
+            )
+            .to_series()
+            .to_numpy()
+            .astype(np.int64),
         )
 
     @property
@@ -144,6 +154,7 @@ class PatientArrays:
             sex=self.sex[lo:hi],
             disease=self.disease[lo:hi],
             product=self.product[lo:hi],
+            disease_product=self.disease_product[lo:hi],
         )
 
 
@@ -739,7 +750,12 @@ def _grade_chunk(
     )
 
     ht = hematotox.score(
-        markers, patients.ld_start, patients.disease, patients.product, tables.hematotox()
+        markers,
+        patients.ld_start,
+        patients.disease,
+        patients.product,
+        tables.hematotox(),
+        patients.disease_product,
     )
 
     return GradedChunk(
@@ -794,6 +810,9 @@ def _anc_series(
     return get
 
 
+RISK_TEXT = np.array([None, "low", "high"], dtype=object)
+
+
 def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:
     s = pl.Series(a.astype(np.int32))
     return s.set(s == missing, None) if (a == missing).any() else s
@@ -807,7 +826,7 @@ def _computed(a: I32 | None) -> I32:
 
 def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
     """One row per patient: the columns documented in docs/data-formats.md (grade output)."""
-    risk = [{1: "high", 0: "low"}.get(int(r)) for r in c.hematotox.high_risk]
+    risk = RISK_TEXT[c.hematotox.high_risk + 1]  # (-1: cannot tell, 0 low, 1 high)
     cols: dict[str, object] = {
         "patient_id": c.patient_ids,
         "early_icaht_grade": _nullable_int(c.early.grade),
@@ -847,9 +866,9 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "sustained_recovery_day": _nullable_int(c.phenotype.sustained_recovery_day),
         "hematotox_score": _nullable_int(c.hematotox.score),
         "hematotox_points_counted": c.hematotox.points_counted.astype(np.int32),
-        "hematotox_risk": risk,
-        "hematotox_missing": [";".join(m) or None for m in c.hematotox.missing],
-        "hematotox_warnings": [" | ".join(w) or None for w in c.hematotox.warnings],
+        "hematotox_risk": pl.Series(risk.tolist(), dtype=pl.String),
+        "hematotox_missing": pl.Series(c.hematotox.missing_text.tolist(), dtype=pl.String),
+        "hematotox_warnings": pl.Series(c.hematotox.warnings_text.tolist(), dtype=pl.String),
         "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
         "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
         "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,

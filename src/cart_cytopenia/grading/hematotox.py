@@ -34,6 +34,10 @@ class Hematotox:
     missing: Obj  # tuple of missing markers per patient (table order)
     not_pre_ld: B
     warnings: Obj  # tuple of warnings per patient
+    # the same as the grade table writes them: markers joined by ";", warnings by " | ", None
+    # for none (one shared text per distinct pattern)
+    missing_text: Obj
+    warnings_text: Obj
 
 
 def baseline_values(
@@ -96,9 +100,12 @@ def score(
     disease: Obj,
     product: Obj,
     table: HematotoxTable,
+    disease_product: NDArray[np.int64] | None = None,
 ) -> Hematotox:
     """Score every patient (``ld_start_day``, ``disease``, ``product``: one per patient) from
-    ``rows`` (``MarkerRows``, markers numbered in the table's order)."""
+    ``rows`` (``MarkerRows``, markers numbered in the table's order). ``disease_product``: a
+    number per patient that is the same exactly when disease and product are (found here when
+    not given)."""
     analytes = [m.analyte for m in table.markers]
     values, days, pre, n = baseline_values(rows, ld_start_day, analytes, table.baseline_window_days)
     points: dict[str, I8] = {}
@@ -118,24 +125,39 @@ def score(
     for bits in range(patterns.size):
         patterns[bits] = tuple(m.analyte for j, m in enumerate(table.markers) if bits >> j & 1)
     missing = patterns[absent_bits]
+    pattern_texts = np.array([";".join(p) or None for p in patterns], dtype=object)
     any_missing = absent_bits != 0
     score_arr = np.where(any_missing, -1, total).astype(np.int8)
     high = np.where(total >= table.high_min_score, 1, np.where(any_missing, -1, 0)).astype(np.int8)
     # the warnings depend on (not pre-LD, disease, product) only: made once per distinct
     # combination and shared (immutable tuples)
     warnings = np.empty(n, dtype=object)
+    warnings_text = np.full(n, None, dtype=object)
     if n:
-        _, d_code = np.unique(disease.astype(str), return_inverse=True)
-        p_names, p_code = np.unique(product.astype(str), return_inverse=True)
-        combo = (d_code.astype(np.int64) * p_names.size + p_code) * 2 + not_pre
+        if disease_product is None:
+            _, d_code = np.unique(disease.astype(str), return_inverse=True)
+            p_names, p_code = np.unique(product.astype(str), return_inverse=True)
+            disease_product = d_code.astype(np.int64) * p_names.size + p_code
+        combo = disease_product.astype(np.int64) * 2 + not_pre
         kinds, which = np.unique(combo, return_inverse=True)
         made = np.empty(kinds.size, dtype=object)
         for k, c in enumerate(kinds.tolist()):
             first = int(np.argmax(combo == c))  # a patient of this combination
             made[k] = _warnings(bool(not_pre[first]), disease[first], product[first], table)
         warnings[:] = made[which]
+        warnings_text[:] = np.array([" | ".join(w) or None for w in made], dtype=object)[which]
     return Hematotox(
-        score_arr, total.astype(np.int8), high, values, days, points, missing, not_pre, warnings
+        score_arr,
+        total.astype(np.int8),
+        high,
+        values,
+        days,
+        points,
+        missing,
+        not_pre,
+        warnings,
+        pattern_texts[absent_bits],
+        warnings_text,
     )
 
 
