@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.domain.frames import ANALYTE_CODES, CohortFrames
 from cart_cytopenia.grading.daily import grid_from_cells, interpolate
-from cart_cytopenia.grading.engine import GRID_ANALYTES, DayRows, _split_by_analyte, grade_cohort
+from cart_cytopenia.grading.engine import DayRows, _split_by_analyte, grade_cohort
 from cart_cytopenia.grading.timing import lineage_timing
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules import tables
@@ -17,7 +17,8 @@ from tests.conftest import EXAMPLES
 
 
 def test_split_by_analyte_sorts_and_keeps_the_lowest_value_of_a_day() -> None:
-    anc, plt = GRID_ANALYTES.index("anc"), GRID_ANALYTES.index("platelets")
+    # (codes: the analytes' positions in the catalogue)
+    anc, plt = ANALYTE_CODES.index("anc"), ANALYTE_CODES.index("platelets")
     idx = np.array([1, 0, 1, 0, 0, 1], np.int64)
     day = np.array([3, 5, 3, 2, 5, 1], np.int32)
     code = np.array([anc, anc, anc, plt, anc, anc], np.int16)

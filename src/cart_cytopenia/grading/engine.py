@@ -350,7 +350,8 @@ def _graded_in(
     required = ["patient_id", "day", "analyte", "value"]
     if any(labs[c].null_count() for c in required):  # read_cohort never returns such rows
         labs = labs.drop_nulls(required)
-    codes = {a: i for i, a in enumerate(GRID_ANALYTES)}
+    # every row's analyte as its position in the catalogue (-1: not in it)
+    codes = {a: i for i, a in enumerate(ANALYTE_CODES)}
     index_all = (
         patients.select("patient_id")
         .with_row_index("gidx")
@@ -358,15 +359,8 @@ def _graded_in(
     )
     enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
     markers = [m.analyte for m in tables.hematotox().markers]
-    # per analyte code: 1 = a grid analyte, 2 = a CAR-HEMATOTOX marker
-    to_grid: NDArray[np.int8] | None = None
-    flag_of: NDArray[np.uint8] | None = None
-    if enum_codes:  # catalogue order -> grid order
-        to_grid = np.full(len(ANALYTE_CODES), -1, np.int8)
-        for code, i in codes.items():
-            to_grid[ANALYTE_CODES.index(code)] = i
-        flag_of = (to_grid >= 0).astype(np.uint8)
-        flag_of[[ANALYTE_CODES.index(a) for a in markers]] |= 2
+    grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
+    marker_codes = [ANALYTE_CODES.index(a) for a in markers]
     # One pass over the rows, in slices on the worker threads: each lab row's patient position
     # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
     # patient, not once per row), its day, value and analyte code as numpy arrays.
@@ -432,38 +426,26 @@ def _graded_in(
         rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
         a, b = ab
         day, code = g_day[a:b], g_a[a:b]
-        flags = _lookup(flag_of, code) if flag_of is not None else None
-        in_grid = (day >= 0) & (((flags & 1) != 0) if flags is not None else code >= 0)
+        # (membership by comparisons: a lookup table would hold the GIL or widen every code)
+        in_grid = _one_of(code, grid_codes) & (day >= 0)
         if as_of is not None:
             in_grid &= day <= as_of
         # (a reduction with ``where``: indexing by the mask would copy the selected days first)
         last = int(np.max(day, where=in_grid, initial=-1))
-        rows = np.flatnonzero((day < 0) & ((flags & 2) != 0)) + a if flags is not None else None
-        return last, rows if rows is not None else np.empty(0, np.intp)
+        rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
+        return last, rows
 
     scanned = _pmap(pool, scan_rows, tasks)
     max_day = max([0, *(last for last, _ in scanned)])
-    marker_names = markers
-    if flag_of is not None:  # picked from the arrays (a filter would copy every lab column)
-        rows = np.concatenate([r for _, r in scanned])
-        marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
-        marker_of[[ANALYTE_CODES.index(a) for a in marker_names]] = np.arange(len(marker_names))
-        baseline = PatientRows(
-            g_idx[rows].astype(np.int64), (g_day[rows], g_v[rows], marker_of[g_a[rows]])
-        )
-        del rows
-    else:
-        baseline = PatientRows.of(
-            _by_patient(
-                labs.filter((pl.col("day") < 0) & pl.col("analyte").is_in(markers)), index_all
-            ),
-            "day",
-            "value",
-            pl.col("analyte")
-            .cast(pl.String)
-            .replace_strict({a: i for i, a in enumerate(marker_names)}, default=-1)
-            .cast(pl.Int8),
-        )
+    # picked from the arrays (a filter would copy every lab column)
+    rows = np.concatenate([r for _, r in scanned])
+    marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
+    marker_of[marker_codes] = np.arange(len(markers))
+    baseline = PatientRows(
+        g_idx[rows].astype(np.int64),
+        (g_day[rows], g_v[rows], marker_of[g_a[rows].astype(np.intp)]),
+    )
+    del rows
     del scanned
     last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
     n_all = patients.height
@@ -490,7 +472,7 @@ def _graded_in(
                 _split_by_analyte(
                     g_idx[a0:a1] - lo,
                     g_day[a0:a1],
-                    g_a[a0:a1] if to_grid is None else _lookup(to_grid, g_a[a0:a1]),
+                    g_a[a0:a1],
                     g_v[a0:a1],
                     None if as_of is None else min(as_of, last_day),
                 ),
@@ -515,16 +497,20 @@ def _graded_in(
         yield pending.popleft().result()
 
 
-def _lookup(table: NDArray[AnyT], codes: NDArray[np.integer]) -> NDArray[AnyT]:
-    """``table[codes]``; for byte codes into a table of bytes by ``bytes.translate``, as numpy's
-    indexing would first widen every code to a 64-bit index (16.9M rows: ~0.1 s)."""
-    small = codes.size < 65_536  # (one course: plain indexing is quicker than building a table)
-    if small or codes.dtype != np.uint8 or table.dtype.itemsize != 1 or table.size > 256:
-        out: NDArray[AnyT] = table[codes]
+def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:
+    """``code`` is one of ``wanted``: by a range comparison when they are consecutive, else
+    one comparison each (numpy releases the GIL in comparisons, not in table lookups)."""
+    w = sorted(wanted)
+    if not w:
+        return np.zeros(code.shape, bool)
+    out: NDArray[np.bool_]
+    if w == list(range(w[0], w[-1] + 1)):
+        out = (code >= w[0]) & (code <= w[-1])
         return out
-    lut = np.zeros(256, table.dtype)
-    lut[: table.size] = table
-    return np.frombuffer(codes.tobytes().translate(lut.tobytes()), table.dtype)
+    out = code == w[0]
+    for c in w[1:]:
+        out |= code == c
+    return out
 
 
 @dataclass(frozen=True)
@@ -570,21 +556,22 @@ def _split_by_analyte(
     value: NDArray[np.float64],
     until: int | None = None,
 ) -> dict[str, DayRows]:
-    """A chunk's lab rows (patient position, day, grid analyte code, value) -> ``DayRows`` per
+    """A chunk's lab rows (patient position, day, analyte's catalogue position, value) -> ``DayRows`` per
     analyte (made per chunk: small arrays stay in cache, and chunks run in parallel).
 
     Rows usually come sorted by patient and day; each analyte's rows are picked in that order,
     and only rows out of order are sorted further. Several values of one patient on one day are
     reduced to the lowest. Rows of other analytes (a negative code), before day 0 or after
     ``until`` are left out."""
-    # one byte per row: the grid analyte, 255 for a row left out (a negative code wraps to it)
+    # one byte per row: the analyte's catalogue position, 255 for a row left out (a negative
+    # code wraps to it)
     out_of_days = day < 0
     if until is not None:
         out_of_days |= day > until
     which = np.where(out_of_days, 255, code.astype(np.uint8))
     out = {}
-    for i, name in enumerate(GRID_ANALYTES):
-        take = np.flatnonzero(which == i)
+    for name in GRID_ANALYTES:
+        take = np.flatnonzero(which == ANALYTE_CODES.index(name))
         ai, ad, av = idx[take], day[take], value[take]
         if ai.size > 1:
             step_i = ai[1:] - ai[:-1]
