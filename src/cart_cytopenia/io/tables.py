@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Container
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,13 +192,39 @@ def read_patients(path: str | Path) -> pl.DataFrame:
     return conform(df, PATIENT_SCHEMA)
 
 
+CodedTexts = dict[str, tuple[list[str], NDArray[np.unsignedinteger]]]
+
+
+def _codable(path: Path, schema: pl.Schema) -> tuple[str, ...]:
+    """The analyte and unit columns of a Parquet lab table that hold text (read as codes)."""
+    if path.suffix.lower() != ".parquet":
+        return ()
+    return tuple(c for c in ("analyte", "unit") if schema.get(c) == pl.String)
+
+
+def _start_coded_read(path: Path, pool: ThreadPoolExecutor) -> Future[CodedTexts] | None:
+    """``_parquet_coded`` of a lab table started on ``pool`` (None: nothing to read so)."""
+    try:
+        codable = _codable(path, _scan(path).collect_schema())
+    except (ParseError, pl.exceptions.PolarsError, OSError):
+        return None  # (reported when the table is read)
+    return pool.submit(_parquet_coded, path, codable) if codable else None
+
+
 def read_labs(
-    path: str | Path, patients: pl.DataFrame, infusion: pl.DataFrame | None = None
+    path: str | Path,
+    patients: pl.DataFrame,
+    infusion: pl.DataFrame | None = None,
+    coded_read: Future[CodedTexts] | None = None,
 ) -> pl.DataFrame:
-    """Canonical lab rows (``normalise_labs``), dates converted to days using infusion_date."""
+    """Canonical lab rows (``normalise_labs``), dates converted to days using infusion_date.
+
+    ``coded_read``: the table's analyte and unit codes, already being read (``read_cohort``
+    starts it before reading the patients)."""
     p = Path(path)
     lf = _scan(p)
-    cols = lf.collect_schema().names()
+    schema = lf.collect_schema()
+    cols = schema.names()
     need = ["patient_id", "analyte", "value", "unit"]
     missing = [c for c in need if c not in cols]
     if "date" not in cols and "day" not in cols:
@@ -226,11 +252,11 @@ def read_labs(
 
     # analyte and unit texts of a Parquet file come as codes into their few distinct texts, read
     # by pyarrow in a second thread while polars reads the other columns
-    codable = _text_columns(p, ("analyte", "unit")) if p.suffix.lower() == ".parquet" else []
-    coded: dict[str, tuple[list[str], NDArray[np.unsignedinteger]]] = {}
+    codable = _codable(p, schema)
+    coded: CodedTexts = {}
     if codable:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            texts_read = pool.submit(_parquet_coded, p, tuple(codable))
+            texts_read = coded_read or pool.submit(_parquet_coded, p, codable)
             df = read_other_columns(codable)
             coded = texts_read.result()
         if len(coded) < len(codable):  # missing values (reported by the text path) or unreadable
@@ -424,12 +450,20 @@ def read_cohort(
 ) -> CohortFrames:
     """Read a cohort; raises an InputError naming file, row and field for any bad input."""
     pp = Path(patients)
-    raw_patients = _collect(_scan(pp), pp)
-    infusion = None
-    if "infusion_date" in raw_patients.columns:
-        infusion = read_patients_infusion(raw_patients, pp)
-    pats = read_patients(patients)
-    lab_df = read_labs(labs, pats, infusion)
+    # a Parquet lab table's analyte and unit codes are read (pyarrow, a second thread) from the
+    # start, while the patients and then the lab table's other columns are read
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        coded_read = _start_coded_read(Path(labs), pool)
+        try:
+            raw_patients = _collect(_scan(pp), pp)
+            infusion = None
+            if "infusion_date" in raw_patients.columns:
+                infusion = read_patients_infusion(raw_patients, pp)
+            pats = read_patients(patients)
+            lab_df = read_labs(labs, pats, infusion, coded_read)
+        finally:
+            if coded_read is not None:
+                coded_read.cancel()  # (an error above: the codes are not waited for)
     ev = read_events(events, infusion) if events else empty_events()
     return CohortFrames(pats, lab_df, ev)
 
