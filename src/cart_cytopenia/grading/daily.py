@@ -193,25 +193,49 @@ def scan_runs_many(
         stop_col = int(min(grid.n_days, max(0, int(end_day.max()) - grid.first_day + 1)))
     if n == 0 or stop_col <= start_col:
         return [_scan(None, n, t, min_recovered, window) for t in thresholds]
+    cells = _cells_from(grid, start_col)
+    if stop_col < grid.n_days or end_day is not None:
+        day = cells.day
+        # each patient's cells end at a day: a prefix of the patient's cells is kept, so the
+        # first-cell and consecutive-day marks of the kept cells stay what they were
+        limit = stop_col - 1 + grid.first_day
+        last = int(day.max()) if day.size else limit
+        if last > limit or (end_day is not None and last > int(end_day.min())):
+            keep = day <= limit
+            if end_day is not None:
+                keep &= day <= end_day[cells.rows]
+            cells = _Cells(
+                cells.rows[keep],
+                day[keep],
+                cells.value[keep],
+                cells.new_row[keep],
+                cells.consec[keep],
+            )
+    if cells.rows.size == 0:
+        return [_scan(None, n, t, min_recovered, window) for t in thresholds]
+    return [_scan(cells, n, t, min_recovered, window) for t in thresholds]
+
+
+def _cells_from(grid: DailyGrid, start_col: int) -> _Cells:
+    """The grid's known cells from column ``start_col`` on, with their neighbourhood; made once
+    per grid and start (a grid's values are never changed after it is made) and shared by the
+    scans of it that end at different days."""
+    cache: dict[int, _Cells] = grid.__dict__.setdefault("_cells", {})
+    if start_col in cache:
+        return cache[start_col]
     rows, cols = grid.known
-    if start_col > 0 or stop_col < grid.n_days:
-        in_range = (cols >= start_col) & (cols < stop_col)
+    if start_col > 0:
+        in_range = cols >= start_col
         rows, cols = rows[in_range], cols[in_range]
     day = (cols + grid.first_day).astype(np.int64)
-    if end_day is not None and not (day.size and int(day.max()) <= int(end_day.min())):
-        keep = day <= end_day[rows]
-        rows, day = rows[keep], day[keep]
-        cols = cols[keep]
     k = rows.size
-    if k == 0:
-        return [_scan(None, n, t, min_recovered, window) for t in thresholds]
     new_row = np.ones(k, bool)
     new_row[1:] = rows[1:] != rows[:-1]
     consec = np.zeros(k, bool)
     consec[1:] = ~new_row[1:] & (day[1:] == day[:-1] + 1)
     values = grid.values.ravel()[rows * grid.n_days + cols]
-    cells = _Cells(rows, day, values, new_row, consec)
-    return [_scan(cells, n, t, min_recovered, window) for t in thresholds]
+    cache[start_col] = cells = _Cells(rows, day, values, new_row, consec)
+    return cells
 
 
 def _scan(
