@@ -14,6 +14,7 @@ import pytest
 from cart_cytopenia.cohort import analysis, report, synthetic
 from cart_cytopenia.cohort.survival import aalen_johansen
 from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.rules.settings import Settings
 from tests.conftest import ROOT
@@ -174,9 +175,12 @@ def test_an_implausible_value_names_the_patient_row_and_mix_up(tmp_path: Path) -
 
 
 def test_report_refuses_a_non_html_name(frames: CohortFrames, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\.html"):
+    with pytest.raises(InputError, match=r"\.html"):
         report.build_report(frames, Settings(), tmp_path / "r.pdf")
     assert not any(tmp_path.iterdir())
+    # on the command line: one clear line and exit code 2, not a traceback
+    p = run("cohort", "report", str(ROOT / "examples" / "cohort"), "--out", str(tmp_path / "rep"))
+    assert p.returncode == 2 and "name it .html" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_report_on_a_tiny_cohort_without_events(tmp_path: Path) -> None:

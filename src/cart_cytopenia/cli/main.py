@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from cart_cytopenia import __version__
+from cart_cytopenia.cli import batch
 from cart_cytopenia.errors import CartCytopeniaError
 
 # Top-level command -> the module that registers it. Only the module a command needs is
@@ -75,17 +76,16 @@ def __getattr__(name: str) -> Any:  # ``from cart_cytopenia.cli.main import app`
     raise AttributeError(name)
 
 
-# Commands that grade or build whole cohorts: the C allocator is set for one large batch job
-# (cli/allocator.py) before anything else runs.
+# Commands that grade or build whole cohorts run as one large batch job (cli/batch.py): the C
+# allocator is set before anything else runs, and a job that succeeded ends without teardown.
 BATCH_COMMANDS = frozenset({"grade", "cohort"})
 
 
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if first in BATCH_COMMANDS:
-        from cart_cytopenia.cli.allocator import tune_for_batch
-
-        tune_for_batch()
+    is_batch = first in BATCH_COMMANDS
+    if is_batch:
+        batch.tune_allocator()
     module = COMMAND_MODULES.get(first or "")
     app = build_app((module,) if module and "--help" not in sys.argv[1:2] else ORDER)
     try:
@@ -93,6 +93,10 @@ def main() -> None:
     except CartCytopeniaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except SystemExit as done:
+        if is_batch and done.code in (0, None):
+            batch.finish(0)
+        raise
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from cart_cytopenia.cohort.analysis import (
 from cart_cytopenia.cohort.survival import Curve, aalen_johansen
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import CohortFrames, drug_class_expr
+from cart_cytopenia.errors import InputError
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -467,7 +468,7 @@ def build_report(
     """Grade the cohort and write the HTML report and its CSV tables (atomically)."""
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"{out}: the report is an HTML file (name it .html)")
+        raise InputError(f"{out}: the report is an HTML file (name it .html)")
     a = analyse(frames, settings, as_of=as_of, sample_size=600)
     d = _categories(
         a.graded.join(
