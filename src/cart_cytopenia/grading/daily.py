@@ -58,8 +58,20 @@ class DailyGrid:
         """(rows, columns) of the cells with a value, sorted by patient then day; found once
         per grid and shared by every scan of it (a grid's values are never changed after it is
         made)."""
-        rows, cols = np.nonzero(~np.isnan(self.values))
-        return rows, cols
+        flat = self.known_flat
+        if not self.n_days:
+            return flat, flat
+        rows = flat // self.n_days
+        return rows, flat - rows * self.n_days
+
+    @cached_property
+    def known_flat(self) -> NDArray[np.intp]:
+        """The cells with a value as positions in the flattened (row-major) grid, in order."""
+        if "known" in self.__dict__:  # given when the grid was made from its cells
+            rows, cols = self.known
+            out: NDArray[np.intp] = rows * self.n_days + cols
+            return out
+        return np.flatnonzero(~np.isnan(self.values).ravel())
 
 
 def grid_from_cells(
@@ -73,9 +85,12 @@ def grid_from_cells(
     """A grid from its known cells, given sorted by patient then day with one value per cell
     (as the engine's day rows are); the cells are kept as the grid's ``known`` cells."""
     out = np.full((n, n_days), np.nan)
-    out.ravel()[rows * n_days + cols] = values  # (flat positions: cheaper than (row, col) pairs)
+    flat = rows * n_days + cols  # (flat positions: cheaper than (row, col) pairs)
+    out.ravel()[flat] = values
     grid = DailyGrid(first_day, out)
-    grid.__dict__["known"] = (rows, cols)  # the cached_property's slot: no search of the grid
+    # the cached properties' slots: no search of the grid
+    grid.__dict__["known"] = (rows, cols)
+    grid.__dict__["known_flat"] = flat
     return grid
 
 
@@ -224,16 +239,17 @@ def _cells_from(grid: DailyGrid, start_col: int) -> _Cells:
     if start_col in cache:
         return cache[start_col]
     rows, cols = grid.known
+    flat = grid.known_flat
     if start_col > 0:
         in_range = cols >= start_col
-        rows, cols = rows[in_range], cols[in_range]
-    day = (cols + grid.first_day).astype(np.int64)
+        rows, cols, flat = rows[in_range], cols[in_range], flat[in_range]
+    day = (cols + grid.first_day).astype(np.int64, copy=False)
     k = rows.size
     new_row = np.ones(k, bool)
     new_row[1:] = rows[1:] != rows[:-1]
     consec = np.zeros(k, bool)
     consec[1:] = ~new_row[1:] & (day[1:] == day[:-1] + 1)
-    values = grid.values.ravel()[rows * grid.n_days + cols]
+    values = grid.values.ravel()[flat]
     cache[start_col] = cells = _Cells(rows, day, values, new_row, consec)
     return cells
 
