@@ -122,9 +122,11 @@ class FhirCodes:
         c = code.strip().upper().replace(".", "")
         if len(c) < 3:
             return None
-        head = c[:3]
+        # the first range that holds the code; each bound compares with as many characters
+        # of the code as it has ("A630" holds A63.0 and A63.09, not A63.8)
         for lo, hi, cat in self.infection_ranges:
-            if lo <= head <= hi:
+            lo_, hi_ = lo.replace(".", ""), hi.replace(".", "")
+            if lo_ <= c[: len(lo_)] and c[: len(hi_)] <= hi_:
                 return cat
         return None
 
@@ -347,6 +349,12 @@ def codes_markdown() -> str:
     out += [
         "",
         "### Infection category",
+        "",
+        "ICD-10 ranges are checked in the data file's order and the first that holds a code "
+        "wins: "
+        + ", ".join(f"{lo}–{hi} ({k})" for lo, hi, k in c.infection_ranges)
+        + ". A bound compares with as many characters of the code as it has (A63.0 holds "
+        "A63.0x, not A63.8).",
         "",
         "| category | ICD-10 ranges | SNOMED CT (also written on export) | text (checked in this order) |",
         "|---|---|---|---|",
