@@ -136,6 +136,19 @@ def _row_slices(n: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
+def _resolved_once(cache: dict[str, Any], text: str, resolve: Callable[[str], Any]) -> Any:
+    """``resolve(text)``, or the UnknownAnalyteError/UnitError it raised, kept per text."""
+    if text not in cache:
+        try:
+            cache[text] = resolve(text)
+        except (UnknownAnalyteError, UnitError) as exc:
+            cache[text] = exc
+    found = cache[text]
+    if isinstance(found, (UnknownAnalyteError, UnitError)):
+        raise found
+    return found
+
+
 def normalise_labs(
     raw: pl.DataFrame,
     source: str | None = None,
@@ -268,27 +281,13 @@ def normalise_labs(
         code_idx = np.zeros(shape, np.uint8)  # (pairs that do not resolve are never read)
         bad: dict[tuple[int, int], str] = {}
         resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
-        analyte_of: dict[int, Analyte | UnknownAnalyteError] = {}
-        unit_of: dict[int, Any] = {}
+        analyte_of: dict[str, Any] = {}  # each text resolved once (or its error)
+        unit_of: dict[str, Any] = {}
         for key in to_resolve:
             ai, ui = divmod(int(key), shape[1])
             try:
-                if ai not in analyte_of:
-                    try:
-                        analyte_of[ai] = resolve_analyte(analyte_texts[ai])
-                    except UnknownAnalyteError as exc:
-                        analyte_of[ai] = exc
-                a = analyte_of[ai]
-                if isinstance(a, UnknownAnalyteError):
-                    raise a
-                if ui not in unit_of:
-                    try:
-                        unit_of[ui] = resolve_unit(unit_texts[ui])
-                    except UnitError as exc:
-                        unit_of[ui] = exc
-                u = unit_of[ui]
-                if isinstance(u, UnitError):
-                    raise u
+                a = _resolved_once(analyte_of, analyte_texts[ai], resolve_analyte)
+                u = _resolved_once(unit_of, unit_texts[ui], resolve_unit)
                 factor[ai, ui] = a.factor_from(u)
             except (UnknownAnalyteError, UnitError) as exc:
                 bad[(ai, ui)] = exc.message

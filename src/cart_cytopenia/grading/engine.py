@@ -329,172 +329,159 @@ def _graded(
     """``iter_chunks`` with ``finish`` applied to each chunk in the thread that graded it."""
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        yield from _graded_in(frames, settings, as_of, chunk_size, workers, finish, pool, detail)
+        patients = conform(frames.patients, PATIENT_SCHEMA)
+        labs = frames.labs
+        required = ["patient_id", "day", "analyte", "value"]
+        if any(labs[c].null_count() for c in required):  # read_cohort never returns such rows
+            labs = labs.drop_nulls(required)
+        # every row's analyte as its position in the catalogue (-1: not in it)
+        codes = {a: i for i, a in enumerate(ANALYTE_CODES)}
+        index_all = (
+            patients.select("patient_id")
+            .with_row_index("gidx")
+            .with_columns(pl.col("gidx").cast(pl.Int64))
+        )
+        enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
+        markers = [m.analyte for m in tables.hematotox().markers]
+        grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
+        marker_codes = [ANALYTE_CODES.index(a) for a in markers]
+        # One pass over the rows, in slices on the worker threads: each lab row's patient position
+        # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
+        # patient, not once per row), its day, value and analyte code as numpy arrays.
+        n_rows = labs.height
+        tasks = [
+            (n_rows * k // n_tasks, n_rows * (k + 1) // n_tasks)
+            for n_tasks in [max(1, -(-n_rows // ROWS_PER_TASK))]
+            for k in range(n_tasks)
+        ]
+        g_idx = np.empty(n_rows, np.int32)
+        value = labs["value"]
+        one_chunk = value.n_chunks() == 1  # (then read in place, without a copy)
+        g_v = value.to_numpy().astype(np.float64, copy=False) if one_chunk else np.empty(n_rows)
+        g_day = np.empty(n_rows, np.int32)
+        g_a: NDArray[np.integer] = np.empty(n_rows, np.uint8 if enum_codes else np.int16)
+
+        def index_rows(ab: tuple[int, int]) -> tuple[bool, bool]:
+            """Fills the slice's rows: (every row's patient is in the patient table, the slice's
+            rows are grouped by patient in the patient table's order)."""
+            a, b = ab
+            part = labs.slice(a, b - a)
+            runs = part.select(pl.col("patient_id").rle()).unnest("patient_id")
+            pos = runs.join(
+                index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
+            )["gidx"]
+            if pos.null_count():
+                return False, False
+            run_idx = pos.to_numpy().astype(np.int32)
+            g_idx[a:b] = np.repeat(run_idx, runs["len"].to_numpy())
+            g_day[a:b] = part["day"].to_numpy()
+            if not one_chunk:
+                g_v[a:b] = part["value"].to_numpy()
+            g_a[a:b] = (
+                part["analyte"].to_physical().to_numpy()
+                if enum_codes
+                else part["analyte"]
+                .cast(pl.String)
+                .replace_strict(codes, default=-1, return_dtype=pl.Int16)
+                .to_numpy()
+            )
+            return True, bool((run_idx[1:] >= run_idx[:-1]).all())
+
+        def index_events() -> tuple[EventRows, bool]:
+            """The events by patient (``EventRows``); False when an event's patient is unknown."""
+            by = _by_patient(frames.events, index_all)
+            return EventRows.of(by), by.height == frames.events.height
+
+        # the events are indexed on one thread while the lab rows start on the other
+        events_job = pool.submit(index_events) if pool is not None else None
+        indexed = _pmap(pool, index_rows, tasks)
+        events, events_known = events_job.result() if events_job is not None else index_events()
+        check_orphans(frames, labs_checked=all(k for k, _ in indexed), events_checked=events_known)
+        in_order = all(o for _, o in indexed) and all(
+            g_idx[a] >= g_idx[a - 1] for a, _ in tasks[1:] if a > 0
+        )
+        if not in_order:  # not grouped by patient: sort
+            order = np.argsort(g_idx, kind="stable")
+            g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
+            del order
+
+        def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp]]:
+            """The slice's last day with a value of a grid analyte (up to as_of; -1: none) and its
+            rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
+            a, b = ab
+            day, code = g_day[a:b], g_a[a:b]
+            # (membership by comparisons: a lookup table would hold the GIL or widen every code)
+            in_grid = _one_of(code, grid_codes) & (day >= 0)
+            if as_of is not None:
+                in_grid &= day <= as_of
+            # (a reduction with ``where``: indexing by the mask would copy the selected days first)
+            last = int(np.max(day, where=in_grid, initial=-1))
+            rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
+            return last, rows
+
+        scanned = _pmap(pool, scan_rows, tasks)
+        max_day = max([0, *(last for last, _ in scanned)])
+        # picked from the arrays (a filter would copy every lab column)
+        rows = np.concatenate([r for _, r in scanned])
+        marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
+        marker_of[marker_codes] = np.arange(len(markers))
+        baseline = PatientRows(
+            g_idx[rows].astype(np.int64),
+            (g_day[rows], g_v[rows], marker_of[g_a[rows].astype(np.intp)]),
+        )
+        del rows
+        del scanned
+        last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
+        n_all = patients.height
+        # (events: sorted by patient once and split into what the grading reads, so that each chunk
+        # takes a slice of them instead of searching the whole table); the patients' columns as arrays
+        people = PatientArrays.of(patients)
+
+        def grade(lo: int) -> ResultT:
+            hi = min(lo + chunk_size, n_all)
+            # the bounds in the arrays' own dtypes: numpy would otherwise cast the whole array
+            # (16.9M rows) to the bounds' int64 on every call
+            a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
+            b_idx, b_day, b_value, b_marker = baseline.chunk(lo, hi)
+            return finish(
+                _grade_chunk(
+                    people.slice(lo, hi),
+                    hematotox.MarkerRows(b_idx, b_day, b_value, b_marker),
+                    ChunkEvents(
+                        start=events.start.chunk(lo, hi),
+                        transfusions={p: r.chunk(lo, hi) for p, r in events.transfusions.items()},
+                        gcsf=events.gcsf.chunk(lo, hi),
+                        graded={k: r.chunk(lo, hi) for k, r in events.graded.items()},
+                    ),
+                    _split_by_analyte(
+                        g_idx[a0:a1] - lo,
+                        g_day[a0:a1],
+                        g_a[a0:a1],
+                        g_v[a0:a1],
+                        None if as_of is None else min(as_of, last_day),
+                    ),
+                    last_day,
+                    settings,
+                    as_of,
+                    detail,
+                )
+            )
+
+        starts = list(range(0, n_all, chunk_size))
+        if pool is None or len(starts) <= 1:
+            for lo in starts:
+                yield grade(lo)
+            return
+        pending: deque[Future[ResultT]] = deque()
+        for lo in starts:
+            pending.append(pool.submit(grade, lo))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-
-
-def _graded_in(
-    frames: CohortFrames,
-    settings: Settings,
-    as_of: int | None,
-    chunk_size: int,
-    workers: int,
-    finish: Callable[[GradedChunk], ResultT],
-    pool: ThreadPoolExecutor | None,
-    detail: bool,
-) -> Iterator[ResultT]:
-    patients = conform(frames.patients, PATIENT_SCHEMA)
-    labs = frames.labs
-    required = ["patient_id", "day", "analyte", "value"]
-    if any(labs[c].null_count() for c in required):  # read_cohort never returns such rows
-        labs = labs.drop_nulls(required)
-    # every row's analyte as its position in the catalogue (-1: not in it)
-    codes = {a: i for i, a in enumerate(ANALYTE_CODES)}
-    index_all = (
-        patients.select("patient_id")
-        .with_row_index("gidx")
-        .with_columns(pl.col("gidx").cast(pl.Int64))
-    )
-    enum_codes = labs.schema["analyte"] == ANALYTE_ENUM
-    markers = [m.analyte for m in tables.hematotox().markers]
-    grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
-    marker_codes = [ANALYTE_CODES.index(a) for a in markers]
-    # One pass over the rows, in slices on the worker threads: each lab row's patient position
-    # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
-    # patient, not once per row), its day, value and analyte code as numpy arrays.
-    n_rows = labs.height
-    tasks = [
-        (n_rows * k // n_tasks, n_rows * (k + 1) // n_tasks)
-        for n_tasks in [max(1, -(-n_rows // ROWS_PER_TASK))]
-        for k in range(n_tasks)
-    ]
-    g_idx = np.empty(n_rows, np.int32)
-    value = labs["value"]
-    one_chunk = value.n_chunks() == 1  # (then read in place, without a copy)
-    g_v = value.to_numpy().astype(np.float64, copy=False) if one_chunk else np.empty(n_rows)
-    g_day = np.empty(n_rows, np.int32)
-    g_a: NDArray[np.integer] = np.empty(n_rows, np.uint8 if enum_codes else np.int16)
-
-    def index_rows(ab: tuple[int, int]) -> tuple[bool, bool]:
-        """Fills the slice's rows: (every row's patient is in the patient table, the slice's
-        rows are grouped by patient in the patient table's order)."""
-        a, b = ab
-        part = labs.slice(a, b - a)
-        runs = part.select(pl.col("patient_id").rle()).unnest("patient_id")
-        pos = runs.join(
-            index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
-        )["gidx"]
-        if pos.null_count():
-            return False, False
-        run_idx = pos.to_numpy().astype(np.int32)
-        g_idx[a:b] = np.repeat(run_idx, runs["len"].to_numpy())
-        g_day[a:b] = part["day"].to_numpy()
-        if not one_chunk:
-            g_v[a:b] = part["value"].to_numpy()
-        g_a[a:b] = (
-            part["analyte"].to_physical().to_numpy()
-            if enum_codes
-            else part["analyte"]
-            .cast(pl.String)
-            .replace_strict(codes, default=-1, return_dtype=pl.Int16)
-            .to_numpy()
-        )
-        return True, bool((run_idx[1:] >= run_idx[:-1]).all())
-
-    def index_events() -> tuple[EventRows, bool]:
-        """The events by patient (``EventRows``); False when an event's patient is unknown."""
-        by = _by_patient(frames.events, index_all)
-        return EventRows.of(by), by.height == frames.events.height
-
-    # the events are indexed on one thread while the lab rows start on the other
-    events_job = pool.submit(index_events) if pool is not None else None
-    indexed = _pmap(pool, index_rows, tasks)
-    events, events_known = events_job.result() if events_job is not None else index_events()
-    check_orphans(frames, labs_checked=all(k for k, _ in indexed), events_checked=events_known)
-    in_order = all(o for _, o in indexed) and all(
-        g_idx[a] >= g_idx[a - 1] for a, _ in tasks[1:] if a > 0
-    )
-    if not in_order:  # not grouped by patient: sort
-        order = np.argsort(g_idx, kind="stable")
-        g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
-        del order
-
-    def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp]]:
-        """The slice's last day with a value of a grid analyte (up to as_of; -1: none) and its
-        rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
-        a, b = ab
-        day, code = g_day[a:b], g_a[a:b]
-        # (membership by comparisons: a lookup table would hold the GIL or widen every code)
-        in_grid = _one_of(code, grid_codes) & (day >= 0)
-        if as_of is not None:
-            in_grid &= day <= as_of
-        # (a reduction with ``where``: indexing by the mask would copy the selected days first)
-        last = int(np.max(day, where=in_grid, initial=-1))
-        rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
-        return last, rows
-
-    scanned = _pmap(pool, scan_rows, tasks)
-    max_day = max([0, *(last for last, _ in scanned)])
-    # picked from the arrays (a filter would copy every lab column)
-    rows = np.concatenate([r for _, r in scanned])
-    marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
-    marker_of[marker_codes] = np.arange(len(markers))
-    baseline = PatientRows(
-        g_idx[rows].astype(np.int64),
-        (g_day[rows], g_v[rows], marker_of[g_a[rows].astype(np.intp)]),
-    )
-    del rows
-    del scanned
-    last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
-    n_all = patients.height
-    # (events: sorted by patient once and split into what the grading reads, so that each chunk
-    # takes a slice of them instead of searching the whole table); the patients' columns as arrays
-    people = PatientArrays.of(patients)
-
-    def grade(lo: int) -> ResultT:
-        hi = min(lo + chunk_size, n_all)
-        # the bounds in the arrays' own dtypes: numpy would otherwise cast the whole array
-        # (16.9M rows) to the bounds' int64 on every call
-        a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
-        b_idx, b_day, b_value, b_marker = baseline.chunk(lo, hi)
-        return finish(
-            _grade_chunk(
-                people.slice(lo, hi),
-                hematotox.MarkerRows(b_idx, b_day, b_value, b_marker),
-                ChunkEvents(
-                    start=events.start.chunk(lo, hi),
-                    transfusions={p: r.chunk(lo, hi) for p, r in events.transfusions.items()},
-                    gcsf=events.gcsf.chunk(lo, hi),
-                    graded={k: r.chunk(lo, hi) for k, r in events.graded.items()},
-                ),
-                _split_by_analyte(
-                    g_idx[a0:a1] - lo,
-                    g_day[a0:a1],
-                    g_a[a0:a1],
-                    g_v[a0:a1],
-                    None if as_of is None else min(as_of, last_day),
-                ),
-                last_day,
-                settings,
-                as_of,
-                detail,
-            )
-        )
-
-    starts = list(range(0, n_all, chunk_size))
-    if pool is None or len(starts) <= 1:
-        for lo in starts:
-            yield grade(lo)
-        return
-    pending: deque[Future[ResultT]] = deque()
-    for lo in starts:
-        pending.append(pool.submit(grade, lo))
-        if len(pending) > workers:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:
