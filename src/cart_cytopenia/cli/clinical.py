@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from cart_cytopenia.errors import ParseError
-from cart_cytopenia.rules.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -215,6 +214,7 @@ def register(app: typer.Typer) -> None:
 
         from cart_cytopenia.cli import guidance_output
         from cart_cytopenia.grading.assessment import assess
+        from cart_cytopenia.rules.settings import load_settings
 
         settings = load_settings(settings_file)
         course = load_course(course_file)
@@ -243,12 +243,19 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Grade many patients at once (same grading code as assess); one row per patient."""
-        from cart_cytopenia.grading.engine import grade_cohort
+        from concurrent.futures import ThreadPoolExecutor
+
         from cart_cytopenia.io.tables import read_cohort, write_table
 
-        settings = load_settings(settings_file)
         t0 = time.perf_counter()
-        frames = read_cohort(labs, patients, events)
+        # the files are read (mostly outside the GIL) while the engine and the settings load
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(read_cohort, labs, patients, events)
+            from cart_cytopenia.grading.engine import grade_cohort
+            from cart_cytopenia.rules.settings import load_settings
+
+            settings = load_settings(settings_file)
+            frames = reading.result()
         table = grade_cohort(frames, settings, as_of=as_of)
         write_table(table, out)
         dt = time.perf_counter() - t0
@@ -271,6 +278,8 @@ def register(app: typer.Typer) -> None:
     @schema_app.command(name="settings")
     def schema_settings() -> None:
         """JSON Schema of the institutional settings (TOML)."""
+        from cart_cytopenia.rules.settings import Settings
+
         sys.stdout.write(json.dumps(Settings.model_json_schema(), indent=2) + "\n")
 
     app.add_typer(schema_app, name="schema")
