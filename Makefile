@@ -48,6 +48,10 @@ demo: setup
 	bash scripts/demo.sh
 
 bench: setup
+	# byte-compile the package as a wheel install would (the editable install does not, and
+	# PYTHONDONTWRITEBYTECODE=1 environments never write it): each command starts without
+	# compiling the project's modules
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
 

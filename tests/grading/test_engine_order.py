@@ -67,3 +67,4 @@ def test_detail_changes_no_grade_table_column() -> None:
     assert full[0].lineages["platelets"].episode_start is not None
     assert lean[0].lineages["platelets"].episode_start is None
     assert lean[0].lineages["red_cells"].days_severe is None
+    assert "hb" in full[0].grids and "hb" not in lean[0].grids

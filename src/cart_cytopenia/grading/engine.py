@@ -295,8 +295,9 @@ def iter_chunks(
     ``workers`` > 1 grades that many chunks at once in threads (numpy and polars release the
     GIL in their kernels); at most ``workers + 1`` chunks are held in memory.
     ``detail``: also what only a patient's assessment reads (current CTCAE grades, the current
-    episode of each lineage, red-cell durations); without it those fields are empty/None and
-    the grade table (``chunk_table``) is the same.
+    episode of each lineage, red-cell durations and daily grid); without it those fields are
+    empty/None (``grids`` has ANC and platelets only) and the grade table (``chunk_table``) is
+    the same.
     """
     return _graded(frames, settings, as_of, chunk_size, workers, lambda c: c, detail)
 
@@ -627,7 +628,7 @@ def _grade_chunk(
         r = analyte_rows[name].limited(row_limit, last_day)
         # one row per patient and day (the day's lowest value): the grading reads nothing else
         rows[name] = (r.idx, r.day.astype(np.int64), r.value)
-        if name in DENSE_ANALYTES:
+        if name in DENSE_ANALYTES and (detail or name in TABLE_DURATIONS):
             d = r.day <= dense_last
             grids[name] = grid_from_cells(
                 n, 0, dense_last + 1, r.idx[d], r.day[d].astype(np.intp), r.value[d]
@@ -676,7 +677,7 @@ def _grade_chunk(
     sex = patients.sex
     worst, last_grade, last_val, last_val_day = {}, {}, {}, {}
     for a in GRID_ANALYTES:
-        a_sex = sex if a == "hb" and a in grids else None
+        a_sex = sex if a == "hb" else None
         worst[a] = ctcae.grade_values(sparse_min[a], a, ct, settings.reference_ranges, a_sex)
         lv, lday = sparse_last[a]
         last_val[a], last_val_day[a] = lv, lday
@@ -686,7 +687,8 @@ def _grade_chunk(
     tt = tables.timing()
     lineages = {}
     for lin_id, a in LINEAGE_GRID.items():
-        g = grids[a]
+        # (without ``detail`` the red cells have no grid: their nadir and phase come from the rows)
+        g = grids[a] if a in grids else DailyGrid(0, np.empty((n, 0)))
         gi: DailyGrid | None = anc_interp
         if a != "anc":  # (the grade table reads no red-cell duration: not interpolated for it)
             gi = (
