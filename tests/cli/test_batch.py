@@ -78,3 +78,15 @@ def test_a_graded_file_is_complete_when_the_process_ends_early(tmp_path: Path) -
         [*cmd[:-2], "--out", str(tmp_path / "x.txt")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "must end in .csv or .parquet" in bad.stderr
+
+
+def test_version_loads_no_command_group() -> None:
+    code = (
+        "import sys; sys.argv = ['cart-cytopenia', '--version']\n"
+        "from cart_cytopenia.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('cart_cytopenia.cli.clinical' in sys.modules, 'polars' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0].startswith("cart-cytopenia ")
+    assert out.stdout.strip().endswith("False False")

@@ -87,7 +87,10 @@ def main() -> None:
     if is_batch:
         batch.tune_allocator()
     module = COMMAND_MODULES.get(first or "")
-    app = build_app((module,) if module and "--help" not in sys.argv[1:2] else ORDER)
+    if sys.argv[1:] == ["--version"]:  # (no command group needs to be loaded for it)
+        app = build_app(())
+    else:
+        app = build_app((module,) if module and "--help" not in sys.argv[1:2] else ORDER)
     try:
         app()
     except CartCytopeniaError as exc:
