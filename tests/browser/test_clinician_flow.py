@@ -95,3 +95,27 @@ def test_read_only_user_sees_no_forms(live: tuple[str, Service], browser: Any) -
     assert page.locator("form.ack").count() == 0
     assert page.locator("text=Add lab result").count() == 0
     page.close()
+
+
+def test_patient_search_filters_rows_without_putting_the_pseudonym_in_a_url(
+    live: tuple[str, Service], browser: Any
+) -> None:
+    base, _svc = live
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _sign_in(page, base, "rita")
+    rows = page.locator("table#worklist tbody tr")
+    n_all = rows.count()
+    assert n_all >= 2
+    # typing filters the rows at once, in the page (no request)
+    page.fill("#patient-search input[name=q]", "neutro")
+    visible = page.locator("table#worklist tbody tr:not([hidden])")
+    assert visible.count() == 1 and "wl-neutropenic" in visible.inner_text()
+    # "Find" posts the search: the list comes back filtered, the address has no pseudonym
+    page.click("#patient-search button[type=submit]")
+    page.wait_for_load_state()
+    assert rows.count() == 1 and "wl-neutropenic" in rows.inner_text()
+    assert "neutro" not in page.url.lower()
+    page.click("text=Clear")
+    page.wait_for_url("**/worklist")
+    assert page.locator("table#worklist tbody tr").count() == n_all
+    page.close()

@@ -119,6 +119,28 @@ def test_worklist_answers_who_needs_what_today(service: Service) -> None:
     assert "wl-neutropenic" not in r.text
 
 
+def test_worklist_search_by_pseudonym_is_posted_never_in_a_url(service: Service) -> None:
+    """The pseudonym searched for travels in the form body (CSRF-checked), so that it never
+    appears in a URL: not in the form's action, the sort links, nor the Clear link."""
+    client = login(service.client(), "rita")
+    page = client.get("/worklist?sort=day&dir=desc")
+    assert 'method="post" action="/worklist" id="patient-search"' in page.text
+    body = {"csrf_token": csrf_of(page.text), "q": "NEUTRO", "sort": "day", "dir": "desc"}
+    r = client.post("/worklist", data=body)
+    assert r.status_code == 200 and r.url.path == "/worklist" and not r.url.query
+    rows = r.text.split("<tbody>")[1].split("</tbody>")[0]
+    assert "wl-neutropenic" in rows and "review-case-1" not in rows
+    assert 'value="NEUTRO"' in r.text  # kept in the search field
+    links = re.findall(r'href="([^"]*)"', r.text)
+    assert links and not any("neutro" in link.lower() for link in links)
+    # the URL's filters still apply with the search; a search in a URL is not read
+    r = client.post("/worklist", data={**body, "product": "ide-cel"})
+    assert "wl-neutropenic" not in r.text.split("<tbody>")[1]
+    assert "review-case-1" in client.get("/worklist?q=NEUTRO").text.split("<tbody>")[1]
+    # without the session's CSRF token: refused
+    assert client.post("/worklist", data={"q": "NEUTRO"}).status_code == 403
+
+
 def test_patient_page_shows_the_course(service: Service) -> None:
     client = login(service.client(), "rita")
     pid = service.patients["review-case-1"]

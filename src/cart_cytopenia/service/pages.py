@@ -205,11 +205,51 @@ def worklist_page(
     product: str = "",
     phase: str = "",
     needs_action: str = "",
-    q: str = "",
     sort: str = "urgency",
     dir: str = "",
     viewer: Viewer = Depends(READ),
     session: Session = DB,
+) -> Response:
+    """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
+    A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
+    a browser history or a proxy's access log."""
+    return _worklist(request, viewer, session, product, phase, needs_action, "", sort, dir)
+
+
+@router.post("/worklist", response_class=HTMLResponse)
+async def worklist_search(
+    request: Request, viewer: Viewer = Depends(READ), session: Session = DB
+) -> Response:
+    """The worklist filtered by a pseudonym (and the URL's filters), sent in the form body."""
+    form = await check_csrf(request, viewer)
+
+    def field(name: str) -> str:
+        value = form.get(name)
+        return value if isinstance(value, str) else ""
+
+    return _worklist(
+        request,
+        viewer,
+        session,
+        field("product"),
+        field("phase"),
+        field("needs_action"),
+        field("q"),
+        field("sort") or "urgency",
+        field("dir"),
+    )
+
+
+def _worklist(
+    request: Request,
+    viewer: Viewer,
+    session: Session,
+    product: str,
+    phase: str,
+    needs_action: str,
+    q: str,
+    sort: str,
+    dir: str,
 ) -> Response:
     snaps = []
     errors = []
@@ -238,13 +278,12 @@ def worklist_page(
         new_dir = "asc" if (sort == col and reverse) else "desc"
         if sort != col:
             new_dir = "desc" if col == "day" else "asc"
-        params = {
+        params = {  # (never the pseudonym searched for: sorting shows the whole list again)
             k: v
             for k, v in {
                 "product": product,
                 "phase": phase,
                 "needs_action": needs_action,
-                "q": q,
                 "sort": col,
                 "dir": new_dir,
             }.items()

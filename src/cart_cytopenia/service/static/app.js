@@ -18,3 +18,20 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+
+// An <input data-filter-rows="SELECTOR" data-filter-cell="SELECTOR"> hides, as one types, the
+// rows whose cell does not contain the text (the worklist's patient search; nothing is sent).
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("input[data-filter-rows]").forEach(function (input) {
+    var rows = document.querySelectorAll(input.getAttribute("data-filter-rows"));
+    var cellSelector = input.getAttribute("data-filter-cell");
+    input.addEventListener("input", function () {
+      var text = input.value.trim().toLowerCase();
+      rows.forEach(function (row) {
+        var cell = cellSelector ? row.querySelector(cellSelector) : row;
+        var value = cell ? cell.textContent.toLowerCase() : "";
+        row.hidden = text !== "" && value.indexOf(text) === -1;
+      });
+    });
+  });
+});
