@@ -67,11 +67,13 @@ class DailyGrid:
     @cached_property
     def known_flat(self) -> NDArray[np.intp]:
         """The cells with a value as positions in the flattened (row-major) grid, in order."""
-        if "known" in self.__dict__:  # given when the grid was made from its cells
-            rows, cols = self.known
-            out: NDArray[np.intp] = rows * self.n_days + cols
-            return out
         return np.flatnonzero(~np.isnan(self.values).ravel())
+
+    @cached_property
+    def scan_cells(self) -> dict[int, _Cells]:
+        """The known cells from a start column on, with their neighbourhood, as the run scans
+        read them (``_cells_from``: made once per start column, shared by every scan)."""
+        return {}
 
 
 def grid_from_cells(
@@ -235,7 +237,7 @@ def _cells_from(grid: DailyGrid, start_col: int) -> _Cells:
     """The grid's known cells from column ``start_col`` on, with their neighbourhood; made once
     per grid and start (a grid's values are never changed after it is made) and shared by the
     scans of it that end at different days."""
-    cache: dict[int, _Cells] = grid.__dict__.setdefault("_cells", {})
+    cache = grid.scan_cells
     if start_col in cache:
         return cache[start_col]
     rows, cols = grid.known

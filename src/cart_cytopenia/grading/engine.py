@@ -19,21 +19,19 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import (
     ANALYTE_CODES,
     ANALYTE_ENUM,
     PATIENT_SCHEMA,
     CohortFrames,
     conform,
-    drug_class_expr,
 )
 from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading import (
@@ -143,19 +141,11 @@ class PatientArrays:
         return self.ids.len()
 
     def slice(self, lo: int, hi: int) -> PatientArrays:
-        return PatientArrays(
-            ids=self.ids.slice(lo, hi - lo),
-            death=self.death[lo:hi],
-            progression=self.progression[lo:hi],
-            next_therapy=self.next_therapy[lo:hi],
-            followup=self.followup[lo:hi],
-            as_of_day=None if self.as_of_day is None else self.as_of_day[lo:hi],
-            ld_start=self.ld_start[lo:hi],
-            sex=self.sex[lo:hi],
-            disease=self.disease[lo:hi],
-            product=self.product[lo:hi],
-            disease_product=self.disease_product[lo:hi],
-        )
+        """Patients ``lo``..``hi - 1`` (every column sliced alike)."""
+        changes: dict[str, Any] = {
+            f.name: None if (v := getattr(self, f.name)) is None else v[lo:hi] for f in fields(self)
+        }
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -194,8 +184,6 @@ class EventRows:
     def of(cls, events: pl.DataFrame) -> EventRows:
         """``events``: rows with ``gidx``, sorted by it."""
         tx = events.filter(pl.col("type") == "transfusion")
-        meds = events.filter((pl.col("type") == "medication") & (pl.col("start_day") >= 0))
-        gcsf = meds.filter(drug_class_expr(DrugClass.GCSF))
         return cls(
             start=PatientRows.of(events, pl.col("start_day").fill_null(-1).cast(pl.Int64)),
             transfusions={
@@ -205,7 +193,9 @@ class EventRows:
                 for p in ("rbc", "platelets")
             },
             gcsf=PatientRows.of(
-                gcsf, "start_day", pl.col("end_day").fill_null(10**6).cast(pl.Int64)
+                gcsf_response.gcsf_courses(events),
+                "start_day",
+                pl.col("end_day").fill_null(10**6).cast(pl.Int64),
             ),
             graded={
                 k: PatientRows.of(
@@ -367,14 +357,11 @@ def _graded(
             rows are grouped by patient in the patient table's order)."""
             a, b = ab
             part = labs.slice(a, b - a)
-            runs = part.select(pl.col("patient_id").rle()).unnest("patient_id")
-            pos = runs.join(
-                index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
-            )["gidx"]
-            if pos.null_count():
+            found = _run_positions(part, index_all)
+            if found is None:
                 return False, False
-            run_idx = pos.to_numpy().astype(np.int32)
-            g_idx[a:b] = np.repeat(run_idx, runs["len"].to_numpy())
+            run_idx, run_len = found
+            g_idx[a:b] = np.repeat(run_idx.astype(np.int32), run_len)
             g_day[a:b] = part["day"].to_numpy()
             if not one_chunk:
                 g_v[a:b] = part["value"].to_numpy()
@@ -389,7 +376,9 @@ def _graded(
             return True, bool((run_idx[1:] >= run_idx[:-1]).all())
 
         def index_events() -> tuple[EventRows, bool]:
-            """The events by patient (``EventRows``); False when an event's patient is unknown."""
+            """The events sorted by patient once and split into what the grading reads, so that
+            each chunk takes a slice of them (``EventRows``); False when an event's patient is
+            unknown."""
             by = _by_patient(frames.events, index_all)
             return EventRows.of(by), by.height == frames.events.height
 
@@ -434,9 +423,7 @@ def _graded(
         del scanned
         last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
         n_all = patients.height
-        # (events: sorted by patient once and split into what the grading reads, so that each chunk
-        # takes a slice of them instead of searching the whole table); the patients' columns as arrays
-        people = PatientArrays.of(patients)
+        people = PatientArrays.of(patients)  # the patients' columns as arrays
 
         def grade(lo: int) -> ResultT:
             hi = min(lo + chunk_size, n_all)
@@ -578,19 +565,29 @@ def _split_by_analyte(
     return out
 
 
-def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within).
+def _run_positions(
+    df: pl.DataFrame, index_all: pl.DataFrame
+) -> tuple[NDArray[np.int64], NDArray[np.integer]] | None:
+    """The runs of consecutive rows of one patient in ``df``: each run's patient position
+    (``gidx`` of ``index_all``) and length; None when a row's patient is not in ``index_all``.
+    Rows usually come grouped by patient, so the ids are matched once per run, not per row."""
+    runs = df.select(pl.col("patient_id").rle()).unnest("patient_id")
+    pos = runs.join(
+        index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
+    )["gidx"]
+    if pos.null_count() or pos.len() != runs.height:
+        return None
+    return pos.to_numpy().astype(np.int64, copy=False), runs["len"].to_numpy()
 
-    Rows usually come grouped by patient: the ids are then matched once per run of rows."""
-    if df.height:
-        runs = df.select(pl.col("patient_id").rle()).unnest("patient_id")
-        pos = runs.join(
-            index_all, left_on="value", right_on="patient_id", how="left", maintain_order="left"
-        )["gidx"]
-        if not pos.null_count() and pos.len() == runs.height:
-            gidx = np.repeat(pos.to_numpy(), runs["len"].to_numpy())
-            out = df.rechunk().with_columns(pl.Series("gidx", gidx, dtype=pl.Int64))
-            return out if out["gidx"].is_sorted() else out.sort("gidx", maintain_order=True)
+
+def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``df`` with the patient's position (``gidx``), sorted by it (order kept within);
+    rows of patients not in ``index_all`` are left out."""
+    found = _run_positions(df, index_all) if df.height else None
+    if found is not None:
+        gidx = np.repeat(*found)
+        out = df.rechunk().with_columns(pl.Series("gidx", gidx, dtype=pl.Int64))
+        return out if out["gidx"].is_sorted() else out.sort("gidx", maintain_order=True)
     return df.join(index_all, on="patient_id", how="inner").sort("gidx", maintain_order=True)
 
 
@@ -608,11 +605,18 @@ def _grade_chunk(
     grids: dict[str, DailyGrid] = {}
     sparse_min: dict[str, NDArray[np.float64]] = {}
     sparse_last: dict[str, tuple[NDArray[np.float64], I32]] = {}
+    # the day each patient is graded as of: the given day, else the patient table's own
+    # ``as_of_day`` (a replay), else all data (retrospective, each course complete)
+    own_days = patients.as_of_day if as_of_day is None else None
+    as_of: I32
     row_limit: NDArray[np.int64] | int
-    if patients.as_of_day is not None and as_of_day is None:
-        row_limit = patients.as_of_day.astype(np.int64)
+    if own_days is not None:
+        as_of = own_days
+        row_limit = own_days.astype(np.int64)
     else:
+        as_of = np.full(n, NO_DAY if as_of_day is None else as_of_day, np.int32)
         row_limit = last_day if as_of_day is None else min(last_day, as_of_day)
+    retrospective = as_of_day is None and own_days is None
     conv = icaht.effective_conventions(tables.icaht(), settings.icaht)
     # Dense daily grids are needed up to the end of the windows the grading reads (late ICAHT
     # and the phenotype end by day 100; interpolating day 100 needs values up to max_gap days
@@ -637,14 +641,9 @@ def _grade_chunk(
         sparse_min[name], sparse_last[name] = r.min_and_last(n)
 
     death = patients.death
-    if patients.as_of_day is not None and as_of_day is None:
-        as_of = patients.as_of_day
-        complete = (death <= as_of) | (patients.followup <= as_of)
-    elif as_of_day is None:
-        as_of = np.full(n, NO_DAY, np.int32)
+    if retrospective:
         complete = np.ones(n, bool)
     else:
-        as_of = np.full(n, as_of_day, np.int32)
         complete = (death <= as_of) | (patients.followup <= as_of)
 
     icaht_t = tables.icaht()

@@ -41,17 +41,11 @@ class GcsfResponse:
     anc_at_start: F
 
 
-def gcsf_starts(
-    events: pl.DataFrame,
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """G-CSF courses started on or after day 0: (patient position ``idx``, start day, end day;
-    an open course ends on day 10**6), from event rows that carry ``idx``."""
-    starts = events.filter(drug_class_expr(DrugClass.GCSF) & (pl.col("start_day") >= 0))
-    return (
-        starts["idx"].to_numpy().astype(np.int64),
-        starts["start_day"].to_numpy().astype(np.int64),
-        starts["end_day"].fill_null(10**6).to_numpy().astype(np.int64),
-    )
+def gcsf_courses(events: pl.DataFrame) -> pl.DataFrame:
+    """The G-CSF courses started on or after day 0 among ``events`` (the event table's rows)."""
+    # (medications from day 0 first: the drug-class test lowercases every drug name it reads)
+    meds = events.filter((pl.col("type") == "medication") & (pl.col("start_day") >= 0))
+    return meds.filter(drug_class_expr(DrugClass.GCSF))
 
 
 def grid_series(interp: DailyGrid) -> Callable[[int, int, int], F]:
@@ -75,7 +69,8 @@ def response(
     series: Callable[[int, int, int], F] | None = None,
     grid_exact_to: int | None = None,
 ) -> GcsfResponse:
-    """``starts``: the G-CSF courses (``gcsf_starts``). ``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
+    """``starts``: the G-CSF courses (``gcsf_courses``) as (patient position, start day, end
+    day; an open course ends on day 10**6). ``series(i, lo, hi)`` gives patient ``i``'s interpolated ANC for days lo..hi; by default it
     is read from ``interp``. The engine passes one that also reaches beyond a shortened grid,
     with ``grid_exact_to``: the last day whose windows the grid itself holds exactly (its values
     need no later rows); windows ending after it are read through ``series``."""

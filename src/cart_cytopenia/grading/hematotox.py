@@ -100,12 +100,11 @@ def score(
     disease: Obj,
     product: Obj,
     table: HematotoxTable,
-    disease_product: NDArray[np.int64] | None = None,
+    disease_product: NDArray[np.int64],
 ) -> Hematotox:
     """Score every patient (``ld_start_day``, ``disease``, ``product``: one per patient) from
     ``rows`` (``MarkerRows``, markers numbered in the table's order). ``disease_product``: a
-    number per patient that is the same exactly when disease and product are (found here when
-    not given)."""
+    number per patient that is the same exactly when disease and product are."""
     analytes = [m.analyte for m in table.markers]
     values, days, pre, n = baseline_values(rows, ld_start_day, analytes, table.baseline_window_days)
     points: dict[str, I8] = {}
@@ -134,16 +133,12 @@ def score(
     warnings = np.empty(n, dtype=object)
     warnings_text = np.full(n, None, dtype=object)
     if n:
-        if disease_product is None:
-            _, d_code = np.unique(disease.astype(str), return_inverse=True)
-            p_names, p_code = np.unique(product.astype(str), return_inverse=True)
-            disease_product = d_code.astype(np.int64) * p_names.size + p_code
         combo = disease_product.astype(np.int64) * 2 + not_pre
-        kinds, which = np.unique(combo, return_inverse=True)
-        made = np.empty(kinds.size, dtype=object)
-        for k, c in enumerate(kinds.tolist()):
-            first = int(np.argmax(combo == c))  # a patient of this combination
-            made[k] = _warnings(bool(not_pre[first]), disease[first], product[first], table)
+        # one patient of each combination (``first``) and each patient's combination (``which``)
+        _, first, which = np.unique(combo, return_index=True, return_inverse=True)
+        made = np.empty(first.size, dtype=object)
+        for k, i in enumerate(first.tolist()):
+            made[k] = _warnings(bool(not_pre[i]), disease[i], product[i], table)
         warnings[:] = made[which]
         warnings_text[:] = np.array([" | ".join(w) or None for w in made], dtype=object)[which]
     return Hematotox(
