@@ -420,17 +420,26 @@ def _infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary) ->
 def _procedure_rows(src: OmopSource) -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:
     """PROCEDURE_OCCURRENCE with dates and the concepts its rows name (read once per extract)."""
 
-    def read() -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:
-        where = src.where("procedure_occurrence")
-        p = src.read(
-            "procedure_occurrence",
-            ["person_id", "procedure_date", "procedure_concept_id", "procedure_source_value"],
-            ["person_id", "procedure_date"],
-        )
-        p = _cast(_ids(p, where), "procedure_date", pl.Date, where, "a date")
-        return p, _concepts(src, _int_ids(p, "procedure_concept_id"))
+    return src.once(
+        "procedure_occurrence",
+        lambda: _dated_concept_rows(src, "procedure_occurrence", "procedure_date", "procedure"),
+    )
 
-    return src.once("procedure_occurrence", read)
+
+def _dated_concept_rows(
+    src: OmopSource, table: str, date_col: str, prefix: str
+) -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:
+    """A table's rows (person, ``date_col`` as a date, ``{prefix}_concept_id``,
+    ``{prefix}_source_value``) and the concepts they name."""
+    where = src.where(table)
+    concept_col = f"{prefix}_concept_id"
+    df = src.read(
+        table,
+        ["person_id", date_col, concept_col, f"{prefix}_source_value"],
+        ["person_id", date_col],
+    )
+    df = _cast(_ids(df, where), date_col, pl.Date, where, "a date")
+    return df, _concepts(src, _int_ids(df, concept_col))
 
 
 def _drug_rows(src: OmopSource) -> pl.DataFrame:
@@ -660,14 +669,9 @@ def _ld_start(src: OmopSource, patients: pl.DataFrame) -> pl.DataFrame:
 
 
 def _disease(src: OmopSource) -> pl.DataFrame:
-    where = src.where("condition_occurrence")
-    c = src.read(
-        "condition_occurrence",
-        ["person_id", "condition_start_date", "condition_concept_id", "condition_source_value"],
-        ["person_id", "condition_start_date"],
+    c, concepts = _dated_concept_rows(
+        src, "condition_occurrence", "condition_start_date", "condition"
     )
-    c = _cast(_ids(c, where), "condition_start_date", pl.Date, where, "a date")
-    concepts = _concepts(src, _int_ids(c, "condition_concept_id"))
     prefixes = sorted(omop_map()["disease_icd10"].items(), key=lambda kv: -len(kv[0]))
     diseases = []
     for r in c.iter_rows(named=True):
