@@ -30,7 +30,7 @@ def test_guidance_reads_as_a_consult_note_case_1_day_60() -> None:
         "Plan",
     ):
         assert heading in out
-    assert "Consider TPO-RA: eltrombopag 75 mg daily" in out
+    assert "Consider TPO-RA if bleeding risk is high: eltrombopag 75 mg daily" in out
     assert "why:" in out and "Jain 2023" in out
     assert "Missing data" in out and "Bleeding risk not recorded" in out
     assert "Settings in force (the review's defaults)" in out

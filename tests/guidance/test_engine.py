@@ -110,10 +110,15 @@ def test_items_sorted_by_urgency_within_a_section() -> None:
 
 
 def test_crs_without_end_day_is_named() -> None:
+    # Issue #11: an open CRS record is ongoing for 10 days, then its end is "unknown" - G-CSF is
+    # no longer withheld for it but carries the caveat, and the missing end day is named.
     from tests.guidance.builders import crs
 
     c = course(counts(range(0, 31, 2), anc=300), [crs(1, None)])
+    assert "management.gcsf.withhold-during-crs" in evaluate(c, 10).ids()
     g = evaluate(c, 30)
-    assert "management.gcsf.withhold-during-crs" in g.ids()
+    assert "management.gcsf.withhold-during-crs" not in g.ids()
+    item = g.item("management.gcsf.start")
+    assert item is not None and "confirm CRS has resolved" in item.rationale
     assert any("CRS from day 1 has no end day" in m for m in g.missing_data)
     assert not any("no end day" in m for m in evaluate(c, 10).missing_data)

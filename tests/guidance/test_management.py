@@ -7,6 +7,7 @@ from tests.guidance.builders import (
     counts,
     course,
     crs,
+    fever,
     finding,
     guidance,
     ids,
@@ -139,21 +140,27 @@ def _thrombocytopenia(step: int, until: int = 90, **kw: object) -> object:
 def test_tpo_ra_start_well_beyond_day_30_with_weekly_platelets() -> None:
     # "requiring transfusion support well beyond day 30 ... we consider ... eltrombopag 75 mg daily
     # ... or romiplostim 10 ug/kg per week"
-    c = _thrombocytopenia(7)
-    assert "management.tpo-ra.start" not in ids(c, 40)  # type: ignore[arg-type]
-    g = guidance(c, 60)  # type: ignore[arg-type]
-    item = g.item("management.tpo-ra.start")
+    # "without clear etiology other than CAR-T ... for patients at high risk of bleeding"
+    # (issue #11): a marrow must exclude relapse/MDS first, and bleeding risk must be recorded
+    labs = counts(range(0, 61, 2), anc=2000, plt=15, hb=9.5)
+    weekly = tx("platelets", range(28, 61, 7))
+    clean = marrow(50)
+    c = course(labs, [*weekly, clean, finding("high-bleeding-risk", 45)])
+    assert "management.tpo-ra.start" not in ids(c, 40)
+    item = guidance(c, 60).item("management.tpo-ra.start")
     assert (
         item is not None
-        and "eltrombopag 75 mg" in item.summary
+        and item.summary.startswith("Consider TPO-RA: eltrombopag 75 mg")
         and "romiplostim 10" in item.summary
     )
-    assert any("Bleeding risk not recorded" in m for m in g.missing_data)
-    with_risk = course(
-        counts(range(0, 61, 2), anc=2000, plt=15, hb=9.5),
-        [*tx("platelets", range(28, 61, 7)), finding("high-bleeding-risk", 45)],
-    )
-    assert not any("Bleeding risk" in m for m in guidance(with_risk, 60).missing_data)
+    no_risk = guidance(course(labs, [*weekly, clean]), 60)
+    item = no_risk.item("management.tpo-ra.start")
+    assert item is not None and "if bleeding risk is high" in item.summary
+    assert any("Bleeding risk not recorded" in m for m in no_risk.missing_data)
+    no_marrow = guidance(course(labs, [*weekly, finding("high-bleeding-risk", 45)]), 60)
+    item = no_marrow.item("management.tpo-ra.start")
+    assert item is not None and "marrow must first exclude" in item.summary
+    assert item.urgency == "info" and "eltrombopag" not in item.summary
 
 
 def test_tpo_ra_reserved_when_needs_are_modest() -> None:
@@ -240,9 +247,23 @@ def test_iec_hs_recognised_after_crs_and_treated() -> None:
     assert not {"differential.iec-hs", "management.iec-hs.treat"} & low.ids()
 
 
-def test_iec_hs_not_while_crs_is_ongoing() -> None:
+def test_iec_hs_only_possible_while_crs_is_known_ongoing() -> None:
+    # CRS from day 5 with its end still to come on day 12: its own fever and ferritin are
+    # expected; high ferritin with two supportive features asks only for the work-up
+    labs = counts(range(0, 13), anc=lambda d: 3000 if d < 10 else 400)
+    labs += series("ferritin", [3, 9, 10, 12], lambda d: {3: 2000, 9: 3000}.get(d, 25000))
+    labs += series("triglycerides", [11], 320) + series("fibrinogen", [11], 120)
+    g = guidance(course(labs, [crs(5, 14, 2), fever(11, 39.0)]), 12)
+    assert not {"differential.iec-hs", "management.iec-hs.treat"} & g.ids()
+    item = g.item("workup.iec-hs")
+    assert item is not None and item.inputs["iec_hs_level"] == "possible"
+
+
+def test_iec_hs_evaluated_when_the_open_crs_record_is_old() -> None:
+    # Issue #11: an open CRS record (no end day) older than 10 days is "end unknown", not
+    # "ongoing": the IEC-HS picture on day 12 after CRS from day 1 is recognised
     g = guidance(_iechs(25000, crs_end=None), 12)  # type: ignore[arg-type]
-    assert not {"differential.iec-hs", "workup.iec-hs", "management.iec-hs.treat"} & g.ids()
+    assert {"differential.iec-hs", "workup.iec-hs", "management.iec-hs.treat"} <= g.ids()
 
 
 def test_iec_hs_refractory_after_3_days_of_treatment() -> None:

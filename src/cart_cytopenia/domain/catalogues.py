@@ -32,6 +32,28 @@ class DrugClass(StrEnum):
     IVIG = "ivig"
 
 
+class Cover(StrEnum):
+    """What an anti-infective prevents, as the prophylaxis rules ask it (not the drug's class)."""
+
+    BACTERIA = "bacteria"
+    YEAST = "yeast"
+    MOULD = "mould"
+    HSV_VZV = "hsv-vzv"
+    CMV = "cmv"
+    PJP = "pjp"
+
+
+ANTI_INFECTIVE_CLASSES = frozenset(
+    {
+        DrugClass.ANTIBACTERIAL,
+        DrugClass.ANTIFUNGAL,
+        DrugClass.ANTIFUNGAL_MOULD_ACTIVE,
+        DrugClass.ANTIVIRAL,
+        DrugClass.PJP,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Product:
     id: str
@@ -51,6 +73,7 @@ class Drug:
     alternative: str | None = None
     rxnorm: tuple[str, ...] = ()
     rxnorm_verified: bool = False  # the RXCUIs were read in a cited source (rxnorm_source)
+    covers: frozenset[Cover] = frozenset()  # what an anti-infective prevents (prophylaxis rules)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -91,8 +114,13 @@ def drugs() -> dict[str, Drug]:
     for d in raw["drug"]:
         try:
             classes = frozenset(DrugClass(c) for c in d["classes"])
+            covers = frozenset(Cover(c) for c in d.get("covers", []))
         except ValueError as exc:
             raise RuleTableError(f"drug {d['id']}: {exc}") from exc
+        if classes & ANTI_INFECTIVE_CLASSES and not covers:
+            raise RuleTableError(
+                f"drug {d['id']}: an anti-infective needs 'covers' (what it prevents)"
+            )
         out[d["id"]] = Drug(
             id=d["id"],
             aliases=tuple(a.lower() for a in d.get("aliases", [])),
@@ -100,6 +128,7 @@ def drugs() -> dict[str, Drug]:
             alternative=d.get("alternative"),
             rxnorm=tuple(d.get("rxnorm", [])),
             rxnorm_verified=bool(d.get("rxnorm_verified", False)),
+            covers=covers,
         )
     return out
 

@@ -19,7 +19,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cart_cytopenia.domain.analytes import implausibility, resolve_analyte
-from cart_cytopenia.domain.catalogues import DrugClass, Product, resolve_drug, resolve_product
+from cart_cytopenia.domain.catalogues import (
+    Cover,
+    DrugClass,
+    Product,
+    resolve_drug,
+    resolve_product,
+)
 from cart_cytopenia.domain.units import resolve_unit
 from cart_cytopenia.errors import (
     ImplausibleValueError,
@@ -126,6 +132,7 @@ class Finding(StrEnum):
     LARGE_GRANULAR_LYMPHOCYTOSIS = "large-granular-lymphocytosis"
     LINEAGE_SWITCH = "lineage-switch"
     DRUG_ALLERGY_SULFONAMIDE = "sulfonamide-allergy"
+    INFECTION_EXCLUDED = "infection-excluded"
     OTHER = "other"
 
 
@@ -279,6 +286,13 @@ class Lymphodepletion(_Model):
     start_day: int | None = Field(default=None, description="Usually -5 (flu/cy days -5 to -3).")
 
 
+class Leukapheresis(_Model):
+    """The collection of T cells for manufacture (irradiated blood products start 7 days before)."""
+
+    date: dt.date | None = None
+    day: int | None = Field(default=None, description="Days from infusion (negative).")
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -314,6 +328,11 @@ class Medication(Span):
         return d.classes if d else frozenset()
 
     @property
+    def covers(self) -> frozenset[Cover]:
+        d = resolve_drug(self.drug)
+        return d.covers if d else frozenset()
+
+    @property
     def drug_id(self) -> str:
         d = resolve_drug(self.drug)
         return d.id if d else self.drug
@@ -327,6 +346,13 @@ class Infection(Span):
     severity: Severity | None = None
     reactivation: bool = Field(
         default=False, description="Viral reactivation (HHV-6, CMV, EBV ...)."
+    )
+    controlled: bool | None = Field(
+        default=None,
+        description=(
+            "The treating team judges the infection controlled. Not recorded (None) is read as "
+            "not known to be controlled: a stem cell boost or immunosuppression is held back."
+        ),
     )
 
 
@@ -351,6 +377,10 @@ class BoneMarrow(Dated):
     disease_pct: float | None = Field(default=None, ge=0, le=100)
     blasts_pct: float | None = Field(default=None, ge=0, le=100)
     haemophagocytosis: bool | None = None
+    myeloid_neoplasm: bool | None = Field(
+        default=None,
+        description="MDS or AML diagnosed on this marrow (True), excluded (False), not stated (None).",
+    )
     cytogenetics: str | None = None
     fish: str | None = None
     ngs: str | None = None
@@ -396,6 +426,13 @@ class GVHD(Span):
 class ClinicalFinding(Dated):
     type: Literal["finding"] = "finding"
     finding: Finding
+    present: bool = Field(
+        default=True,
+        description=(
+            "False records a negative finding (no schistocytes on the smear, no splenomegaly); "
+            "the rules use it as 'looked for and absent', never as 'not looked for'."
+        ),
+    )
     detail: str | None = None
 
 
@@ -432,6 +469,7 @@ class Course(_Model):
     patient: Patient
     product: ProductRef
     lymphodepletion: Lymphodepletion | None = None
+    leukapheresis: Leukapheresis | None = None
     infusion_date: dt.date = Field(description="Day 0: the CAR-T infusion.")
     baseline_labs: list[LabObservation] = Field(
         default_factory=list,
@@ -572,6 +610,20 @@ class Course(_Model):
                         Problem(
                             f"lymphodepletion starts on day {ld.start_day}, after the infusion",
                             Location(patient_id=pid, field="lymphodepletion.start_day"),
+                        ),
+                        TimelineError,
+                    )
+                )
+
+        if self.leukapheresis is not None:
+            lk = self.leukapheresis
+            lk.day = to_day(lk.date, lk.day, "leukapheresis")
+            if lk.day is not None and lk.day >= 0:
+                problems.append(
+                    _tag(
+                        Problem(
+                            f"leukapheresis on day {lk.day}: it must be before the infusion",
+                            Location(patient_id=pid, field="leukapheresis.day"),
                         ),
                         TimelineError,
                     )

@@ -26,6 +26,7 @@ class Dimension(StrEnum):
     MASS_RATIO = "mass ratio"
     ARBITRARY = "arbitrary units per volume"
     INR = "INR"
+    PRESENCE = "presence (1 positive, 0 negative)"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ UNITS: dict[str, Unit] = {
         Unit("U/mL", "U/mL", Dimension.ARBITRARY, 1.0),
         Unit("kU/L", "kU/L", Dimension.ARBITRARY, 1.0),
         Unit("{INR}", "INR", Dimension.INR, 1.0),
+        Unit("{presence}", "1 = positive, 0 = negative", Dimension.PRESENCE, 1.0),
     ]
 }
 
@@ -161,6 +163,8 @@ _ALIASES: dict[str, str] = {
     "units/ml": "U/mL",
     "ku/l": "kU/L",
     "{inr}": "{INR}",
+    "{presence}": "{presence}",
+    "presence": "{presence}",
     "inr": "{INR}",
     "ratio": "{INR}",
 }

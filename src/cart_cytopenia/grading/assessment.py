@@ -160,9 +160,17 @@ class GcsfStatus(_Out):
 class InflammationStatus(_Out):
     crs_max_grade: int
     icans_max_grade: int
-    crs_active: bool
-    icans_active: bool
+    crs_active: bool = Field(description="CRS known to be ongoing on the day")
+    icans_active: bool = Field(description="ICANS known to be ongoing on the day")
     crs_resolved_day: int | None
+    crs_end_unknown: bool = Field(
+        False,
+        description=(
+            "A CRS recorded without an end day, started longer ago than the timing table's "
+            "crs_record.open_read_as_ongoing_days: neither known ongoing nor known resolved"
+        ),
+    )
+    crs_end_unknown_since_day: int | None = None
 
 
 class BasedOn(_Out):
@@ -274,6 +282,33 @@ def assess_days(
             n_labs = n_baseline + sum(1 for x in lab_days if x <= d)
             out.append(_to_assessment(view, chunk, d, settings, n_labs, i))
     return out
+
+
+def _inflammation(course: Course, day: int, crs_max: int, icans_max: int) -> InflammationStatus:
+    """CRS/ICANS on the day: known ongoing, resolved (its end day), or end unknown.
+
+    A record without an end day is ongoing only within ``crs_record.open_read_as_ongoing_days`` of
+    its start (timing table); after that its end is unknown, never silently "ongoing".
+    """
+    ongoing_days = tables.timing().crs_open_read_as_ongoing_days
+
+    def known_ongoing(x: CRS | ICANS) -> bool:
+        return x.active_on(day) and (x.end_day is not None or day - x.start <= ongoing_days)
+
+    crs = course.events_of(CRS)
+    open_unknown = [x.start for x in crs if x.active_on(day) and not known_ongoing(x)]
+    crs_active = any(known_ongoing(x) for x in crs)
+    crs_ends = [x.end_day for x in crs if x.end_day is not None and x.end_day <= day]
+    resolved = max(crs_ends) if crs_ends and not crs_active and not open_unknown else None
+    return InflammationStatus(
+        crs_max_grade=crs_max,
+        icans_max_grade=icans_max,
+        crs_active=crs_active,
+        icans_active=any(known_ongoing(x) for x in course.events_of(ICANS)),
+        crs_resolved_day=resolved,
+        crs_end_unknown=bool(open_unknown) and not crs_active,
+        crs_end_unknown_since_day=min(open_unknown) if open_unknown and not crs_active else None,
+    )
 
 
 def _to_assessment(
@@ -448,18 +483,7 @@ def _to_assessment(
         active_on_day=gcsf_active,
     )
 
-    crs = course.events_of(CRS)
-    icans = course.events_of(ICANS)
-    crs_ends = [x.end_day for x in crs if x.end_day is not None and x.end_day <= day]
-    inflammation = InflammationStatus(
-        crs_max_grade=int(c.crs_max_grade[i]),
-        icans_max_grade=int(c.icans_max_grade[i]),
-        crs_active=any(x.active_on(day) for x in crs),
-        icans_active=any(x.active_on(day) for x in icans),
-        crs_resolved_day=max(crs_ends)
-        if crs_ends and not any(x.active_on(day) for x in crs)
-        else None,
-    )
+    inflammation = _inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i]))
 
     unknown_drugs = sorted({m.drug for m in meds if resolve_drug(m.drug) is None})
     if unknown_drugs:

@@ -49,10 +49,12 @@ def build_calendar(ctx: Context) -> list[CalendarEntry]:
     entries.append(
         (
             "prophylaxis.antiviral",
-            f"Antiviral prophylaxis (e.g. acyclovir), {s.prophylaxis.antiviral_months} months (review: 6-12)",
-            0,
+            f"Antiviral prophylaxis (HSV/VZV, e.g. acyclovir), {s.prophylaxis.antiviral_months} months (review: 6-12)",
+            ctx.antiviral_start_day,
             ctx.antiviral_end_day,
-            None,
+            f"and until CD4 > {fmt(s.prophylaxis.cd4_stop_above_per_ul)}/uL (EHA/EBMT)"
+            if s.prophylaxis.antiviral_until_cd4_above
+            else None,
         )
     )
     g = s.gcsf
@@ -65,10 +67,8 @@ def build_calendar(ctx: Context) -> list[CalendarEntry]:
             None,
         )
     )
-    cd4_end: int | None = None
-    cd4_above = [v for v in ctx.series("cd4") if v.value > s.prophylaxis.cd4_stop_above_per_ul]
-    if cd4_above:
-        cd4_end = cd4_above[0].day
+    # the latest post-infusion CD4 decides (as in the PJP rule): a later fall below the level reopens it
+    cd4_end = ctx.cd4.day if ctx.cd4 is not None and ctx.cd4_above_stop else None
     stop = fmt(s.prophylaxis.cd4_stop_above_per_ul)
     entries.append(
         (

@@ -12,12 +12,15 @@ rules say so through ``ctx.missing(...)``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from cart_cytopenia.domain.analytes import resolve_analyte
-from cart_cytopenia.domain.catalogues import DrugClass, resolve_drug
+from cart_cytopenia.domain.catalogues import Cover, DrugClass, resolve_drug
 from cart_cytopenia.domain.course import (
     CRS,
     GVHD,
@@ -37,9 +40,14 @@ from cart_cytopenia.domain.course import (
     TransfusionProduct,
 )
 from cart_cytopenia.grading.assessment import Assessment, LineageStatus
+from cart_cytopenia.grading.ctcae import grade_values
 from cart_cytopenia.guidance.spec import ThresholdTable, thresholds
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
+
+_NEGATION = re.compile(
+    r"\b(no|not|without|negative|neg|wild[- ]?type|wt|absent|normal)\b", re.IGNORECASE
+)
 
 VIRAL_REACTIVATION_NAMES = (
     "hhv-6",
@@ -70,11 +78,18 @@ class LabValue:
     value: float
 
 
+IECHS_LEVELS = ("possible", "suspected", "high")
+
+
 @dataclass(frozen=True)
 class IechsSignals:
-    """The review's IEC-HS picture, feature by feature (None: not measured)."""
+    """The IEC-HS picture, feature by feature (None: not measured), and ONE suspicion level.
 
-    after_crs: bool  # CRS resolved, or no CRS recorded
+    ``level`` is decided once (``Context.iechs``) and every item that speaks of IEC-HS uses it,
+    so an output never says "possible" in one place and "high" in another.
+    """
+
+    crs_state: str  # "none" recorded, "active" (known ongoing), "resolved", "end-unknown"
     crs_recorded: bool
     ferritin: LabValue | None
     ferritin_high: bool
@@ -83,9 +98,16 @@ class IechsSignals:
     recurrent_fever: bool
     new_cytopenia: bool
     supportive: tuple[str, ...]
+    haemophagocytosis: bool
     recorded_active: bool
     recorded_any: bool
+    level: str | None  # None, "possible", "suspected", "high" (IECHS_LEVELS)
     onset_day: int | None = None  # earliest day of the current features (ferritin, fever, record)
+
+    @property
+    def after_crs(self) -> bool:
+        """CRS resolved, its end unknown, or none recorded (IEC-HS follows or outlasts CRS)."""
+        return self.crs_state != "active"
 
     @property
     def ferritin_signal(self) -> bool:
@@ -94,22 +116,15 @@ class IechsSignals:
     @property
     def possible(self) -> bool:
         """Enough to ask for the IEC-HS laboratory work-up."""
-        return self.recorded_active or (
-            self.after_crs
-            and (self.ferritin_signal or (self.recurrent_fever and self.new_cytopenia))
-        )
+        return self.level is not None
 
     @property
     def suspected(self) -> bool:
-        """The review's picture: after CRS, ferritin rise with recurrent fever or new cytopenia."""
-        return self.recorded_active or (
-            self.after_crs and self.ferritin_signal and (self.recurrent_fever or self.new_cytopenia)
-        )
+        return self.level in ("suspected", "high")
 
-    def high(self, min_supportive: int) -> bool:
-        return self.recorded_active or (
-            self.suspected and self.ferritin_high and len(self.supportive) >= min_supportive
-        )
+    @property
+    def high(self) -> bool:
+        return self.level == "high"
 
     def features(self) -> list[str]:
         out: list[str] = []
@@ -122,6 +137,8 @@ class IechsSignals:
             out.append("fever after CRS" if self.crs_recorded else "fever")
         if self.new_cytopenia:
             out.append("new cytopenia")
+        if self.haemophagocytosis:
+            out.append("haemophagocytosis in marrow (supports IEC-HS)")
         out.extend(self.supportive)
         return out
 
@@ -130,8 +147,15 @@ class IechsSignals:
         feats = self.features()
         return ", ".join(feats[:n]) + (f" +{len(feats) - n}" if len(feats) > n else "")
 
+    def level_text(self) -> str:
+        return {"possible": "possible", "suspected": "suspected", "high": "high suspicion"}.get(
+            self.level or "", "not suspected"
+        )
+
     def as_inputs(self) -> dict[str, Any]:
         return {
+            "iec_hs_level": self.level,
+            "crs_state": self.crs_state,
             "crs_recorded": self.crs_recorded,
             "after_crs": self.after_crs,
             "ferritin_ng_ml": self.ferritin.value if self.ferritin else None,
@@ -140,9 +164,43 @@ class IechsSignals:
             "ferritin_rising": self.ferritin_rising,
             "recurrent_fever": self.recurrent_fever,
             "new_cytopenia": self.new_cytopenia,
+            "haemophagocytosis": self.haemophagocytosis,
             "supportive": list(self.supportive),
             "iec_hs_recorded_active": self.recorded_active,
         }
+
+
+def iechs_level(
+    crs_state: str,
+    *,
+    recorded_active: bool,
+    ferritin_high: bool,
+    ferritin_signal: bool,
+    fever: bool,
+    new_cytopenia: bool,
+    haemophagocytosis: bool,
+    n_supportive: int,
+    min_supportive: int,
+) -> str | None:
+    """One suspicion level from the features (docs/guidance.md, IEC-HS).
+
+    While CRS is known to be ongoing its own fever and ferritin are expected, so only marrow
+    haemophagocytosis, or high ferritin with two supportive features (carHLH-like), raise it.
+    """
+    if recorded_active:
+        return "high"
+    if crs_state == "active":
+        if ferritin_signal and haemophagocytosis:
+            return "high"
+        return "possible" if ferritin_high and n_supportive >= 2 else None
+    core = ferritin_signal and (fever or new_cytopenia)
+    if core and (haemophagocytosis or (ferritin_high and n_supportive >= min_supportive)):
+        return "high"
+    if core:
+        return "suspected"
+    if ferritin_signal or (fever and new_cytopenia) or haemophagocytosis:
+        return "possible"
+    return None
 
 
 @dataclass(frozen=True)
@@ -397,6 +455,14 @@ class Context:
     def meds_active(self, cls: DrugClass) -> list[Medication]:
         return [m for m in self.course.medications_with(cls) if m.active_on(self.day)]
 
+    def meds_covering(self, cover: Cover) -> list[Medication]:
+        """Anti-infectives active on the day that prevent ``cover`` (the catalogue's 'covers')."""
+        return [
+            m
+            for m in self.course.events_of(Medication)
+            if cover in m.covers and m.active_on(self.day)
+        ]
+
     def meds_recent(self, cls: DrugClass, lookback_days: int) -> list[Medication]:
         """Active on the day, or stopped within ``lookback_days``."""
         out = []
@@ -513,6 +579,18 @@ class Context:
         return [i for i in self.course.events_of(Infection) if i.active_on(self.day)]
 
     @property
+    def uncontrolled_infections(self) -> list[Infection]:
+        """Active infections not recorded as controlled (not recorded is not 'controlled')."""
+        return [i for i in self.infections_active if i.controlled is not True]
+
+    def infection_hold(self) -> str | None:
+        """Why a boost, immunosuppression or transplant waits (an uncontrolled infection), or None."""
+        unc = self.uncontrolled_infections
+        if not unc:
+            return None
+        return f"active infection not recorded as controlled ({self.describe_infections(unc)})"
+
+    @property
     def severe_infection_active(self) -> bool:
         return any(
             i.severity in (Severity.SEVERE, Severity.LIFE_THREATENING)
@@ -541,19 +619,36 @@ class Context:
             and f.max_temp_c >= self.t.num("fever_c")
         ]
 
-    def findings(self, kind: Finding, within_days: float | None = None) -> list[ClinicalFinding]:
+    def findings(
+        self, kind: Finding, within_days: float | None = None, *, present: bool = True
+    ) -> list[ClinicalFinding]:
+        """Findings of ``kind`` recorded up to the day (``present=False``: recorded as absent)."""
         out = []
         for f in self.course.events_of(ClinicalFinding):
-            if f.finding != kind or f.day is None or f.day > self.day:
+            if f.finding != kind or f.present != present or f.day is None or f.day > self.day:
                 continue
             if within_days is not None and self.day - f.day > within_days:
                 continue
             out.append(f)
         return out
 
+    def recently_absent(self, kind: Finding) -> ClinicalFinding | None:
+        """The latest record that ``kind`` was looked for and absent, if newer than any positive."""
+        window = self.t.num("recent_finding_days")
+        absent = self.findings(kind, window, present=False)
+        if not absent:
+            return None
+        positive = self.findings(kind, window)
+        if positive and (positive[-1].day or 0) > (absent[-1].day or 0):
+            return None
+        return absent[-1]
+
     def recent_finding(self, kind: Finding) -> ClinicalFinding | None:
+        """The latest positive record of ``kind`` in the window, unless a later one says absent."""
         found = self.findings(kind, self.t.num("recent_finding_days"))
-        return found[-1] if found else None
+        if not found or self.recently_absent(kind) is not None:
+            return None
+        return found[-1]
 
     @property
     def bleeding_recent(self) -> bool:
@@ -581,10 +676,10 @@ class Context:
         after = [m for m in self.marrows if (m.day or 0) >= 0]
         return after[-1] if after else None
 
-    @staticmethod
-    def marrow_excludes_relapse_and_neoplasm(m: BoneMarrow) -> bool:
-        """No disease and no dysplasia reported (both must be stated: missing is not normal)."""
-        return m.disease_present is False and m.dysplasia is False
+    def marrow_excludes_relapse_and_neoplasm(self, m: BoneMarrow) -> bool:
+        """No disease and no dysplasia reported (both must be stated: missing is not normal), and
+        no MDS/AML or high-risk myeloid lesion recorded on it."""
+        return m.disease_present is False and m.dysplasia is False and not self.myeloid_findings(m)
 
     @staticmethod
     def marrow_hypocellular(m: BoneMarrow) -> bool:
@@ -598,9 +693,31 @@ class Context:
             and m.cellularity_pct <= self.t.num("aplasia_cellularity_pct_max")
         )
 
+    def myeloid_findings(self, m: BoneMarrow) -> list[str]:
+        """What in a marrow points to a secondary myeloid neoplasm: MDS/AML diagnosed, or a
+        high-risk lesion (thresholds.toml [myeloid_lesions]) named in its cytogenetics, FISH or
+        NGS text; a segment that negates it ('TP53 wild-type', 'no -7') does not count."""
+        out = ["MDS/AML diagnosed"] if m.myeloid_neoplasm else []
+        for label, text in (("cytogenetics", m.cytogenetics), ("FISH", m.fish), ("NGS", m.ngs)):
+            for segment in re.split(r"[;,\n]", text or ""):
+                if _NEGATION.search(segment):
+                    continue
+                if any(re.search(p, segment, re.IGNORECASE) for p in self.t.myeloid_lesions):
+                    out.append(f"{label}: {segment.strip()}")
+        return out
+
+    @cached_property
+    def myeloid_neoplasm_marrow(self) -> tuple[BoneMarrow, list[str]] | None:
+        """The latest marrow after infusion with a secondary myeloid neoplasm finding."""
+        for m in reversed(self.marrows):
+            if (m.day or 0) >= 0 and (found := self.myeloid_findings(m)):
+                return m, found
+        return None
+
     @property
     def other_cause_recorded(self) -> list[str]:
-        """Causes other than CAR-T recorded in the course (relapse, marrow disease or dysplasia)."""
+        """Causes other than CAR-T recorded in the course (relapse, marrow disease, dysplasia,
+        a secondary myeloid neoplasm)."""
         out = []
         if self.relapse_day is not None:
             out.append(f"relapse recorded on day {self.relapse_day}")
@@ -609,6 +726,39 @@ class Context:
                 out.append(f"disease in the marrow on day {m.day}")
             if m.dysplasia and (m.day or 0) >= 0:
                 out.append(f"dysplasia in the marrow on day {m.day}")
+        if self.myeloid_neoplasm_marrow is not None:
+            m, found = self.myeloid_neoplasm_marrow
+            out.append(f"secondary myeloid neoplasm finding on day {m.day} ({'; '.join(found)})")
+        return out
+
+    @cached_property
+    def late_new_drops(self) -> list[tuple[str, int]]:
+        """(text, day of the drop) for late-phase lineages that recovered (CTCAE grade < 2 after infusion) and have dropped
+        again to grade >= 2 on the last value ('worsening cytopenia', thresholds.toml)."""
+        if not self.late:
+            return []
+        min_grade = self.t.whole("late_worsening_min_ctcae_grade")
+        table = tables.ctcae(self.settings.ctcae_version)
+        sex = self.course.patient.sex.value
+        out = []
+        for code, label in (("anc", "ANC"), ("platelets", "platelets"), ("hb", "Hb")):
+            s = [v for v in self.series(code) if v.day >= 0]
+            if len(s) < 2:
+                continue
+            values = np.array([v.value for v in s], dtype=np.float64)
+            sexes = np.array([sex] * len(s), dtype=object) if code == "hb" else None
+            grades = grade_values(values, code, table, self.settings.reference_ranges, sexes)
+            below = np.flatnonzero(grades < min_grade)
+            if grades[-1] < min_grade or below.size == 0:
+                continue
+            drop = s[int(below[-1]) + 1]  # first value of the current run at grade >= min_grade
+            prolonged_from = next(p.first_day for p in self.timing.phases if p.id == "prolonged")
+            if drop.day >= prolonged_from:  # not the early cytopenia continuing
+                text = (
+                    f"{label} {fmt(s[-1].value)} on day {s[-1].day} (CTCAE grade {grades[-1]}; "
+                    f"recovered, then dropped again from day {drop.day})"
+                )
+                out.append((text, drop.day))
         return out
 
     @property
@@ -631,77 +781,128 @@ class Context:
 
     # ------------------------------------------------------------------ IEC-HS
 
-    @cached_property
-    def iechs(self) -> IechsSignals:
+    @property
+    def crs_state(self) -> str:
+        """'active' (known ongoing), 'end-unknown', 'resolved', or 'none' recorded."""
+        inf = self.a.inflammation
+        if inf.crs_active:
+            return "active"
+        if inf.crs_end_unknown:
+            return "end-unknown"
+        return "resolved" if inf.crs_resolved_day is not None else "none"
+
+    @property
+    def crs_end_unknown_since(self) -> int | None:
+        return self.a.inflammation.crs_end_unknown_since_day
+
+    @property
+    def _iechs_reference_day(self) -> int | None:
+        """The day after which features count as 'after CRS' (None: no CRS recorded)."""
+        state = self.crs_state
+        if state == "resolved":
+            return self.crs_resolved_day
+        if state == "end-unknown" and self.crs_end_unknown_since is not None:
+            # when it ended is not known: every feature after its start counts (the 7-day
+            # windows keep the CRS's own early fever out), so IEC-HS is never missed for it
+            return self.crs_end_unknown_since
+        if state == "active":
+            return self.day
+        return None
+
+    def _iechs_ferritin(self, since: int | None) -> tuple[LabValue | None, bool, bool, bool]:
+        """(last ferritin in the window, high, very high, rising); a value drawn before the CRS
+        ended belongs to the CRS (one drawn on its end day is used)."""
         t = self.t
-        recorded = self.course.events_of(IECHS)
-        recorded_active = any(e.active_on(self.day) for e in recorded)
-        crs_recorded = self.crs_recorded
-        after_crs = (not crs_recorded) or (
-            not self.crs_active and self.crs_resolved_day is not None
-        )
-        since = self.crs_resolved_day if self.crs_resolved_day is not None else 0
         window = t.whole("iechs_ferritin_rise_window_days")
         ferritin = self.series("ferritin")
         last = ferritin[-1] if ferritin and self.day - ferritin[-1].day <= window else None
-        high = last is not None and last.value > t.num("iechs_ferritin_high")
-        very_high = last is not None and last.value > t.num("iechs_ferritin_very_high")
-        rising = False
-        if last is not None:
-            earlier = [v.value for v in ferritin if last.day - window <= v.day < last.day]
-            rising = bool(earlier) and last.value >= t.num("iechs_ferritin_rise_fold") * min(
-                earlier
+        if last is None or (since is not None and self.crs_state != "active" and last.day < since):
+            return None, False, False, False
+        earlier = [v.value for v in ferritin if last.day - window <= v.day < last.day]
+        rising = bool(earlier) and last.value >= t.num("iechs_ferritin_rise_fold") * min(earlier)
+        return (
+            last,
+            last.value > t.num("iechs_ferritin_high"),
+            last.value > t.num("iechs_ferritin_very_high"),
+            rising,
+        )
+
+    def _iechs_new_cytopenia(self, ref: int | None) -> bool:
+        if ref is not None and self.crs_state != "active":
+            return any(
+                lin.significant
+                and lin.episode_start_day is not None
+                and lin.episode_start_day > ref
+                for lin in self.a.lineages
             )
-        if crs_recorded and last is not None and last.day <= since:
-            high = rising = very_high = False  # the value belongs to the CRS, not after it
-        fever_after = [
-            f
-            for f in self.course.events_of(Fever)
-            if f.day is not None
-            and f.day > since
-            and self.day - f.day <= window
-            and f.max_temp_c >= t.num("fever_c")
-        ]
-        new_cytopenia = False
-        ref = self.crs_resolved_day
-        for lin in self.a.lineages:
-            if not lin.significant or lin.episode_start_day is None:
-                continue
-            if ref is not None and lin.episode_start_day > ref:
-                new_cytopenia = True
-        if ref is None and not crs_recorded and self.a.phenotype.second_dip_day is not None:
-            new_cytopenia = True
-        supportive: list[str] = []
+        return ref is None and self.a.phenotype.second_dip_day is not None
+
+    def _iechs_supportive(self) -> list[str]:
+        t = self.t
+        window = t.whole("iechs_ferritin_rise_window_days")
         rs = self.settings.reference_ranges
+        out: list[str] = []
         for code, uln in (("ast", rs.ast_uln_u_l), ("alt", rs.alt_uln_u_l)):
             v = self.latest(code, window)
             if v is not None and v.value > t.num("iechs_transaminase_uln_multiple") * uln:
-                supportive.append(f"{code.upper()} {fmt(v.value)} U/L")
+                out.append(f"{code.upper()} {fmt(v.value)} U/L")
         tg = self.latest("triglycerides", window)
         if tg is not None and tg.value > t.num("iechs_triglycerides_above"):
-            supportive.append(f"triglycerides {fmt(tg.value)} mg/dL")
+            out.append(f"triglycerides {fmt(tg.value)} mg/dL")
         fib = self.latest("fibrinogen", window)
         if fib is not None and fib.value < t.num("iechs_fibrinogen_below"):
-            supportive.append(f"fibrinogen {fmt(fib.value)} mg/dL")
+            out.append(f"fibrinogen {fmt(fib.value)} mg/dL")
         ldh = self.latest("ldh", window)
         if ldh is not None and ldh.value > rs.ldh_uln_u_l:
-            supportive.append(f"LDH {fmt(ldh.value)} U/L")
+            out.append(f"LDH {fmt(ldh.value)} U/L")
         for kind, label in (
             (Finding.COAGULOPATHY, "coagulopathy"),
             (Finding.SPLENOMEGALY, "splenomegaly"),
             (Finding.ORGAN_DYSFUNCTION, "organ dysfunction"),
         ):
             if self.findings(kind, window):
-                supportive.append(label)
-        if any(m.haemophagocytosis for m in self.marrows if (m.day or 0) >= 0):
-            supportive.append("haemophagocytosis in marrow")
+                out.append(label)
+        return out
+
+    @cached_property
+    def iechs(self) -> IechsSignals:
+        """IEC-HS features evaluated whatever the CRS record says (Hines 2023: it can begin
+        while CRS resolves or after it first improves), with one suspicion level."""
+        t = self.t
+        recorded = self.course.events_of(IECHS)
+        recorded_active = any(e.active_on(self.day) for e in recorded)
+        ref = self._iechs_reference_day
+        last, high, very_high, rising = self._iechs_ferritin(ref)
+        window = t.whole("iechs_ferritin_rise_window_days")
+        fever_after = [
+            f
+            for f in self.course.events_of(Fever)
+            if f.day is not None
+            and f.day > (ref if ref is not None else 0)
+            and self.day - f.day <= window
+            and f.max_temp_c >= t.num("fever_c")
+        ]
+        new_cytopenia = self._iechs_new_cytopenia(ref)
+        supportive = self._iechs_supportive()
+        hlh = any(m.haemophagocytosis for m in self.marrows if (m.day or 0) >= 0)
         onsets = [e.start for e in recorded if e.active_on(self.day)]
         onsets += [f.day for f in fever_after if f.day is not None]
         if last is not None and (high or rising):
             onsets.append(last.day)
+        level = iechs_level(
+            self.crs_state,
+            recorded_active=recorded_active,
+            ferritin_high=high,
+            ferritin_signal=high or rising,
+            fever=bool(fever_after),
+            new_cytopenia=new_cytopenia,
+            haemophagocytosis=hlh,
+            n_supportive=len(supportive),
+            min_supportive=t.whole("iechs_min_supportive"),
+        )
         return IechsSignals(
-            after_crs=after_crs,
-            crs_recorded=crs_recorded,
+            crs_state=self.crs_state,
+            crs_recorded=self.crs_recorded,
             ferritin=last,
             ferritin_high=high,
             ferritin_very_high=very_high,
@@ -709,18 +910,45 @@ class Context:
             recurrent_fever=bool(fever_after),
             new_cytopenia=new_cytopenia,
             supportive=tuple(supportive),
+            haemophagocytosis=hlh,
             recorded_active=recorded_active,
             recorded_any=bool(recorded),
+            level=level,
             onset_day=min(onsets) if onsets else None,
         )
 
+    def describe_crs(self) -> str:
+        """The CRS record as the IEC-HS and G-CSF items name it."""
+        state = self.crs_state
+        if state == "resolved":
+            return f"CRS resolved on day {self.crs_resolved_day}"
+        if state == "end-unknown":
+            return (
+                f"CRS from day {self.crs_end_unknown_since} has no end day (end unknown, "
+                "read as not ongoing after "
+                f"{self.timing.crs_open_read_as_ongoing_days} days)"
+            )
+        if state == "active":
+            return f"CRS ongoing since day {self.active_crs_start}"
+        return "no CRS recorded"
+
     # ------------------------------------------------------------------ TA-TMA and haemolysis
+
+    @cached_property
+    def dat(self) -> LabValue | None:
+        """The latest direct antiglobulin test in the finding window (1 positive, 0 negative)."""
+        return self.latest("dat", int(self.t.num("recent_finding_days")))
 
     @cached_property
     def haemolysis_markers(self) -> list[str]:
         rs = self.settings.reference_ranges
         window = int(self.t.num("recent_finding_days"))
         out = []
+        if self.dat is not None and self.dat.value >= 1:
+            out.append(f"DAT positive (day {self.dat.day})")
+        bili = self.latest("bilirubin", window)
+        if bili is not None and bili.value > rs.bilirubin_uln_mg_dl:
+            out.append(f"bilirubin {fmt(bili.value)} mg/dL")
         hp = self.latest("haptoglobin", window)
         if hp is not None and hp.value < rs.haptoglobin_lln_mg_dl:
             out.append(f"haptoglobin {fmt(hp.value)} mg/dL")
@@ -755,6 +983,25 @@ class Context:
         return out
 
     @property
+    def haemolysis_negatives(self) -> list[str]:
+        """What was looked for and found absent (used, never read as 'not looked for')."""
+        out = []
+        if self.dat is not None and self.dat.value < 1:
+            out.append(f"DAT negative (day {self.dat.day})")
+        absent = self.recently_absent(Finding.SCHISTOCYTES)
+        if absent is not None:
+            out.append(f"no schistocytes (day {absent.day})")
+        return out
+
+    @property
+    def infection_excluded(self) -> ClinicalFinding | None:
+        """A recent record that infection was looked for and excluded (and no infection since)."""
+        found = self.findings(Finding.INFECTION_EXCLUDED, self.t.num("recent_finding_days"))
+        if not found or self.infections_active:
+            return None
+        return found[-1]
+
+    @property
     def tma_pattern(self) -> bool:
         """Transfusion-dependent anaemia and thrombocytopenia but neutrophil recovery."""
         thrombocytopenia = self.plt_td or (self.plt is not None and self.platelets.significant)
@@ -777,6 +1024,12 @@ class Context:
     # ------------------------------------------------------------------ prophylaxis
 
     @property
+    def antiviral_start_day(self) -> int:
+        """From lymphodepletion when its start is recorded (EHA/EBMT), else from infusion (review)."""
+        ld = self.course.lymphodepletion
+        return ld.start_day if ld is not None and ld.start_day is not None else 0
+
+    @property
     def antiviral_end_day(self) -> int:
         return round(self.settings.prophylaxis.antiviral_months * 30.4375)
 
@@ -786,12 +1039,16 @@ class Context:
 
     @cached_property
     def cd4(self) -> LabValue | None:
-        return self.latest("cd4")
+        """The latest CD4 count drawn after infusion (a count from before it says nothing about
+        recovery after CAR-T and lymphodepletion); docs/conventions.md."""
+        after = [v for v in self.series("cd4") if v.day >= self.t.whole("cd4_counts_from_day")]
+        return after[-1] if after else None
 
     @property
     def cd4_above_stop(self) -> bool:
+        """The latest post-infusion CD4 is above the stop level (one value decides everywhere)."""
         stop = self.settings.prophylaxis.cd4_stop_above_per_ul
-        return any(v.value > stop for v in self.series("cd4"))
+        return self.cd4 is not None and self.cd4.value > stop
 
     @property
     def sulfonamide_allergy(self) -> bool:

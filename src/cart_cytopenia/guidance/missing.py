@@ -41,14 +41,18 @@ def general_gaps(ctx: Context) -> list[str]:
             "No events recorded (CRS/ICANS, medications, transfusions, infections): CRS status, "
             "prophylaxis coverage, transfusion dependence and drug effects are read as none recorded."
         )
-    open_for = ctx.t.whole("open_span_note_after_days")
+    ongoing_days = ctx.timing.crs_open_read_as_ongoing_days
     for kind, label in ((CRS, "CRS"), (ICANS, "ICANS")):
         for e in ctx.course.events_of(kind):
-            if e.end_day is None and ctx.day - e.start > open_for:
+            if e.end_day is None and ctx.day - e.start > ongoing_days:
                 out.append(
-                    f"{label} from day {e.start} has no end day: it is read as ongoing on day "
-                    f"{ctx.day}"
-                    + (" (G-CSF is withheld)" if label == "CRS" else "")
+                    f"{label} from day {e.start} has no end day: after {ongoing_days} days its end "
+                    f"is read as unknown, not ongoing, on day {ctx.day}"
+                    + (
+                        " (IEC-HS is evaluated; G-CSF is not withheld for it but carries the caveat)"
+                        if label == "CRS"
+                        else ""
+                    )
                     + "; record when it resolved."
                 )
     if ctx.age_years is None:

@@ -9,6 +9,7 @@ tables in ``rules/tables``. Problems are reported as ``RuleTableError`` when fir
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from functools import cache
@@ -98,6 +99,8 @@ class ThresholdTable:
     thresholds: dict[str, Threshold]
     weights: dict[str, int]
     phase_priors: dict[str, dict[str, int]]
+    myeloid_lesions: tuple[str, ...] = ()
+    myeloid_lesions_source: str = ""
 
     def num(self, name: str) -> float:
         try:
@@ -146,4 +149,13 @@ def thresholds() -> ThresholdTable:
         if unknown:
             raise RuleTableError(f"{name} [phase_prior.{cause}]: unknown phase {sorted(unknown)}")
         priors[cause] = {p: int(by_phase.get(p, 0)) for p in PHASES}
-    return ThresholdTable(meta, out, weights, priors)
+    lesions = raw.get("myeloid_lesions", {})
+    patterns = tuple(str(p) for p in lesions.get("patterns", ()))
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise RuleTableError(
+                f"{name} [myeloid_lesions]: bad pattern {pattern!r} ({exc})"
+            ) from None
+    return ThresholdTable(meta, out, weights, priors, patterns, str(lesions.get("source", "")))

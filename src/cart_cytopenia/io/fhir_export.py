@@ -574,7 +574,10 @@ def _events(w: _Writer, course: Course) -> None:
             res = {
                 "resourceType": "Condition",
                 "clinicalStatus": _cc(_coding("condition_clinical", "active")),
-                "verificationStatus": _cc(_coding("condition_verification", "confirmed")),
+                # a finding looked for and absent ("present": false) is exported as refuted
+                "verificationStatus": _cc(
+                    _coding("condition_verification", "confirmed" if ev.present else "refuted")
+                ),
                 "code": _cc(project_coding(f"finding-{ev.finding.value}"), text=ev.finding.value),
                 "subject": w.subject,
                 "onsetDateTime": _iso(onset),

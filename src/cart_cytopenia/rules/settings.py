@@ -56,6 +56,9 @@ class ReferenceRanges(_Section):
     )
     retic_pct_uln: float = Field(2.5, gt=0, description="Reticulocytes ULN, % (TA-TMA)")
     ipf_pct_uln: float = Field(6.1, gt=0, description="Immature platelet fraction ULN, % (TA-TMA)")
+    bilirubin_uln_mg_dl: float = Field(
+        1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up)"
+    )
 
     def lln_canonical(self, analyte_code: str, sex: str | None = None) -> float:
         """LLN in the analyte's canonical unit. Haemoglobin without a known sex: the lower LLN."""
@@ -81,6 +84,22 @@ class TransfusionSettings(_Section):
     platelets_below_10e9_l: float = Field(10.0, gt=0, le=100)
     platelets_below_if_bleeding_10e9_l: float = Field(
         50.0, gt=0, le=150, description="Institutional; used only when bleeding is recorded"
+    )
+    irradiated_from_days_before_leukapheresis: int = Field(
+        7,
+        ge=0,
+        le=30,
+        description="EHA/EBMT (Rejeski 2023): irradiated products from 7 days before leukapheresis",
+    )
+    irradiated_until_day: int = Field(
+        90, ge=90, le=3650, description="EHA/EBMT: until at least day 90 after infusion"
+    )
+    irradiated_indefinitely_after_purine_analogue: bool = Field(
+        False,
+        description=(
+            "Local policy: irradiated products for life after a purine analogue (fludarabine, "
+            "bendamustine, cladribine), as some national transfusion guidelines advise"
+        ),
     )
 
 
@@ -113,6 +132,20 @@ class ProphylaxisSettings(_Section):
     antiviral_months: int = Field(12, ge=6, le=24, description="Review: 6 to 12 months")
     cd4_stop_above_per_ul: float = Field(200, gt=0)
     follow_up_years: int = Field(2, ge=1, le=10)
+    antibacterial_antifungal: Literal["review", "eha-ebmt"] = Field(
+        "review",
+        description=(
+            "'review': from day 0 until ANC recovery, and again for severe neutropenia; "
+            "'eha-ebmt' (Rejeski 2023): only CAR-HEMATOTOX high-risk patients with ANC < 500/uL"
+        ),
+    )
+    antiviral_until_cd4_above: bool = Field(
+        False,
+        description=(
+            "EHA/EBMT: antiviral prophylaxis to 1 year and/or until CD4 > cd4_stop_above_per_ul; "
+            "off = the review's fixed 6-12 months (antiviral_months)"
+        ),
+    )
 
 
 class TpoRaSettings(_Section):

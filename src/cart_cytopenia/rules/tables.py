@@ -386,6 +386,8 @@ class TimingTable:
     gcsf_response_anc: float
     gcsf_biphasic_target_anc: float
     gcsf_source: str
+    crs_open_read_as_ongoing_days: int = 10
+    crs_record_source: str = ""
 
     def phase_of(self, day: int) -> Phase | None:
         for p in self.phases:
@@ -436,6 +438,8 @@ def timing() -> TimingTable:
         gcsf_response_anc=float(gc["response_anc"]) * fa,
         gcsf_biphasic_target_anc=float(gc["biphasic_target_anc"]) * fa,
         gcsf_source=gc["source"],
+        crs_open_read_as_ongoing_days=int(raw["crs_record"]["open_read_as_ongoing_days"]),
+        crs_record_source=raw["crs_record"]["source"],
     )
 
 

@@ -51,6 +51,23 @@ def gcsf_during_crs(ctx: Context) -> Triggered | None:
     )
 
 
+@rule("alert.gcsf-during-iec-hs")
+def gcsf_during_iechs(ctx: Context) -> Triggered | None:
+    s = ctx.iechs
+    if not (s.suspected and ctx.gcsf_active):
+        return None
+    m = min(ctx.meds_active(DrugClass.GCSF), key=lambda x: x.start)
+    return Triggered(
+        rationale=(
+            f"{m.drug_id} from day {m.start}; IEC-HS {s.level_text()} ({', '.join(s.features())}). "
+            "Haemophagocytosis has been reported to worsen with G-CSF (review ref 17): discuss "
+            "whether to continue."
+        ),
+        inputs={"day": ctx.day, "drug": m.drug_id, "gcsf_start_day": m.start, **s.as_inputs()},
+        values={"drug": m.drug_id, "start": m.start, "level": s.level_text()},
+    )
+
+
 @rule("alert.myelosuppressive-drug")
 def myelosuppressive_drug(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:

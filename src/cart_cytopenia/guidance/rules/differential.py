@@ -26,7 +26,7 @@ def lymphodepletion(ctx: Context) -> Triggered | None:
     if ctx.phase != "early" or not ctx.any_cytopenia:
         return None
     ld_day = ctx.course.ld_start_day
-    first_week = ctx.day <= 14
+    first_week = ctx.day <= ctx.t.whole("lymphodepletion_supported_to_day")
     level = "supported" if first_week else "context"
     return Triggered(
         rationale=(
@@ -51,7 +51,7 @@ def infection(ctx: Context) -> Triggered | None:
     elif fevers:
         f = fevers[-1]
         what, level = f"fever {f.max_temp_c:g} C on day {f.day}", "supported"
-    elif ctx.prolonged_or_late:
+    elif ctx.prolonged_or_late and ctx.infection_excluded is None:
         what, level = f"occult infection to exclude in {ctx.phase} cytopenia", "context"
     else:
         return None
@@ -73,16 +73,13 @@ def iec_hs(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia or not s.suspected:
         return None
     features = ", ".join(s.features())
-    level = "documented" if s.recorded_active else "supported"
-    crs = (
-        f"CRS resolved on day {ctx.crs_resolved_day}"
-        if ctx.crs_resolved_day is not None
-        else "no CRS recorded"
-    )
+    # recorded, or substantiated by marrow haemophagocytosis (the review: 'Demonstration of
+    # phagocytosis in the bone marrow biopsy will substantiate this rare etiology')
+    level = "documented" if s.recorded_active or (s.high and s.haemophagocytosis) else "supported"
     return Triggered(
-        rationale=f"{crs}; then {features}.",
+        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; then {features}.",
         inputs={**_base_inputs(ctx), **s.as_inputs()},
-        values={"features": s.headline()},
+        values={"features": s.headline(), "level": s.level_text()},
         urgency="warning",
         weight=_weight(ctx, "iec-hs", level),
     )
@@ -214,7 +211,8 @@ def myeloid_neoplasm(ctx: Context) -> Triggered | None:
         return None
     p = ctx.course.patient
     m = ctx.marrow_after_infusion
-    documented = m is not None and bool(m.dysplasia)
+    neoplasm = ctx.myeloid_neoplasm_marrow
+    documented = neoplasm is not None or (m is not None and bool(m.dysplasia))
     if not documented and not ctx.prolonged_or_late:
         return None
     risks = []
@@ -226,7 +224,9 @@ def myeloid_neoplasm(ctx: Context) -> Triggered | None:
         risks.append(f"age {fmt(ctx.age_years, 0)}")
     if ctx.prior_auto or ctx.prior_allo:
         risks.append("prior HCT")
-    if documented and m is not None:
+    if neoplasm is not None:
+        level, what = "documented", f"marrow day {neoplasm[0].day}: {'; '.join(neoplasm[1])}"
+    elif documented and m is not None:
         level, what = "documented", f"dysplasia in the marrow on day {m.day}"
     elif p.chip or p.pre_existing_dysplasia:
         level, what = "supported", ", ".join(risks)
@@ -425,17 +425,22 @@ def immune_mediated(ctx: Context) -> Triggered | None:
     )
 
 
+def haemolysis_anaemia(ctx: Context) -> bool:
+    grade = ctx.red_cells.ctcae_grade
+    return ctx.rbc_td or (grade is not None and grade >= 2)  # CTCAE grade >= 2: Hb < 10 g/dL
+
+
 @rule("differential.haemolysis")
 def haemolysis(ctx: Context) -> Triggered | None:
     markers = ctx.haemolysis_markers
-    grade = ctx.red_cells.ctcae_grade
-    anaemia = ctx.rbc_td or (grade is not None and grade >= 2)  # CTCAE grade >= 2: Hb < 10 g/dL
-    if len(markers) < 2 or not anaemia:
+    if len(markers) < 2 or not haemolysis_anaemia(ctx):
         return None
     what = ", ".join(markers)
+    negatives = ctx.haemolysis_negatives
+    against = f" Against: {', '.join(negatives)}." if negatives else ""
     return Triggered(
-        rationale=f"Anaemia (Hb {fmt(ctx.hb)} g/dL, day {ctx.hb_day}) with {what}.",
-        inputs={**_base_inputs(ctx), "markers": markers, "hb": ctx.hb},
+        rationale=f"Anaemia (Hb {fmt(ctx.hb)} g/dL, day {ctx.hb_day}) with {what}.{against}",
+        inputs={**_base_inputs(ctx), "markers": markers, "negatives": negatives, "hb": ctx.hb},
         values={"what": what},
         weight=_weight(ctx, "haemolysis", "supported"),
     )

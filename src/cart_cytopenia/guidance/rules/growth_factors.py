@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.guidance.context import Context, fmt
+from cart_cytopenia.guidance.model import Urgency
 from cart_cytopenia.guidance.registry import Triggered, rule
 
 
@@ -46,11 +47,35 @@ def crs_blocks_gcsf(ctx: Context) -> bool:
     )
 
 
+def iechs_caution(ctx: Context) -> str:
+    """The caveat G-CSF carries while IEC-HS is suspected (review ref 17), or ''."""
+    s = ctx.iechs
+    if not s.suspected:
+        return ""
+    return (
+        f" IEC-HS {s.level_text()} ({s.headline()}): G-CSF only with caution and after discussion; "
+        "haemophagocytosis has been reported to worsen with G-CSF (review ref 17)."
+    )
+
+
+def crs_end_caution(ctx: Context) -> str:
+    """The caveat when a CRS record has no end day (read as not ongoing after a few days)."""
+    if ctx.crs_state != "end-unknown":
+        return ""
+    return (
+        f" {ctx.describe_crs()}: confirm CRS has resolved first (the review avoids G-CSF during "
+        "ongoing CRS); record its end day."
+    )
+
+
 def _status(ctx: Context) -> str:
     parts = [
-        "CRS active"
-        if ctx.crs_active
-        else ("CRS resolved" if ctx.crs_recorded else "no CRS recorded"),
+        {
+            "active": "CRS active",
+            "end-unknown": "CRS end not recorded",
+            "resolved": "CRS resolved",
+            "none": "no CRS recorded",
+        }[ctx.crs_state]
     ]
     if ctx.icans_active:
         parts.append("ICANS active (theoretical concern about G-CSF)")
@@ -83,22 +108,35 @@ def gcsf_start(ctx: Context) -> Triggered | None:
         if ctx.anc_day is not None and ctx.stale(ctx.anc_day)
         else ""
     )
+    caution = iechs_caution(ctx)
+    variant, urgency = _start_variant(ctx, during_crs, caution)
     return Triggered(
         rationale=(
             f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day} (nadir {fmt(nadir.nadir)}/uL on day {nadir.nadir_day}), "
             f"not recovered above {fmt(g.recovery_anc_per_ul)}/uL by day {ctx.day} "
-            f"(consider from day {g.consider_from_day} to {g.consider_by_day}); {_status(ctx)}.{paed}{stale}"
+            f"(consider from day {g.consider_from_day} to {g.consider_by_day}); {_status(ctx)}."
+            f"{caution}{crs_end_caution(ctx)}{paed}{stale}"
         ),
-        inputs=_inputs(ctx),
+        inputs={**_inputs(ctx), "iec_hs_level": ctx.iechs.level, "crs_state": ctx.crs_state},
         values={
             "anc": fmt(ctx.anc),
             "anc_day": ctx.anc_day,
             "target": fmt(g.recovery_anc_per_ul),
             "by_day": ctx.day,
         },
-        variant="infection" if during_crs else "default",
-        urgency="action" if during_crs or ctx.severe_infection_active else None,
+        variant=variant,
+        urgency=urgency,
     )
+
+
+def _start_variant(ctx: Context, during_crs: bool, caution: str) -> tuple[str, Urgency | None]:
+    """(summary variant, urgency) of the G-CSF start item: suspected IEC-HS turns it into
+    'use with caution / discuss' (warning); severe infection makes it an action."""
+    if caution:
+        return "iechs_caution", "warning"
+    if during_crs:
+        return "infection", "action"
+    return "default", "action" if ctx.severe_infection_active else None
 
 
 @rule("management.gcsf.withhold-during-crs")
@@ -134,13 +172,21 @@ def gcsf_biphasic(ctx: Context) -> Triggered | None:
         ctx.missing(
             "Age unknown: the paediatric caution about prolonged growth factors cannot be applied."
         )
+    caution = iechs_caution(ctx)
     return Triggered(
         rationale=(
             f"ANC recovered (> 500/uL) from day {ctx.first_recovery_day}, then fell to {fmt(ctx.anc)}/uL on "
             f"day {ctx.anc_day} (< {fmt(g.biphasic_below_anc_per_ul)}/uL): biphasic course. Transient "
-            "responses are common; dependence on G-CSF usually falls over weeks."
+            f"responses are common; dependence on G-CSF usually falls over weeks.{caution}"
+            f"{crs_end_caution(ctx)}"
         ),
-        inputs={**_inputs(ctx), "second_dip_day": ctx.a.phenotype.second_dip_day},
+        variant="iechs_caution" if caution else "default",
+        urgency="warning" if caution else None,
+        inputs={
+            **_inputs(ctx),
+            "second_dip_day": ctx.a.phenotype.second_dip_day,
+            "iec_hs_level": ctx.iechs.level,
+        },
         values={
             "anc": fmt(ctx.anc),
             "anc_day": ctx.anc_day,

@@ -3,6 +3,8 @@ the paediatric branch, and follow-up at the treating centre."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import HCT, Finding, StemCellBoost
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
@@ -41,6 +43,30 @@ def severe_failure(ctx: Context) -> list[str]:
     return out
 
 
+INFECTION_CAVEAT = (
+    "Exclude active infection first: a boost, immunosuppression or transplant is held back while "
+    "an infection is uncontrolled."
+)
+
+
+def infection_gate(ctx: Context, hit: Triggered) -> Triggered:
+    """Every boost, immunosuppression and transplant item carries the active-infection caveat,
+    and is held back (variant 'held_infection', information only) while an active infection is
+    not recorded as controlled."""
+    hold = ctx.infection_hold()
+    inputs = {**hit.inputs, "uncontrolled_infection": hold}
+    if hold is None:
+        return replace(hit, rationale=f"{hit.rationale} {INFECTION_CAVEAT}", inputs=inputs)
+    return replace(
+        hit,
+        rationale=f"Held back: {hold}. {hit.rationale}",
+        inputs=inputs,
+        values={**hit.values, "hold": hold},
+        variant="held_infection",
+        urgency="info",
+    )
+
+
 def _boost_given(ctx: Context) -> StemCellBoost | None:
     boosts = [b for b in ctx.course.events_of(StemCellBoost) if b.day is not None and b.day >= 0]
     return boosts[-1] if boosts else None
@@ -53,8 +79,10 @@ def _hct_after_infusion(ctx: Context) -> HCT | None:
 
 @rule("management.stem-cell-boost")
 def autologous_boost(ctx: Context) -> Triggered | None:
-    if ctx.prior_allo or _boost_given(ctx) or not ctx.prolonged_or_late:
+    if _boost_given(ctx) or not ctx.prolonged_or_late:
         return None
+    if ctx.prior_allo and ctx.course.patient.stored_cells.autologous is not True:
+        return None  # after allo-HCT: the donor boost (management.stem-cell-boost.allogeneic)
     dep = dependent_lineages(ctx)
     severe = severe_failure(ctx)
     if len(dep) < 2 or not severe:
@@ -80,28 +108,41 @@ def autologous_boost(ctx: Context) -> Triggered | None:
         return None
     if not stored:
         return None
-    return Triggered(
-        rationale=(
-            f"{ctx.phase.capitalize() if ctx.phase else ''} cytopenia in {len(dep)} lineages: {', '.join(dep)}; "
-            f"severe: {', '.join(severe)}. Marrow day {m.day}: {describe_marrow(m)}; no relapse recorded. "
-            "Stored autologous cells available. Preferred over allogeneic HCT; caution: the product may "
-            "contain tumour cells."
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale=(
+                f"{ctx.phase.capitalize() if ctx.phase else ''} cytopenia in {len(dep)} lineages: {', '.join(dep)}; "
+                f"severe: {', '.join(severe)}. Marrow day {m.day}: {describe_marrow(m)}; no relapse recorded. "
+                "Stored autologous cells available. Preferred over allogeneic HCT; caution: the product may "
+                "contain tumour cells."
+            ),
+            inputs={
+                "day": ctx.day,
+                "phase": ctx.phase,
+                "dependent_lineages": dep,
+                "severe": severe,
+                "marrow_day": m.day,
+                "stored_autologous_cells": True,
+                "prior_allo_hct": ctx.prior_allo,
+            },
+            values={"marrow_day": m.day},
         ),
-        inputs={
-            "day": ctx.day,
-            "phase": ctx.phase,
-            "dependent_lineages": dep,
-            "severe": severe,
-            "marrow_day": m.day,
-            "stored_autologous_cells": True,
-        },
-        values={"marrow_day": m.day},
     )
 
 
-def _graft_failure_picture(ctx: Context) -> tuple[bool, str]:
-    """Prior allo-HCT, late, persisting cytopenia, hypocellular marrow after infusion."""
-    if not (ctx.prior_allo and ctx.late and ctx.any_cytopenia):
+def _graft_failure_picture(
+    ctx: Context, *, prolonged_if_refractory: bool = False
+) -> tuple[bool, str]:
+    """Prior allo-HCT, persisting cytopenia, hypocellular marrow after infusion; late, or (for a
+    boost) prolonged with severe G-CSF-refractory cytopenia (EHA/EBMT, Rejeski 2023)."""
+    refractory_prolonged = (
+        prolonged_if_refractory
+        and ctx.phase == "prolonged"
+        and ctx.gcsf_refractory
+        and bool(severe_failure(ctx))
+    )
+    if not (ctx.prior_allo and (ctx.late or refractory_prolonged) and ctx.any_cytopenia):
         return False, ""
     m = ctx.marrow_after_infusion
     if m is None:
@@ -111,12 +152,14 @@ def _graft_failure_picture(ctx: Context) -> tuple[bool, str]:
         return False, ""
     if not ctx.marrow_hypocellular(m) or m.disease_present or ctx.relapse_day is not None:
         return False, ""
+    if ctx.myeloid_findings(m):
+        return False, ""
     return True, f"marrow day {m.day}: {describe_marrow(m)}"
 
 
 @rule("management.stem-cell-boost.allogeneic")
 def allogeneic_boost(ctx: Context) -> Triggered | None:
-    ok, marrow = _graft_failure_picture(ctx)
+    ok, marrow = _graft_failure_picture(ctx, prolonged_if_refractory=True)
     if not ok or _boost_given(ctx) or _hct_after_infusion(ctx):
         return None
     donor = ctx.course.patient.stored_cells.allogeneic_donor
@@ -128,17 +171,27 @@ def allogeneic_boost(ctx: Context) -> Triggered | None:
         return None
     if not donor:
         return None
-    return Triggered(
-        rationale=(
-            f"Prior allogeneic HCT; late cytopenia (day {ctx.day}): {ctx.describe_cytopenias()}; {marrow}. "
-            "Original donor or stored CD34+ cells available. Use an ex vivo T-cell-depleted (CD34-selected "
-            "or TCRab-depleted) mobilised product."
+    when = (
+        f"late cytopenia (day {ctx.day})"
+        if ctx.late
+        else f"prolonged severe G-CSF-refractory cytopenia (day {ctx.day}; EHA/EBMT: a boost need not wait for day 90)"
+    )
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale=(
+                f"Prior allogeneic HCT; {when}: {ctx.describe_cytopenias()}; {marrow}. "
+                "Original donor or stored CD34+ cells available. Use an ex vivo T-cell-depleted (CD34-selected "
+                "or TCRab-depleted) mobilised product."
+            ),
+            inputs={
+                "day": ctx.day,
+                "phase": ctx.phase,
+                "cytopenic_lineages": ctx.cytopenic_lineages,
+                "gcsf_refractory": ctx.gcsf_refractory,
+                "donor_available": True,
+            },
         ),
-        inputs={
-            "day": ctx.day,
-            "cytopenic_lineages": ctx.cytopenic_lineages,
-            "donor_available": True,
-        },
     )
 
 
@@ -153,11 +206,14 @@ def second_allo_hct(ctx: Context) -> Triggered | None:
         False: ", especially as the original donor is unavailable",
         None: " (donor availability not recorded)",
     }[donor]
-    return Triggered(
-        rationale=f"Prior allogeneic HCT; late cytopenia (day {ctx.day}): {ctx.describe_cytopenias()}; {marrow}.",
-        inputs={"day": ctx.day, "donor_available": donor},
-        values={"donor": note},
-        urgency="info" if donor else None,
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale=f"Prior allogeneic HCT; late cytopenia (day {ctx.day}): {ctx.describe_cytopenias()}; {marrow}.",
+            inputs={"day": ctx.day, "donor_available": donor},
+            values={"donor": note},
+            urgency="info" if donor else None,
+        ),
     )
 
 
@@ -188,23 +244,26 @@ def allo_hct(ctx: Context) -> Triggered | None:
         and not _boost_given(ctx)
         and not ctx.paediatric
     )
-    return Triggered(
-        rationale="; ".join(reasons)
-        + (
-            ". An autologous boost (stored cells) is preferred first."
-            if auto_boost_possible
-            else "."
-        )
-        + " Best available donor.",
-        inputs={
-            "day": ctx.day,
-            "paediatric": ctx.paediatric,
-            "marrow_day": m.day if m else None,
-            "dependent_lineages": dep,
-            "stored_autologous_cells": ctx.course.patient.stored_cells.autologous,
-        },
-        values={"why": reasons[0].split(" (")[0]},
-        urgency="info" if auto_boost_possible else None,
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale="; ".join(reasons)
+            + (
+                ". An autologous boost (stored cells) is preferred first."
+                if auto_boost_possible
+                else "."
+            )
+            + " Best available donor.",
+            inputs={
+                "day": ctx.day,
+                "paediatric": ctx.paediatric,
+                "marrow_day": m.day if m else None,
+                "dependent_lineages": dep,
+                "stored_autologous_cells": ctx.course.patient.stored_cells.autologous,
+            },
+            values={"why": reasons[0].split(" (")[0]},
+            urgency="info" if auto_boost_possible else None,
+        ),
     )
 
 
@@ -214,10 +273,13 @@ def immunosuppression_lgl(ctx: Context) -> Triggered | None:
     if not lgl or not ctx.any_cytopenia:
         return None
     day = lgl[-1].day
-    return Triggered(
-        rationale=f"Large granular lymphocytosis recorded on day {day}; {ctx.describe_cytopenias()}.",
-        inputs={"day": ctx.day, "lgl_day": day, "cytopenic_lineages": ctx.cytopenic_lineages},
-        values={"lgl_day": day},
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale=f"Large granular lymphocytosis recorded on day {day}; {ctx.describe_cytopenias()}.",
+            inputs={"day": ctx.day, "lgl_day": day, "cytopenic_lineages": ctx.cytopenic_lineages},
+            values={"lgl_day": day},
+        ),
     )
 
 
@@ -230,12 +292,43 @@ def immunosuppression_immune_aplasia(ctx: Context) -> Triggered | None:
     m = ctx.marrow_after_infusion
     if m is None or not ctx.marrow_excludes_relapse_and_neoplasm(m) or m.fibrosis:
         return None
+    return infection_gate(
+        ctx,
+        Triggered(
+            rationale=(
+                f"Late cytopenia in {len(ctx.cytopenic_lineages)} lineages ({ctx.describe_cytopenias()}); "
+                f"marrow day {m.day}: {describe_marrow(m)}. The immune mechanism is speculative."
+            ),
+            inputs={
+                "day": ctx.day,
+                "cytopenic_lineages": ctx.cytopenic_lineages,
+                "marrow_day": m.day,
+            },
+        ),
+    )
+
+
+@rule("management.myeloid-neoplasm.referral")
+def myeloid_neoplasm_referral(ctx: Context) -> Triggered | None:
+    found = ctx.myeloid_neoplasm_marrow
+    if found is None:
+        return None
+    m, findings = found
     return Triggered(
         rationale=(
-            f"Late cytopenia in {len(ctx.cytopenic_lineages)} lineages ({ctx.describe_cytopenias()}); "
-            f"marrow day {m.day}: {describe_marrow(m)}. The immune mechanism is speculative."
+            f"Marrow day {m.day}: {'; '.join(findings)} ({describe_marrow(m)}). A secondary myeloid "
+            f"neoplasm is not a CAR-T cytopenia to wait out: {ctx.describe_cytopenias()}. Stem cell boost "
+            "and TPO-RA are not suggested while it stands."
         ),
-        inputs={"day": ctx.day, "cytopenic_lineages": ctx.cytopenic_lineages, "marrow_day": m.day},
+        inputs={
+            "day": ctx.day,
+            "marrow_day": m.day,
+            "findings": findings,
+            "myeloid_neoplasm_recorded": m.myeloid_neoplasm,
+            "cytogenetics": m.cytogenetics,
+            "ngs": m.ngs,
+        },
+        values={"marrow_day": m.day, "what": findings[0]},
     )
 
 

@@ -1,20 +1,29 @@
 """Infection prophylaxis: antibacterial, antifungal (mould-active when needed), antiviral, PJP.
 
-Day numbers and durations from the institutional settings ``[prophylaxis]`` (defaults: PJP from
-day 28, antiviral 12 months, CD4 > 200/uL to stop PJP prophylaxis).
+Day numbers, durations and the policy where the review and the EHA/EBMT consensus differ come
+from the institutional settings ``[prophylaxis]`` (defaults: the review; PJP from day 28,
+antiviral 12 months, CD4 > 200/uL to stop PJP prophylaxis). Coverage is checked by what a drug
+prevents (the drug catalogue's ``covers``), not by its class: letermovir is an antiviral that
+prevents CMV only.
 """
 
 from __future__ import annotations
 
-from cart_cytopenia.domain.catalogues import DrugClass
+from cart_cytopenia.domain.catalogues import Cover, DrugClass
+from cart_cytopenia.domain.course import Medication
 from cart_cytopenia.guidance.context import Context, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
 
+REVIEW_DIFFERS = "the review differs: everyone from day 0 until ANC recovery"
+EHA_DIFFERS = "EHA/EBMT differs: only CAR-HEMATOTOX high-risk patients with ANC < 500/uL"
+
 
 def neutropenia_prophylaxis(ctx: Context) -> tuple[bool, str]:
-    """(indicated, why): from day 0 until ANC recovery, and again for severe neutropenia."""
+    """(indicated, why) under the institution's policy (settings prophylaxis.antibacterial_antifungal)."""
     if ctx.day < 0:
         return False, ""
+    if ctx.settings.prophylaxis.antibacterial_antifungal == "eha-ebmt":
+        return _eha_ebmt_indication(ctx)
     if ctx.anc_severe:
         return True, f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}"
     if ctx.phase == "early":
@@ -26,28 +35,65 @@ def neutropenia_prophylaxis(ctx: Context) -> tuple[bool, str]:
     return False, ""
 
 
+def other_source(ctx: Context) -> str:
+    """The position of the source the institution did not choose (said in every rationale)."""
+    if ctx.settings.prophylaxis.antibacterial_antifungal == "eha-ebmt":
+        return f" Policy EHA/EBMT (settings); {REVIEW_DIFFERS}."
+    return f" Policy: the review (settings); {EHA_DIFFERS}."
+
+
+def _eha_ebmt_indication(ctx: Context) -> tuple[bool, str]:
+    """EHA/EBMT (Rejeski 2023, Table 3): high-risk patients once ANC < 500/uL. An unknown risk
+    group is not read as low risk."""
+    below = ctx.anc is not None and ctx.anc < ctx.t.num("eha_ebmt_prophylaxis_anc_below")
+    if not below:
+        return False, ""
+    risk = ctx.a.hematotox.risk
+    if risk == "low":
+        return False, ""
+    group = (
+        "CAR-HEMATOTOX high risk" if risk == "high" else "CAR-HEMATOTOX unknown (not read as low)"
+    )
+    return (
+        True,
+        f"EHA/EBMT policy: {group}, ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}; {REVIEW_DIFFERS}",
+    )
+
+
+def _not_covering(ctx: Context, cls: DrugClass, cover: Cover) -> list[Medication]:
+    """Active drugs of the class that do not prevent ``cover`` (e.g. letermovir for HSV/VZV)."""
+    return [m for m in ctx.meds_active(cls) if cover not in m.covers]
+
+
 def _covered(
-    ctx: Context, rec_cls: DrugClass, why: str, inputs_extra: dict[str, object]
+    ctx: Context,
+    cover: Cover,
+    cls: DrugClass,
+    why: str,
+    inputs_extra: dict[str, object],
 ) -> Triggered:
-    active = ctx.meds_active(rec_cls)
+    active = ctx.meds_covering(cover)
+    wrong = _not_covering(ctx, cls, cover)
     inputs = {
         "day": ctx.day,
         "anc": ctx.anc,
         "anc_day": ctx.anc_day,
         "first_recovery_day": ctx.first_recovery_day,
         "active": sorted({m.drug_id for m in active}),
+        "active_not_covering": sorted({m.drug_id for m in wrong}),
         **inputs_extra,
     }
     if active:
         return Triggered(
-            rationale=f"Indicated ({why}); on {ctx.med_names(active)} since day {min(m.start for m in active)}.",
+            rationale=f"Indicated ({why}); on {ctx.med_names(active)} since day {min(m.start for m in active)}.{other_source(ctx)}",
             inputs=inputs,
             values={"drugs": ctx.med_names(active), "why": why},
             variant="covered",
             urgency="info",
         )
+    gap = f" {ctx.med_names(wrong)} is active but does not prevent {cover.value}." if wrong else ""
     return Triggered(
-        rationale=f"Indicated ({why}); no {rec_cls.value} agent active on day {ctx.day}.",
+        rationale=f"Indicated ({why}); nothing preventing {cover.value} active on day {ctx.day}.{gap}{other_source(ctx)}",
         inputs=inputs,
         values={"why": why},
     )
@@ -58,7 +104,7 @@ def antibacterial(ctx: Context) -> Triggered | None:
     indicated, why = neutropenia_prophylaxis(ctx)
     if not indicated:
         return None
-    return _covered(ctx, DrugClass.ANTIBACTERIAL, why, {})
+    return _covered(ctx, Cover.BACTERIA, DrugClass.ANTIBACTERIAL, why, {})
 
 
 @rule("prophylaxis.antifungal")
@@ -66,52 +112,112 @@ def antifungal(ctx: Context) -> Triggered | None:
     indicated, why = neutropenia_prophylaxis(ctx)
     if not indicated:
         return None
-    return _covered(ctx, DrugClass.ANTIFUNGAL, why, {})
+    return _covered(ctx, Cover.YEAST, DrugClass.ANTIFUNGAL, why, {})
+
+
+def steroid_days(ctx: Context, lookback: int = 30) -> int:
+    """Days of the last ``lookback`` (to the day) with a corticosteroid active."""
+    days: set[int] = set()
+    for m in ctx.course.medications_with(DrugClass.CORTICOSTEROID):
+        last = min(m.end_day if m.end_day is not None else ctx.day, ctx.day)
+        days.update(range(max(m.start, ctx.day - lookback + 1), last + 1))
+    return len(days)
+
+
+def _mould_reasons(ctx: Context) -> list[tuple[str, str]]:
+    """(short, full) reasons for a mould-active azole."""
+    reasons = []
+    if ctx.prolonged_or_late and ctx.anc_severe:
+        reasons.append((str(ctx.phase), f"{ctx.phase} severe neutropenia"))
+    n = steroid_days(ctx)
+    if ctx.anc_severe and n >= ctx.t.whole("mould_active_steroid_days"):
+        reasons.append(
+            (
+                "on corticosteroids",
+                f"corticosteroids on {n} of the last 30 days during severe neutropenia",
+            )
+        )
+    return reasons
 
 
 @rule("prophylaxis.antifungal-mould-active")
 def antifungal_mould_active(ctx: Context) -> Triggered | None:
-    if not (ctx.prolonged_or_late and ctx.anc_severe):
+    reasons = _mould_reasons(ctx)
+    if not reasons or ctx.meds_covering(Cover.MOULD):
         return None
-    if ctx.meds_active(DrugClass.ANTIFUNGAL_MOULD_ACTIVE):
-        return None
-    other = ctx.meds_active(DrugClass.ANTIFUNGAL)
+    other = ctx.meds_covering(Cover.YEAST)
     current = f" instead of {ctx.med_names(other)}" if other else ""
+    full = "; ".join(r for _, r in reasons)
     return Triggered(
-        rationale=f"{ctx.phase.capitalize() if ctx.phase else ''} severe neutropenia: ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}; "
+        rationale=f"{full[0].upper()}{full[1:]}: ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}; "
         + (f"on {ctx.med_names(other)} (not mould-active)." if other else "no antifungal active."),
         inputs={
             "day": ctx.day,
             "anc": ctx.anc,
             "anc_day": ctx.anc_day,
             "antifungal": sorted({m.drug_id for m in other}),
+            "corticosteroid_days_30": steroid_days(ctx),
+            "reasons": [r for _, r in reasons],
         },
         values={
             "anc": fmt(ctx.anc),
             "anc_day": ctx.anc_day,
-            "phase": ctx.phase,
+            "phase": ", ".join(short for short, _ in reasons),
             "current": current,
         },
     )
 
 
+def _antiviral_window(ctx: Context) -> tuple[int, int, bool]:
+    """(start day, end day, extended by CD4): the EHA/EBMT setting keeps it on past the months
+    while the latest post-infusion CD4 is not above the stop level."""
+    start, end = ctx.antiviral_start_day, ctx.antiviral_end_day
+    extended = (
+        ctx.settings.prophylaxis.antiviral_until_cd4_above
+        and ctx.day > end
+        and not ctx.cd4_above_stop
+    )
+    return start, end, extended
+
+
 @rule("prophylaxis.antiviral")
 def antiviral(ctx: Context) -> Triggered | None:
-    end = ctx.antiviral_end_day
-    if not 0 <= ctx.day <= end:
+    start, end, extended = _antiviral_window(ctx)
+    if not (start <= ctx.day <= end or extended):
         return None
-    active = ctx.meds_active(DrugClass.ANTIVIRAL)
-    inputs = {"day": ctx.day, "end_day": end, "active": sorted({m.drug_id for m in active})}
+    active = ctx.meds_covering(Cover.HSV_VZV)
+    wrong = _not_covering(ctx, DrugClass.ANTIVIRAL, Cover.HSV_VZV)
+    since = "lymphodepletion" if start < 0 else "infusion"
+    cd4 = ctx.cd4
+    cd4_text = f"CD4 {fmt(cd4.value)}/uL on day {cd4.day}" if cd4 else "no CD4 after infusion"
+    plan = (
+        f"from {since} (day {start}) to day {end}"
+        + (
+            f", then until CD4 > {fmt(ctx.settings.prophylaxis.cd4_stop_above_per_ul)}/uL ({cd4_text})"
+            if extended
+            else ""
+        )
+        + "; the review: 6-12 months; EHA/EBMT: from lymphodepletion to 1 year and/or CD4 > 200/uL"
+    )
+    inputs = {
+        "day": ctx.day,
+        "start_day": start,
+        "end_day": end,
+        "extended_by_cd4": extended,
+        "active": sorted({m.drug_id for m in active}),
+        "active_not_covering": sorted({m.drug_id for m in wrong}),
+    }
     if active:
         return Triggered(
-            rationale=f"Day {ctx.day} of {end}; on {ctx.med_names(active)} since day {min(m.start for m in active)}.",
+            rationale=f"Day {ctx.day}: {plan}. On {ctx.med_names(active)} since day {min(m.start for m in active)}.",
             inputs=inputs,
             values={"drugs": ctx.med_names(active), "end_day": end},
             variant="covered",
             urgency="info",
         )
+    gap = f" {ctx.med_names(wrong)} is active but covers CMV only, not HSV/VZV." if wrong else ""
     return Triggered(
-        rationale=f"Day {ctx.day}: antiviral prophylaxis runs from infusion to day {end}; no antiviral active.",
+        rationale=f"Day {ctx.day}: {plan}. Nothing preventing HSV/VZV active.{gap}",
         inputs=inputs,
         values={"end_day": end},
     )
@@ -132,16 +238,20 @@ def pjp(ctx: Context) -> Triggered | None:
         "cytopenic_lineages": ctx.cytopenic_lineages,
         "sulfonamide_allergy": ctx.sulfonamide_allergy,
     }
-    if cd4 is not None and cd4.value > pj.cd4_stop_above_per_ul:
+    if cd4 is not None and ctx.cd4_above_stop:
         return Triggered(
-            rationale=f"CD4 {fmt(cd4.value)}/uL on day {cd4.day}, above {stop}/uL.",
+            rationale=f"Latest CD4 after infusion {fmt(cd4.value)}/uL on day {cd4.day}, above {stop}/uL.",
             inputs=inputs,
             values={"cd4": fmt(cd4.value), "cd4_day": cd4.day, "cd4_stop": stop},
             variant="may_stop",
             urgency="info",
         )
-    active = ctx.meds_active(DrugClass.PJP)
-    cd4_text = f"last CD4 {fmt(cd4.value)}/uL on day {cd4.day}" if cd4 else "no CD4 count recorded"
+    active = ctx.meds_covering(Cover.PJP)
+    cd4_text = (
+        f"latest CD4 after infusion {fmt(cd4.value)}/uL on day {cd4.day}"
+        if cd4
+        else "no CD4 count after infusion"
+    )
     if active:
         tmp_smx = [m for m in active if DrugClass.MYELOSUPPRESSIVE in m.classes]
         note = (
@@ -176,16 +286,17 @@ def pjp(ctx: Context) -> Triggered | None:
 def pjp_missing(ctx: Context) -> Triggered | None:
     pj = ctx.settings.prophylaxis
     after = max(ctx.t.whole("pjp_missing_alert_after_day"), pj.pjp_start_day)
-    if ctx.day <= after or ctx.cd4_above_stop or ctx.meds_active(DrugClass.PJP):
+    if ctx.day <= after or ctx.cd4_above_stop or ctx.meds_covering(Cover.PJP):
         return None
     cd4 = ctx.cd4
-    cd4_text = f"{fmt(cd4.value)}/uL on day {cd4.day}" if cd4 else "not recorded"
+    cd4_text = f"{fmt(cd4.value)}/uL on day {cd4.day}" if cd4 else "not recorded after infusion"
     return Triggered(
-        rationale=f"Day {ctx.day}: no PJP agent active (due from day {pj.pjp_start_day}); CD4 {cd4_text}.",
+        rationale=f"Day {ctx.day}: no PJP agent active (due from day {pj.pjp_start_day}); latest CD4 {cd4_text}.",
         inputs={
             "day": ctx.day,
             "pjp_start_day": pj.pjp_start_day,
             "cd4": cd4.value if cd4 else None,
+            "cd4_day": cd4.day if cd4 else None,
         },
         values={"day": ctx.day, "start": pj.pjp_start_day, "cd4": cd4_text},
     )

@@ -19,8 +19,8 @@ def _platelet_tx_28d(ctx: Context) -> int:
 
 def _other_causes(ctx: Context) -> list[str]:
     out = list(ctx.other_cause_recorded)
-    if ctx.iechs.recorded_active:
-        out.append("IEC-HS active")
+    if ctx.iechs.suspected:
+        out.append(f"IEC-HS {ctx.iechs.level_text()}")
     if ctx.tma_suspected:
         out.append("TA-TMA suspected")
     return out
@@ -69,24 +69,52 @@ def tpo_ra_start(ctx: Context) -> Triggered | None:
             "bleeding (record a 'high-bleeding-risk' or 'bleeding' finding)."
         )
     m = ctx.marrow_after_infusion
-    marrow = (
-        f"marrow day {m.day}: {describe_marrow(m)}"
-        if m is not None
-        else "no marrow after infusion yet"
-    )
+    marrow_done = m is not None and ctx.marrow_excludes_relapse_and_neoplasm(m)
+    variant = "default" if bleeding else "if_bleeding_risk"
+    if not marrow_done:
+        variant = "await_marrow"
     return Triggered(
         rationale=(
             f"Day {ctx.day} ({ctx.phase}): {n} platelet transfusions in 28 days, platelets "
-            f"{fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}; no other cause recorded ({marrow}); "
-            + ("high bleeding risk recorded." if bleeding else "bleeding risk not recorded.")
+            f"{fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}. {_etiology_text(ctx, marrow_done)} "
+            + (
+                "High bleeding risk recorded."
+                if bleeding
+                else "Bleeding risk not recorded: the review reserves TPO-RA for patients at "
+                "high risk of bleeding."
+            )
             + ("" if severe else " Needs are modest: forgoing it is also reasonable.")
         ),
-        inputs={**_inputs(ctx), "severe_needs": severe, "high_bleeding_risk": bleeding},
+        inputs={
+            **_inputs(ctx),
+            "severe_needs": severe,
+            "high_bleeding_risk": bleeding,
+            "marrow_excludes_other_causes": marrow_done,
+        },
         values={
             "elt_start": s.eltrombopag_start_mg,
             "elt_max": s.eltrombopag_max_mg,
             "romi": s.romiplostim_ug_per_kg_week,
         },
+        variant=variant,
+        urgency="info" if variant == "await_marrow" else None,
+    )
+
+
+def _etiology_text(ctx: Context, marrow_done: bool) -> str:
+    """What is known of a cause other than CAR-T (the review: 'without clear etiology other than
+    CAR-T'): a marrow after infusion must have excluded relapse and a myeloid neoplasm."""
+    m = ctx.marrow_after_infusion
+    if marrow_done and m is not None:
+        return f"Marrow day {m.day}: {describe_marrow(m)}; no other cause recorded."
+    if m is None:
+        return (
+            "No marrow after infusion: relapse and MDS are not excluded, so the TPO-RA waits for "
+            "the marrow evaluation."
+        )
+    return (
+        f"Marrow day {m.day} ({describe_marrow(m)}) does not state that disease and dysplasia are "
+        "absent: the TPO-RA waits until relapse and MDS are excluded."
     )
 
 

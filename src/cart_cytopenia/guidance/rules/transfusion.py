@@ -5,6 +5,44 @@ from __future__ import annotations
 from cart_cytopenia.guidance.context import Context, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
 
+# Lymphodepleting purine analogues (fludarabine, bendamustine, cladribine): after them some national
+# transfusion guidelines irradiate cellular products for life (a local policy, settings).
+PURINE_ANALOGUES = ("flu", "benda", "cladribine")
+
+
+def irradiation_note(ctx: Context) -> str:
+    """Irradiated cellular products: from 7 days before leukapheresis to at least day 90
+    (EHA/EBMT, Rejeski 2023 Table 3: 'Because of the use of fludarabine'), or for life by
+    local policy after a purine analogue."""
+    t = ctx.settings.transfusion
+    lk = ctx.course.leukapheresis
+    if lk is not None and lk.day is not None:
+        start = f"from day {lk.day - t.irradiated_from_days_before_leukapheresis} ({t.irradiated_from_days_before_leukapheresis} days before leukapheresis on day {lk.day})"
+    else:
+        start = f"from {t.irradiated_from_days_before_leukapheresis} days before leukapheresis (date not recorded)"
+    regimen = ctx.regimen.lower()
+    if t.irradiated_indefinitely_after_purine_analogue and any(
+        p in regimen for p in PURINE_ANALOGUES
+    ):
+        return f" Use irradiated products {start} and for life (local policy after a purine analogue: {ctx.regimen})."
+    if ctx.day <= t.irradiated_until_day:
+        return f" Use irradiated products {start} until at least day {t.irradiated_until_day} (EHA/EBMT)."
+    return (
+        f" Irradiated products were required until at least day {t.irradiated_until_day} (EHA/EBMT); "
+        "beyond it follow local policy (longer after purine analogues in some guidelines)."
+    )
+
+
+def _irradiation_inputs(ctx: Context) -> dict[str, object]:
+    t = ctx.settings.transfusion
+    lk = ctx.course.leukapheresis
+    return {
+        "leukapheresis_day": lk.day if lk is not None else None,
+        "irradiated_until_day": t.irradiated_until_day,
+        "irradiated_indefinitely_after_purine_analogue": t.irradiated_indefinitely_after_purine_analogue,
+        "lymphodepletion_regimen": ctx.regimen,
+    }
+
 
 def _age_note(ctx: Context, day: int | None) -> str:
     if day is not None and ctx.stale(day):
@@ -22,9 +60,10 @@ def rbc(ctx: Context) -> Triggered | None:
     return Triggered(
         rationale=(
             f"Haemoglobin {fmt(ctx.hb)} g/dL on day {ctx.hb_day}, below the institutional threshold "
-            f"{fmt(threshold)} g/dL.{burden}{_age_note(ctx, ctx.hb_day)}"
+            f"{fmt(threshold)} g/dL.{burden}{_age_note(ctx, ctx.hb_day)}{irradiation_note(ctx)}"
         ),
         inputs={
+            **_irradiation_inputs(ctx),
             "hb_g_dl": ctx.hb,
             "hb_day": ctx.hb_day,
             "threshold_g_dl": threshold,
@@ -52,9 +91,10 @@ def platelets(ctx: Context) -> Triggered | None:
             f"Platelets {fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}, below the institutional threshold "
             f"{fmt(threshold)} x10^9/L"
             + (" for bleeding (bleeding recorded)" if bleeding else "")
-            + f".{burden}{_age_note(ctx, ctx.plt_day)}"
+            + f".{burden}{_age_note(ctx, ctx.plt_day)}{irradiation_note(ctx)}"
         ),
         inputs={
+            **_irradiation_inputs(ctx),
             "platelets_10e9_l": ctx.plt,
             "platelets_day": ctx.plt_day,
             "threshold_10e9_l": threshold,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cart_cytopenia.domain.course import Disease, DiseaseStatus
+from cart_cytopenia.domain.course import Disease, DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, drug_alternative, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.rules.differential import haemolysis_anaemia
 
 
 @rule("workup.medication-review")
@@ -98,6 +99,9 @@ def infection(ctx: Context) -> Triggered | None:
             urgency="action",
         )
     if ctx.prolonged_or_late and ctx.any_cytopenia:
+        excluded = ctx.infection_excluded
+        if excluded is not None:
+            return None  # looked for and excluded recently (a negative finding is used)
         return Triggered(
             rationale=f"{ctx.phase.capitalize() if ctx.phase else ''} cytopenia: {ctx.describe_cytopenias()}; no infection recorded.",
             inputs=inputs,
@@ -118,17 +122,17 @@ def iec_hs(ctx: Context) -> Triggered | None:
             )
         return None
     features = ", ".join(s.features()) or "fever with new cytopenia after CRS"
-    crs = (
-        f"CRS resolved on day {ctx.crs_resolved_day}"
-        if ctx.crs_resolved_day is not None
-        else "no CRS recorded"
-    )
     if s.ferritin is None:
         ctx.missing("No ferritin in the last 7 days: IEC-HS suspicion cannot be graded.")
+    marrow = (
+        "Haemophagocytosis in the marrow supports it."
+        if s.haemophagocytosis
+        else "Haemophagocytosis in a marrow would substantiate it."
+    )
     return Triggered(
-        rationale=f"{crs}; {features}. Haemophagocytosis in a marrow would substantiate it.",
+        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; {features}. {marrow}",
         inputs={"day": ctx.day, **s.as_inputs()},
-        values={"features": s.headline()},
+        values={"features": s.headline(), "level": s.level_text()},
         urgency="warning" if s.suspected else "action",
     )
 
@@ -164,7 +168,9 @@ def _marrow_triggers(ctx: Context) -> tuple[list[str], list[str]]:
         if p.pre_existing_dysplasia or p.pre_existing_fibrosis:
             add("dysplasia or fibrosis before CAR-T", None)
     if ctx.iechs.suspected and ctx.any_cytopenia:
-        add("suspected IEC-HS (look for haemophagocytosis)", ctx.iechs.onset_day)
+        add(f"IEC-HS {ctx.iechs.level_text()} (look for haemophagocytosis)", ctx.iechs.onset_day)
+    for text, drop_day in ctx.late_new_drops:
+        add(f"late worsening: {text}", drop_day)
     return triggers, new
 
 
@@ -180,7 +186,13 @@ def bone_marrow(ctx: Context) -> Triggered | None:
         return None
     shown = new if recent else triggers
     why = shown[0].split(" (")[0]
-    urgent = ctx.gcsf_refractory or ctx.late or ctx.relapse_day is not None or ctx.iechs.suspected
+    urgent = (
+        ctx.gcsf_refractory
+        or ctx.late
+        or ctx.relapse_day is not None
+        or ctx.iechs.suspected
+        or bool(ctx.late_new_drops)
+    )
     previous = (
         f" Last marrow day {m.day}: {describe_marrow(m)}."
         if m is not None and m.day is not None
@@ -260,6 +272,61 @@ def ta_tma(ctx: Context) -> Triggered | None:
     return Triggered(
         rationale=f"Prior allogeneic HCT. {pattern}; {have}.",
         inputs={"day": ctx.day, "pattern": ctx.tma_pattern, "markers": markers, "anc": ctx.anc},
+    )
+
+
+HAEMOLYSIS_TESTS = (
+    ("dat", "DAT (direct Coombs)"),
+    ("ldh", "LDH"),
+    ("haptoglobin", "haptoglobin"),
+    ("bilirubin", "bilirubin"),
+    ("retic_pct", "reticulocytes"),
+)
+
+
+def _haemolysis_tests(ctx: Context) -> tuple[list[str], list[str]]:
+    """(tests still to do, results at hand) for the haemolysis work-up; the smear is done when
+    schistocytes were recorded present or absent in the window."""
+    window = ctx.t.whole("stale_lab_days")
+    todo, have = [], []
+    for code, label in HAEMOLYSIS_TESTS:
+        v = ctx.latest(code, window)
+        if v is None and code == "retic_pct":
+            v = ctx.latest("retic_abs", window)
+        if v is None:
+            todo.append(label)
+        elif code == "dat":
+            have.append(f"DAT {'positive' if v.value >= 1 else 'negative'} day {v.day}")
+        else:
+            have.append(f"{label} {fmt(v.value)} day {v.day}")
+    smear = ctx.recent_finding(Finding.SCHISTOCYTES) or ctx.recently_absent(Finding.SCHISTOCYTES)
+    if smear is None:
+        todo.append("blood smear (schistocytes)")
+    else:
+        have.append(
+            f"smear day {smear.day}: {'schistocytes' if smear.present else 'no schistocytes'}"
+        )
+    return todo, have
+
+
+@rule("workup.haemolysis")
+def haemolysis(ctx: Context) -> Triggered | None:
+    markers = ctx.haemolysis_markers
+    if not markers or not haemolysis_anaemia(ctx):
+        return None
+    todo, have = _haemolysis_tests(ctx)
+    if not todo:
+        return None  # the work-up is complete: the differential weighs it
+    negatives = ctx.haemolysis_negatives
+    return Triggered(
+        rationale=(
+            f"Anaemia (Hb {fmt(ctx.hb)} g/dL, day {ctx.hb_day}) with {', '.join(markers)}. "
+            f"To do: {', '.join(todo)}."
+            + (f" At hand: {'; '.join(have)}." if have else "")
+            + (f" Against haemolysis: {', '.join(negatives)}." if negatives else "")
+        ),
+        inputs={"day": ctx.day, "markers": markers, "to_do": todo, "at_hand": have},
+        values={"todo": ", ".join(todo)},
     )
 
 
