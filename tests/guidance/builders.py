@@ -26,6 +26,8 @@ UNITS = {
     "upcr": "mg/mg",
     "cd4": "/uL",
     "igg": "mg/dL",
+    "dat": "{presence}",
+    "bilirubin": "mg/dL",
     "crp": "mg/dL",
 }
 
