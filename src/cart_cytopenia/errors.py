@@ -5,6 +5,7 @@ Errors (something cannot be done; nothing is half-loaded)::
     CartCytopeniaError
     ├── InputError                  bad input of any kind, with where and how to fix
     │   ├── ParseError              a file or document cannot be parsed at all
+    │   ├── ConflictError           one record (same id) given twice with different content
     │   ├── SchemaError             a field is missing, of the wrong type or out of its domain
     │   ├── UnitError               unknown unit, or a unit that does not fit the analyte
     │   ├── ImplausibleValueError   a value outside the physiological range (names the likely mix-up)
@@ -89,6 +90,11 @@ class InputError(CartCytopeniaError):
 
 class ParseError(InputError):
     """A file or document cannot be parsed at all."""
+
+
+class ConflictError(InputError):
+    """The same record (e.g. a FHIR resource with the same type and id) given more than once
+    with different content, and nothing says which version is right."""
 
 
 class SchemaError(InputError):

@@ -22,7 +22,7 @@ def test_every_recognised_code_is_marked_with_its_verification_state() -> None:
     # verified in docs/sources-verification.md section 9: no mark
     md = codes_markdown()
     assert "ICD-10-CM: D89.831 (grade 1)" in md
-    assert "CPT: 0540T, 38228" in md
+    assert "| CAR-T administration (day 0) | CPT | 38228, 0540T | — |" in md
     assert "MedDRA 10029366." in md
     # still unverified: marked with †
     assert "CPT†: 38243" in md

@@ -18,6 +18,7 @@ from typing import Any
 
 from cart_cytopenia.domain.catalogues import drugs
 from cart_cytopenia.errors import RuleTableError
+from cart_cytopenia.io.therapy_codes import therapy_codes
 
 DATA_FILE = "data/fhir_codes.toml"
 
@@ -296,6 +297,31 @@ _SYSTEM_NAMES = {
 }
 
 
+def _therapy_codes_markdown() -> list[str]:
+    """The shared therapy-code table (io/data/therapy_codes.toml) as Markdown."""
+    t = therapy_codes()
+    names = {"cpt": "CPT", "hcpcs": "HCPCS", "icd10pcs": "ICD-10-PCS"}
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for e in t.codes.values():
+        rows.setdefault((e.kind, names[e.system], e.product or "—"), []).append(e.code)
+    out = [
+        "### CAR-T administration, transfusion and clinical-drug codes (FHIR and OMOP)",
+        "",
+        f"One table read by the FHIR importer and the OMOP reader alike, with the source of every "
+        f"code: `src/cart_cytopenia/io/data/therapy_codes.toml` (version {t.version}).",
+        "",
+        "| meaning | system | codes | product |",
+        "|---|---|---|---|",
+    ]
+    kinds = {"car_t": "CAR-T administration (day 0)", "transfusion": "transfusion"}
+    for (kind, system, product), found in rows.items():
+        out.append(f"| {kinds[kind]} | {system} | {', '.join(found)} | {product} |")
+    out += ["", "| RxNorm | term type | name | read as |", "|---|---|---|---|"]
+    for d in t.clinical_drugs.values():
+        out.append(f"| {d.rxcui} | {d.tty} | {d.name} | {d.ingredient} |")
+    return out
+
+
 def codes_markdown() -> str:
     """The code tables of docs/interoperability.md, generated from the data file."""
     c = codes()
@@ -331,9 +357,8 @@ def codes_markdown() -> str:
             recog.append(f"{sys_name}{mark}: " + ", ".join(items))
         text = ", ".join(f"`{esc(p.pattern)}`" for p in k.text)
         out.append(f"| `{k.code}` | {esc(k.display)} | {'; '.join(recog) or '—'} | {text or '—'} |")
+    out += ["", *_therapy_codes_markdown(), "", "### Malignancy (Condition)"]
     out += [
-        "",
-        "### Malignancy (Condition)",
         "",
         "| disease | ICD-10(-CM) prefixes (written on export) | SNOMED CT | text |",
         "|---|---|---|---|",

@@ -27,7 +27,7 @@ import json
 import re
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -44,11 +44,15 @@ from cart_cytopenia.domain.catalogues import (
     drug_by_rxnorm,
     drugs,
     products,
+    resolve_drug,
 )
 from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.domain.units import resolve_unit
 from cart_cytopenia.errors import InputError, ParseError, Problem
 from cart_cytopenia.io.fhir_codes import Concept, FhirCodes, codes
+from cart_cytopenia.io.fhir_duplicates import deduplicate
+from cart_cytopenia.io.fhir_status import invalid_status
+from cart_cytopenia.io.therapy_codes import TherapyCode, therapy_codes
 
 # --------------------------------------------------------------------------- report
 
@@ -187,6 +191,12 @@ def resources_from_text(text: str | bytes, source: str) -> list[RawResource]:
     stripped = text.lstrip("\ufeff").strip()
     if not stripped:
         raise ParseError(f"{source} is empty")
+    if stripped.startswith("<"):
+        raise ParseError(
+            f"{source} looks like XML (FHIR XML?): cart-cytopenia reads FHIR JSON (a Bundle or a "
+            "resource) or bulk NDJSON, not FHIR XML; convert it to FHIR JSON first (a FHIR server "
+            "answers in JSON when asked with _format=json or Accept: application/fhir+json)"
+        )
     try:
         doc = json.loads(stripped)
     except json.JSONDecodeError as first:
@@ -406,6 +416,54 @@ def _concept_by_code(cc: Any, kinds: tuple[str, ...]) -> tuple[Concept | None, i
     return None, None
 
 
+def _therapy_code_of(system: str | None, code: str | None) -> TherapyCode | None:
+    table = therapy_codes()
+    return table.lookup(table.system_of_uri(system), code)
+
+
+def _therapy_code(cc: Any) -> TherapyCode | None:
+    """The shared therapy-code entry (CAR-T administration, transfusion) a concept is coded with."""
+    return next((h for s, c in _codings(cc) if (h := _therapy_code_of(s, c)) is not None), None)
+
+
+def _code_names(cc: Any) -> list[str]:
+    """'CPT 12345'-style names of a concept's codings (system URI when not a known one)."""
+    cs, table = codes(), therapy_codes()
+    short = {uri: name for name, uri in cs.systems.items()} | table.fhir_systems
+    return [f"{short.get(s or '', s or 'no system')} {c}" for s, c in _codings(cc) if c]
+
+
+def _label(cc: Any) -> str:
+    """What a concept says it is, for a report: its text, else its codes marked as unknown."""
+    texts = _texts_of(cc)[:1]
+    names = _code_names(cc)
+    if names:
+        texts.append(f"code {', '.join(names)} not in the code tables")
+    return "; ".join(texts) or "no code or text"
+
+
+def _unidentified_medication(
+    res: Any, by_ref: Mapping[str, Any], resolve: Callable[[str | None], str | None]
+) -> str:
+    """Why the medication of a request/administration cannot be identified."""
+    cc = res.medicationCodeableConcept
+    if cc is not None:
+        names = _code_names(cc)
+        if names:
+            return (
+                f"medication coded {', '.join(names)}: not in the drug catalogue or the "
+                "clinical-drug code table, and no medication name is given"
+            )
+        return "medication without a code or name"
+    target = res.medicationReference.reference if res.medicationReference else None
+    if target and not target.startswith("#") and resolve(target) not in by_ref:
+        return (
+            f"medicationReference {target!r} is not in the data given (no such Medication "
+            "resource), and no medication name is given"
+        )
+    return "the referenced Medication has no code or name cart-cytopenia recognises"
+
+
 # --------------------------------------------------------------------------- per-patient builder
 
 
@@ -450,6 +508,7 @@ class _Importer:
         self.urls: dict[str, str] = {}  # fullUrl -> "Type/id"
         self.builders: dict[str, _Builder] = {}
         self.superseded: set[str] = set()
+        self.patient_identifiers: dict[tuple[str | None, str], str] = {}
 
     # ---- bookkeeping
 
@@ -479,6 +538,8 @@ class _Importer:
 
     def subject_of(self, res: Any, ref: str, source: str) -> _Builder | None:
         r = getattr(res, "subject", None) or getattr(res, "patient", None)
+        if r is not None and (r.reference or "").startswith("#"):
+            return self._contained_subject(res, r.reference, ref, source)
         target = self.resolve(r.reference if r is not None else None)
         if target is None or not target.startswith("Patient/"):
             why = (
@@ -490,12 +551,54 @@ class _Importer:
             return None
         return self.builder(target.split("/", 1)[1])
 
+    def _contained_subject(
+        self, res: Any, reference: str, ref: str, source: str
+    ) -> _Builder | None:
+        """The patient of a resource whose subject is a Patient contained in it ('#p1').
+
+        A contained resource has no identity outside its container, so it is joined with the
+        patient's other data through a business identifier (system and value) that one Patient
+        of the import also has; without one, the resource is reported."""
+        inner = next(
+            (c for c in getattr(res, "contained", None) or [] if c.id == reference[1:]), None
+        )
+        if inner is None or inner.get_resource_type() != "Patient":
+            what = "no contained resource" if inner is None else f"a {inner.get_resource_type()}"
+            self.unmapped(ref, f"subject {reference!r} is {what}, not a contained Patient", source)
+            return None
+        idents = [(i.system, i.value) for i in inner.identifier or [] if i.value]
+        pids = {self.patient_identifiers[i] for i in idents if i in self.patient_identifiers}
+        if len(pids) == 1:
+            return self.builder(pids.pop())
+        why = (
+            "identifiers that name several Patients"
+            if pids
+            else "no identifier shared with a Patient resource of the import"
+            if idents
+            else "no identifier"
+        )
+        self.unmapped(
+            ref,
+            f"subject is a Patient contained in the resource ({reference}) with {why}: a "
+            "contained resource has no identity of its own, so it cannot be joined with the "
+            "patient's other data; reference the Patient resource (Patient/<id>) or send the "
+            "Patient with the same identifier",
+            source,
+        )
+        return None
+
     # ---- pipeline
 
     def run(self, raws: Iterable[RawResource]) -> FhirImport:
         parsed: list[tuple[Any, str, str]] = []
         counts: dict[str, int] = defaultdict(int)
-        for raw in raws:
+        unique = deduplicate(raws)
+        for ref, where, first in unique.merged:
+            counts[ref.split("/", 1)[0]] += 1
+            self.unmapped(ref, f"duplicate of the same resource ({first}): read once", where)
+        for ref, message in unique.chosen:
+            self.warn(ref, message)
+        for raw in unique.raws:
             rt = str(raw.data.get("resourceType", ""))
             counts[rt] += 1
             if rt == "_delete":
@@ -529,12 +632,21 @@ class _Importer:
                 )
                 self.unmapped(ref, f"not valid FHIR {rt}: {errs}", raw.where)
                 continue
+            bad_status = invalid_status(rt, raw.data.get("status"))
+            if bad_status is not None:
+                self.unmapped(ref, f"not valid FHIR {rt}: {bad_status}", raw.where)
+                continue
             if rid:
                 self.by_ref[ref] = model
             if raw.full_url:
                 self.urls[raw.full_url] = ref
             parsed.append((model, ref, raw.where))
         self.result.resources_read = dict(counts)
+        for model, _ref, _w in parsed:
+            if model.get_resource_type() == "Patient":
+                for ident in model.identifier or []:
+                    if ident.value:
+                        self.patient_identifiers[(ident.system, ident.value)] = model.id
         # contained resources are resolvable by '#id' per resource; handled where used.
         for model, _ref, _w in parsed:
             if (
@@ -1074,6 +1186,9 @@ class _Importer:
     )
 
     def _procedure_concept(self, res: Any) -> Concept | None:
+        hit = _therapy_code(res.code)
+        if hit is not None:
+            return self.cs.concepts["car-t-infusion" if hit.kind == "car_t" else "transfusion"]
         concept, _ = _concept_by_code(res.code, ("procedure",))
         if concept is not None:
             return concept
@@ -1097,8 +1212,7 @@ class _Importer:
             return
         concept = self._procedure_concept(res)
         if concept is None:
-            label = "; ".join(_texts_of(res.code)[:1]) or "no code or text"
-            self.unmapped(ref, f"procedure not used by cart-cytopenia ({label})", where)
+            self.unmapped(ref, f"procedure not used by cart-cytopenia ({_label(res.code)})", where)
             return
         when = _as_date(res.performedDateTime) or (
             _period_dates(res.performedPeriod)[0] if res.performedPeriod else None
@@ -1121,7 +1235,11 @@ class _Importer:
             return
         if code == "car-t-infusion":
             product = match_product_text(used_texts + _texts_of(res.code))
-            payload = {"product": product.id if product else None, "texts": used_texts}
+            coded = _therapy_code(res.code)
+            payload = {
+                "product": product.id if product else (coded.product if coded else None),
+                "texts": used_texts,
+            }
             t = _extension(res, "product-target")
             c = _extension(res, "product-costimulatory")
             if t is not None:
@@ -1135,7 +1253,10 @@ class _Importer:
         elif code == "lymphodepletion":
             b.ld.append(_Dated(ref, when, {"regimen": used_texts[0] if used_texts else None}))
         elif code == "transfusion":
-            blood = self._transfusion_product(res, used_texts + _texts_of(res.code))
+            coded = _therapy_code(res.code)
+            blood = self._transfusion_product(res, used_texts + _texts_of(res.code)) or (
+                coded.product if coded is not None and coded.kind == "transfusion" else None
+            )
             if blood is None:
                 self.unmapped(
                     ref,
@@ -1245,11 +1366,19 @@ class _Importer:
                     texts += _texts_of(ing.itemCodeableConcept)
                     codings += _codings(ing.itemCodeableConcept)
         by_code = None
+        named_by_code: list[str] = []
         for s, c in codings:
             if s == self.cs.system("rxnorm") and c:
                 by_code = drug_by_rxnorm(c)
                 if by_code:
                     break
+                clinical = therapy_codes().clinical_drug(c)
+                if clinical is not None:  # a clinical-drug code: read as its ingredient
+                    named_by_code.append(clinical.name)
+                    by_code = resolve_drug(clinical.ingredient)
+                    if by_code:
+                        break
+        texts += named_by_code
         by_text = match_drug_text(texts)
         drug = by_text or by_code
         if by_code and by_text and by_code.id != by_text.id:
@@ -1258,6 +1387,11 @@ class _Importer:
                 f"RxNorm code names {by_code.id} but the text names {by_text.id}: the text was used",
             )
         product = match_product_text(texts)
+        coded = next(
+            (h for h in (_therapy_code_of(sy, c) for sy, c in codings) if h and h.product), None
+        )
+        if product is None and coded is not None and coded.kind == "car_t":
+            product = products().get(coded.product or "")
         name = cc.text if cc is not None and cc.text else (texts[0] if texts else None)
         return drug, product, name, texts
 
@@ -1344,7 +1478,7 @@ class _Importer:
             None,
         )
         if drug is None and not name:
-            self.unmapped(ref, "medication without a code or name", where)
+            self.unmapped(ref, _unidentified_medication(res, self.by_ref, self.resolve), where)
             return
         payload: dict[str, Any] = {"type": "medication", "drug": drug.id if drug else str(name)}
         if dosage is not None:
@@ -1358,8 +1492,9 @@ class _Importer:
                 route = dosage.route
             if dq is not None and dq.value is not None:
                 payload["dose"] = _num(dq.value)
-                if dq.unit or dq.code:
-                    payload["dose_unit"] = dq.unit or dq.code
+                unit = dq.code if dq.code and dq.system == self.cs.system("ucum") else None
+                if unit or dq.unit or dq.code:  # the UCUM code ("ug"), not its display ("mcg")
+                    payload["dose_unit"] = unit or dq.unit or dq.code
             rtexts = _texts_of(route)
             if rtexts:
                 payload["route"] = rtexts[0]

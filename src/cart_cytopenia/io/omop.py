@@ -55,6 +55,7 @@ from cart_cytopenia.errors import (
     SchemaError,
     UnknownAnalyteError,
 )
+from cart_cytopenia.io.therapy_codes import TherapyCode, clean_code, therapy_codes
 
 TABLES = (
     "person",
@@ -266,7 +267,21 @@ def _code_of(concept: tuple[str, str, str] | None, vocabularies: tuple[str, ...]
 
 
 def _clean_code(text: Any) -> str:
-    return str(text or "").strip().upper().replace(".", "")
+    return clean_code(text)
+
+
+def _therapy_code(
+    concepts: dict[int, tuple[str, str, str]], concept_id: Any, source_value: Any
+) -> TherapyCode | None:
+    """The shared therapy-code entry (io/data/therapy_codes.toml) a procedure or drug row names:
+    by its concept's vocabulary and code through CONCEPT, else by its source value."""
+    table = therapy_codes()
+    concept = concepts.get(int(concept_id)) if concept_id else None
+    if concept is not None:
+        hit = table.lookup(table.system_of_vocabulary(concept[0]), concept[1])
+        if hit is not None:
+            return hit
+    return table.lookup_any(source_value)
 
 
 # --------------------------------------------------------------------------- the summary
@@ -354,27 +369,26 @@ def _infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary) ->
         df = _read_infusion_table(infusions)
         summary.infusion_from["infusion table"] = df["patient_id"].n_unique()
         return df.sort("infusion_date").unique("patient_id", keep="first")
-    cfg = omop_map()["infusion"]
-    proc_codes = {_clean_code(c) for c in cfg["procedure_codes"]}
-    hcpcs = {_clean_code(k): v for k, v in cfg["hcpcs_products"].items()}
     found: list[pl.DataFrame] = []
     if src.has("procedure_occurrence"):
         p, concepts = _procedure_rows(src)
-        codes = []
-        for r in p.select(
-            *(c for c in ("procedure_concept_id", "procedure_source_value") if c in p.columns)
-        ).iter_rows(named=True):
-            cid = r.get("procedure_concept_id")
-            code = _code_of(concepts.get(int(cid)) if cid else None, ("CPT4", "HCPCS", "ICD10PCS"))
-            codes.append(_clean_code(code or r.get("procedure_source_value")))
-        p = p.with_columns(pl.Series("code", codes, dtype=pl.String))
-        hit = p.filter(pl.col("code").is_in(list(proc_codes | set(hcpcs))))
+        hits = [
+            _therapy_code(concepts, r.get("procedure_concept_id"), r.get("procedure_source_value"))
+            for r in p.select(
+                *(c for c in ("procedure_concept_id", "procedure_source_value") if c in p.columns)
+            ).iter_rows(named=True)
+        ]
+        p = p.with_columns(
+            pl.Series("car_t", [h is not None and h.kind == "car_t" for h in hits]),
+            pl.Series("product", [h.product if h else None for h in hits], dtype=pl.String),
+        )
+        hit = p.filter(pl.col("car_t"))
         if hit.height:
             found.append(
                 hit.select(
                     "patient_id",
                     pl.col("procedure_date").alias("infusion_date"),
-                    pl.col("code").replace_strict(hcpcs, default=None).alias("product"),
+                    "product",
                     pl.lit("procedure").alias("via"),
                     pl.lit(0).alias("rank"),
                 )
@@ -448,6 +462,37 @@ def _drug_rows(src: OmopSource) -> pl.DataFrame:
     return src.once("drug_exposure", lambda: _read_drug_rows(src))
 
 
+def _drug_of_code(rxcui: str | None) -> tuple[str | None, str | None]:
+    """(catalogue drug id, ingredient name) of an RxNorm code: a catalogue ingredient code, or a
+    clinical-drug code of the shared therapy-code table (fludarabine 50 MG Injection ...)."""
+    if not rxcui:
+        return None, None
+    found = drug_by_rxnorm(rxcui)
+    if found is not None:
+        return found.id, found.id
+    clinical = therapy_codes().clinical_drug(rxcui)
+    if clinical is None:
+        return None, None
+    drug = resolve_drug(clinical.ingredient)
+    return (drug.id if drug else None), clinical.ingredient
+
+
+def _product_of_row(
+    concepts: dict[int, tuple[str, str, str]], concept_id: Any, names: list[Any]
+) -> str | None:
+    """The CAR-T product a DRUG_EXPOSURE row names: by product name, or a HCPCS product code."""
+    for name in names:
+        if not name:
+            continue
+        p = resolve_product(str(name).strip())
+        if p is not None:
+            return p.id
+        hit = _therapy_code(concepts, concept_id, name)
+        if hit is not None and hit.kind == "car_t" and hit.product is not None:
+            return hit.product
+    return None
+
+
 def _read_drug_rows(src: OmopSource) -> pl.DataFrame:
     where = src.where("drug_exposure")
     d = src.read(
@@ -465,7 +510,6 @@ def _read_drug_rows(src: OmopSource) -> pl.DataFrame:
     for c in ("drug_exposure_start_date", "drug_exposure_end_date"):
         d = _cast(d, c, pl.Date, where, "a date")
     concepts = _concepts(src, _int_ids(d, "drug_concept_id"))
-    hcpcs = {_clean_code(k): v for k, v in omop_map()["infusion"]["hcpcs_products"].items()}
     ld_names = [x.lower() for x in omop_map()["lymphodepletion"]["drugs"]]
     drugs, prods, lds = [], [], []
     for r in d.select(
@@ -474,28 +518,15 @@ def _read_drug_rows(src: OmopSource) -> pl.DataFrame:
         cid = r.get("drug_concept_id")
         concept = concepts.get(int(cid)) if cid else None
         names = [r.get("drug_source_value"), concept[2] if concept else None]
-        lds.append(any(ld in str(x).lower() for x in names if x for ld in ld_names))
-        prod = None
-        drug = None
-        rx = _code_of(concept, ("RXNORM", "RXNORM EXTENSION"))
-        if rx:
-            found = drug_by_rxnorm(rx)
-            drug = found.id if found else None
-        for name in names:
-            if not name:
-                continue
-            text = str(name).strip()
-            p = resolve_product(text) or (
-                None
-                if _clean_code(text) not in hcpcs
-                else resolve_product(hcpcs[_clean_code(text)])
-            )
-            if p is not None:
-                prod = p.id
-                break
-            if drug is None:
-                found = resolve_drug(text)
-                drug = found.id if found else None
+        drug, ingredient = _drug_of_code(_code_of(concept, ("RXNORM", "RXNORM EXTENSION")))
+        lds.append(
+            ingredient in ld_names
+            or any(ld in str(x).lower() for x in names if x for ld in ld_names)
+        )
+        prod = _product_of_row(concepts, cid, names)
+        if prod is None and drug is None:
+            found = (resolve_drug(str(n).strip()) for n in names if n)
+            drug = next((f.id for f in found if f is not None), None)
         drugs.append(drug)
         prods.append(prod)
     return d.with_columns(
@@ -799,15 +830,12 @@ def _events(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary) -> pl
         )
     if src.has("procedure_occurrence"):
         p, concepts = _procedure_rows(src)
-        tx = {_clean_code(k): v for k, v in omop_map()["transfusion_codes"].items()}
         prods = []
         for r in p.iter_rows(named=True):
-            cid = r.get("procedure_concept_id")
-            code = _clean_code(
-                _code_of(concepts.get(int(cid)) if cid else None, ("ICD10PCS", "CPT4", "HCPCS"))
-                or r.get("procedure_source_value")
+            hit = _therapy_code(
+                concepts, r.get("procedure_concept_id"), r.get("procedure_source_value")
             )
-            prods.append(tx.get(code))
+            prods.append(hit.product if hit is not None and hit.kind == "transfusion" else None)
         p = p.with_columns(pl.Series("product", prods, dtype=pl.String)).drop_nulls("product")
         p = p.join(inf, on="patient_id", how="inner")
         summary.transfusions = p.height
