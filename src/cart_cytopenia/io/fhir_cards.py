@@ -13,6 +13,7 @@ and suggestion of every response (``with_uuids``).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -53,9 +54,19 @@ def short(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-def _md(text: str) -> str:
-    """Plain text safe inside Markdown (no raw HTML, no accidental emphasis at line starts)."""
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_QUOTE_START = re.compile(r"(?m)^(\s*)>")
+
+
+def md_text(text: str) -> str:
+    """Plain text made safe inside a card's Markdown: no raw HTML, and no HTML entities.
+
+    A card's ``detail`` is GitHub-flavoured Markdown, which EHRs render with raw HTML turned off
+    or escaped. HTML entities (``&gt;``) would be escaped again by such a renderer and show as
+    "&gt;", so none are written: a ``<`` that could open a tag, comment or autolink gets a
+    Markdown backslash escape (``\\<``), as does a ``>`` at a line start (a block quote); every
+    other ``<`` and ``>`` ("CD4 > 200/uL", "ANC < 500") is left as written."""
+    return _QUOTE_START.sub(r"\1\\>", _TAG_START.sub(r"\\<", text))
 
 
 def override_reasons() -> list[dict[str, str]]:
@@ -115,17 +126,17 @@ def item_card(item: Any, links: Sequence[dict[str, Any]]) -> dict[str, Any]:
     urgency = str(getattr(item, "urgency", "info"))
     kind = str(getattr(item, "kind", "guidance"))
     label, url = _citation(item)
-    parts = [f"**{_md(item.summary)}**", "", _md(str(getattr(item, "rationale", "") or ""))]
+    parts = [f"**{md_text(item.summary)}**", "", md_text(str(getattr(item, "rationale", "") or ""))]
     if getattr(item, "speculative", False):
         parts += ["", "_The review marks this as speculative._"]
     inputs = _lines(getattr(item, "inputs", None))
     if inputs:
-        parts += ["", "**Based on:**", *[f"- {_md(x)}" for x in inputs]]
+        parts += ["", "**Based on:**", *[f"- {md_text(x)}" for x in inputs]]
     evidence = _lines(getattr(item, "evidence", None))
     if evidence:
-        parts += ["", "**Evidence:**", *[f"- {_md(x)}" for x in evidence]]
+        parts += ["", "**Evidence:**", *[f"- {md_text(x)}" for x in evidence]]
     if label:
-        parts += ["", f"**Source:** {_md(label)}" + (f" ({url})" if url else "")]
+        parts += ["", f"**Source:** {md_text(label)}" + (f" ({url})" if url else "")]
     parts += ["", f"_{PRODUCT_LABEL} {__version__} supports clinicians; it never orders anything._"]
     card: dict[str, Any] = {
         "summary": short(item.summary),
@@ -219,7 +230,7 @@ def summary_card(
         + ".",
         f"- Neutrophil recovery phenotype: {a.phenotype.phenotype or 'not yet called'}"
         + (
-            f" ({_md(a.phenotype.reason)})"
+            f" ({md_text(a.phenotype.reason)})"
             if not a.phenotype.phenotype and a.phenotype.reason
             else ""
         )
@@ -237,7 +248,7 @@ def summary_card(
         lines.append(f"- Active today: {', '.join(active)}.")
     notes = [*a.notes, *missing_data]
     if notes:
-        lines += ["", "**What the data could not support:**", *[f"- {_md(n)}" for n in notes]]
+        lines += ["", "**What the data could not support:**", *[f"- {md_text(n)}" for n in notes]]
     differential = [it for it in extra_items if str(getattr(it, "kind", "")) == "differential"]
     others = [it for it in extra_items if str(getattr(it, "kind", "")) != "differential"]
     for title, group in (("Differential diagnosis", differential), ("Also", others)):
@@ -246,13 +257,13 @@ def summary_card(
         lines += ["", f"**{title}:**"]
         for it in group:
             label, _url = _citation(it)
-            lines.append(f"- {_md(it.summary)}" + (f" _({_md(label)})_" if label else ""))
+            lines.append(f"- {md_text(it.summary)}" + (f" _({md_text(label)})_" if label else ""))
     b = a.based_on
     days = f"days {b.lab_days[0]}–{b.lab_days[1]}" if b.lab_days else "no labs"
     lines += [
         "",
         f"_Based on {b.n_labs} lab values ({days}) and {b.n_events} events from the EHR; rules: "
-        f"{_md('; '.join(b.rule_tables))}; {b.software}. It supports clinicians; it never orders anything._",
+        f"{md_text('; '.join(b.rule_tables))}; {b.software}. It supports clinicians; it never orders anything._",
     ]
     worst = "info"
     card: dict[str, Any] = {

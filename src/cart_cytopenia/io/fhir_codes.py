@@ -101,6 +101,7 @@ class FhirCodes:
     severity_snomed: dict[str, str]
     body_temperature: frozenset[str]
     body_weight: frozenset[str]
+    lab_panels: tuple[str, ...]
     fever_threshold_c: float
     ld_window_days: int
     ld_agents: dict[str, str]
@@ -231,6 +232,7 @@ def codes() -> FhirCodes:
         severity_snomed=dict(raw["severity_snomed"]),
         body_temperature=frozenset(vitals["body_temperature"]),
         body_weight=frozenset(vitals["body_weight"]),
+        lab_panels=tuple(raw["lab_panels"]["loinc"]),
         fever_threshold_c=float(vitals["fever_threshold_c"]),
         ld_window_days=int(ld["window_days"]),
         ld_agents=dict(ld["agents"]),
@@ -420,6 +422,8 @@ def codes_markdown() -> str:
         f"- Body temperature (LOINC): {', '.join(sorted(c.body_temperature))}; a fever is "
         f"≥ {c.fever_threshold_c:g} °C (highest value per day).",
         f"- Body weight (LOINC): {', '.join(sorted(c.body_weight))}.",
+        f"- Blood count panels (LOINC; asked for by the `labs` prefetch, components read one by "
+        f"one): {', '.join(c.lab_panels)}.",
         f"- Lymphodepleting agents (administrations within {c.ld_window_days} days before day 0 "
         f"are read as lymphodepletion): {', '.join(c.ld_agents)}.",
         "- Infection severity (SNOMED CT qualifier values; Condition.severity is bound, as preferred, "

@@ -276,7 +276,7 @@ class ModelCache:
 # --------------------------------------------------------------------------- helpers
 
 
-def _ref_key(rt: str, rid: str) -> str:
+def ref_key(rt: str, rid: str) -> str:
     return f"{rt}/{rid}"
 
 
@@ -442,7 +442,7 @@ def _label(cc: Any) -> str:
     return "; ".join(texts) or "no code or text"
 
 
-def _unidentified_medication(
+def unidentified_medication(
     res: Any, by_ref: Mapping[str, Any], resolve: Callable[[str | None], str | None]
 ) -> str:
     """Why the medication of a request/administration cannot be identified."""
@@ -499,7 +499,7 @@ class _Builder:
     last_followup: dt.date | None = None
 
 
-class _Importer:
+class Importer:
     def __init__(self, cache: ModelCache | None = None) -> None:
         self.cache = cache
         self.cs: FhirCodes = codes()
@@ -614,7 +614,7 @@ class _Importer:
                 )
                 continue
             rid = raw.data.get("id")
-            ref = _ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
+            ref = ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
             try:
                 cls = get_fhir_model_class(rt)
             except ValueError:
@@ -1478,7 +1478,7 @@ class _Importer:
             None,
         )
         if drug is None and not name:
-            self.unmapped(ref, _unidentified_medication(res, self.by_ref, self.resolve), where)
+            self.unmapped(ref, unidentified_medication(res, self.by_ref, self.resolve), where)
             return
         payload: dict[str, Any] = {"type": "medication", "drug": drug.id if drug else str(name)}
         if dosage is not None:
@@ -1875,51 +1875,9 @@ def import_resources(raws: Iterable[RawResource], cache: ModelCache | None = Non
     With ``cache``, resources validated before (same content) are not validated again (the CDS
     Hooks service, where the same chart is sent again and again); the result is the same.
     """
-    return _Importer(cache).run(raws)
+    return Importer(cache).run(raws)
 
 
 def import_text(text: str | bytes, source: str = "FHIR document") -> FhirImport:
     """Import a FHIR JSON document (Bundle or resource) or bulk NDJSON given as text."""
     return import_resources(resources_from_text(text, source))
-
-
-@dataclass(frozen=True)
-class MedicationOrder:
-    """A medication request/administration as the catalogue sees it (CDS Hooks draft orders)."""
-
-    reference: str  # "MedicationRequest/id"
-    resource: Any  # the fhir.resources model
-    drug: Drug | None
-    product: Product | None
-    name: str | None
-
-
-def medication_orders(raws: Iterable[RawResource]) -> tuple[list[MedicationOrder], list[Unmapped]]:
-    """The MedicationRequests of ``raws`` (e.g. a draftOrders Bundle) with their catalogue drug.
-
-    Medication resources in the same Bundle or contained ones are followed. Resources that are
-    not valid FHIR are returned as ``Unmapped``.
-    """
-    imp = _Importer()
-    parsed: list[tuple[Any, str]] = []
-    for raw in raws:
-        rt = str(raw.data.get("resourceType", ""))
-        rid = raw.data.get("id")
-        ref = _ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
-        try:
-            model = get_fhir_model_class(rt).model_validate(raw.data)
-        except (ValueError, ValidationError) as exc:
-            imp.unmapped(ref, f"not valid FHIR {rt}: {str(exc).splitlines()[0]}", raw.where)
-            continue
-        if rid:
-            imp.by_ref[ref] = model
-        if raw.full_url:
-            imp.urls[raw.full_url] = ref
-        parsed.append((model, ref))
-    out = []
-    for model, ref in parsed:
-        if model.get_resource_type() != "MedicationRequest":
-            continue
-        drug, product, name, _texts = imp._medication_concept(model, ref)
-        out.append(MedicationOrder(ref, model, drug, product, name))
-    return out, imp.result.unmapped

@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,7 @@ from cart_cytopenia.errors import CartCytopeniaError, SettingsError
 from cart_cytopenia.grading.assessment import Assessment, assess
 from cart_cytopenia.io.fhir_cards import (
     INDICATOR,
+    md_text,
     message_card,
     override_reasons,
     patient_view_cards,
@@ -76,15 +78,22 @@ from cart_cytopenia.io.fhir_client import (
     fetch_queries,
 )
 from cart_cytopenia.io.fhir_codes import codes
+from cart_cytopenia.io.fhir_draft_orders import (
+    MedicationOrder,
+    draft_order_raws,
+    fetch_medications,
+    medication_orders,
+    medications_from,
+    missing_medications,
+)
 from cart_cytopenia.io.fhir_import import (
     FhirImport,
-    MedicationOrder,
     ModelCache,
     RawResource,
     import_resources,
-    medication_orders,
     resources_from_json,
 )
+from cart_cytopenia.io.therapy_codes import therapy_codes
 from cart_cytopenia.rules.settings import Settings
 
 log = logging.getLogger("cart_cytopenia.cds_hooks")
@@ -263,7 +272,9 @@ def prefetch_templates() -> dict[str, str]:
     loinc = codes().system("loinc")
     from cart_cytopenia.domain.analytes import catalogue
 
-    lab_codes = ",".join(f"{loinc}|{c}" for a in catalogue().analytes for c in a.loinc)
+    analyte_codes = [c for a in catalogue().analytes for c in a.loinc]
+    # panels too: a blood count may be one Observation whose components are the analytes
+    lab_codes = ",".join(f"{loinc}|{c}" for c in [*analyte_codes, *codes().lab_panels])
     vitals = ",".join(
         f"{loinc}|{c}" for c in sorted(codes().body_temperature | codes().body_weight)
     )
@@ -780,6 +791,13 @@ _CART_HINT = re.compile(
 )
 
 
+@cache
+def _cart_code_hint() -> re.Pattern[str]:
+    """The CAR-T administration codes of the shared therapy-code table (ICD-10-PCS, HCPCS ...)."""
+    found = sorted({e.code for e in therapy_codes().codes.values() if e.kind == "car_t"})
+    return re.compile(r"\b(" + "|".join(re.escape(c) for c in found) + r")\b", re.IGNORECASE)
+
+
 def mentions_cart(raws: Sequence[RawResource]) -> bool:
     """Cheap pre-check: does any procedure or medication resource mention a CAR-T infusion?"""
     for r in raws:
@@ -789,8 +807,10 @@ def mentions_cart(raws: Sequence[RawResource]) -> bool:
             "MedicationRequest",
             "MedicationStatement",
             "Medication",
-        ) and _CART_HINT.search(json.dumps(r.data)):
-            return True
+        ):
+            text = json.dumps(r.data)
+            if _CART_HINT.search(text) or _cart_code_hint().search(text):
+                return True
     return False
 
 
@@ -1050,42 +1070,85 @@ class CdsEngine:
         base: str,
         draft_orders: Any,
         selections: Sequence[str] | None,
+        medications: Sequence[RawResource] = (),
     ) -> list[dict[str, Any]]:
+        """Cards for the draft orders; ``medications`` are Medications the draft orders
+        reference that came from the prefetch or the FHIR server."""
         links = self.links(base, patient_id)
         try:
-            draft_raws = list(resources_from_json(draft_orders, "context.draftOrders"))
+            draft_raws = draft_order_raws(draft_orders)
         except CartCytopeniaError as exc:
             raise CdsError(400, f"context.draftOrders: {exc}") from None
-        orders, bad = medication_orders(draft_raws)
+        orders, _other = medication_orders([*draft_raws, *medications])
         if selections is not None:
             wanted = set(selections)
             orders = [o for o in orders if o.reference in wanted]
-            bad = [u for u in bad if u.resource in wanted]
-        unreadable = [
-            message_card(
-                "cart-cytopenia could not read a draft order, so it was not checked",
-                f"{u.resource}: {u.reason}",
-                "info",
-                "data-quality",
-                links,
-            )
-            for u in bad
-            if u.resource.startswith("MedicationRequest")
-        ]
-        relevant = [o for o in orders if o.drug is not None and o.drug.classes & CHECKED_CLASSES]
-        if not relevant:
-            return unreadable
+        relevant = [o for o in orders if o.problem is None and _checked(o)]
+        unchecked = [o for o in orders if o.problem is not None and (o.drug is None or _checked(o))]
+        if not relevant and not unchecked:
+            return []
         course, _result, cards = self._course(raws, patient_id, links)
         if course is None:
             return cards
+        out = [_unchecked_card(o, links) for o in unchecked]
         day = (self.today() - course.infusion_date).days
-        if day < 0:
-            return []
+        if day < 0 or not relevant:
+            return out
         guidance = self.evaluate(course, day, self.clinical)
-        out: list[dict[str, Any]] = list(unreadable)
         for order in relevant:
             out += order_checks(order, course, guidance, self.evaluate, day, self.clinical, links)
         return out
+
+    async def draft_medications(
+        self, req: HookRequest, draft_orders: Any, raws: Sequence[RawResource]
+    ) -> tuple[list[RawResource], bool]:
+        """The Medications that draft orders reference but the draftOrders Bundle does not
+        hold: from the prefetch data, else read from the FHIR server. (Medications, whether
+        the FHIR server was asked.)"""
+        try:
+            missing = missing_medications(draft_order_raws(draft_orders))
+        except CartCytopeniaError as exc:
+            raise CdsError(400, f"context.draftOrders: {exc}") from None
+        found = medications_from(raws, missing)
+        have = {f"Medication/{r.data.get('id')}" for r in found}
+        still = [k for k in missing if k not in have]
+        if not still or not req.fhirServer or req.fhirAuthorization is None:
+            return found, False
+        try:
+            server = check_server_url(req.fhirServer, self.settings.allow_http)
+        except UnsafeServerError as exc:
+            raise CdsError(400, str(exc), "security") from None
+        fetched = await fetch_medications(
+            server,
+            req.fhirAuthorization.access_token,
+            still,
+            timeout=self.settings.fhir_timeout_seconds,
+            transport=self.transport,
+        )
+        return found + fetched, True
+
+
+def _checked(order: MedicationOrder) -> bool:
+    return order.drug is not None and bool(order.drug.classes & CHECKED_CLASSES)
+
+
+def _unchecked_card(order: MedicationOrder, links: list[dict[str, Any]]) -> dict[str, Any]:
+    """The info card for a draft order that could not be checked, saying why."""
+    what = (
+        "could not read a draft order"
+        if not order.readable
+        else "could not identify the medication of a draft order"
+    )
+    name = f" ({md_text(order.name)})" if order.name else ""
+    return message_card(
+        f"cart-cytopenia {what}, so it was not checked",
+        f"{order.reference}{name}: {md_text(order.problem or '')}.\n\nThe order checks for "
+        "GM-CSF, G-CSF, TPO-receptor agonists and myelosuppressive drugs did not run for this "
+        "order; check it against the patient's cytopenia guidance yourself.",
+        "info",
+        "data-quality",
+        links,
+    )
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str:
@@ -1208,9 +1271,15 @@ def _conflict_card(
     indicator: str,
 ) -> dict[str, Any]:
     name = order.name or (order.drug.id if order.drug else "this medication")
-    lines = [f"**{_md(summary)}**", "", *why, "", f"Draft order: {_md(name)} ({order.reference})."]
+    lines = [
+        f"**{md_text(summary)}**",
+        "",
+        *why,
+        "",
+        f"Draft order: {md_text(name)} ({order.reference}).",
+    ]
     if citation:
-        lines += ["", f"**Source:** {_md(citation)}"]
+        lines += ["", f"**Source:** {md_text(citation)}"]
     lines += [
         "",
         "_cart-cytopenia supports clinicians; it never orders anything. A suggestion changes only "
@@ -1231,10 +1300,6 @@ def _conflict_card(
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
     return card
-
-
-def _md(text: str) -> str:
-    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def order_checks(
@@ -1274,10 +1339,14 @@ def order_checks(
             if drug.alternative and rule.drug_class == DrugClass.MYELOSUPPRESSIVE:
                 remove += f" (e.g. {drug.alternative})"
             suggestions.append({"label": remove, "actions": [_delete_action(order, drug.id)]})
-            why = [f"If this order is signed: {_md(item.summary)}.", "", _md(item.rationale)]
+            why = [
+                f"If this order is signed: {md_text(item.summary)}.",
+                "",
+                md_text(item.rationale),
+            ]
             gcsf = base.item(GCSF_START)
             if rule.offer_gcsf and gcsf is not None:
-                why += ["", f"Today's guidance: {_md(gcsf.summary)}."]
+                why += ["", f"Today's guidance: {md_text(gcsf.summary)}."]
             cards.append(
                 _conflict_card(
                     order,
@@ -1442,10 +1511,10 @@ def create_cds_router(
         if not settings.require_auth:
             return None
         base = base_of(request)
-        auds = [base + endpoint, base + endpoint + "/"]
+        # 'aud' is the URL of the endpoint called, exactly: no trailing-slash variant
+        auds = [base + endpoint]
         if endpoint.endswith("/feedback"):
-            service_url = base + endpoint.removesuffix("/feedback")
-            auds += [service_url, service_url + "/"]
+            auds.append(base + endpoint.removesuffix("/feedback"))
         return await verifier.verify(request.headers.get("authorization"), auds)
 
     async def read_body(request: Request) -> bytes:
@@ -1569,8 +1638,10 @@ def create_cds_router(
                     raise CdsError(
                         400, "context.selections (a list of ids) is required", "required"
                     )
+                meds, asked = await engine.draft_medications(req, draft, gathered.raws)
+                gathered.fetched = gathered.fetched or asked
                 cards = await engine.compute(
-                    engine.orders, gathered.raws, patient_id, base, draft, selections
+                    engine.orders, gathered.raws, patient_id, base, draft, selections, meds
                 )
             if not gathered.fetched:
                 engine.remember(key, body_key, (patient_id, cards))
