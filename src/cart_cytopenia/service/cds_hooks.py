@@ -914,6 +914,13 @@ class CdsEngine:
             for key in prefetch_templates()
         )
 
+    def _server(self, url: str) -> str:
+        """The EHR's FHIR server base URL, refused (400) when unsafe."""
+        try:
+            return check_server_url(url, self.settings.allow_http)
+        except UnsafeServerError as exc:
+            raise CdsError(400, str(exc), "security") from None
+
     async def gather(self, req: HookRequest) -> Gathered:
         context = req.context
         templates = prefetch_templates()
@@ -937,12 +944,8 @@ class CdsEngine:
                 f"prefetch key(s) {what} missing or incomplete and no FHIR server access "
                 "(fhirServer and fhirAuthorization) was given"
             )
-        try:
-            base = check_server_url(req.fhirServer, self.settings.allow_http)
-        except UnsafeServerError as exc:
-            raise CdsError(400, str(exc), "security") from None
         results = await fetch_queries(
-            base,
+            self._server(req.fhirServer),
             req.fhirAuthorization.access_token,
             missing,
             timeout=self.settings.fhir_timeout_seconds,
@@ -1114,12 +1117,8 @@ class CdsEngine:
         still = [k for k in missing if k not in have]
         if not still or not req.fhirServer or req.fhirAuthorization is None:
             return found, False
-        try:
-            server = check_server_url(req.fhirServer, self.settings.allow_http)
-        except UnsafeServerError as exc:
-            raise CdsError(400, str(exc), "security") from None
         fetched = await fetch_medications(
-            server,
+            self._server(req.fhirServer),
             req.fhirAuthorization.access_token,
             still,
             timeout=self.settings.fhir_timeout_seconds,
