@@ -218,3 +218,39 @@ def conversion_factor(source: Unit, target: Unit, molar_mass: float | None = Non
     raise UnitError(
         f"cannot convert {source.ucum} ({source.dimension}) to {target.ucum} ({target.dimension})"
     )
+
+
+# Dose units (medication doses, not lab values): common spellings -> the UCUM code. "mcg" is the
+# display most EHRs show for micrograms; its UCUM code is "ug" (UCUM has no "mcg").
+DOSE_UNITS: dict[str, str] = {
+    "mg": "mg",
+    "ug": "ug",
+    "mcg": "ug",
+    "µg": "ug",
+    "μg": "ug",
+    "g": "g",
+    "ml": "mL",
+    "l": "L",
+    "mg/kg": "mg/kg",
+    "ug/kg": "ug/kg",
+    "mcg/kg": "ug/kg",
+    "µg/kg": "ug/kg",
+    "g/kg": "g/kg",
+    "mg/m2": "mg/m2",
+    "mg/m²": "mg/m2",
+    "ug/m2": "ug/m2",
+    "mcg/m2": "ug/m2",
+    "u": "U",
+    "units": "U",
+    "[iu]": "[iU]",
+    "iu": "[iU]",
+    "10*6/kg": "10*6/kg",
+    "10^6/kg": "10*6/kg",
+}
+
+
+def dose_ucum(text: str | None) -> str | None:
+    """The UCUM code of a dose unit ("mcg" -> "ug", "mg/m²" -> "mg/m2"), or None if unknown."""
+    if not text:
+        return None
+    return DOSE_UNITS.get(text.strip().lower())

@@ -47,7 +47,7 @@ from cart_cytopenia.domain.course import (
     StemCellBoost,
     Transfusion,
 )
-from cart_cytopenia.domain.units import resolve_unit
+from cart_cytopenia.domain.units import dose_ucum, resolve_unit
 from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus
 from cart_cytopenia.io.fhir_codes import codes, project_coding
 
@@ -315,6 +315,9 @@ def _medication(w: _Writer, course: Course, m: Medication) -> dict[str, Any]:
         q: dict[str, Any] = {"value": _number(m.dose)}
         if m.dose_unit:
             q["unit"] = m.dose_unit
+            code = dose_ucum(m.dose_unit)
+            if code is not None:  # a UCUM unit: system and code, so receivers can compute
+                q.update(system=codes().system("ucum"), code=code)
         dosage["doseAndRate"] = [{"doseQuantity": q}]
     res: dict[str, Any] = {
         "resourceType": "MedicationRequest",

@@ -47,7 +47,7 @@ from cart_cytopenia.domain.catalogues import (
     resolve_drug,
 )
 from cart_cytopenia.domain.course import Course, parse_course
-from cart_cytopenia.domain.units import resolve_unit
+from cart_cytopenia.domain.units import dose_ucum, resolve_unit
 from cart_cytopenia.errors import InputError, ParseError, Problem
 from cart_cytopenia.io.fhir_codes import Concept, FhirCodes, codes
 from cart_cytopenia.io.fhir_duplicates import deduplicate
@@ -1492,9 +1492,12 @@ class Importer:
                 route = dosage.route
             if dq is not None and dq.value is not None:
                 payload["dose"] = _num(dq.value)
-                unit = dq.code if dq.code and dq.system == self.cs.system("ucum") else None
-                if unit or dq.unit or dq.code:  # the UCUM code ("ug"), not its display ("mcg")
-                    payload["dose_unit"] = unit or dq.unit or dq.code
+                # the UCUM code ("ug"), not its display ("mcg"); a display alone is read as the
+                # UCUM code it stands for when it is a known dose unit
+                ucum = dq.code if dq.code and dq.system == self.cs.system("ucum") else None
+                written = dq.unit or dq.code
+                if ucum or written:
+                    payload["dose_unit"] = ucum or dose_ucum(written) or written
             rtexts = _texts_of(route)
             if rtexts:
                 payload["route"] = rtexts[0]

@@ -47,6 +47,7 @@ from cart_cytopenia.domain.frames import (
     empty_events,
     normalise_labs,
 )
+from cart_cytopenia.domain.units import resolve_unit
 from cart_cytopenia.errors import (
     InputError,
     Location,
@@ -619,35 +620,21 @@ def _patients(src: OmopSource, day0: pl.DataFrame, summary: OmopSummary) -> pl.D
         .round(1)
         .alias("age_years")
     )
-    if src.has("death"):
-        dw = src.where("death")
-        d = _cast(
-            _ids(src.read("death", ["person_id", "death_date"], ["person_id", "death_date"]), dw),
-            "death_date",
-            pl.Date,
-            dw,
-            "a date",
+    deaths = _optional_table(src, "death", summary, "deaths are unknown (never 'alive')", _deaths)
+    if deaths is not None:
+        out = out.join(deaths, on="patient_id", how="left")
+    if "last_followup_date" not in out.columns:
+        ends = _optional_table(
+            src, "observation_period", summary, "last follow-up is unknown", _followup_ends
         )
-        out = out.join(
-            d.group_by("patient_id").agg(pl.col("death_date").min()), on="patient_id", how="left"
+        if ends is not None:
+            out = out.join(ends, on="patient_id", how="left")
+    if "disease" not in out.columns:
+        disease = _optional_table(
+            src, "condition_occurrence", summary, "the disease is unknown", _disease
         )
-    if src.has("observation_period") and "last_followup_date" not in out.columns:
-        ow = src.where("observation_period")
-        o = src.read(
-            "observation_period",
-            ["person_id", "observation_period_end_date"],
-            ["person_id", "observation_period_end_date"],
-        )
-        o = _cast(_ids(o, ow), "observation_period_end_date", pl.Date, ow, "a date")
-        out = out.join(
-            o.group_by("patient_id").agg(
-                pl.col("observation_period_end_date").max().alias("last_followup_date")
-            ),
-            on="patient_id",
-            how="left",
-        )
-    if src.has("condition_occurrence") and "disease" not in out.columns:
-        out = out.join(_disease(src), on="patient_id", how="left")
+        if disease is not None:
+            out = out.join(disease, on="patient_id", how="left")
     if "disease" not in out.columns:
         out = out.with_columns(pl.lit(None, dtype=pl.String).alias("disease"))
     out = out.with_columns(pl.col("disease").fill_null("other"))
@@ -678,6 +665,50 @@ def _patients(src: OmopSource, day0: pl.DataFrame, summary: OmopSummary) -> pl.D
         if f"{f}_date" in out.columns:
             day_cols.append(_days(f"{f}_date", f"{f}_day"))
     return out.with_columns(day_cols)
+
+
+def _optional_table(
+    src: OmopSource,
+    table: str,
+    summary: OmopSummary,
+    consequence: str,
+    build: Callable[[OmopSource], pl.DataFrame],
+) -> pl.DataFrame | None:
+    """``build(src)`` for an optional table; a table that is absent gives None, and one that is
+    malformed (a column missing, a value that does not parse) is reported in the summary and
+    left out instead of stopping the whole run."""
+    if not src.has(table):
+        return None
+    try:
+        return build(src)
+    except InputError as exc:
+        summary.notes.append(
+            f"optional table {table.upper()} was not used, {consequence}: {exc.message}"
+            + "".join(f"; {p}" for p in exc.problems[:3] if str(p) != exc.message)
+        )
+        return None
+
+
+def _deaths(src: OmopSource) -> pl.DataFrame:
+    """patient_id, death_date (the earliest per person) from DEATH."""
+    dw = src.where("death")
+    d = src.read("death", ["person_id", "death_date"], ["person_id", "death_date"])
+    d = _cast(_ids(d, dw), "death_date", pl.Date, dw, "a date")
+    return d.group_by("patient_id").agg(pl.col("death_date").min())
+
+
+def _followup_ends(src: OmopSource) -> pl.DataFrame:
+    """patient_id, last_followup_date (the last observation period end) from OBSERVATION_PERIOD."""
+    ow = src.where("observation_period")
+    o = src.read(
+        "observation_period",
+        ["person_id", "observation_period_end_date"],
+        ["person_id", "observation_period_end_date"],
+    )
+    o = _cast(_ids(o, ow), "observation_period_end_date", pl.Date, ow, "a date")
+    return o.group_by("patient_id").agg(
+        pl.col("observation_period_end_date").max().alias("last_followup_date")
+    )
 
 
 def _ld_start(src: OmopSource, patients: pl.DataFrame) -> pl.DataFrame:
@@ -733,6 +764,7 @@ def _measurements(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary)
             "unit_concept_id",
             "unit_source_value",
             "measurement_source_value",
+            "operator_concept_id",
         ],
         ["person_id", "measurement_date", "value_as_number"],
     )
@@ -740,7 +772,7 @@ def _measurements(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary)
     m = _ids(m, where)
     m = _cast(m, "measurement_date", pl.Date, where, "a date")
     m = _cast(m, "value_as_number", pl.Float64, where, "a number")
-    for c in ("measurement_concept_id", "unit_concept_id"):
+    for c in ("measurement_concept_id", "unit_concept_id", "operator_concept_id"):
         if c not in m.columns:
             m = m.with_columns(pl.lit(None, dtype=pl.Int64).alias(c))
         m = _cast(m, c, pl.Int64, where, "a concept id")
@@ -749,8 +781,12 @@ def _measurements(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary)
             m = m.with_columns(pl.lit(None, dtype=pl.String).alias(c))
         m = m.with_columns(pl.col(c).cast(pl.String))
     concepts = _concepts(
-        src, _int_ids(m, "measurement_concept_id") | _int_ids(m, "unit_concept_id")
+        src,
+        _int_ids(m, "measurement_concept_id")
+        | _int_ids(m, "unit_concept_id")
+        | _int_ids(m, "operator_concept_id"),
     )
+    m = _comparators(m, concepts, summary)
     # each distinct (concept, source value) resolved once
     pairs = m.select("measurement_concept_id", "measurement_source_value").unique()
     codes: list[str | None] = []
@@ -804,8 +840,36 @@ def _measurements(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary)
         "analyte",
         pl.col("value_as_number").alias("value"),
         "unit",
+        "comparator",
         "row",
     )
+
+
+def _comparators(
+    m: pl.DataFrame, concepts: dict[int, tuple[str, str, str]], summary: OmopSummary
+) -> pl.DataFrame:
+    """``comparator`` ('<', '<=', '>', '>=' or null) from MEASUREMENT.operator_concept_id, like
+    FHIR's Quantity.comparator: '<0.1' is kept as a bound (graded as the bound, shown as '<')."""
+    fixed = {int(k): v for k, v in omop_map()["operator"].items()}
+    found: dict[int, str | None] = {}
+    unknown = 0
+    for (cid,) in m.select("operator_concept_id").unique().drop_nulls().iter_rows():
+        concept = concepts.get(cid)
+        named = concept[2] if concept and concept[0].lower() == "meas value operator" else None
+        op = named if named in fixed.values() else fixed.get(cid)
+        if op is None and cid != 0:
+            unknown += m.filter(pl.col("operator_concept_id") == cid).height
+        found[cid] = None if op in (None, "=") else op
+    if unknown:
+        summary.notes.append(
+            f"{unknown:,} measurement(s) with an operator_concept_id that is not a 'Meas Value "
+            "Operator' concept: read without a comparator"
+        )
+    mapping = pl.DataFrame(
+        {"operator_concept_id": list(found), "comparator": list(found.values())},
+        schema={"operator_concept_id": pl.Int64, "comparator": pl.String},
+    )
+    return m.join(mapping, on="operator_concept_id", how="left", nulls_equal=False)
 
 
 def _events(src: OmopSource, patients: pl.DataFrame, summary: OmopSummary) -> pl.DataFrame:
@@ -901,6 +965,11 @@ def read_omop(
     return OmopCohort(frames, patients, raw, summary)
 
 
+def _ucum_codes(raw_labs: pl.DataFrame) -> dict[str, str]:
+    """Each unit text of the lab rows -> its UCUM code (all resolved: the rows were graded)."""
+    return {u: resolve_unit(u).ucum for u in raw_labs["unit"].unique().drop_nulls()}
+
+
 def long_tables(cohort: OmopCohort) -> dict[str, pl.DataFrame]:
     """The cohort in the project's long format (patients with dates, labs with days, events)."""
     keep = [
@@ -921,7 +990,15 @@ def long_tables(cohort: OmopCohort) -> dict[str, pl.DataFrame]:
     ]
     return {
         "patients": cohort.patients.select(keep),
-        "labs": cohort.raw_labs.select("patient_id", "day", "analyte", "value", "unit"),
+        "labs": cohort.raw_labs.select(
+            "patient_id",
+            "day",
+            "analyte",
+            "value",
+            # the UCUM code of the unit as read ('K/uL' is written '10*3/uL'); values unchanged
+            pl.col("unit").replace_strict(_ucum_codes(cohort.raw_labs), return_dtype=pl.String),
+            "comparator",
+        ),
         "events": cohort.frames.events,
     }
 
