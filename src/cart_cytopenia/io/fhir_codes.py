@@ -289,20 +289,22 @@ def project_code_system() -> dict[str, Any]:
     }
 
 
-_SYSTEM_NAMES = {
+SYSTEM_NAMES = {
     "icd10cm": "ICD-10-CM",
     "icd10": "ICD-10",
     "cpt": "CPT",
     "snomed": "SNOMED CT",
     "loinc": "LOINC",
     "rxnorm": "RxNorm",
+    "hcpcs": "HCPCS",
+    "icd10pcs": "ICD-10-PCS",
 }
 
 
 def _therapy_codes_markdown() -> list[str]:
     """The shared therapy-code table (io/data/therapy_codes.toml) as Markdown."""
     t = therapy_codes()
-    names = {"cpt": "CPT", "hcpcs": "HCPCS", "icd10pcs": "ICD-10-PCS"}
+    names = SYSTEM_NAMES
     rows: dict[tuple[str, str, str], list[str]] = {}
     for e in t.codes.values():
         rows.setdefault((e.kind, names[e.system], e.product or "—"), []).append(e.code)
@@ -327,7 +329,7 @@ def _therapy_codes_markdown() -> list[str]:
 def codes_markdown() -> str:
     """The code tables of docs/interoperability.md, generated from the data file."""
     c = codes()
-    names = {uri: _SYSTEM_NAMES.get(k, k) for k, uri in c.systems.items()}
+    names = {uri: SYSTEM_NAMES.get(k, k) for k, uri in c.systems.items()}
     out = [
         f"Generated from `src/cart_cytopenia/io/data/fhir_codes.toml` (version {c.version}) by "
         "`python -m cart_cytopenia.io.fhir_codes`; external codes marked † are pending "

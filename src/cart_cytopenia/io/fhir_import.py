@@ -49,7 +49,7 @@ from cart_cytopenia.domain.catalogues import (
 from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.domain.units import dose_ucum, resolve_unit
 from cart_cytopenia.errors import InputError, ParseError, Problem
-from cart_cytopenia.io.fhir_codes import Concept, FhirCodes, codes
+from cart_cytopenia.io.fhir_codes import SYSTEM_NAMES, Concept, FhirCodes, codes
 from cart_cytopenia.io.fhir_duplicates import deduplicate
 from cart_cytopenia.io.fhir_status import invalid_status
 from cart_cytopenia.io.therapy_codes import TherapyCode, therapy_codes
@@ -430,7 +430,8 @@ def _code_names(cc: Any) -> list[str]:
     """'CPT 12345'-style names of a concept's codings (system URI when not a known one)."""
     cs, table = codes(), therapy_codes()
     short = {uri: name for name, uri in cs.systems.items()} | table.fhir_systems
-    return [f"{short.get(s or '', s or 'no system')} {c}" for s, c in _codings(cc) if c]
+    names = {k: SYSTEM_NAMES.get(v, v) for k, v in short.items()}
+    return [f"{names.get(s or '', s or 'no system')} {c}" for s, c in _codings(cc) if c]
 
 
 def _label(cc: Any) -> str:

@@ -1087,7 +1087,12 @@ class CdsEngine:
             wanted = set(selections)
             orders = [o for o in orders if o.reference in wanted]
         relevant = [o for o in orders if o.problem is None and _checked(o)]
-        unchecked = [o for o in orders if o.problem is not None and (o.drug is None or _checked(o))]
+        # not checked, and it might matter: the medication is unknown, or a checked drug
+        unchecked = [
+            o
+            for o in orders
+            if o.problem is not None and (_checked(o) or (o.drug is None and not o.name))
+        ]
         if not relevant and not unchecked:
             return []
         course, _result, cards = self._course(raws, patient_id, links)
