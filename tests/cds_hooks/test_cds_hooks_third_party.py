@@ -211,3 +211,19 @@ def test_the_labs_prefetch_returns_blood_count_panels_and_their_components_are_r
     }
     result = import_text(json.dumps(panel))
     assert not any(u.resource.startswith("Observation/cbc-1") for u in result.unmapped)
+
+
+def test_conflicting_versions_in_the_prefetch_give_a_warning_card_not_guidance() -> None:
+    course = review_course(1)
+    h = make_harness(course.infusion_date + dt.timedelta(days=20))
+    prefetch = split_prefetch(course.as_of(20))
+    entries = prefetch["labs"]["entry"]
+    changed = copy.deepcopy(next(e for e in entries if "valueQuantity" in e["resource"]))
+    changed["resource"]["valueQuantity"]["value"] += 1  # same id, other value, no lastUpdated
+    entries.append(changed)
+    body = hook_request("patient-view", course.patient.id, prefetch)
+    r = h.post("/cds-services/cart-cytopenia-patient-view", body)
+    assert r.status_code == 200, r.text
+    (card,) = r.json()["cards"]
+    assert card["indicator"] == "warning" and "conflicting versions" in card["summary"]
+    assert f"Observation/{changed['resource']['id']}" in card["detail"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from cart_cytopenia.io.fhir_export import course_to_bundle
 from cart_cytopenia.io.fhir_import import FhirImport, import_resources, resources_from_text
 from cart_cytopenia.io.therapy_codes import therapy_codes
 from tests.fhir.conftest import RXNORM, SNOMED, UCUM, lab, lymphoma
+from tests.fhir.test_fhir_cmd import run
 
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
 HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
@@ -296,3 +298,12 @@ def test_a_contained_patient_subject_is_joined_by_its_identifier() -> None:
     result = _import(transaction(*base_resources(), obs2))
     (u,) = [u for u in result.unmapped if u.resource.endswith(_id("anc-26"))]
     assert "contained in the resource" in u.reason and "no identifier shared" in u.reason
+
+
+def test_the_cli_refuses_conflicting_versions_with_exit_2(tmp_path: Path) -> None:
+    tx = platelet_transfusion("tx-1", "2024-01-25")
+    (tmp_path / "a.ndjson").write_text(json.dumps(tx) + "\n")
+    (tmp_path / "b.ndjson").write_text(json.dumps({**tx, "performedDateTime": "2024-01-27"}) + "\n")
+    p = run("import", "fhir", str(tmp_path / "a.ndjson"), str(tmp_path / "b.ndjson"), check=False)
+    assert p.returncode == 2, p.stderr
+    assert "conflicting versions" in p.stderr and "a.ndjson" in p.stderr and "b.ndjson" in p.stderr

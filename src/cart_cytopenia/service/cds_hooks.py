@@ -60,7 +60,7 @@ from starlette.concurrency import run_in_threadpool
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.catalogues import DrugClass, resolve_drug
 from cart_cytopenia.domain.course import Course, Medication
-from cart_cytopenia.errors import CartCytopeniaError, SettingsError
+from cart_cytopenia.errors import CartCytopeniaError, ConflictError, SettingsError
 from cart_cytopenia.grading.assessment import Assessment, assess
 from cart_cytopenia.io.fhir_cards import (
     INDICATOR,
@@ -973,7 +973,19 @@ class CdsEngine:
         """(course, import report, cards to answer with instead) for the patient in context."""
         if not mentions_cart(raws):
             return None, None, []
-        result = import_resources(raws, self.models)
+        try:
+            result = import_resources(raws, self.models)
+        except ConflictError as exc:
+            detail = "\n".join(
+                [
+                    "The record sends one resource in versions that differ, and nothing says "
+                    "which is current, so **no cytopenia guidance is shown**:",
+                    "",
+                    *[f"- {md_text(str(p))}" for p in exc.problems[:15]],
+                ]
+            )
+            title = "cart-cytopenia cannot assess this record: conflicting versions of a resource"
+            return None, None, [message_card(title, detail, "warning", "data-quality", links)]
         course = next((c for c in result.courses if c.patient.id == patient_id), None)
         if course is not None:
             return course, result, []
