@@ -100,6 +100,16 @@ def test_import_errors_are_problem_details(service: Service) -> None:
     assert (
         r.status_code == 422 and "no CAR-T infusion" in r.json()["report"]["failed"][0]["message"]
     )
+    # the same resource twice with different content (issue 13): refused, naming it
+    bundle = _bundle()
+    entries = bundle["entry"]
+    assert isinstance(entries, list)
+    entries.append({"resource": {**entries[0]["resource"], "gender": "other"}})
+    r = client.post(
+        "/api/v1/fhir/import", content=json.dumps(bundle), headers=service.auth("read-only")
+    )
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "conflicting versions" in r.text and entries[0]["resource"]["id"] in r.text
 
 
 def test_code_system_route(service: Service) -> None:

@@ -29,10 +29,16 @@ from cart_cytopenia.errors import ConflictError, Location, Problem
 @dataclass
 class _Copies:
     ref: str
-    first: Any  # RawResource
-    content: str
-    versions: dict[str, Any] = field(default_factory=dict)  # content -> the first raw with it
+    first: Any  # RawResource: the copy kept in place
     extra: list[Any] = field(default_factory=list)  # the later copies (raws)
+
+    def versions(self) -> dict[str, Any]:
+        """Content (without ``meta``) -> the first copy with it; computed only for resources
+        given more than once, so a chart without duplicates costs no serialisation."""
+        out: dict[str, Any] = {}
+        for raw in (self.first, *self.extra):
+            out.setdefault(_content(raw.data), raw)
+        return out
 
 
 @dataclass
@@ -67,9 +73,9 @@ def _identity(raw: Any) -> tuple[str | None, str | None]:
     return ref, url
 
 
-def _latest(copies: _Copies) -> Any | None:
-    """The copy with the latest meta.lastUpdated, when every version has one and it is unique."""
-    dated = [(_last_updated(r), r) for r in copies.versions.values()]
+def _latest(versions: dict[str, Any]) -> Any | None:
+    """The version with the latest meta.lastUpdated, when every one has one and it is unique."""
+    dated = [(_last_updated(r), r) for r in versions.values()]
     if any(when is None for when, _r in dated):
         return None
     dated.sort(key=lambda x: x[0])  # type: ignore[arg-type, return-value]
@@ -94,14 +100,12 @@ def deduplicate(raws: Iterable[Any]) -> Deduplicated:
             key = by_url[url]
         group = groups.get(key)
         if group is None:
-            content = _content(raw.data)
-            groups[key] = _Copies(key, raw, content, {content: raw})
+            groups[key] = _Copies(key, raw)
             if url is not None:
                 by_url.setdefault(url, key)
             out.append(raw)
             continue
         group.extra.append(raw)
-        group.versions.setdefault(_content(raw.data), raw)
     return _resolve(out, groups)
 
 
@@ -111,10 +115,11 @@ def _resolve(out: list[Any], groups: dict[str, _Copies]) -> Deduplicated:
     for g in groups.values():
         if not g.extra:
             continue
-        if len(g.versions) == 1:
+        versions = g.versions()
+        if len(versions) == 1:
             result.merged += [(g.ref, r.where, g.first.where) for r in g.extra]
             continue
-        latest = _latest(g)
+        latest = _latest(versions)
         wheres = ", ".join([g.first.where, *(r.where for r in g.extra)])
         if latest is None:
             conflicts.append(
