@@ -227,3 +227,15 @@ def test_conflicting_versions_in_the_prefetch_give_a_warning_card_not_guidance()
     (card,) = r.json()["cards"]
     assert card["indicator"] == "warning" and "conflicting versions" in card["summary"]
     assert f"Observation/{changed['resource']['id']}" in card["detail"]
+
+
+def test_a_medication_the_fhir_server_refuses_is_named_with_why() -> None:
+    h, pid, prefetch = _day10_case_3()
+    h.ehr.fhir["Medication/med-gcsf"] = 403
+    body = hook_request("order-sign", pid, prefetch, {"draftOrders": _reference_order(pid)})
+    (card,) = h.post(SIGN, body).json()["cards"]
+    assert "could not identify" in card["summary"]
+    assert (
+        "The FHIR server could not give Medication/med-gcsf: access to this data was refused"
+        in card["detail"]
+    )

@@ -92,21 +92,29 @@ async def fetch_medications(
     *,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> list[RawResource]:
-    """Read the Medications ``keys`` from the FHIR server (unreadable or absent ones are left
-    out: the order check reports the order as not identified)."""
+) -> tuple[list[RawResource], dict[str, str]]:
+    """Read the Medications ``keys`` from the FHIR server: (those read, {key: why not} for those
+    the server could not give; an absent one is neither: the order check reports it as not
+    identified)."""
     if not keys:
-        return []
+        return [], {}
     results = await fetch_queries(
         base, token, {k: k for k in keys}, timeout=timeout, max_pages=1, transport=transport
     )
     out: list[RawResource] = []
+    failed: dict[str, str] = {}
     for key, doc in results.items():
-        if isinstance(doc, FetchError) or not isinstance(doc, dict):
-            continue
-        if doc.get("resourceType") == "Medication" and f"Medication/{doc.get('id')}" == key:
+        if isinstance(doc, FetchError):
+            failed[key] = doc.reason
+        elif isinstance(doc, dict) and f"{doc.get('resourceType')}/{doc.get('id')}" == key:
             out.append(RawResource(doc, f"FHIR server {key}"))
-    return out
+    return out, failed
+
+
+def medication_key(order: Any) -> str | None:
+    """'Medication/<id>' of a draft order's medicationReference (None when it has none)."""
+    ref = getattr(getattr(order, "medicationReference", None), "reference", None)
+    return _reference_key(ref) if isinstance(ref, str) else None
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,7 @@ __all__ = [
     "MedicationOrder",
     "draft_order_raws",
     "fetch_medications",
+    "medication_key",
     "medication_orders",
     "medications_from",
     "missing_medications",

@@ -82,6 +82,7 @@ from cart_cytopenia.io.fhir_draft_orders import (
     MedicationOrder,
     draft_order_raws,
     fetch_medications,
+    medication_key,
     medication_orders,
     medications_from,
     missing_medications,
@@ -1086,9 +1087,11 @@ class CdsEngine:
         draft_orders: Any,
         selections: Sequence[str] | None,
         medications: Sequence[RawResource] = (),
+        unreadable: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Cards for the draft orders; ``medications`` are Medications the draft orders
-        reference that came from the prefetch or the FHIR server."""
+        reference that came from the prefetch or the FHIR server, ``unreadable`` the ones the
+        FHIR server could not give ('Medication/<id>' -> why)."""
         links = self.links(base, patient_id)
         try:
             draft_raws = draft_order_raws(draft_orders)
@@ -1110,7 +1113,7 @@ class CdsEngine:
         course, _result, cards = self._course(raws, patient_id, links)
         if course is None:
             return cards
-        out = [_unchecked_card(o, links) for o in unchecked]
+        out = [_unchecked_card(o, links, unreadable or {}) for o in unchecked]
         day = (self.today() - course.infusion_date).days
         if day < 0 or not relevant:
             return out
@@ -1121,10 +1124,10 @@ class CdsEngine:
 
     async def draft_medications(
         self, req: HookRequest, draft_orders: Any, raws: Sequence[RawResource]
-    ) -> tuple[list[RawResource], bool]:
+    ) -> tuple[list[RawResource], dict[str, str], bool]:
         """The Medications that draft orders reference but the draftOrders Bundle does not
-        hold: from the prefetch data, else read from the FHIR server. (Medications, whether
-        the FHIR server was asked.)"""
+        hold: from the prefetch data, else read from the FHIR server. (Medications, those the
+        server could not give with why, whether the server was asked.)"""
         try:
             missing = missing_medications(draft_order_raws(draft_orders))
         except CartCytopeniaError as exc:
@@ -1133,22 +1136,24 @@ class CdsEngine:
         have = {f"Medication/{r.data.get('id')}" for r in found}
         still = [k for k in missing if k not in have]
         if not still or not req.fhirServer or req.fhirAuthorization is None:
-            return found, False
-        fetched = await fetch_medications(
+            return found, {}, False
+        fetched, failed = await fetch_medications(
             self._server(req.fhirServer),
             req.fhirAuthorization.access_token,
             still,
             timeout=self.settings.fhir_timeout_seconds,
             transport=self.transport,
         )
-        return found + fetched, True
+        return found + fetched, failed, True
 
 
 def _checked(order: MedicationOrder) -> bool:
     return order.drug is not None and bool(order.drug.classes & CHECKED_CLASSES)
 
 
-def _unchecked_card(order: MedicationOrder, links: list[dict[str, Any]]) -> dict[str, Any]:
+def _unchecked_card(
+    order: MedicationOrder, links: list[dict[str, Any]], unreadable: Mapping[str, str]
+) -> dict[str, Any]:
     """The info card for a draft order that could not be checked, saying why."""
     what = (
         "could not read a draft order"
@@ -1156,9 +1161,12 @@ def _unchecked_card(order: MedicationOrder, links: list[dict[str, Any]]) -> dict
         else "could not identify the medication of a draft order"
     )
     name = f" ({md_text(order.name)})" if order.name else ""
+    key = medication_key(order.resource)
+    why = unreadable.get(key) if key else None
+    server = f" The FHIR server could not give {key}: {why}." if why else ""
     return message_card(
         f"cart-cytopenia {what}, so it was not checked",
-        f"{order.reference}{name}: {md_text(order.problem or '')}.\n\nThe order checks for "
+        f"{order.reference}{name}: {md_text(order.problem or '')}.{server}\n\nThe order checks for "
         "GM-CSF, G-CSF, TPO-receptor agonists and myelosuppressive drugs did not run for this "
         "order; check it against the patient's cytopenia guidance yourself.",
         "info",
@@ -1654,10 +1662,10 @@ def create_cds_router(
                     raise CdsError(
                         400, "context.selections (a list of ids) is required", "required"
                     )
-                meds, asked = await engine.draft_medications(req, draft, gathered.raws)
+                meds, failed, asked = await engine.draft_medications(req, draft, gathered.raws)
                 gathered.fetched = gathered.fetched or asked
                 cards = await engine.compute(
-                    engine.orders, gathered.raws, patient_id, base, draft, selections, meds
+                    engine.orders, gathered.raws, patient_id, base, draft, selections, meds, failed
                 )
             if not gathered.fetched:
                 engine.remember(key, body_key, (patient_id, cards))
