@@ -591,7 +591,6 @@ class Importer:
     # ---- pipeline
 
     def run(self, raws: Iterable[RawResource]) -> FhirImport:
-        parsed: list[tuple[Any, str, str]] = []
         counts: dict[str, int] = defaultdict(int)
         unique = deduplicate(raws)
         for ref, where, first in unique.merged:
@@ -599,64 +598,14 @@ class Importer:
             self.unmapped(ref, f"duplicate of the same resource ({first}): read once", where)
         for ref, message in unique.chosen:
             self.warn(ref, message)
+        parsed: list[tuple[Any, str, str]] = []
         for raw in unique.raws:
-            rt = str(raw.data.get("resourceType", ""))
-            counts[rt] += 1
-            if rt == "_delete":
-                self.unmapped(
-                    raw.full_url or raw.where,
-                    "DELETE request in a transaction: nothing to import",
-                    raw.where,
-                )
-                continue
-            if rt == "_empty":
-                self.unmapped(
-                    raw.full_url or raw.where, "Bundle entry without a resource", raw.where
-                )
-                continue
-            rid = raw.data.get("id")
-            ref = ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
-            try:
-                cls = get_fhir_model_class(rt)
-            except ValueError:
-                self.unmapped(ref, f"'{rt}' is not a FHIR R4 resource type", raw.where)
-                continue
-            try:
-                model = (
-                    cls.model_validate(raw.data)
-                    if self.cache is None
-                    else self.cache.validate(cls, raw.data)
-                )
-            except ValidationError as exc:
-                errs = "; ".join(
-                    f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
-                )
-                self.unmapped(ref, f"not valid FHIR {rt}: {errs}", raw.where)
-                continue
-            bad_status = invalid_status(rt, raw.data.get("status"))
-            if bad_status is not None:
-                self.unmapped(ref, f"not valid FHIR {rt}: {bad_status}", raw.where)
-                continue
-            if rid:
-                self.by_ref[ref] = model
-            if raw.full_url:
-                self.urls[raw.full_url] = ref
-            parsed.append((model, ref, raw.where))
+            counts[str(raw.data.get("resourceType", ""))] += 1
+            found = self._parse(raw)
+            if found is not None:
+                parsed.append((*found, raw.where))
         self.result.resources_read = dict(counts)
-        for model, _ref, _w in parsed:
-            if model.get_resource_type() == "Patient":
-                for ident in model.identifier or []:
-                    if ident.value:
-                        self.patient_identifiers[(ident.system, ident.value)] = model.id
-        # contained resources are resolvable by '#id' per resource; handled where used.
-        for model, _ref, _w in parsed:
-            if (
-                model.get_resource_type() == "MedicationAdministration"
-                and model.request is not None
-            ):
-                target = self.resolve(model.request.reference)
-                if target:
-                    self.superseded.add(target)
+        self._index(parsed)
         for model, ref, where in parsed:
             handler = getattr(self, "_" + model.get_resource_type(), None)
             if handler is None:
@@ -668,6 +617,64 @@ class Importer:
         for pid in sorted(self.builders):
             self._finish(self.builders[pid])
         return self.result
+
+    def _parse(self, raw: RawResource) -> tuple[Any, str] | None:
+        """(validated model, 'Type/id') of a raw resource, or None after reporting why not."""
+        rt = str(raw.data.get("resourceType", ""))
+        if rt == "_delete":
+            self.unmapped(
+                raw.full_url or raw.where,
+                "DELETE request in a transaction: nothing to import",
+                raw.where,
+            )
+            return None
+        if rt == "_empty":
+            self.unmapped(raw.full_url or raw.where, "Bundle entry without a resource", raw.where)
+            return None
+        rid = raw.data.get("id")
+        ref = ref_key(rt, str(rid)) if rid else (raw.full_url or raw.where)
+        try:
+            cls = get_fhir_model_class(rt)
+        except ValueError:
+            self.unmapped(ref, f"'{rt}' is not a FHIR R4 resource type", raw.where)
+            return None
+        try:
+            model = (
+                cls.model_validate(raw.data)
+                if self.cache is None
+                else self.cache.validate(cls, raw.data)
+            )
+        except ValidationError as exc:
+            errs = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
+            )
+            self.unmapped(ref, f"not valid FHIR {rt}: {errs}", raw.where)
+            return None
+        bad_status = invalid_status(rt, raw.data.get("status"))
+        if bad_status is not None:
+            self.unmapped(ref, f"not valid FHIR {rt}: {bad_status}", raw.where)
+            return None
+        if rid:
+            self.by_ref[ref] = model
+        if raw.full_url:
+            self.urls[raw.full_url] = ref
+        return model, ref
+
+    def _index(self, parsed: list[tuple[Any, str, str]]) -> None:
+        """What the handlers look up across resources: Patients by business identifier (for
+        contained Patient subjects) and the requests that administrations fulfil."""
+        for model, _ref, _w in parsed:
+            if model.get_resource_type() == "Patient":
+                for ident in model.identifier or []:
+                    if ident.value:
+                        self.patient_identifiers[(ident.system, ident.value)] = model.id
+            elif (
+                model.get_resource_type() == "MedicationAdministration"
+                and model.request is not None
+            ):
+                target = self.resolve(model.request.reference)
+                if target:
+                    self.superseded.add(target)
 
     # ---- resource handlers
 
