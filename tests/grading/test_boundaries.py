@@ -1,8 +1,9 @@
 """A value on each side of every cut-point (case table tests/data/boundary_cases.csv).
 
 CTCAE v5.0 uses "<" (NCI CTCAE v5.0), ICAHT uses "<=" (Rejeski et al., Blood 2023), and the
-CAR-HEMATOTOX bands are those of Rejeski et al., Blood 2021, Table 1. Values are given in mixed
-units to exercise conversion.
+CAR-HEMATOTOX bands are those of Rejeski et al., Blood 2021 (its points table; boundary sides as the
+authors' R code scores them, per shared/reference/clinical-definitions.md section 4: every cut-point
+value scores 1 point). Values are given in mixed units to exercise conversion.
 """
 
 from __future__ import annotations
