@@ -27,6 +27,26 @@ def course_dict(labs: list[tuple[int, float]] | None = None, **over: Any) -> dic
     return d
 
 
+BASELINE_UNITS = {
+    "platelets": "10*3/uL",
+    "anc": "/uL",
+    "hb": "g/dL",
+    "crp": "mg/dL",
+    "ferritin": "ng/mL",
+}
+
+
+def baseline_labs(day: int | None, **values: float) -> list[dict[str, Any]]:
+    """CAR-HEMATOTOX marker labs drawn on ``day`` (None: undated, i.e. the day before LD)."""
+    out = []
+    for k, v in values.items():
+        lab: dict[str, Any] = {"analyte": k, "value": v, "unit": BASELINE_UNITS[k]}
+        if day is not None:
+            lab["day"] = day
+        out.append(lab)
+    return out
+
+
 @pytest.fixture
 def examples() -> Path:
     return EXAMPLES

@@ -9,7 +9,7 @@ import pytest
 
 from cart_cytopenia.domain.course import parse_course
 from cart_cytopenia.grading.assessment import Assessment, assess
-from tests.conftest import course_dict
+from tests.conftest import baseline_labs, course_dict
 
 
 def daily(a: int, b: int, v: float) -> list[tuple[int, float]]:
@@ -124,41 +124,26 @@ def test_gcsf_response_too_early_to_tell() -> None:
 # ---------------------------------------------------------------- CAR-HEMATOTOX baseline
 
 
-def _baseline(day: int | None, **values: float) -> list[dict[str, Any]]:
-    units = {
-        "platelets": "10*3/uL",
-        "anc": "/uL",
-        "hb": "g/dL",
-        "crp": "mg/dL",
-        "ferritin": "ng/mL",
-    }
-    out = []
-    for k, v in values.items():
-        lab: dict[str, Any] = {"analyte": k, "value": v, "unit": units[k]}
-        if day is not None:
-            lab["day"] = day
-        out.append(lab)
-    return out
-
-
 def test_hematotox_low_risk_score_0_1_high_2() -> None:
     low = run(
         [],
         day=0,
-        baseline_labs=_baseline(None, platelets=200, anc=1500, hb=12, crp=3.0, ferritin=300),
+        baseline_labs=baseline_labs(None, platelets=200, anc=1500, hb=12, crp=3.0, ferritin=300),
     )
     assert (low.hematotox.score, low.hematotox.risk) == (1, "low")
     high = run(
         [],
         day=0,
-        baseline_labs=_baseline(None, platelets=200, anc=1500, hb=12, crp=3.0, ferritin=650),
+        baseline_labs=baseline_labs(None, platelets=200, anc=1500, hb=12, crp=3.0, ferritin=650),
     )
     assert (high.hematotox.score, high.hematotox.risk) == (2, "high")
 
 
 def test_hematotox_after_lymphodepletion_warns() -> None:
     a = run(
-        [], day=0, baseline_labs=_baseline(-2, platelets=200, anc=1500, hb=12, crp=1, ferritin=300)
+        [],
+        day=0,
+        baseline_labs=baseline_labs(-2, platelets=200, anc=1500, hb=12, crp=1, ferritin=300),
     )
     assert a.hematotox.score == 0
     assert any("after lymphodepletion" in w for w in a.hematotox.warnings)
@@ -166,13 +151,15 @@ def test_hematotox_after_lymphodepletion_warns() -> None:
 
 def test_hematotox_prefers_pre_ld_value_and_ignores_old_values() -> None:
     labs = [
-        *_baseline(-7, platelets=50, anc=1500, hb=12, crp=1, ferritin=300),
-        *_baseline(-2, platelets=250),
+        *baseline_labs(-7, platelets=50, anc=1500, hb=12, crp=1, ferritin=300),
+        *baseline_labs(-2, platelets=250),
     ]
     a = run([], day=0, baseline_labs=labs)
     assert a.hematotox.markers[0].value == 50 and a.hematotox.markers[0].points == 2
     old = run(
-        [], day=0, baseline_labs=_baseline(-40, platelets=50, anc=1500, hb=12, crp=1, ferritin=300)
+        [],
+        day=0,
+        baseline_labs=baseline_labs(-40, platelets=50, anc=1500, hb=12, crp=1, ferritin=300),
     )
     assert old.hematotox.score is None and set(old.hematotox.missing) == {
         "platelets",
@@ -184,5 +171,5 @@ def test_hematotox_prefers_pre_ld_value_and_ignores_old_values() -> None:
 
 
 def test_hematotox_missing_markers_low_cannot_be_told() -> None:
-    a = run([], day=0, baseline_labs=_baseline(None, platelets=200, anc=1500, hb=12))
+    a = run([], day=0, baseline_labs=baseline_labs(None, platelets=200, anc=1500, hb=12))
     assert a.hematotox.risk is None and a.hematotox.missing == ["crp", "ferritin"]

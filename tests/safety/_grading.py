@@ -14,29 +14,10 @@ from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.rules.settings import Settings
 from tests.conftest import course_dict
 
-BASELINE_UNITS = {
-    "platelets": "10*3/uL",
-    "anc": "/uL",
-    "hb": "g/dL",
-    "crp": "mg/dL",
-    "ferritin": "ng/mL",
-}
-
 
 def daily(a: int, b: int, v: float) -> list[tuple[int, float]]:
     """ANC ``v`` cells/uL on every day ``a``..``b``."""
     return [(d, v) for d in range(a, b + 1)]
-
-
-def baseline(day: int | None, **values: float) -> list[dict[str, Any]]:
-    """Baseline labs (CAR-HEMATOTOX markers) drawn on ``day`` (None: undated)."""
-    out = []
-    for k, v in values.items():
-        lab: dict[str, Any] = {"analyte": k, "value": v, "unit": BASELINE_UNITS[k]}
-        if day is not None:
-            lab["day"] = day
-        out.append(lab)
-    return out
 
 
 def course(labs: list[tuple[int, float]] | None = None, **over: Any) -> Course:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.safety._grading import baseline, both, course
+from tests.conftest import baseline_labs
+from tests.safety._grading import both, course
 
 CALM = {"platelets": 200.0, "crp": 1.0, "ferritin": 300.0}
 
@@ -29,7 +30,7 @@ CALM = {"platelets": 200.0, "crp": 1.0, "ferritin": 300.0}
 def test_anc_1200_and_hb_9_each_score_one_point(
     anc: float, hb: float, score: int, risk: str
 ) -> None:
-    c = course([], baseline_labs=baseline(None, anc=anc, hb=hb, **CALM))
+    c = course([], baseline_labs=baseline_labs(None, anc=anc, hb=hb, **CALM))
     a, row = both(c, day=0)
     assert (a.hematotox.score, a.hematotox.risk) == (score, risk)
     assert (row["hematotox_score"], row["hematotox_risk"]) == (score, risk)
@@ -52,7 +53,7 @@ def test_every_other_cut_point_value_scores_one_point(
 ) -> None:
     base = {"platelets": 200.0, "anc": 2000.0, "hb": 12.0, "crp": 1.0, "ferritin": 300.0}
     for value, points in ((at_cut, points_at), (beyond, points_beyond)):
-        c = course([], baseline_labs=baseline(None, **{**base, analyte: value}))
+        c = course([], baseline_labs=baseline_labs(None, **{**base, analyte: value}))
         a, row = both(c, day=0)
         assert a.hematotox.score == points, (analyte, value)
         assert row["hematotox_score"] == points
