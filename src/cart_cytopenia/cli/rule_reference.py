@@ -42,6 +42,22 @@ def _fmt(x: float) -> str:
     return "∞" if math.isinf(x) else f"{x:g}"
 
 
+def _grade_1_start(crit: tables.CtcaeCriterion, version: str, lln: float, unit: str) -> str:
+    """Where grade 1 starts, as the criterion's bands define it (the LLN, or a fixed cut-point
+    for a criterion whose grade 1 does not refer to the LLN, such as CTCAE v6 neutrophils)."""
+    if crit.lln_key is None:
+        top = crit.table(lln).bands[-1].min
+        return (
+            f"Grade 1 does not refer to the laboratory LLN in CTCAE v{version}: it starts below "
+            f"{top:g} {unit}, and values from {top:g} {unit} up are grade 0."
+        )
+    return (
+        f"Grade 1 starts below the laboratory LLN (institutional setting; default {lln:g} {unit}"
+        + (" for women, the lower LLN when sex is unknown" if crit.analyte == "hb" else "")
+        + ")."
+    )
+
+
 def rule_reference() -> str:
     lines: list[str] = [
         "# Rule reference",
@@ -66,12 +82,7 @@ def rule_reference() -> str:
             lines += [f"### {crit.term} (`{crit.id}`)", ""]
             if crit.comment:
                 lines += [crit.comment, ""]
-            lines += [
-                f"Grade 1 starts below the laboratory LLN (institutional setting; default {lln:g} {unit}"
-                + (" for women, the lower LLN when sex is unknown" if a == "hb" else "")
-                + ").",
-                "",
-            ]
+            lines += [_grade_1_start(crit, version, lln, unit), ""]
             lines += _bands(crit.table(lln), unit, "grade")
             lines.append("")
 

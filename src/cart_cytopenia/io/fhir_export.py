@@ -56,13 +56,17 @@ BundleType = Literal["collection", "transaction", "batch"]
 _NAMESPACE = uuid.UUID("6f0c2a4e-8a54-5c1e-9d0b-6a1f2c3d4e5f")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9\-.]")
 
-# Analyte display names use the catalogue label; CTCAE terms map to project codes.
+# Analyte display names use the catalogue label. CTCAE terms, in the wording of the version
+# graded (``Assessment.ctcae[].term``), map to project codes, so that under CTCAE v6.0 platelets
+# carry the v6 term "Thrombocytopenia" and its MedDRA code; a count that is no term of the version
+# (lymphocytes under v6.0) is not exported as a CTCAE grade.
 CTCAE_CODES = {
-    "anc": "ctcae-neutrophil-count-decreased",
-    "platelets": "ctcae-platelet-count-decreased",
-    "hb": "ctcae-anemia",
-    "wbc": "ctcae-white-blood-cell-decreased",
-    "alc": "ctcae-lymphocyte-count-decreased",
+    "Neutrophil count decreased": "ctcae-neutrophil-count-decreased",
+    "Platelet count decreased": "ctcae-platelet-count-decreased",
+    "Thrombocytopenia": "ctcae-thrombocytopenia",
+    "Anemia": "ctcae-anemia",
+    "White blood cell decreased": "ctcae-white-blood-cell-decreased",
+    "Lymphocyte count decreased": "ctcae-lymphocyte-count-decreased",
 }
 
 _URGENCY_PRIORITY = {
@@ -847,7 +851,7 @@ def assessment_to_resources(
             po["note"] = [{"text": f"not yet called: {ph.reason}"}]
     out.append(po)
     for item in assessment.ctcae:
-        code = CTCAE_CODES.get(item.analyte)
+        code = CTCAE_CODES.get(item.term)
         if code is None:
             continue
         meddra = cs.concept(code).meddra
