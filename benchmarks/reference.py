@@ -278,9 +278,9 @@ def _hematotox(
         if code == "platelets":
             counted += 2 if value < 75 else 1 if value <= 175 else 0
         elif code == "anc":
-            counted += 1 if value < 1200 else 0
+            counted += 1 if value <= 1200 else 0
         elif code == "hb":
-            counted += 1 if value < 9.0 else 0
+            counted += 1 if value <= 9.0 else 0
         elif code == "crp":
             counted += 0 if value < 3.0 else 1
         else:

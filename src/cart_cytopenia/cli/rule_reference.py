@@ -172,6 +172,8 @@ def rule_reference() -> str:
         "",
         f"Transfusion dependence: ≥ {tt.td_min_transfusions} transfusion episodes of the product in the trailing {tt.td_window_days} days. {tt.td_source}",
         "",
+        f"Also transfusion-dependent ({', '.join(tt.regular.products)}; {tt.regular.label}): ≥ {tt.regular.min_units} units in ≥ {tt.regular.min_episodes} transfusion episodes in the trailing {tt.regular.window_days} days, the last less than {tt.regular.independent_after_days} days before (a transfusion without a unit count: 1 unit). {tt.regular.source}",
+        "",
         f"G-CSF response: ANC > {tt.gcsf_response_anc:g} cells/µL (or > {tt.gcsf_biphasic_target_anc:g} when started above that level) within {tt.gcsf_window_days} days. {tt.gcsf_source}",
         "",
     ]

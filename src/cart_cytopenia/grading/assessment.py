@@ -23,6 +23,7 @@ from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
 from cart_cytopenia.grading.timing import phase_of_days
+from cart_cytopenia.grading.transfusion import basis_text
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -125,6 +126,15 @@ class TransfusionStatus(_Out):
     window_days: int
     dependent: bool
     last_day: int | None
+    units_in_long_window: int | None = Field(
+        default=None,
+        description="Units in the regular-transfusion window (None: no such rule for the product)",
+    )
+    episodes_in_long_window: int | None = None
+    long_window_days: int | None = None
+    basis: str | None = Field(
+        default=None, description="The definition of dependence met, with the counts behind it"
+    )
 
 
 class LineageStatus(_Out):
@@ -353,12 +363,17 @@ def _to_assessment(
         tx = None
         if product:
             b = c.transfusions[product]
+            has_long = b.long_units[i] >= 0
             tx = TransfusionStatus(
                 product=product,
                 in_window=int(b.in_window[i]),
                 window_days=tt.td_window_days,
                 dependent=bool(b.dependent[i]),
                 last_day=_d(b.last_day[i], -10_000),
+                units_in_long_window=int(b.long_units[i]) if has_long else None,
+                episodes_in_long_window=int(b.long_episodes[i]) if has_long else None,
+                long_window_days=tt.regular.window_days if has_long else None,
+                basis=basis_text(b, i, product, tt),
             )
         if lt.episode_start is None or lt.days_significant is None or lt.days_severe is None:
             raise RuntimeError("assessment needs the engine's detail (iter_chunks detail=True)")

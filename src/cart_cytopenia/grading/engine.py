@@ -176,7 +176,7 @@ class EventRows:
     """A cohort's events, split once into what the grading reads, by patient position."""
 
     start: PatientRows  # every event's start day (-1 when missing)
-    transfusions: dict[str, PatientRows]  # per product: day
+    transfusions: dict[str, PatientRows]  # per product: day, units (1 when not recorded)
     gcsf: PatientRows  # G-CSF courses from day 0: start, end (10**6 when open)
     graded: dict[str, PatientRows]  # CRS, ICANS with a grade: start day, grade
 
@@ -188,7 +188,9 @@ class EventRows:
             start=PatientRows.of(events, pl.col("start_day").fill_null(-1).cast(pl.Int64)),
             transfusions={
                 p: PatientRows.of(
-                    tx.filter(pl.col("product") == p).drop_nulls("start_day"), "start_day"
+                    tx.filter(pl.col("product") == p).drop_nulls("start_day"),
+                    "start_day",
+                    pl.col("grade").fill_null(1).cast(pl.Int64),  # (a transfusion's units)
                 )
                 for p in ("rbc", "platelets")
             },
@@ -711,7 +713,7 @@ def _grade_chunk(
     )
     on_day = np.where(as_of == NO_DAY, np.maximum(data_end, ev_last), as_of).astype(np.int32)
     tx = {
-        p: transfusion.burden(rows_p[0], rows_p[1], on_day, tt)
+        p: transfusion.burden(rows_p[0], rows_p[1], on_day, tt, rows_p[2], p)
         for p, rows_p in events.transfusions.items()
     }
     gc_idx, gc_start, gc_end = events.gcsf

@@ -374,6 +374,19 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class RegularTransfusions:
+    """Dependence from regular transfusions over a long window (units and episodes)."""
+
+    products: tuple[str, ...]
+    window_days: int
+    min_units: int
+    min_episodes: int
+    independent_after_days: int  # no longer dependent once the last transfusion is this old
+    label: str
+    source: str
+
+
+@dataclass(frozen=True)
 class TimingTable:
     meta: RuleMeta
     phases: tuple[Phase, ...]
@@ -382,6 +395,7 @@ class TimingTable:
     td_window_days: int
     td_min_transfusions: int
     td_source: str
+    regular: RegularTransfusions
     gcsf_window_days: int
     gcsf_response_anc: float
     gcsf_biphasic_target_anc: float
@@ -434,6 +448,7 @@ def timing() -> TimingTable:
         td_window_days=int(td["window_days"]),
         td_min_transfusions=int(td["min_transfusions"]),
         td_source=td["source"],
+        regular=_regular_transfusions(td["regular"]),
         gcsf_window_days=int(gc["window_days"]),
         gcsf_response_anc=float(gc["response_anc"]) * fa,
         gcsf_biphasic_target_anc=float(gc["biphasic_target_anc"]) * fa,
@@ -441,6 +456,25 @@ def timing() -> TimingTable:
         crs_open_read_as_ongoing_days=int(raw["crs_record"]["open_read_as_ongoing_days"]),
         crs_record_source=raw["crs_record"]["source"],
     )
+
+
+def _regular_transfusions(raw: dict[str, Any]) -> RegularTransfusions:
+    products = tuple(str(p) for p in raw["products"])
+    unknown = set(products) - {"rbc", "platelets"}
+    if unknown:
+        raise RuleTableError(f"timing: regular transfusions for unknown products {sorted(unknown)}")
+    out = RegularTransfusions(
+        products,
+        int(raw["window_days"]),
+        int(raw["min_units"]),
+        int(raw["min_episodes"]),
+        int(raw["independent_after_days"]),
+        str(raw["label"]),
+        str(raw["source"]),
+    )
+    if min(out.window_days, out.min_units, out.min_episodes, out.independent_after_days) < 1:
+        raise RuleTableError("timing: regular transfusions need every number >= 1")
+    return out
 
 
 def all_tables() -> list[RuleMeta]:
