@@ -23,7 +23,8 @@ for the core definitions, so that the per-patient speed comparison is like for l
   < 50 x10^9/L in days 0-60 (interpolated series);
 - neutrophil recovery phenotype (aplastic: a joined run <= 500 of >= 14 days; intermittent:
   recovery then <= 1000 after day 21; quick: recovery, or never <= 500, without such a dip, with
-  ANC known beyond day 28; judged to the end of the late window);
+  ANC known beyond day 28, and never with ANC <= 1000 after day 21 or a refractory G-CSF
+  response; judged to the end of the late window);
 - CAR-HEMATOTOX (last pre-lymphodepletion value within 30 days; points; high risk >= 2);
 - transfusion episodes (red cells, platelets) day 0-30 and 31-100; CRS and ICANS maximum grade;
 - the day of each nadir (first day at the lowest value); the phase (early day 0-29, prolonged
@@ -73,6 +74,7 @@ HB_LLN = {"female": 12.0, "male": 13.5}
 SIGNIFICANT = {"anc": 1000.0, "platelets": 50.0, "hb": 8.0}  # below: significant cytopenia
 PHASES = ((0, 29, "early"), (30, 90, "prolonged"), (91, 10**6, "late"))
 SECOND_DIP_AFTER, SECOND_DIP_ANC, APLASTIC_DAYS, FOLLOWUP_DAY = 21, 1000.0, 14, 28
+NOT_QUICK_AFTER, NOT_QUICK_ANC = 21, 1000.0
 GCSF_WINDOW, GCSF_ANC, GCSF_BIPHASIC_ANC = 7, 500.0, 1500.0
 HEMATOTOX_VALIDATED, HEMATOTOX_EXTENDED = ("LBCL",), ("MCL", "MM")
 HEMATOTOX_PRODUCTS = ("axi-cel", "tisa-cel")
@@ -453,12 +455,6 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
         res.second_dip = min(dips) if dips else None
     dip = res.second_dip is not None
     last_known = min(last, horizon)
-    if longest_all >= APLASTIC_DAYS:
-        res.phenotype = "aplastic"
-    elif first_rec is not None and dip:
-        res.phenotype = "intermittent"
-    elif not dip and (first_rec is not None or not runs) and last_known > FOLLOWUP_DAY:
-        res.phenotype = "quick"
     # G-CSF response of the first course (retrospective: the whole window counts as observed)
     if res.gcsf_first is not None:
         s0 = res.gcsf_first
@@ -475,6 +471,22 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
             res.gcsf_response = "no ANC after start"
         else:
             res.gcsf_response = "refractory"
+    # never quick: ANC <= 1000 after day 21 (to the horizon), or G-CSF refractory by the horizon
+    persisting = any(
+        NOT_QUICK_AFTER < d <= horizon and v <= NOT_QUICK_ANC for d, v in series.items()
+    )
+    refractory = res.gcsf_response == "refractory" and (res.gcsf_first or 0) <= horizon
+    if longest_all >= APLASTIC_DAYS:
+        res.phenotype = "aplastic"
+    elif first_rec is not None and dip:
+        res.phenotype = "intermittent"
+    elif (
+        not dip
+        and (first_rec is not None or not runs)
+        and last_known > FOLLOWUP_DAY
+        and not (persisting or refractory)
+    ):
+        res.phenotype = "quick"
     return res
 
 

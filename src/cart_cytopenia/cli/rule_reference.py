@@ -146,7 +146,10 @@ def rule_reference() -> str:
         f"- recovery: ANC > {pt.recovery_threshold:g} cells/µL on {pt.recovery_min_days} consecutive days",
         f"- intermittent: after recovery, a second dip to ANC ≤ {pt.second_dip_threshold:g} cells/µL after day {pt.second_dip_after_day}",
         f"- aplastic: a joined run of ANC ≤ {pt.aplastic_threshold:g} cells/µL lasting ≥ {pt.aplastic_min_days} days",
-        f"- quick: recovery without a second dip, with ANC known beyond day {pt.min_followup_day}",
+        f"- quick: recovery (or no ANC ≤ {pt.aplastic_threshold:g} cells/µL at all) without a second dip, with ANC known beyond day {pt.min_followup_day}",
+        f"- never quick: ANC ≤ {pt.not_quick_anc_le:g} cells/µL on a day after day {pt.not_quick_after_day}"
+        + (", or a refractory G-CSF response" if pt.not_quick_if_gcsf_refractory else "")
+        + f" (the phenotype is then not called, with the reason). {pt.not_quick_source}",
         "",
     ]
 

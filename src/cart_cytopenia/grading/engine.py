@@ -664,15 +664,6 @@ def _grade_chunk(
     )
     last_anc = _last_day_or_none(sparse_last["anc"][1])
     last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
-    # the recovery phenotype describes the course to the end of the late ICAHT window (day 100,
-    # censored at relapse/progression, next therapy, follow-up or death)
-    horizon = np.minimum(as_of, np.maximum(late.window_end, 0)).astype(np.int32)
-    phen = recovery_phenotype.classify(
-        anc_interp,
-        horizon,
-        np.minimum(last_anc, horizon).astype(np.int32),
-        tables.recovery_phenotype(),
-    )
 
     ct = tables.ctcae(settings.ctcae_version)
     sex = patients.sex
@@ -724,6 +715,16 @@ def _grade_chunk(
         tt,
         _anc_series(anc_interp, rows["anc"], conv.max_interpolation_gap_days),
         anc_interp.last_day - conv.max_interpolation_gap_days - 1,
+    )
+    # the recovery phenotype describes the course to the end of the late ICAHT window (day 100,
+    # censored at relapse/progression, next therapy, follow-up or death)
+    horizon = np.minimum(as_of, np.maximum(late.window_end, 0)).astype(np.int32)
+    phen = recovery_phenotype.classify(
+        anc_interp,
+        horizon,
+        np.minimum(last_anc, horizon).astype(np.int32),
+        tables.recovery_phenotype(),
+        (gc.response == gcsf_response.REFRACTORY) & (gc.first_day <= horizon),
     )
 
     ht = hematotox.score(

@@ -334,6 +334,10 @@ class PhenotypeTable:
     aplastic_threshold: float
     aplastic_min_days: int
     min_followup_day: int
+    not_quick_anc_le: float  # canonical
+    not_quick_after_day: int
+    not_quick_if_gcsf_refractory: bool
+    not_quick_source: str
 
 
 @cache
@@ -341,6 +345,8 @@ def recovery_phenotype() -> PhenotypeTable:
     raw_all = _read("recovery_phenotype.toml")
     raw = raw_all["thresholds"]
     f = _factor("anc", raw["unit"], "recovery_phenotype")
+    nq = raw_all["not_quick"]
+    fq = _factor("anc", nq["unit"], "recovery_phenotype.not_quick")
     return PhenotypeTable(
         meta=_meta(raw_all, "recovery_phenotype.toml"),
         recovery_threshold=float(raw["recovery_threshold"]) * f,
@@ -350,6 +356,10 @@ def recovery_phenotype() -> PhenotypeTable:
         aplastic_threshold=float(raw["aplastic_threshold"]) * f,
         aplastic_min_days=int(raw["aplastic_min_days"]),
         min_followup_day=int(raw["min_followup_day"]),
+        not_quick_anc_le=float(nq["anc_le"]) * fq,
+        not_quick_after_day=int(nq["after_day"]),
+        not_quick_if_gcsf_refractory=bool(nq["gcsf_refractory"]),
+        not_quick_source=str(nq["source"]),
     )
 
 
