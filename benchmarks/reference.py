@@ -37,7 +37,7 @@ for the core definitions, so that the per-patient speed comparison is like for l
   follow-up, death; the first of these on a tie) and the number of days with an ANC value in it;
 - CAR-HEMATOTOX points counted (markers present), missing markers, and which warnings apply
   (drawn after lymphodepletion; disease outside LBCL, MCL/MM being published extensions; LBCL
-  product other than axi-cel/tisa-cel);
+  product other than axi-cel/tisa-cel; a value not used, per marker);
 - G-CSF: the first start of a G-CSF course on or after day 0 (drugs of the G-CSF class in the
   drug catalogue) and the response: ANC at start (that day's interpolated value, else the last
   one of the 3 days before), responded when the interpolated ANC exceeds 500/uL (1500/uL when
@@ -370,6 +370,14 @@ def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
         )
     elif p.product not in HEMATOTOX_PRODUCTS:
         res.hematotox_warnings.append("unvalidated product")
+    # values not used are named: drawn after LD start while a pre-LD value was used, or drawn
+    # before the 30-day window while the marker has no value
+    for code in ("platelets", "anc", "hb", "crp", "ferritin"):
+        found, days = base[code], [day for day, _ in pre.get(code, [])]
+        if (found is not None and found[1] and any(d > p.ld_start for d in days)) or (
+            found is None and any(d < p.ld_start - 30 for d in days)
+        ):
+            res.hematotox_warnings.append("ignored value")
     gcsf = _gcsf_names()
     for kind, start, g, what in p.events:
         if kind == "transfusion":

@@ -136,7 +136,9 @@ def _warning_kinds(text: str | None) -> list[str] | None:
         return None
     kinds = []
     for w in text.split(" | "):
-        if "after lymphodepletion" in w:
+        if "not used for CAR-HEMATOTOX" in w:
+            kinds.append("ignored value")
+        elif "after lymphodepletion" in w:
             kinds.append("drawn after lymphodepletion")
         elif "was validated in LBCL" in w:
             kinds.append("extended disease")

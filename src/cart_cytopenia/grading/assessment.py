@@ -22,6 +22,7 @@ from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
+from cart_cytopenia.grading.hematotox import IgnoredValues
 from cart_cytopenia.grading.timing import phase_of_days
 from cart_cytopenia.grading.transfusion import basis_text
 from cart_cytopenia.rules import tables
@@ -99,6 +100,16 @@ class HematotoxMarkerResult(_Out):
     band: str | None
 
 
+class HematotoxIgnoredValue(_Out):
+    """A baseline value the score does not use, and why (also named among the warnings)."""
+
+    analyte: str
+    value: float
+    unit: str
+    day: int
+    reason: str
+
+
 class HematotoxResult(_Out):
     score: int | None
     points_counted: int
@@ -107,6 +118,9 @@ class HematotoxResult(_Out):
     markers: list[HematotoxMarkerResult]
     missing: list[str]
     warnings: list[str]
+    ignored: list[HematotoxIgnoredValue] = Field(
+        default_factory=list, description="Baseline values not used, with the reason"
+    )
     rule: str
 
 
@@ -219,6 +233,17 @@ def _f(x: float) -> float | None:
 
 def _d(x: int, missing: int = -1) -> int | None:
     return None if int(x) <= missing else int(x)
+
+
+def _ignored_value(ig: IgnoredValues, k: int, ht: tables.HematotoxTable) -> HematotoxIgnoredValue:
+    a = ht.markers[int(ig.rows.marker[k])].analyte
+    return HematotoxIgnoredValue(
+        analyte=a,
+        value=float(ig.rows.value[k]),
+        unit=analyte(a).canonical_unit.ucum,
+        day=int(ig.rows.day[k]),
+        reason=str(ig.reason[k]),
+    )
 
 
 def default_day(course: Course) -> int:
@@ -459,7 +484,8 @@ def _to_assessment(
         risk=risk,
         markers=markers,
         missing=list(h.missing[i]),
-        warnings=list(h.warnings[i]),
+        warnings=[*h.warnings[i], *(str(h.ignored.text[k]) for k in h.ignored.of(i))],
+        ignored=[_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)],
         rule=ht.meta.label,
     )
     if h.missing[i]:
