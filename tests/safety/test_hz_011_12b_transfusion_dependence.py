@@ -38,6 +38,7 @@ def test_monthly_red_cells_for_months_are_transfusion_dependence() -> None:
     assert tx.in_window == 1  # the 28-day rule alone would not see it
     assert (tx.units_in_long_window, tx.episodes_in_long_window) == (4, 4)
     assert tx.basis is not None and "IWG 2018" in tx.basis
+    assert tx.dependent_by == "regular"
 
 
 def test_two_monthly_units_are_not_yet_dependence() -> None:

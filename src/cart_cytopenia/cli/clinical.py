@@ -144,9 +144,15 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
     for lin in a.lineages:
         tx = "—"
         if lin.transfusion:
-            tx = f"{lin.transfusion.in_window} in {lin.transfusion.window_days} d" + (
-                " [red]dependent[/]" if lin.transfusion.dependent else ""
-            )
+            t_ = lin.transfusion
+            tx = f"{t_.in_window} in {t_.window_days} d"
+            if t_.units_in_long_window is not None:
+                tx += f"; {t_.units_in_long_window} units in {t_.long_window_days} d"
+            if t_.dependent:
+                # (regular transfusions can make a lineage dependent with few in 28 days)
+                tx += " — [red]dependent[/]" + (
+                    " (regular)" if t_.dependent_by == "regular" else ""
+                )
         phase = (
             f"{lin.phase} (day {lin.episode_start_day})"
             if lin.episode_start_day is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -24,7 +24,7 @@ from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
 from cart_cytopenia.grading.hematotox import IgnoredValues
 from cart_cytopenia.grading.timing import phase_of_days
-from cart_cytopenia.grading.transfusion import basis_text
+from cart_cytopenia.grading.transfusion import BY_REGULAR, BY_SHORT_WINDOW, basis_text
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -146,6 +146,10 @@ class TransfusionStatus(_Out):
     )
     episodes_in_long_window: int | None = None
     long_window_days: int | None = None
+    dependent_by: Literal["short-window", "regular"] | None = Field(
+        default=None,
+        description="Which definition made the lineage dependent (the 28-day one is checked first)",
+    )
     basis: str | None = Field(
         default=None, description="The definition of dependence met, with the counts behind it"
     )
@@ -244,6 +248,12 @@ def _ignored_value(ig: IgnoredValues, k: int, ht: tables.HematotoxTable) -> Hema
         day=int(ig.rows.day[k]),
         reason=str(ig.reason[k]),
     )
+
+
+DEPENDENT_BY: dict[int, Literal["short-window", "regular"]] = {
+    BY_SHORT_WINDOW: "short-window",
+    BY_REGULAR: "regular",
+}
 
 
 def default_day(course: Course) -> int:
@@ -398,6 +408,7 @@ def _to_assessment(
                 units_in_long_window=int(b.long_units[i]) if has_long else None,
                 episodes_in_long_window=int(b.long_episodes[i]) if has_long else None,
                 long_window_days=tt.regular.window_days if has_long else None,
+                dependent_by=DEPENDENT_BY.get(int(b.basis[i])),
                 basis=basis_text(b, i, product, tt),
             )
         if lt.episode_start is None or lt.days_significant is None or lt.days_severe is None:
