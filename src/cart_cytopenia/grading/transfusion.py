@@ -99,15 +99,11 @@ def basis_text(b: TransfusionBurden, i: int, product: str, table: TimingTable) -
     """Why patient ``i`` is transfusion-dependent (None when not), naming the definition met."""
     what = {"rbc": "RBC", "platelets": "platelet"}.get(product, product)
     if b.basis[i] == BY_SHORT_WINDOW:
-        return (
-            f"{int(b.in_window[i])} {what} transfusions in the last {table.td_window_days} days "
-            f"(dependent from {table.td_min_transfusions})"
-        )
+        return f"{int(b.in_window[i])} {what} transfusions in the last {table.td_window_days} days"
     if b.basis[i] == BY_REGULAR:
         reg = table.regular
         return (
-            f"regular {what} transfusions: {int(b.long_units[i])} units in "
-            f"{int(b.long_episodes[i])} episodes over the last {reg.window_days} days "
-            f"({reg.label}: >= {reg.min_units} units in >= {reg.min_episodes} episodes)"
+            f"{int(b.long_units[i])} {what} units in {int(b.long_episodes[i])} transfusions over "
+            f"the last {reg.window_days} days, regular by the {reg.label}"
         )
     return None

@@ -397,7 +397,7 @@ class Context:
             if lin.last_value_day is not None:
                 text += f" (day {lin.last_value_day})"
             if lin.transfusion and lin.transfusion.dependent:
-                text += f", transfusion-dependent ({lin.transfusion.basis})"
+                text += f", transfusion-dependent: {lin.transfusion.basis}"
             parts.append(text)
         return "; ".join(parts) if parts else "no cytopenia on the last counts"
 
