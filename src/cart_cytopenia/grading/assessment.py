@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from cart_cytopenia import __version__
-from cart_cytopenia.domain.analytes import analyte
+from cart_cytopenia.domain.analytes import analyte, to_canonical
 from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
@@ -256,6 +256,39 @@ DEPENDENT_BY: dict[int, Literal["short-window", "regular"]] = {
 }
 
 
+def _baseline_after_infusion(
+    course: Course, ht: tables.HematotoxTable
+) -> list[HematotoxIgnoredValue]:
+    """CAR-HEMATOTOX markers recorded among the course's baseline labs but drawn on or after the
+    infusion: the score reads values before day 0 only, so each is named, never dropped."""
+    wanted = {m.analyte for m in ht.markers}
+    out = []
+    for lab in course.baseline_labs:
+        code = lab.analyte_code
+        if code in wanted and lab.day is not None and lab.day >= 0:
+            a, value = to_canonical(lab.analyte, lab.value, lab.unit)
+            out.append(
+                HematotoxIgnoredValue(
+                    analyte=code,
+                    value=value,
+                    unit=a.canonical_unit.ucum,
+                    day=lab.day,
+                    reason=(
+                        f"recorded as a baseline lab but drawn on day {lab.day}, on or after the "
+                        "CAR-T infusion (day 0): not a pre-infusion value"
+                    ),
+                )
+            )
+    return out
+
+
+def _ignored_text(x: HematotoxIgnoredValue) -> str:
+    return (
+        f"{analyte(x.analyte).label} {x.value:g} {x.unit} of day {x.day} not used for "
+        f"CAR-HEMATOTOX: {x.reason}"
+    )
+
+
 def default_day(course: Course) -> int:
     d = course.last_data_day
     return d if d is not None and d >= 0 else 0
@@ -473,6 +506,7 @@ def _to_assessment(
     )
 
     h = c.hematotox
+    late_baseline = _baseline_after_infusion(course, ht)
     markers = []
     for m in ht.markers:
         v = _f(h.values[m.analyte][i])
@@ -495,8 +529,12 @@ def _to_assessment(
         risk=risk,
         markers=markers,
         missing=list(h.missing[i]),
-        warnings=[*h.warnings[i], *(str(h.ignored.text[k]) for k in h.ignored.of(i))],
-        ignored=[_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)],
+        warnings=[
+            *h.warnings[i],
+            *(str(h.ignored.text[k]) for k in h.ignored.of(i)),
+            *(_ignored_text(x) for x in late_baseline),
+        ],
+        ignored=[*(_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)), *late_baseline],
         rule=ht.meta.label,
     )
     if h.missing[i]:
