@@ -22,7 +22,7 @@ from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
-from cart_cytopenia.grading.hematotox import IgnoredValues
+from cart_cytopenia.grading.hematotox import Hematotox, IgnoredValues
 from cart_cytopenia.grading.timing import phase_of_days
 from cart_cytopenia.grading.transfusion import BY_REGULAR, BY_SHORT_WINDOW, basis_text
 from cart_cytopenia.rules import tables
@@ -256,6 +256,57 @@ DEPENDENT_BY: dict[int, Literal["short-window", "regular"]] = {
 }
 
 
+def _hematotox_result(course: Course, h: Hematotox, i: int, notes: list[str]) -> HematotoxResult:
+    """Patient ``i``'s CAR-HEMATOTOX, with every baseline value not used named; ``notes`` gets
+    what the score could not be completed for."""
+    ht = tables.hematotox()
+    late_baseline = _baseline_after_infusion(course, ht)
+    markers = []
+    for m in ht.markers:
+        v = _f(h.values[m.analyte][i])
+        band = m.bands.band_of(v) if v is not None else None
+        markers.append(
+            HematotoxMarkerResult(
+                analyte=m.analyte,
+                value=v,
+                unit=analyte(m.analyte).canonical_unit.ucum,
+                day=_d(h.value_days[m.analyte][i], -10_000),
+                points=band.value if band else None,
+                band=band.text if band else None,
+            )
+        )
+    risk = {1: "high", 0: "low"}.get(int(h.high_risk[i]))
+    hematotox = HematotoxResult(
+        score=_d(h.score[i]),
+        points_counted=int(h.points_counted[i]),
+        max_score=ht.max_score,
+        risk=risk,
+        markers=markers,
+        missing=list(h.missing[i]),
+        warnings=[
+            *h.warnings[i],
+            *(str(h.ignored.text[k]) for k in h.ignored.of(i)),
+            *(_ignored_text(x) for x in late_baseline),
+        ],
+        ignored=[*(_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)), *late_baseline],
+        rule=ht.meta.label,
+    )
+    if h.missing[i]:
+        if risk == "high":
+            notes.append(
+                "CAR-HEMATOTOX: baseline "
+                + ", ".join(h.missing[i])
+                + " missing; the points present already make the risk high."
+            )
+        else:
+            notes.append(
+                "CAR-HEMATOTOX cannot be completed: baseline "
+                + ", ".join(h.missing[i])
+                + " missing."
+            )
+    return hematotox
+
+
 def _baseline_after_infusion(
     course: Course, ht: tables.HematotoxTable
 ) -> list[HematotoxIgnoredValue]:
@@ -393,12 +444,7 @@ def _to_assessment(
     course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int, i: int = 0
 ) -> Assessment:
     ct = tables.ctcae(settings.ctcae_version)
-    it, ht, pt, tt = (
-        tables.icaht(),
-        tables.hematotox(),
-        tables.recovery_phenotype(),
-        tables.timing(),
-    )
+    it, pt, tt = tables.icaht(), tables.recovery_phenotype(), tables.timing()
     notes: list[str] = []
 
     ctcae_items = []
@@ -505,51 +551,7 @@ def _to_assessment(
         n_values=int(lt_.n_values[i]),
     )
 
-    h = c.hematotox
-    late_baseline = _baseline_after_infusion(course, ht)
-    markers = []
-    for m in ht.markers:
-        v = _f(h.values[m.analyte][i])
-        band = m.bands.band_of(v) if v is not None else None
-        markers.append(
-            HematotoxMarkerResult(
-                analyte=m.analyte,
-                value=v,
-                unit=analyte(m.analyte).canonical_unit.ucum,
-                day=_d(h.value_days[m.analyte][i], -10_000),
-                points=band.value if band else None,
-                band=band.text if band else None,
-            )
-        )
-    risk = {1: "high", 0: "low"}.get(int(h.high_risk[i]))
-    hematotox = HematotoxResult(
-        score=_d(h.score[i]),
-        points_counted=int(h.points_counted[i]),
-        max_score=ht.max_score,
-        risk=risk,
-        markers=markers,
-        missing=list(h.missing[i]),
-        warnings=[
-            *h.warnings[i],
-            *(str(h.ignored.text[k]) for k in h.ignored.of(i)),
-            *(_ignored_text(x) for x in late_baseline),
-        ],
-        ignored=[*(_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)), *late_baseline],
-        rule=ht.meta.label,
-    )
-    if h.missing[i]:
-        if risk == "high":
-            notes.append(
-                "CAR-HEMATOTOX: baseline "
-                + ", ".join(h.missing[i])
-                + " missing; the points present already make the risk high."
-            )
-        else:
-            notes.append(
-                "CAR-HEMATOTOX cannot be completed: baseline "
-                + ", ".join(h.missing[i])
-                + " missing."
-            )
+    hematotox = _hematotox_result(course, c.hematotox, i, notes)
 
     p = c.phenotype
     phenotype = PhenotypeResult(
