@@ -246,7 +246,7 @@ def _ignored_value(ig: IgnoredValues, k: int, ht: tables.HematotoxTable) -> Hema
         value=float(ig.rows.value[k]),
         unit=analyte(a).canonical_unit.ucum,
         day=int(ig.rows.day[k]),
-        reason=str(ig.reason[k]),
+        reason=ig.reason(k),
     )
 
 
@@ -285,7 +285,7 @@ def _hematotox_result(course: Course, h: Hematotox, i: int, notes: list[str]) ->
         missing=list(h.missing[i]),
         warnings=[
             *h.warnings[i],
-            *(str(h.ignored.text[k]) for k in h.ignored.of(i)),
+            *(h.ignored.text(k) for k in h.ignored.of(i)),
             *(_ignored_text(x) for x in late_baseline),
         ],
         ignored=[*(_ignored_value(h.ignored, k, ht) for k in h.ignored.of(i)), *late_baseline],

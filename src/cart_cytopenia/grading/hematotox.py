@@ -48,15 +48,21 @@ class IgnoredRows:
 
 @dataclass(frozen=True)
 class IgnoredValues:
-    """``IgnoredRows`` with each row's reason and the text naming it."""
+    """``IgnoredRows`` with each row's reason and the text naming it (columns ``reason`` and
+    ``text`` of ``named``, in the rows' order; read per patient, so kept in polars)."""
 
     rows: IgnoredRows
-    reason: Obj
-    text: Obj
+    named: pl.DataFrame
 
     def of(self, i: int) -> list[int]:
         """Positions of patient ``i``'s rows."""
         return np.flatnonzero(self.rows.idx == i).tolist()
+
+    def reason(self, k: int) -> str:
+        return str(self.named["reason"][k])
+
+    def text(self, k: int) -> str:
+        return str(self.named["text"][k])
 
 
 @dataclass(frozen=True)
@@ -246,11 +252,11 @@ def _name_ignored(
     the patients' grade-table warnings (``warnings_text``, in place). Vectorised (polars): a
     cohort may have one for most patients (a count drawn after LD start beside a pre-LD one)."""
     if not rows.idx.size:
-        return IgnoredValues(rows, np.empty(0, dtype=object), np.empty(0, dtype=object))
+        return IgnoredValues(rows, pl.DataFrame(schema={"reason": pl.String, "text": pl.String}))
     codes = list(range(len(analytes)))
     labels = [analyte(a).label for a in analytes]
     units = [analyte(a).canonical_unit.ucum for a in analytes]
-    df = pl.DataFrame(
+    df = pl.LazyFrame(
         {
             "idx": rows.idx,
             "marker": rows.marker.astype(np.int64),
@@ -281,7 +287,7 @@ def _name_ignored(
         )
         .alias("reason")
     )
-    out = df.with_columns(reason).with_columns(
+    named = df.with_columns(reason).with_columns(
         pl.format(
             "{} {} {} of day {} not used for CAR-HEMATOTOX: {}",
             pl.col("marker").replace_strict(codes, labels, return_dtype=pl.String),
@@ -291,16 +297,15 @@ def _name_ignored(
             "reason",
         ).alias("text")
     )
-    per = out.group_by("idx", maintain_order=True).agg(pl.col("text").str.join(" | "))
-    who = per["idx"].to_numpy()
-    before = pl.Series(warnings_text[who].tolist(), dtype=pl.String)
-    joined = pl.select(
-        pl.when(before.is_null())
-        .then(per["text"])
-        .otherwise(pl.concat_str([before, pl.lit(" | "), per["text"]]))
-    ).to_series()
-    warnings_text[who] = joined.to_numpy()
-    return IgnoredValues(rows, out["reason"].to_numpy(), out["text"].to_numpy())
+    per = named.group_by("idx", maintain_order=True).agg(pl.col("text").str.join(" | "))
+    # (one collect for both: each costs a round trip to polars' thread pool)
+    named_df, per_df = pl.collect_all([named.select("reason", "text"), per])
+    who = per_df["idx"].to_numpy()
+    warnings_text[who] = [
+        t if w is None else f"{w} | {t}"
+        for w, t in zip(warnings_text[who].tolist(), per_df["text"].to_list(), strict=True)
+    ]
+    return IgnoredValues(rows, named_df)
 
 
 def _warnings(not_pre_ld: bool, d: object, p: object, table: HematotoxTable) -> tuple[str, ...]:
