@@ -50,7 +50,8 @@ def test_readme_error_example_is_what_the_cli_prints(tmp_path) -> None:  # type:
         )
     )
     p = run("assess", str(bad), check=False)
-    assert p.stderr.strip() == text.strip()
+    assert p.returncode == 2
+    assert p.stderr.replace(str(bad), "bad.json").strip() == text.strip()
 
 
 def test_readme_assess_example_runs() -> None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cart_cytopenia.errors import ParseError
+from cart_cytopenia.cli.paths import input_file, output_file
+from cart_cytopenia.errors import ParseError, SchemaError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,15 +31,36 @@ class OutputFormat(StrEnum):
 
 
 def load_course(path: Path) -> Course:
+    """A course JSON file (UTF-8, with or without a byte-order mark), validated."""
     from cart_cytopenia.domain.course import parse_course
 
+    input_file(path, "course JSON file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParseError(f"{path} does not exist") from None
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ParseError(f"{path} is not a UTF-8 text file (expected a course JSON)") from None
+    except OSError as exc:
+        raise ParseError(f"{path} cannot be read: {exc.strerror or exc}") from None
     return parse_course(text, source=str(path))
+
+
+def check_day(course: Course, day: int | None, option: str = "--day") -> None:
+    """A day to assess as of must be a calendar date counted from this course's infusion."""
+    from cart_cytopenia.domain.course import is_calendar_day
+
+    if day is not None and not is_calendar_day(course.infusion_date, day):
+        raise SchemaError(
+            f"{option} {day}: not a calendar date counted from the infusion on "
+            f"{course.infusion_date} (day 0); give a day since infusion"
+        )
+
+
+def check_cohort_day(day: int | None, option: str = "--as-of") -> None:
+    """A day since infusion for a whole cohort: one that can be a date for some infusion."""
+    from cart_cytopenia.domain.course import MAX_CALENDAR_DAYS
+
+    if day is not None and abs(day) > MAX_CALENDAR_DAYS:
+        raise SchemaError(f"{option} {day}: no day since an infusion is that far from it")
 
 
 def _grade_text(r: GradeResult) -> str:
@@ -224,6 +246,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings(settings_file)
         course = load_course(course_file)
+        check_day(course, day)
         if guidance or replay:
             guidance_output.run(course, day, settings, guidance, replay, fmt == OutputFormat.JSON)
             return
@@ -253,6 +276,8 @@ def register(app: typer.Typer) -> None:
 
         from cart_cytopenia.io.tables import read_cohort, write_table
 
+        check_cohort_day(as_of)
+        output_file(out, (labs, patients, events, settings_file))
         t0 = time.perf_counter()
         # the files are read (mostly outside the GIL) while the engine and the settings load
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cart_cytopenia.cli.clinical import check_cohort_day
+from cart_cytopenia.cli.paths import not_an_input, output_dir, output_file, write_text_atomic
 from cart_cytopenia.cohort import synthetic
-from cart_cytopenia.errors import ParseError
+from cart_cytopenia.errors import InputError, ParseError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.omop import long_tables, read_omop
 from cart_cytopenia.io.tables import read_cohort, write_table
@@ -69,6 +71,9 @@ def register(app: typer.Typer) -> None:
         """Make a synthetic, calibrated CAR-T cohort (see docs/cohort.md)."""
         if out is None and courses is None:
             raise typer.BadParameter("give --out DIR (cohort tables) and/or --courses DIR")
+        for folder in (out, courses):
+            if folder is not None:
+                output_dir(folder)
         console = Console(stderr=True)
         if out is not None:
             t0 = time.perf_counter()
@@ -95,13 +100,10 @@ def register(app: typer.Typer) -> None:
             docs = synthetic.generate_courses(k, seed)
             courses.mkdir(parents=True, exist_ok=True)
             for c in docs:
-                path = courses / f"{c.patient.id}.json"
-                tmp = path.with_name(f".{path.name}.partial")
-                tmp.write_text(
+                write_text_atomic(
+                    courses / f"{c.patient.id}.json",
                     json.dumps(c.model_dump(mode="json", exclude_none=True), indent=2) + "\n",
-                    encoding="utf-8",
                 )
-                tmp.replace(path)
             console.print(f"{len(docs)} course files -> {courses}")
 
     @cohort_app.command(name="omop")
@@ -132,6 +134,13 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Grade an OMOP CDM extract with the same engine as `grade` (mapping: docs/cohort.md)."""
+        check_cohort_day(as_of)
+        inputs = (source, infusions, settings_file)
+        output_file(out, inputs)
+        if export is not None:
+            output_dir(export, inputs)
+            for name in ("patients", "labs", "events"):
+                not_an_input(export / f"{name}.csv", inputs)
         console = Console(stderr=True)
         settings = load_settings(settings_file)
         t0 = time.perf_counter()
@@ -140,6 +149,7 @@ def register(app: typer.Typer) -> None:
             console.print(line, highlight=False)
         table = grade_cohort(cohort.frames, settings, as_of=as_of)
         if export is not None:
+            export.mkdir(exist_ok=True)
             for name, df in long_tables(cohort).items():
                 write_table(df, export / f"{name}.csv")
         write_table(table, out)
@@ -169,14 +179,22 @@ def register(app: typer.Typer) -> None:
         """HTML report (figures embedded) and CSV tables: grades, durations, recovery, calibration."""
         from cart_cytopenia.cohort.report import build_report  # matplotlib: only when reporting
 
+        check_cohort_day(as_of)
+        labs = _required_file(directory, "labs")
+        patients = _required_file(directory, "patients")
+        events = _table_file(directory, "events")
+        inputs = (directory, labs, patients, events, settings_file)
+        output_file(out, inputs)
+        tables = out.with_name(out.stem + "_tables")  # (replaced whole by the report's tables)
+        not_an_input(tables, inputs)
+        if any(f is not None and tables.resolve() in f.resolve().parents for f in inputs):
+            raise InputError(
+                f"{tables} (the report's tables) holds input files; choose another --out"
+            )
         console = Console(stderr=True)
         settings = load_settings(settings_file)
         t0 = time.perf_counter()
-        frames = read_cohort(
-            _required_file(directory, "labs"),
-            _required_file(directory, "patients"),
-            _table_file(directory, "events"),
-        )
+        frames = read_cohort(labs, patients, events)
         result = build_report(
             frames, settings, out, title=title, source=str(directory), as_of=as_of
         )

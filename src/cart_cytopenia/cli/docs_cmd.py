@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from cart_cytopenia.cli.paths import output_file, write_text_atomic
 from cart_cytopenia.cli.rule_reference import rule_reference
 
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         if out is None:
             sys.stdout.write(text)
         else:
-            out.write_text(text, encoding="utf-8")
+            write_text_atomic(output_file(out), text)
             typer.echo(f"wrote {out}", err=True)
 
     app.add_typer(docs_app, name="docs")

@@ -20,7 +20,15 @@ from typing import Any
 
 import typer
 
-from cart_cytopenia.cli.clinical import load_course
+from cart_cytopenia.cli.clinical import check_day, load_course
+from cart_cytopenia.cli.paths import (
+    not_an_input,
+    output_dir,
+    output_file,
+    unique_names,
+    write_json,
+    write_text_atomic,
+)
 from cart_cytopenia.errors import ParseError
 from cart_cytopenia.grading.assessment import assess
 from cart_cytopenia.io.fhir import (
@@ -51,15 +59,17 @@ def group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
     return sub
 
 
-def _write(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "patient"
+
+
+def _file_names(stems: list[str], out: Path, inputs: list[Path]) -> list[Path]:
+    """One file in ``out`` per patient: distinct names (``a/b`` and ``a_b`` are two patients,
+    two files), none of them an input of the command."""
+    paths = [out / name for name in unique_names(stems)]
+    for path in paths:
+        not_an_input(path, inputs)
+    return paths
 
 
 def print_report(result: FhirImport, out: Any = None) -> None:
@@ -105,21 +115,31 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """FHIR R4 Bundle(s) or bulk NDJSON -> course files, reporting everything not used."""
-        result = read_fhir(files)
-        print_report(result)
-        if report is not None:
-            _write(report, result.report())
-        docs = [c.model_dump(mode="json", exclude_none=True) for c in result.courses]
         if out is not None:
-            for c, doc in zip(result.courses, docs, strict=True):
-                _write(out / f"{_safe_name(c.patient.id)}.json", doc)
-            typer.echo(f"wrote {len(docs)} course file(s) to {out}", err=True)
-        elif len(docs) == 1:
-            sys.stdout.write(json.dumps(docs[0], indent=2, ensure_ascii=False) + "\n")
-        elif docs:
+            output_dir(out, files)
+        if report is not None:
+            output_file(report, files)
+        result = read_fhir(files)
+        docs = [c.model_dump(mode="json", exclude_none=True) for c in result.courses]
+        targets = (
+            _file_names([_safe_name(c.patient.id) for c in result.courses], out, files)
+            if out is not None
+            else []
+        )
+        if out is None and len(docs) > 1:
             raise ParseError(
                 f"{len(docs)} patients in the input: give --out DIR to write one file each"
             )
+        print_report(result)
+        if report is not None:
+            write_json(report, result.report())
+        if out is not None:
+            out.mkdir(exist_ok=True)
+            for path, doc in zip(targets, docs, strict=True):
+                write_json(path, doc)
+            typer.echo(f"wrote {len(docs)} course file(s) to {out}", err=True)
+        elif len(docs) == 1:
+            sys.stdout.write(json.dumps(docs[0], indent=2, ensure_ascii=False) + "\n")
         if not result.courses or result.failed:
             raise typer.Exit(1)
 
@@ -140,18 +160,23 @@ def register(app: typer.Typer) -> None:
         """Grades (Observations) and guidance (RequestGroup of proposals, DetectedIssue) as FHIR."""
         from cart_cytopenia.guidance import evaluate
 
+        inputs = (course_file, settings_file)
+        output_file(out, inputs)
+        if cards is not None:
+            output_file(cards, (*inputs, out))
         settings = load_settings(settings_file)
         course = load_course(course_file)
+        check_day(course, day)
         guidance = evaluate(course, day, settings)
         bundle = assessment_bundle(
             course, guidance.assessment, guidance.items(), dt.datetime.now(dt.UTC)
         )
-        _write(out, bundle)
+        write_json(out, bundle)
         if cards is not None:
             deck = patient_view_cards(
                 course, guidance.assessment, guidance.items(), [], guidance.missing_data
             )
-            _write(cards, {"cards": with_uuids(deck)})
+            write_json(cards, {"cards": with_uuids(deck)})
         typer.echo(
             f"wrote {len(bundle['entry'])} resources (day {guidance.day}) to {out}", err=True
         )
@@ -182,16 +207,18 @@ def register(app: typer.Typer) -> None:
         if synthetic:
             from cart_cytopenia.cohort.synthetic import PHENOTYPES, generate_courses
 
+            output_dir(out)
+
             courses = generate_courses(max(3, len(PHENOTYPES)), seed)
             by_phenotype: dict[str, Any] = {}
             for c in courses:
                 ph = assess(c).phenotype.phenotype
                 if ph and ph not in by_phenotype:
                     by_phenotype[ph] = c
-            out.mkdir(parents=True, exist_ok=True)
+            out.mkdir(exist_ok=True)
             for ph, c in sorted(by_phenotype.items()):
                 c = c.as_of(as_of) if as_of is not None else c
-                _write(
+                write_json(
                     out / f"{ph}-{_safe_name(c.patient.id)}.json",
                     course_to_bundle(c, bundle_type.value),
                 )
@@ -202,20 +229,22 @@ def register(app: typer.Typer) -> None:
             return
         if not course_files:
             raise ParseError("give COURSE.json file(s), or --synthetic")
+        one_file = ndjson or (len(course_files) == 1 and not out.is_dir())
+        (output_file if one_file else output_dir)(out, course_files)
         courses = [load_course(f) for f in course_files]
+        for c in courses:
+            check_day(c, as_of, "--as-of")
         if as_of is not None:
             courses = [c.as_of(as_of) for c in courses]
         if ndjson:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(courses_to_ndjson(courses), encoding="utf-8")
-        elif len(courses) == 1 and not out.is_dir():
-            _write(out, course_to_bundle(courses[0], bundle_type.value))
+            write_text_atomic(out, courses_to_ndjson(courses))
+        elif one_file:
+            write_json(out, course_to_bundle(courses[0], bundle_type.value))
         else:
-            out.mkdir(parents=True, exist_ok=True)
-            for c in courses:
-                _write(
-                    out / f"{_safe_name(c.patient.id)}.json", course_to_bundle(c, bundle_type.value)
-                )
+            targets = _file_names([_safe_name(c.patient.id) for c in courses], out, course_files)
+            out.mkdir(exist_ok=True)
+            for path, c in zip(targets, courses, strict=True):
+                write_json(path, course_to_bundle(c, bundle_type.value))
         typer.echo(f"wrote {len(courses)} course(s) as FHIR to {out}", err=True)
 
     @exp.command(name="fhir-codesystem")
@@ -223,5 +252,5 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Where to write the CodeSystem (JSON)."),
     ) -> None:
         """The cart-cytopenia code system (concepts without a standard code) as a FHIR CodeSystem."""
-        _write(out, project_code_system())
+        write_json(output_file(out), project_code_system())
         typer.echo(f"wrote {out}", err=True)

@@ -16,7 +16,15 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cart_cytopenia.domain.analytes import implausibility, resolve_analyte
 from cart_cytopenia.domain.catalogues import (
@@ -40,6 +48,20 @@ from cart_cytopenia.errors import (
 )
 
 SCHEMA_VERSION = "1.0"
+SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
+
+
+def _not_true_or_false(value: Any) -> Any:
+    """A number is a number: JSON ``true``/``false`` is refused (pydantic would read true as 1,
+    an ANC of 1/uL that changes the ICAHT grade)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true/false")
+    return value
+
+
+# every number of a course: true/false refused; NaN and infinity refused (never plausible)
+Number = Annotated[float, BeforeValidator(_not_true_or_false), Field(allow_inf_nan=False)]
+Whole = Annotated[int, BeforeValidator(_not_true_or_false)]
 
 
 class _Model(BaseModel):
@@ -143,16 +165,16 @@ class Dated(_Model):
     """Something that happened on one day: give ``date`` (ISO) or ``day`` (0 = infusion)."""
 
     date: dt.date | None = Field(default=None, description="Calendar date (ISO 8601).")
-    day: int | None = Field(default=None, description="Days since CAR-T infusion (day 0).")
+    day: Whole | None = Field(default=None, description="Days since CAR-T infusion (day 0).")
 
 
 class Span(_Model):
     """Something with a start and (optionally) an end; no end means ongoing."""
 
     start_date: dt.date | None = None
-    start_day: int | None = None
+    start_day: Whole | None = None
     end_date: dt.date | None = None
-    end_day: int | None = None
+    end_day: Whole | None = None
 
     @property
     def start(self) -> int:
@@ -183,7 +205,7 @@ class LabObservation(Dated):
     analyte: str = Field(
         description="Catalogue code (anc, platelets, hb ...), common name or LOINC code."
     )
-    value: float
+    value: Number
     unit: str = Field(description="UCUM unit or a documented alias, e.g. '/uL', '10*9/L', 'g/dL'.")
     comparator: Comparator | None = Field(
         default=None,
@@ -205,7 +227,7 @@ class LabObservation(Dated):
 class PriorHCT(_Model):
     kind: HCTKind
     date: dt.date | None = None
-    day: int | None = Field(
+    day: Whole | None = Field(
         default=None, description="Relative to CAR-T infusion (negative: before)."
     )
     donor_type: DonorType | None = None
@@ -224,13 +246,13 @@ class StoredCells(_Model):
 
 class Patient(_Model):
     id: str = Field(min_length=1, description="Local pseudonymous identifier (not an MRN).")
-    age_years: float | None = Field(default=None, ge=0, le=120, description="Age at infusion.")
+    age_years: Number | None = Field(default=None, ge=0, le=120, description="Age at infusion.")
     birth_date: dt.date | None = None
     sex: Sex = Sex.UNKNOWN
-    weight_kg: float | None = Field(default=None, gt=0, le=400)
+    weight_kg: Number | None = Field(default=None, gt=0, le=400)
     disease: Disease
     disease_status: DiseaseStatus = DiseaseStatus.UNKNOWN
-    marrow_involvement_pct: float | None = Field(default=None, ge=0, le=100)
+    marrow_involvement_pct: Number | None = Field(default=None, ge=0, le=100)
     prior_hct: list[PriorHCT] = Field(default_factory=list)
     stored_cells: StoredCells = Field(default_factory=StoredCells)
     chip: bool | None = Field(default=None, description="Known clonal haematopoiesis (CHIP).")
@@ -283,7 +305,7 @@ class ProductRef(_Model):
 class Lymphodepletion(_Model):
     regimen: str = Field(default="flu-cy", description="e.g. flu-cy, bendamustine.")
     start_date: dt.date | None = None
-    start_day: int | None = Field(default=None, description="Usually -5 (flu/cy days -5 to -3).")
+    start_day: Whole | None = Field(default=None, description="Usually -5 (flu/cy days -5 to -3).")
 
 
 class Leukapheresis(_Model):
@@ -298,17 +320,17 @@ class Leukapheresis(_Model):
 
 class CRS(Span):
     type: Literal["crs"] = "crs"
-    max_grade: int = Field(ge=1, le=4, description="ASTCT consensus grade (Lee 2019).")
+    max_grade: Whole = Field(ge=1, le=4, description="ASTCT consensus grade (Lee 2019).")
 
 
 class ICANS(Span):
     type: Literal["icans"] = "icans"
-    max_grade: int = Field(ge=1, le=4, description="ASTCT consensus grade (Lee 2019).")
+    max_grade: Whole = Field(ge=1, le=4, description="ASTCT consensus grade (Lee 2019).")
 
 
 class IECHS(Span):
     type: Literal["iec_hs"] = "iec_hs"
-    grade: int | None = Field(
+    grade: Whole | None = Field(
         default=None, ge=1, le=5, description="ASTCT IEC-HS grade (Hines 2023)."
     )
 
@@ -316,7 +338,7 @@ class IECHS(Span):
 class Medication(Span):
     type: Literal["medication"] = "medication"
     drug: str
-    dose: float | None = Field(default=None, ge=0)
+    dose: Number | None = Field(default=None, ge=0)
     dose_unit: str | None = None
     frequency: str | None = Field(default=None, description="e.g. daily, weekly, once")
     route: str | None = None
@@ -358,24 +380,24 @@ class Infection(Span):
 
 class Fever(Dated):
     type: Literal["fever"] = "fever"
-    max_temp_c: float = Field(ge=30, le=45)
+    max_temp_c: Number = Field(ge=30, le=45)
 
 
 class Transfusion(Dated):
     type: Literal["transfusion"] = "transfusion"
     product: TransfusionProduct
-    units: int = Field(default=1, ge=1, le=20)
+    units: Whole = Field(default=1, ge=1, le=20)
 
 
 class BoneMarrow(Dated):
     type: Literal["bone_marrow"] = "bone_marrow"
     cellularity: Cellularity | None = None
-    cellularity_pct: float | None = Field(default=None, ge=0, le=100)
+    cellularity_pct: Number | None = Field(default=None, ge=0, le=100)
     dysplasia: bool | None = None
     fibrosis: bool | None = None
     disease_present: bool | None = None
-    disease_pct: float | None = Field(default=None, ge=0, le=100)
-    blasts_pct: float | None = Field(default=None, ge=0, le=100)
+    disease_pct: Number | None = Field(default=None, ge=0, le=100)
+    blasts_pct: Number | None = Field(default=None, ge=0, le=100)
     haemophagocytosis: bool | None = None
     myeloid_neoplasm: bool | None = Field(
         default=None,
@@ -391,7 +413,7 @@ class BoneMarrow(Dated):
 class StemCellBoost(Dated):
     type: Literal["stem_cell_boost"] = "stem_cell_boost"
     source: HCTKind
-    cd34_dose_per_kg: float | None = Field(default=None, ge=0, description="x10^6 CD34+ cells/kg")
+    cd34_dose_per_kg: Number | None = Field(default=None, ge=0, description="x10^6 CD34+ cells/kg")
     manipulation: Literal["cd34-selected", "unmanipulated", "tcr-ab-depleted"] | None = None
 
 
@@ -420,7 +442,7 @@ class Death(Dated):
 class GVHD(Span):
     type: Literal["gvhd"] = "gvhd"
     organ: str | None = None
-    grade: int | None = Field(default=None, ge=1, le=4)
+    grade: Whole | None = Field(default=None, ge=1, le=4)
 
 
 class ClinicalFinding(Dated):
@@ -462,7 +484,10 @@ Event = Annotated[
 class Course(_Model):
     """Everything cart-cytopenia reasons about for one patient after one CAR-T infusion."""
 
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str = Field(
+        default=SCHEMA_VERSION,
+        description=f"Version of this document format; read: {', '.join(SUPPORTED_SCHEMA_VERSIONS)}.",
+    )
     description: str | None = Field(
         default=None, description="Free text about where the course comes from (no identifiers)."
     )
@@ -481,7 +506,17 @@ class Course(_Model):
     labs: list[LabObservation] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     last_followup_date: dt.date | None = None
-    last_followup_day: int | None = None
+    last_followup_day: Whole | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: str) -> str:
+        if v not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version {v!r} is not one this version reads "
+                f"({', '.join(SUPPORTED_SCHEMA_VERSIONS)}); convert the document or upgrade"
+            )
+        return v
 
     # --- derived views (after resolution every item has its day) ---
 
@@ -562,6 +597,14 @@ class Course(_Model):
         infusion = self.infusion_date
 
         def to_day(date: dt.date | None, day: int | None, where: str) -> int | None:
+            if date is None and day is not None and not is_calendar_day(infusion, day):
+                problems.append(
+                    Problem(
+                        f"day {day} is not a calendar date (infusion {infusion} + {day} days)",
+                        Location(patient_id=pid, field=where),
+                    )
+                )
+                return None
             if date is not None:
                 d = (date - infusion).days
                 if day is not None and day != d:
@@ -728,6 +771,15 @@ class Course(_Model):
         return self
 
 
+# no day since an infusion can be further from it than this and still be a date (years 1-9999)
+MAX_CALENDAR_DAYS = dt.date.max.toordinal() - dt.date.min.toordinal()
+
+
+def is_calendar_day(infusion: dt.date, day: int) -> bool:
+    """Whether day ``day`` after the infusion is a date (years 1 to 9999)."""
+    return dt.date.min.toordinal() <= infusion.toordinal() + day <= dt.date.max.toordinal()
+
+
 def _tag(problem: Problem, kind: type[InputError]) -> Problem:
     problem.kind = kind.__name__
     return problem
@@ -769,7 +821,8 @@ def parse_course(data: dict[str, Any] | str | bytes, source: str | None = None) 
                     f"{source or 'document'} is not valid JSON: {err['msg']}"
                 ) from None
             field = ".".join(str(p) for p in err["loc"])
-            problems.append(Problem(err["msg"], Location(field=field, source=source)))
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(message, Location(field=field, source=source)))
         pid = None
         if isinstance(data, dict) and isinstance(data.get("patient"), dict):
             pid = data["patient"].get("id")
@@ -781,4 +834,5 @@ def parse_course(data: dict[str, Any] | str | bytes, source: str | None = None) 
                 p.location = Location(
                     patient_id=p.location.patient_id, field=p.location.field, source=source
                 )
+            exc.args = (exc._render(),)  # (the message names the file too)
         raise

@@ -94,12 +94,22 @@ def fhir_id(text: str) -> str:
     return safe
 
 
+def patient_fhir_id(patient_id: str) -> str:
+    """The FHIR id of a patient: the pseudonym itself when it is a valid id, else ``fhir_id``
+    of it with a digest of the pseudonym, so that two patients never share one (``a/b`` and
+    ``a_b`` both make ``a-b``: their resources would merge into one patient's on a server)."""
+    safe = fhir_id(patient_id)
+    if safe == patient_id:
+        return safe
+    return f"{safe[:51]}-{uuid.uuid5(_NAMESPACE, patient_id).hex[:12]}"
+
+
 class _Writer:
     """Collects resources with deterministic ids and urn:uuid full URLs."""
 
     def __init__(self, patient_id: str) -> None:
         self.patient_id = patient_id
-        self.prefix = fhir_id(patient_id)
+        self.prefix = patient_fhir_id(patient_id)
         self.entries: list[tuple[str, dict[str, Any]]] = []
         self.counter: dict[str, int] = {}
         self.patient_url = self.url_for("Patient", self.prefix)

@@ -64,6 +64,7 @@ class Unmapped:
     resource: str  # "Observation/abc" (or the entry location when it has no id)
     reason: str
     source: str = ""  # file / Bundle entry it came from
+    group: str = ""  # the reason without the resource's own values, when it holds any
 
     def __str__(self) -> str:
         where = f" ({self.source})" if self.source else ""
@@ -109,7 +110,7 @@ class FhirImport:
         """Counts of unmapped resources per reason (reasons without resource-specific text)."""
         out: dict[str, int] = defaultdict(int)
         for u in self.unmapped:
-            out[_generic_reason(u.reason)] += 1
+            out[u.group or _generic_reason(u.reason)] += 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def report(self) -> dict[str, Any]:
@@ -135,7 +136,10 @@ class FhirImport:
 
 
 def _generic_reason(reason: str) -> str:
-    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "…", reason)
+    """A reason as counted in the summary: quoted text (the resource's own: references to a
+    patient, values, statuses) masked; the figures of the reason itself (thresholds, grades,
+    codes) kept."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
 
 
 # --------------------------------------------------------------------------- reading documents
@@ -183,6 +187,13 @@ def resources_from_json(doc: Any, where: str) -> Iterator[RawResource]:
 
 def resources_from_text(text: str | bytes, source: str) -> list[RawResource]:
     """Resources from JSON text (a Bundle or a resource) or NDJSON (one resource a line)."""
+    try:
+        return _resources_from_text(text, source)
+    except RecursionError:  # (JSON nested thousands deep: no FHIR resource is)
+        raise ParseError(f"{source}: the JSON is nested too deeply to be FHIR") from None
+
+
+def _resources_from_text(text: str | bytes, source: str) -> list[RawResource]:
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -513,8 +524,8 @@ class Importer:
 
     # ---- bookkeeping
 
-    def unmapped(self, ref: str, reason: str, source: str = "") -> None:
-        self.result.unmapped.append(Unmapped(ref, reason, source))
+    def unmapped(self, ref: str, reason: str, source: str = "", group: str = "") -> None:
+        self.result.unmapped.append(Unmapped(ref, reason, source, group))
 
     def warn(self, ref: str, message: str) -> None:
         self.result.warnings.append(ImportWarning(ref, message))
@@ -648,7 +659,7 @@ class Importer:
             errs = "; ".join(
                 f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
             )
-            self.unmapped(ref, f"not valid FHIR {rt}: {errs}", raw.where)
+            self.unmapped(ref, f"not valid FHIR {rt}: {errs}", raw.where, f"not valid FHIR {rt}")
             return None
         bad_status = invalid_status(rt, raw.data.get("status"))
         if bad_status is not None:
@@ -692,6 +703,7 @@ class Importer:
             ref,
             "OperationOutcome from the sender (data may be incomplete): " + "; ".join(msgs),
             where,
+            "OperationOutcome from the sender (data may be incomplete)",
         )
 
     def _Medication(self, res: Any, ref: str, where: str) -> None:
@@ -828,7 +840,7 @@ class Importer:
             return
         why = implausibility(a, value, unit)
         if why is not None:
-            self.unmapped(ref, f"implausible {a.label}: {why}", where)
+            self.unmapped(ref, f"implausible {a.label}: {why}", where, f"implausible {a.label}")
             return
         lab: dict[str, Any] = {"analyte": a.code, "value": value, "unit": unit.ucum}
         if comparator:
@@ -852,7 +864,12 @@ class Importer:
             )
             return
         if not 30 <= v <= 45:
-            self.unmapped(ref, f"implausible body temperature {v:.1f} °C", where)
+            self.unmapped(
+                ref,
+                f"implausible body temperature {v:.1f} °C",
+                where,
+                "implausible body temperature",
+            )
             return
         if v < self.cs.fever_threshold_c:
             self.unmapped(

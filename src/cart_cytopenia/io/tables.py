@@ -14,7 +14,7 @@ Every error names the file, the row and the field; a file with any bad row loads
 from __future__ import annotations
 
 import itertools
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from cart_cytopenia.domain.frames import (
     EVENT_SCHEMA,
+    MAX_PROBLEMS_LISTED,
     PATIENT_SCHEMA,
     CohortFrames,
     conform,
@@ -33,6 +34,7 @@ from cart_cytopenia.domain.frames import (
     normalise_labs,
 )
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem, SchemaError
+from cart_cytopenia.io.files import atomic_path
 
 if TYPE_CHECKING:
     from cart_cytopenia.domain.course import Course
@@ -54,41 +56,66 @@ def _scan(path: Path) -> pl.LazyFrame:
     raise ParseError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
 
 
+def _unreadable(path: Path, exc: Exception) -> ParseError:
+    if isinstance(exc, pl.exceptions.NoDataError):
+        return ParseError(f"{path} is empty: a table needs a header row and data rows")
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ParseError(f"{path} cannot be parsed: {first}")
+
+
 def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ParseError(f"{path} cannot be parsed: {first}") from None
+        raise _unreadable(path, exc) from None
+
+
+def _schema(lf: pl.LazyFrame, path: Path) -> pl.Schema:
+    """The columns of a table (reading a Parquet footer or a CSV header: a corrupt or empty file
+    is a clear error here)."""
+    try:
+        return lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str) -> pl.DataFrame:
     """Cast a text column, reporting the rows that do not parse."""
+    out, bad = _cast_rows(df, col, dtype, path, what)
+    if bad.height:
+        raise SchemaError(
+            f"{path}: {bad.height} row(s) with an unreadable {col}; nothing was loaded",
+            _cast_problems(bad, col, path, what),
+        )
+    return out
+
+
+def _cast_problems(bad: pl.DataFrame, col: str, path: Path, what: str) -> list[Problem]:
+    return [
+        Problem(
+            f"'{r[col]}' is not {what}",
+            Location(patient_id=r.get("patient_id"), row=r.get("row"), field=col, source=str(path)),
+        )
+        for r in bad.head(MAX_PROBLEMS_LISTED).iter_rows(named=True)
+    ]
+
+
+def _cast_rows(
+    df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A text column cast to ``dtype``: (the table with the column cast, its cells that do not
+    parse left null; the rows whose cell did not parse, as they were)."""
     source = df.schema[col]
     if source == dtype:
-        return df
+        return df, df.clear()
     if source.is_numeric() and dtype.is_numeric():
+        casted = pl.col(col).cast(dtype, strict=False)  # (out of range: null, reported)
         if dtype.is_integer() and source.is_float():
-            frac = df.filter(pl.col(col).is_not_null() & (pl.col(col) % 1 != 0))
-            if frac.height:
-                r = frac.row(0, named=True)
-                raise SchemaError(
-                    f"{path}: {frac.height} row(s) with a fractional {col}; nothing was loaded",
-                    [
-                        Problem(
-                            f"'{r[col]}' is not {what}",
-                            Location(
-                                patient_id=r.get("patient_id"),
-                                row=r.get("row"),
-                                field=col,
-                                source=str(path),
-                            ),
-                        )
-                    ],
-                )
-        return df.with_columns(pl.col(col).cast(dtype))
-    if dtype == pl.Date:
-        casted = pl.col(col).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+            casted = pl.when(pl.col(col) % 1 == 0).then(casted)  # a fractional day is no day
+    elif dtype == pl.Date and source.is_temporal():
+        casted = pl.col(col).cast(pl.Date, strict=False)
+    elif dtype == pl.Date:
+        casted = pl.col(col).cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
     else:
         casted = pl.col(col).cast(pl.String).str.strip_chars().cast(dtype, strict=False)
     out = df.with_columns(casted.alias("__cast"))
@@ -97,20 +124,7 @@ def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str)
         & pl.col(col).is_not_null()
         & (pl.col(col).cast(pl.String).str.strip_chars() != "")
     )
-    if bad.height:
-        problems = [
-            Problem(
-                f"'{r[col]}' is not {what}",
-                Location(
-                    patient_id=r.get("patient_id"), row=r.get("row"), field=col, source=str(path)
-                ),
-            )
-            for r in bad.head(20).iter_rows(named=True)
-        ]
-        raise SchemaError(
-            f"{path}: {bad.height} row(s) with an unreadable {col}; nothing was loaded", problems
-        )
-    return out.with_columns(pl.col("__cast").alias(col)).drop("__cast")
+    return out.with_columns(pl.col("__cast").alias(col)).drop("__cast"), bad.drop("__cast")
 
 
 def read_patients(path: str | Path) -> pl.DataFrame:
@@ -165,18 +179,7 @@ def read_patients(path: str | Path) -> pl.DataFrame:
             )
         elif daycol in df.columns:
             df = _cast_checked(df, daycol, pl.Int32, p, "a whole number of days")
-    for col, dtype, what in (("age_years", pl.Float64, "a number"),):
-        if col in df.columns:
-            df = _cast_checked(df, col, dtype, p, what)
-    for col in ("prior_allo_hct", "prior_auto_hct"):
-        if col in df.columns and df.schema[col] != pl.Boolean:
-            df = df.with_columns(
-                pl.col(col)
-                .cast(pl.String)
-                .str.to_lowercase()
-                .is_in(["true", "1", "yes", "y"])
-                .alias(col)
-            )
+    df = _checked_descriptions(df, p)
     bad_order = df.filter(pl.col("death_day") < 0) if "death_day" in df.columns else df.clear()
     if bad_order.height:
         raise SchemaError(
@@ -190,6 +193,45 @@ def read_patients(path: str | Path) -> pl.DataFrame:
             ],
         )
     return conform(df, PATIENT_SCHEMA)
+
+
+# the words read as yes and no in a patient table (those the course JSON reads for a
+# true/false field); an empty cell is unknown
+YES = ("true", "yes", "y", "t", "1", "on")
+NO = ("false", "no", "n", "f", "0", "off")
+AGE_RANGE = (0, 120)  # years, as the course JSON's patient.age_years
+
+
+def _checked_descriptions(df: pl.DataFrame, p: Path) -> pl.DataFrame:
+    """``age_years`` a number from 0 to 120 and ``prior_allo_hct``/``prior_auto_hct`` yes or no
+    (or empty: unknown), as the course JSON requires; every bad cell is reported."""
+    problems: list[Problem] = []
+
+    def report(bad: pl.DataFrame, col: str, what: str) -> None:
+        problems.extend(_cast_problems(bad, col, p, what))
+
+    if "age_years" in df.columns:
+        lo, hi = AGE_RANGE
+        what = f"an age from {lo} to {hi} years"
+        df, bad = _cast_rows(df, "age_years", pl.Float64, p, what)
+        report(bad, "age_years", what)
+        out_of_range = df.filter(pl.col("age_years").is_not_null()).filter(
+            ~pl.col("age_years").is_between(lo, hi)
+        )
+        report(out_of_range, "age_years", what)
+    for col in ("prior_allo_hct", "prior_auto_hct"):
+        if col not in df.columns or df.schema[col] == pl.Boolean:
+            continue
+        word = pl.col(col).cast(pl.String).str.strip_chars().str.to_lowercase()
+        df = df.with_columns(
+            pl.when(word.is_in(YES)).then(True).when(word.is_in(NO)).then(False).alias(f"__{col}")
+        )
+        bad = df.filter(pl.col(f"__{col}").is_null() & (word.fill_null("") != ""))
+        report(bad, col, "yes or no (true/false, 1/0; empty: unknown)")
+        df = df.with_columns(pl.col(f"__{col}").alias(col)).drop(f"__{col}")
+    if problems:
+        raise SchemaError(f"{p}: bad patient rows; nothing was loaded", problems)
+    return df
 
 
 CodedTexts = dict[str, tuple[list[str], NDArray[np.unsignedinteger]]]
@@ -226,7 +268,7 @@ def read_labs(
     starts it before reading the patients)."""
     p = Path(path)
     lf = _scan(p)
-    schema = lf.collect_schema()
+    schema = _schema(lf, p)
     cols = schema.names()
     need = ["patient_id", "analyte", "value", "unit"]
     missing = [c for c in need if c not in cols]
@@ -279,14 +321,39 @@ def read_labs(
             )
             for name, (_, codes) in coded.items()
         )
-    df = _cast_checked(df, "value", pl.Float64, p, "a number")
+    if df.height == 0:
+        raise ParseError(f"{p} has a header but no lab rows: nothing to grade")
+    return _checked_lab_rows(df, p, infusion, {name: texts for name, (texts, _) in coded.items()})
+
+
+def _checked_lab_rows(
+    df: pl.DataFrame,
+    p: Path,
+    infusion: pl.DataFrame | None,
+    coded: dict[str, Sequence[str]],
+) -> pl.DataFrame:
+    """The lab rows read, cast and normalised; every bad row of the file is reported at once
+    (unreadable values, dates and days, unknown analytes and units, implausible values)."""
+    problems: list[Problem] = []
+    unreadable: list[pl.Series] = []
+
+    def cast(df: pl.DataFrame, col: str, dtype: Any, what: str) -> pl.DataFrame:
+        out, bad = _cast_rows(df, col, dtype, p, what)
+        if bad.height:
+            problems.extend(_cast_problems(bad, col, p, what))
+            if bad.height > MAX_PROBLEMS_LISTED:
+                problems.append(Problem(f"... {bad.height} rows with an unreadable {col} in all"))
+            unreadable.append(bad["row"])
+        return out
+
+    df = cast(df, "value", pl.Float64, "a number")
     if "date" in df.columns and (df.schema["date"] != pl.Int32):
         if infusion is None or "infusion_date" not in infusion.columns:
             raise SchemaError(f"{p}: labs are dated, so the patient table needs 'infusion_date'")
         if df.schema["date"] == pl.String:
             # accept ISO dates with an optional time part: the calendar day counts
             df = df.with_columns(pl.col("date").str.slice(0, 10))
-        df = _cast_checked(df, "date", pl.Date, p, "an ISO date (YYYY-MM-DD)")
+        df = cast(df, "date", pl.Date, "an ISO date (YYYY-MM-DD)")
         df = df.join(infusion.select("patient_id", "infusion_date"), on="patient_id", how="left")
         df = df.with_columns(
             (pl.col("date") - pl.col("infusion_date"))
@@ -295,17 +362,28 @@ def read_labs(
             .alias("day_from_date")
         )
         if "day" in df.columns:
-            df = _cast_checked(df, "day", pl.Int32, p, "a whole number of days")
+            df = cast(df, "day", pl.Int32, "a whole number of days")
             df = df.with_columns(pl.coalesce("day_from_date", "day").alias("day"))
         else:
             df = df.with_columns(pl.col("day_from_date").alias("day"))
     else:
-        df = _cast_checked(df, "day", pl.Int32, p, "a whole number of days")
-    return normalise_labs(
-        df.select("patient_id", "day", "analyte", "value", "unit", "row"),
-        source=str(p),
-        coded={name: texts for name, (texts, _) in coded.items()},
-    )
+        df = cast(df, "day", pl.Int32, "a whole number of days")
+    if unreadable:  # (reported above; the other rows are still checked)
+        df = df.filter(~pl.col("row").is_in(pl.concat(unreadable).unique().implode()))
+    try:
+        labs = normalise_labs(
+            df.select("patient_id", "day", "analyte", "value", "unit", "row"),
+            source=str(p),
+            coded=coded,
+        )
+    except InputError as exc:
+        if not problems:
+            raise
+        problems.extend(exc.problems)
+    if problems:
+        listed = sum(1 for x in problems if not x.message.startswith("..."))
+        raise SchemaError(f"{p}: bad rows ({listed} listed); nothing was loaded", problems)
+    return labs
 
 
 # pyarrow's ``array()`` and ``Array.to_numpy()`` import pandas when it is installed (about 0.2 s):
@@ -464,16 +542,11 @@ def write_table(df: pl.DataFrame, path: str | Path) -> Path:
     if suffix not in (".csv", ".parquet"):
         raise InputError(f"{p}: output must end in .csv or .parquet")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.partial")
-    try:
+    with atomic_path(p) as tmp:
         if suffix == ".csv":
             df.write_csv(tmp)
         else:
             df.write_parquet(tmp)
-        tmp.replace(p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p
 
 

@@ -1,0 +1,264 @@
+"""Every bad command-line input of issue 15 is one clear error: exit 2, one message, no
+traceback, and nothing half-written (no output file, or the earlier one untouched)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli.invoke import Result, invoke
+from tests.conftest import EXAMPLES
+
+COHORT = EXAMPLES / "cohort"
+CASE = EXAMPLES / "review-case-1.json"
+
+
+def clear_error(r: Result, *texts: str) -> None:
+    assert r.one_clear_error, (r.code, r.stdout[:500], r.stderr[:2000])
+    for t in texts:
+        assert t in r.stderr, r.stderr
+
+
+def grade(
+    tmp_path: Path, labs: Path, patients: Path = COHORT / "patients.csv", **kw: str
+) -> Result:
+    out = kw.pop("out", str(tmp_path / "grades.csv"))
+    extra = [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", v)]
+    return invoke("grade", "--labs", str(labs), "--patients", str(patients), "--out", out, *extra)
+
+
+def course(tmp_path: Path, name: str = "c.json", **change: object) -> Path:
+    doc = json.loads(CASE.read_text(encoding="utf-8"))
+    for path, value in change.items():
+        *parents, last = path.split("__")
+        target = doc
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[int(last) if last.isdigit() else last] = value
+    p = tmp_path / name
+    p.write_text(json.dumps(doc), encoding="utf-8")
+    return p
+
+
+# --------------------------------------------------------------------------- lab and patient tables
+
+
+def test_empty_lab_csv(tmp_path: Path) -> None:
+    empty = tmp_path / "labs.csv"
+    empty.write_bytes(b"")
+    clear_error(grade(tmp_path, empty), "labs.csv is empty")
+    empty.write_text("patient_id,day,analyte,value,unit\n")
+    clear_error(grade(tmp_path, empty), "no lab rows")
+    assert not (tmp_path / "grades.csv").exists()
+
+
+@pytest.mark.parametrize("which", ["labs", "patients"])
+def test_corrupt_parquet_for_grade(tmp_path: Path, which: str) -> None:
+    bad = tmp_path / f"{which}.parquet"
+    bad.write_bytes(b"PAR1" + os.urandom(200))
+    files = {"labs": COHORT / "labs.csv", "patients": COHORT / "patients.csv", which: bad}
+    clear_error(grade(tmp_path, files["labs"], files["patients"]), f"{bad} cannot be parsed")
+    assert not (tmp_path / "grades.csv").exists()
+
+
+def test_corrupt_parquet_for_cohort_report(tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    shutil.copy(COHORT / "patients.csv", cohort)
+    (cohort / "labs.parquet").write_bytes(os.urandom(300))
+    r = invoke("cohort", "report", str(cohort), "--out", str(tmp_path / "r.html"))
+    clear_error(r, "labs.parquet cannot be parsed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort"]
+
+
+def test_every_bad_lab_row_is_listed(tmp_path: Path) -> None:
+    """Unreadable values and days, unknown unit and analyte, implausible value: all at once."""
+    labs = tmp_path / "labs.csv"
+    labs.write_text(
+        "patient_id,day,analyte,value,unit\n"
+        "review-case-1,1,anc,abc,/uL\n"
+        "review-case-1,x,anc,500,/uL\n"
+        "review-case-1,3,anc,500,furlongs\n"
+        "review-case-1,4,anc,1500,10^9/L\n"
+        "review-case-1,5,zzz,1,/uL\n"
+        "review-case-1,6,anc,500,/uL\n"
+    )
+    r = grade(tmp_path, labs)
+    clear_error(r, "'abc' is not a number", "'x' is not a whole number of days")
+    clear_error(r, "unknown unit 'furlongs'", "probably 1500 /uL", "unknown analyte 'zzz'")
+    for row in (2, 3, 4, 5, 6):
+        assert f"row {row}," in r.stderr
+    assert "row 7," not in r.stderr
+
+
+def test_patient_table_values_must_be_their_type(tmp_path: Path) -> None:
+    """As the course JSON: age 0-120 years, a prior HCT yes or no (empty: unknown)."""
+    text = (COHORT / "patients.csv").read_text()
+    patients = tmp_path / "patients.csv"
+    patients.write_text(
+        text.replace(",65.0,male,", ",-3,male,").replace("axi-cel,false", "axi-cel,maybe")
+    )
+    r = grade(tmp_path, COHORT / "labs.csv", patients)
+    clear_error(r, "field 'age_years'", "field 'prior_allo_hct'", "'maybe' is not yes or no")
+    assert "row 2" in r.stderr
+    patients.write_text(
+        text.replace("axi-cel,false,true", "axi-cel,no,").replace(",63.0,", ",abc,")
+    )
+    clear_error(grade(tmp_path, COHORT / "labs.csv", patients), "'abc' is not an age")
+    patients.write_text(text.replace("axi-cel,false,true", "axi-cel,No,"))
+    assert grade(tmp_path, COHORT / "labs.csv", patients).code == 0
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def test_output_in_a_missing_folder(tmp_path: Path) -> None:
+    nowhere = tmp_path / "no" / "such"
+    r = grade(tmp_path, COHORT / "labs.csv", out=str(nowhere / "g.csv"))
+    clear_error(r, "does not exist (create it first")
+    r = invoke("export", "fhir", str(CASE), "--out", str(nowhere / "b.json"))
+    clear_error(r, "does not exist")
+    r = invoke("cohort", "report", str(COHORT), "--out", str(nowhere / "r.html"))
+    clear_error(r, "does not exist")
+    r = invoke("import", "fhir", str(CASE), "--out", str(nowhere / "dir"))
+    clear_error(r, "does not exist")
+    r = invoke("docs", "rules", "--out", str(nowhere / "rules.md"))
+    clear_error(r, "does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only-mode folder")
+def test_output_in_an_unwritable_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    r = grade(tmp_path, COHORT / "labs.csv", out=str(locked / "g.csv"))
+    clear_error(r, f"cannot write in {locked}")
+
+
+def test_output_in_a_folder_no_one_can_write(tmp_path: Path) -> None:
+    """/proc takes no new files, for root too."""
+    clear_error(grade(tmp_path, COHORT / "labs.csv", out="/proc/g.csv"), "cannot write in /proc")
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    clear_error(grade(tmp_path, COHORT / "labs.csv", out=str(afile / "g.csv")), "is not a folder")
+
+
+def test_out_equal_to_an_input(tmp_path: Path) -> None:
+    labs = tmp_path / "labs.csv"
+    shutil.copy(COHORT / "labs.csv", labs)
+    before = labs.read_bytes()
+    r = grade(tmp_path, labs, out=str(tmp_path / "." / "labs.csv"))
+    clear_error(r, "is also an input of this command")
+    c = course(tmp_path)
+    clear_error(invoke("export", "fhir", str(c), "--out", str(c)), "is also an input")
+    clear_error(invoke("export", "fhir-bundle", str(c), "--out", str(c)), "is also an input")
+    clear_error(invoke("import", "fhir", str(c), "--report", str(c)), "is also an input")
+    assert labs.read_bytes() == before
+    assert json.loads(c.read_text())["patient"]["id"] == "review-case-1"
+
+
+def test_import_never_writes_over_its_input(tmp_path: Path) -> None:
+    """A patient whose course file would have the input's own name."""
+    bundle = tmp_path / "review-case-1.json"
+    assert invoke("export", "fhir-bundle", str(CASE), "--out", str(bundle)).code == 0
+    before = bundle.read_bytes()
+    r = invoke("import", "fhir", str(bundle), "--out", str(tmp_path))
+    clear_error(r, "is also an input")
+    assert bundle.read_bytes() == before
+
+
+def test_report_tables_never_replace_the_cohort(tmp_path: Path) -> None:
+    """`cohort report` replaces <name>_tables/ whole: never the directory it reads."""
+    cohort = tmp_path / "r_tables"
+    shutil.copytree(COHORT, cohort)
+    r = invoke("cohort", "report", str(cohort), "--out", str(tmp_path / "r.html"))
+    clear_error(r, "is also an input")
+    assert sorted(p.name for p in cohort.iterdir()) == ["events.csv", "labs.csv", "patients.csv"]
+
+
+# --------------------------------------------------------------------------- assess and import
+
+
+def test_assess_day_beyond_any_date() -> None:
+    clear_error(invoke("assess", str(CASE), "--day", "99999999999"), "not a calendar date")
+    clear_error(invoke("assess", str(CASE), "--day", "-99999999999", "--guidance"), "--day")
+
+
+def test_assess_on_a_directory() -> None:
+    clear_error(invoke("assess", str(EXAMPLES)), "is a folder")
+
+
+def test_deeply_nested_json_in_import_fhir(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    clear_error(invoke("import", "fhir", str(deep)), "nested too deeply")
+    opening = '{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": '
+    innermost = '{"resourceType": "Bundle", "type": "collection"}'
+    depth = 2_000  # Bundles in Bundles
+    nested = tmp_path / "nested.json"
+    nested.write_text(opening * depth + innermost + "}]}" * depth)
+    clear_error(invoke("import", "fhir", str(nested)), "nested too deeply")
+    clear_error(invoke("assess", str(deep)), "not valid JSON")
+
+
+def test_course_json_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + CASE.read_bytes())
+    r = invoke("assess", str(bom), "--format", "json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["patient_id"] == "review-case-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"labs__5__value": True}, "'labs.5.value': a number is needed, not true/false"),
+        ({"labs__5__day": False}, "'labs.5.day': a number is needed, not true/false"),
+        ({"labs__5__value": "NaN"}, "'labs.5.value': Input should be a finite number"),
+        ({"schema_version": "2.0"}, "schema_version '2.0' is not one this version reads (1.0)"),
+        ({"patient__age_years": -3}, "'patient.age_years': Input should be greater than"),
+        ({"patient__prior_allo_hct": "maybe"}, "'patient.prior_allo_hct': Extra inputs"),
+        ({"labs__5__day": 99_999_999_999}, "day 99999999999 is not a calendar date"),
+    ],
+    ids=["value-true", "day-false", "value-nan", "schema-version", "age", "prior-allo", "day"],
+)
+def test_course_values_must_be_their_type(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    """`"value": true` was read as an ANC of 1/uL (and changed the ICAHT grade)."""
+    clear_error(invoke("assess", str(course(tmp_path, **change))), message)
+
+
+def test_grade_as_of_beyond_any_date(tmp_path: Path) -> None:
+    r = grade(tmp_path, COHORT / "labs.csv", as_of="99999999999")
+    clear_error(r, "--as-of 99999999999")
+
+
+# --------------------------------------------------------------------------- export file names
+
+
+def test_export_fhir_bundle_never_writes_two_patients_to_one_file(tmp_path: Path) -> None:
+    """`a/b`, `a_b` and `A_B` make the same safe file name; two files give the same patient."""
+    ids = ["a/b", "a_b", "A_B"]
+    files = [course(tmp_path, f"c{i}.json", patient__id=pid) for i, pid in enumerate(ids)]
+    files.append(course(tmp_path, "again.json", patient__id="a_b"))
+    out = tmp_path / "bundles"
+    r = invoke("export", "fhir-bundle", *map(str, files), "--out", str(out))
+    assert r.code == 0, r.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["A_B-3.json", "a_b-2.json", "a_b-4.json", "a_b.json"]
+    patients = {
+        name: next(
+            e["resource"]["id"]
+            for e in json.loads((out / name).read_text())["entry"]
+            if e["resource"]["resourceType"] == "Patient"
+        )
+        for name in written
+    }
+    # three patients, three FHIR ids (the same patient twice: the same id)
+    assert len(set(patients.values())) == 3
+    assert patients["a_b.json"] != patients["a_b-2.json"] == patients["a_b-4.json"]
