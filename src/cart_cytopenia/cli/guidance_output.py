@@ -197,6 +197,16 @@ def render_replay(r: Replay, course: Course, settings: Settings, console: Consol
         "[dim]Days are inclusive; '…' = still shown on the last day of data. Each day is evaluated "
         "with only the data known on that day.[/]"
     )
+    if r.beyond_plausible:
+        console.print(
+            f"[yellow]Not replayed: {len(r.beyond_plausible)} item(s) recorded after more than a "
+            f"year without data (after day {r.last_day}); check their dates:[/]",
+            highlight=False,
+        )
+        for o in r.beyond_plausible[:20]:
+            console.print(f"  [yellow]• {escape(o.what)} on day {o.day}[/]", highlight=False)
+        if len(r.beyond_plausible) > 20:
+            console.print(f"  [yellow]... and {len(r.beyond_plausible) - 20} more[/]")
     _settings(r.settings_in_force, settings, console)
 
 

@@ -26,7 +26,9 @@ from cart_cytopenia.guidance.model import (
     ReplayDay,
     ReplayEpisode,
     ReplayItem,
+    ReplayOutlier,
 )
+from cart_cytopenia.guidance.plausible import plausible_range
 from cart_cytopenia.guidance.registry import RULES, Rule, Triggered
 from cart_cytopenia.guidance.spec import recommendations, thresholds
 from cart_cytopenia.rules.settings import Settings
@@ -168,10 +170,11 @@ def evaluate_assessed(
 
 
 def replay(course: Course, settings: Settings | None = None) -> Replay:
-    """Guidance on every day from 0 to the last day of data: when each item appeared and cleared."""
+    """Guidance on every day from 0 to the last day of the plausible course (a day recorded
+    after more than a year without data is reported, not replayed: guidance/plausible.py):
+    when each item appeared and cleared."""
     settings = settings or Settings()
-    last = course.last_data_day
-    last_day = max(last if last is not None else 0, 0)
+    last_day, outliers = plausible_range(course)
     titles = {s.id: s for s in recommendations().specs}
     days: list[ReplayDay] = []
     open_: dict[str, tuple[int, str]] = {}
@@ -211,6 +214,7 @@ def replay(course: Course, settings: Settings | None = None) -> Replay:
         patient_id=course.patient.id,
         first_day=0,
         last_day=last_day,
+        beyond_plausible=[ReplayOutlier(day=o.day, what=o.what) for o in outliers],
         items=items,
         days=days,
         settings_in_force=settings_in_force(settings),

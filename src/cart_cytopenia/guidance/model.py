@@ -127,12 +127,26 @@ class ReplayDay(_Frozen):
     item_ids: list[str]
 
 
+class ReplayOutlier(_Frozen):
+    """Something recorded on a day beyond the plausible course (not replayed; check its date)."""
+
+    day: int
+    what: str = Field(description="Where in the course, e.g. 'labs[5] (anc)'.")
+
+
 class Replay(_Frozen):
-    """Guidance evaluated on every day from 0 to the last day of data."""
+    """Guidance evaluated on every day from 0 to the last day of the plausible course."""
 
     patient_id: str
     first_day: int
     last_day: int
+    beyond_plausible: list[ReplayOutlier] = Field(
+        default_factory=list,
+        description=(
+            "Items recorded after a silence of more than a year (guidance/plausible.py): not "
+            "replayed, most likely a mistyped date or day."
+        ),
+    )
     items: list[ReplayItem] = Field(description="In order of first appearance.")
     days: list[ReplayDay]
     settings_in_force: dict[str, Any]
