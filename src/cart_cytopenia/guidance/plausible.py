@@ -34,7 +34,7 @@ class Outlier:
 
 def recorded_days(course: Course) -> list[tuple[int, str]]:
     """Every day something was recorded, with what: (day, where in the course)."""
-    out = [
+    out: list[tuple[int | None, str]] = [
         (lab.day, f"labs[{i}] ({lab.analyte})")
         for i, lab in enumerate(course.labs)
         if lab.day is not None
