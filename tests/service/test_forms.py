@@ -84,3 +84,22 @@ def test_lab_csv_problems_name_row_and_column() -> None:
         parse_lab_csv(b"\xff\xfe\x00", "x.csv", "P1")
     with pytest.raises(ParseError, match="no lab rows"):
         parse_lab_csv(b"day,analyte,value,unit\n", "x.csv", "P1")
+
+
+def test_lab_csv_upload_lists_every_bad_row() -> None:
+    """Issue 15: a file with several bad rows of different kinds lists them all at once
+    (the upload page showed only the unreadable values, then the next kind on the next try)."""
+    data = (
+        b"date,analyte,value,unit\n"
+        b"2024-01-12,anc,abc,/uL\n"  # not a number
+        b"2024-01-13,anc,500,furlongs\n"  # unknown unit
+        b"2024-01-14,anc,1500,10^9/L\n"  # implausible: cells/uL labelled 10^9/L
+        b"2024-01-15,xyz,5,/uL\n"  # unknown analyte
+        b"2024-13-45,anc,5,/uL\n"  # no such date
+        b"2024-01-16,anc,300,/uL\n"  # fine
+    )
+    with pytest.raises(ParseError) as info:
+        parse_lab_csv(data, "x.csv", "P1")
+    where = sorted((p.location.row, p.location.field) for p in info.value.problems)
+    assert where == [(2, "value"), (3, "unit"), (4, "value"), (5, "analyte"), (6, "date")]
+    assert "probably 1500 /uL" in str(info.value)

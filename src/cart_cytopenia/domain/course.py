@@ -807,6 +807,38 @@ def _check_lab(lab: LabObservation, pid: str, where: str) -> list[Problem]:
     return []
 
 
+def lab_problems(lab: dict[str, Any], location: Location) -> list[Problem]:
+    """What is wrong with one lab result in the course JSON form, on its own (field types, the
+    date, analyte, unit and plausibility; a lab's place in the course, e.g. after death, is
+    checked with the course): the checks of ``parse_course``, so that a table of many rows can
+    list every bad row at once."""
+    try:
+        obs = LabObservation.model_validate(lab)
+    except ValidationError as exc:
+        return [
+            Problem(
+                err["msg"].removeprefix("Value error, "),
+                Location(
+                    patient_id=location.patient_id,
+                    row=location.row,
+                    field=".".join(str(x) for x in err["loc"]) or location.field,
+                    source=location.source,
+                ),
+            )
+            for err in exc.errors()
+        ]
+    problems = _check_lab(obs, location.patient_id or "", location.field or "")
+    fields = {UnitError.__name__: "unit", UnknownAnalyteError.__name__: "analyte"}
+    for p in problems:
+        p.location = Location(
+            patient_id=location.patient_id,
+            row=location.row,
+            field=fields.get(p.kind, location.field),
+            source=location.source,
+        )
+    return problems
+
+
 def parse_course(data: dict[str, Any] | str | bytes, source: str | None = None) -> Course:
     """Validate a course from a dict or JSON text; raise an InputError listing every problem."""
     try:

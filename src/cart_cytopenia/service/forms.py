@@ -38,6 +38,7 @@ from cart_cytopenia.domain.course import (
     Relapse,
     StemCellBoost,
     Transfusion,
+    lab_problems,
 )
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem
 
@@ -303,11 +304,15 @@ def parse_lab_csv(
             )
         except ValueError:
             problems.append(Problem(f"'{cells.get('value', '')}' is not a number", loc("value")))
-        for f in ("analyte", "unit"):
-            if not cells.get(f):
-                problems.append(Problem(f"'{f}' is empty", loc(f)))
-            else:
-                lab[f] = cells[f]
+        row_problems = [
+            Problem(f"'{f}' is empty", loc(f)) for f in ("analyte", "unit") if not cells.get(f)
+        ]
+        lab |= {f: cells[f] for f in ("analyte", "unit") if cells.get(f)}
+        if not row_problems and "value" in lab and ("date" in lab or "day" in lab):
+            # the row on its own as the course will check it (date, analyte, unit, plausible):
+            # every bad row of the file is listed at once
+            row_problems = lab_problems(lab, loc("value"))
+        problems += row_problems
         labs.append(lab)
         rows.append(i)
     if problems:
