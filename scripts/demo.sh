@@ -22,6 +22,10 @@ echo "== 2b. A synthetic cohort (2,000 patients) and its report -> $OUT/syntheti
 $BIN/cart-cytopenia cohort generate --patients "${DEMO_COHORT:-2000}" --seed 1 --out "$OUT/synthetic-cohort"
 $BIN/cart-cytopenia cohort report "$OUT/synthetic-cohort" --out "$OUT/cohort-report.html"
 
+echo "== 2c. A sample OMOP CDM extract (500 synthetic patients) graded as an EHR extract would be -> $OUT/omop-extract, $OUT/omop-grades.csv"
+$BIN/cart-cytopenia cohort generate --patients "${DEMO_OMOP:-500}" --seed 2 --omop "$OUT/omop-extract"
+$BIN/cart-cytopenia cohort omop "$OUT/omop-extract" --out "$OUT/omop-grades.csv"
+
 echo "== 3. The web app: the review cases and a synthetic cohort in the embedded store ($OUT/webapp)"
 export CART_CYTOPENIA_ENVIRONMENT=development   # demo data only; production needs its own secret
 export CART_CYTOPENIA_DATA_DIR="$(cd "$OUT" && pwd)/webapp"

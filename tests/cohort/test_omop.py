@@ -226,3 +226,19 @@ def test_each_table_is_read_once(
     assert read.summary.transfusions > 0 and read.summary.medications > 0
     assert reads.count("procedure_occurrence") == 1
     assert reads.count("drug_exposure") == 1
+
+
+def test_cohort_generate_writes_a_sample_omop_extract_to_try(tmp_path: Path) -> None:
+    """`make demo` writes one with `cohort generate --omop DIR`; `cohort omop DIR` grades it."""
+    from tests.cli.invoke import invoke
+
+    extract = tmp_path / "omop-extract"
+    r = invoke("cohort", "generate", "--patients", "60", "--seed", "2", "--omop", str(extract))
+    assert r.code == 0, r.stderr
+    assert {p.stem for p in extract.iterdir()} >= {"person", "measurement", "procedure_occurrence"}
+    out = tmp_path / "grades.csv"
+    r = invoke("cohort", "omop", str(extract), "--out", str(out))
+    assert r.code == 0, r.stderr
+    assert "with a CAR-T infusion (day 0): 60" in r.stderr
+    assert pl.read_csv(out).height == 60
+    assert "cohort omop" in (ROOT / "scripts" / "demo.sh").read_text()

@@ -67,11 +67,17 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="How many course files (default: --patients without --out, else 6).",
         ),
+        omop_dir: Path | None = typer.Option(
+            None,
+            "--omop",
+            help="Also write the cohort as an OMOP CDM v5.4 extract (Parquet tables) to this "
+            "directory, to try `cohort omop` on.",
+        ),
     ) -> None:
         """Make a synthetic, calibrated CAR-T cohort (see docs/cohort.md)."""
-        if out is None and courses is None:
-            raise typer.BadParameter("give --out DIR (cohort tables) and/or --courses DIR")
-        for folder in (out, courses):
+        if out is None and courses is None and omop_dir is None:
+            raise typer.BadParameter("give --out DIR (cohort tables), --courses DIR or --omop DIR")
+        for folder in (out, courses, omop_dir):
             if folder is not None:
                 output_dir(folder)
         console = Console(stderr=True)
@@ -105,6 +111,8 @@ def register(app: typer.Typer) -> None:
                     json.dumps(c.model_dump(mode="json", exclude_none=True), indent=2) + "\n",
                 )
             console.print(f"{len(docs)} course files -> {courses}")
+        if omop_dir is not None:
+            _write_omop_extract(omop_dir, patients, seed, console)
 
     @cohort_app.command(name="omop")
     def omop_cmd(
@@ -205,6 +213,19 @@ def register(app: typer.Typer) -> None:
         )
 
     app.add_typer(cohort_app, name="cohort")
+
+
+def _write_omop_extract(target: Path, n: int, seed: int, console: Console) -> None:
+    """The synthetic cohort as OMOP CDM tables (day 0 a CAR-T administration procedure, labs
+    as MEASUREMENT rows with LOINC and UCUM concepts): what `cohort omop` reads."""
+    from cart_cytopenia.io.omop import to_omop, write_omop
+
+    block = synthetic.generate_cohort(n, seed)
+    tables = to_omop(block.patients, block.labs, block.events)
+    write_omop(tables, target)
+    rows = ", ".join(f"{name} {df.height:,}" for name, df in tables.items())
+    console.print(f"OMOP CDM extract ({rows}) -> {target}", highlight=False)
+    console.print(f"grade it: cart-cytopenia cohort omop {target} --out omop-grades.csv")
 
 
 def _required_file(directory: Path, name: str) -> Path:
