@@ -179,7 +179,9 @@ def resources_from_json(doc: Any, where: str) -> Iterator[RawResource]:
         if res is None:
             yield RawResource({"resourceType": "_empty"}, loc, e.get("fullUrl"))
             continue
-        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+        if not isinstance(res, dict):
+            raise ParseError(f"{loc}: a Bundle entry's resource must be an object")
+        if res.get("resourceType") == "Bundle":
             yield from resources_from_json(res, loc)
             continue
         yield RawResource(res, loc, e.get("fullUrl"))

@@ -134,10 +134,7 @@ def read_patients(path: str | Path) -> pl.DataFrame:
     df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
         pl.col("row").cast(pl.Int64)
     )
-    if "patient_id" not in df.columns:
-        raise SchemaError(
-            f"{p}: the patient table needs a 'patient_id' column (found: {', '.join(df.columns)})"
-        )
+    _require_patient_id(df, p)
     df = df.with_columns(pl.col("patient_id").cast(pl.String))
     missing_id = df.filter(
         pl.col("patient_id").is_null() | (pl.col("patient_id").str.strip_chars() == "")
@@ -528,7 +525,14 @@ def read_cohort(
     return CohortFrames(pats, lab_df, ev)
 
 
+def _require_patient_id(df: pl.DataFrame, p: Path) -> None:
+    if "patient_id" not in df.columns:
+        found = ", ".join(c for c in df.columns if c != "row")
+        raise SchemaError(f"{p}: the patient table needs a 'patient_id' column (found: {found})")
+
+
 def read_patients_infusion(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+    _require_patient_id(raw, path)
     df = raw.select(pl.col("patient_id").cast(pl.String), "infusion_date").with_row_index(
         "row", offset=2
     )
