@@ -122,6 +122,7 @@ def test_recovery_end_points_follow_their_definitions(frames: CohortFrames) -> N
 def test_cli_report_and_a_bad_row(tmp_path: Path) -> None:
     files = synthetic.write_cohort(tmp_path / "cohort", 300, seed=5, fmt="csv")
     out = tmp_path / "out" / "r.html"
+    out.parent.mkdir()  # (a missing output folder is an error: tests/cli/test_bad_inputs.py)
     ok = run("cohort", "report", str(files.directory), "--out", str(out))
     assert ok.returncode == 0, ok.stderr
     assert out.exists() and (tmp_path / "out" / "r_tables" / "grades.csv").exists()
