@@ -134,6 +134,7 @@ def test_cli_report_and_a_bad_row(tmp_path: Path) -> None:
     labs[41] = ",".join(fields)
     files.labs.write_text("\n".join(labs) + "\n", encoding="utf-8")
     bad_out = tmp_path / "bad" / "r.html"
+    bad_out.parent.mkdir()
     p = run("cohort", "report", str(files.directory), "--out", str(bad_out))
     assert p.returncode == 2
     assert "row 42" in p.stderr and "'twelve' is not a number" in p.stderr
