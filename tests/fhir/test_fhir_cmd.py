@@ -104,3 +104,42 @@ def test_import_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_export_codesystem(tmp_path: Path) -> None:
     run("export", "fhir-codesystem", "--out", str(tmp_path / "cs.json"))
     CodeSystem.model_validate(json.loads((tmp_path / "cs.json").read_text()))
+
+
+def test_import_summary_keeps_its_own_figures_and_masks_the_patients() -> None:
+    """Issue 15: the summary showed "below … °C", "grade …" and "LOINC …-…"; only what comes
+    from the resources (a reference to the patient, a value) is masked or grouped."""
+    import io
+
+    from cart_cytopenia.cli.fhir_cmd import print_report
+    from cart_cytopenia.io.fhir_import import FhirImport, Unmapped
+
+    result = FhirImport(
+        unmapped=[
+            Unmapped(
+                "Observation/t1", "body temperature below 38 °C: a course records fevers only"
+            ),
+            Unmapped(
+                "Observation/t2", "body temperature below 38 °C: a course records fevers only"
+            ),
+            Unmapped("Observation/s", "not a laboratory test cart-cytopenia uses (2951-2: Sodium)"),
+            Unmapped(
+                "Observation/x",
+                "subject 'Patient/MRN-4711' is not a Patient reference; cannot tell whose it is",
+            ),
+            Unmapped(
+                "Observation/a", "implausible ANC: 1500 10*9/L is ...", group="implausible ANC"
+            ),
+            Unmapped(
+                "Observation/b", "implausible ANC: 2200 10*9/L is ...", group="implausible ANC"
+            ),
+        ],
+        resources_read={"Observation": 6},
+    )
+    out = io.StringIO()
+    print_report(result, out)
+    text = out.getvalue()
+    assert "2 × body temperature below 38 °C: a course records fevers only" in text
+    assert "(2951-2: Sodium)" in text
+    assert "MRN-4711" not in text and "subject … is not a Patient reference" in text
+    assert "2 × implausible ANC" in text and "1500" not in text
