@@ -262,3 +262,15 @@ def test_export_fhir_bundle_never_writes_two_patients_to_one_file(tmp_path: Path
     # three patients, three FHIR ids (the same patient twice: the same id)
     assert len(set(patients.values())) == 3
     assert patients["a_b.json"] != patients["a_b-2.json"] == patients["a_b-4.json"]
+
+
+def test_import_never_writes_over_a_file_of_an_input_folder(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    bundle = exports / "review-case-1.json"
+    assert invoke("export", "fhir-bundle", str(CASE), "--out", str(bundle)).code == 0
+    before = bundle.read_bytes()
+    clear_error(invoke("import", "fhir", str(exports), "--out", str(exports)), "is also an input")
+    assert bundle.read_bytes() == before
+    assert invoke("import", "fhir", str(exports), "--out", str(tmp_path / "courses")).code == 0
+    assert (tmp_path / "courses" / "review-case-1.json").exists()

@@ -65,10 +65,10 @@ def _safe_name(text: str) -> str:
 
 def _file_names(stems: list[str], out: Path, inputs: list[Path]) -> list[Path]:
     """One file in ``out`` per patient: distinct names (``a/b`` and ``a_b`` are two patients,
-    two files), none of them an input of the command."""
+    two files), none of them an input of the command (or a file in an input folder)."""
     paths = [out / name for name in unique_names(stems)]
-    for path in paths:
-        not_an_input(path, inputs)
+    in_folders = [f for p in inputs if p.is_dir() for f in p.iterdir()]
+    not_an_input(paths, [*inputs, *in_folders])
     return paths
 
 

@@ -20,13 +20,16 @@ from cart_cytopenia.errors import InputError, ParseError
 from cart_cytopenia.io.files import atomic_path
 
 
-def _same(a: Path, b: Path) -> bool:
+def _identity(path: Path) -> set[object]:
+    """What makes two paths one file: the resolved path, and device and inode when it exists
+    (hard links, other spellings)."""
+    ids: set[object] = {str(path.resolve())}
     try:
-        if a.exists() and b.exists():
-            return a.samefile(b)
+        st = path.stat()
+        ids.add((st.st_dev, st.st_ino))
     except OSError:
         pass
-    return a.resolve() == b.resolve()
+    return ids
 
 
 def _writable_folder(folder: Path, out: Path) -> None:
@@ -44,12 +47,16 @@ def _writable_folder(folder: Path, out: Path) -> None:
         raise InputError(f"{out}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
-def not_an_input(out: Path, inputs: Iterable[Path | None]) -> None:
-    """Refuse an output that is one of the inputs (it would be overwritten)."""
+def not_an_input(out: Path | Iterable[Path], inputs: Iterable[Path | None]) -> None:
+    """Refuse an output (or any of several) that is one of the inputs (it would be overwritten)."""
+    taken: set[object] = set()
     for given in inputs:
-        if given is not None and _same(out, given):
+        if given is not None:
+            taken |= _identity(given)
+    for path in [out] if isinstance(out, Path) else out:
+        if _identity(path) & taken:
             raise InputError(
-                f"{out} is also an input of this command; write the output to another file"
+                f"{path} is also an input of this command; write the output to another file"
             )
 
 
