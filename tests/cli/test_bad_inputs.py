@@ -274,3 +274,22 @@ def test_import_never_writes_over_a_file_of_an_input_folder(tmp_path: Path) -> N
     assert bundle.read_bytes() == before
     assert invoke("import", "fhir", str(exports), "--out", str(tmp_path / "courses")).code == 0
     assert (tmp_path / "courses" / "review-case-1.json").exists()
+
+
+def test_settings_that_are_a_folder_or_not_text() -> None:
+    clear_error(invoke("assess", str(CASE), "--settings", str(EXAMPLES)), "cannot be read")
+
+
+def test_corrupt_parquet_table_in_an_omop_extract(tmp_path: Path) -> None:
+    extract = tmp_path / "omop"
+    assert invoke("cohort", "generate", "--patients", "5", "--omop", str(extract)).code == 0
+    (extract / "person.parquet").write_bytes(os.urandom(100))
+    r = invoke("cohort", "omop", str(extract), "--out", str(tmp_path / "g.csv"))
+    clear_error(r, "PERSON cannot be read")
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_grade_output_kind_checked_before_grading(tmp_path: Path) -> None:
+    clear_error(
+        grade(tmp_path, COHORT / "labs.csv", out=str(tmp_path / "g.txt")), ".csv or .parquet"
+    )

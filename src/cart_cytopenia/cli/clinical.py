@@ -274,10 +274,10 @@ def register(app: typer.Typer) -> None:
         """Grade many patients at once (same grading code as assess); one row per patient."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from cart_cytopenia.io.tables import read_cohort, write_table
+        from cart_cytopenia.io.tables import read_cohort, table_format, write_table
 
         check_cohort_day(as_of)
-        output_file(out, (labs, patients, events, settings_file))
+        table_format(output_file(out, (labs, patients, events, settings_file)))
         t0 = time.perf_counter()
         # the files are read (mostly outside the GIL) while the engine and the settings load
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -18,7 +18,7 @@ from cart_cytopenia.cohort import synthetic
 from cart_cytopenia.errors import InputError, ParseError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.omop import long_tables, read_omop
-from cart_cytopenia.io.tables import read_cohort, write_table
+from cart_cytopenia.io.tables import read_cohort, table_format, write_table
 from cart_cytopenia.rules.settings import load_settings
 
 
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         """Grade an OMOP CDM extract with the same engine as `grade` (mapping: docs/cohort.md)."""
         check_cohort_day(as_of)
         inputs = (source, infusions, settings_file)
-        output_file(out, inputs)
+        table_format(output_file(out, inputs))
         if export is not None:
             output_dir(export, inputs)
             for name in ("patients", "labs", "events"):

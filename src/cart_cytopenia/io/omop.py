@@ -130,13 +130,17 @@ class OmopSource:
         return f"{self.path}:{table.upper()}"
 
     def columns(self, table: str) -> list[str]:
-        if self._con is not None:
-            rel = self._con.sql(f"select * from {self._names[table]} limit 0")
-            return [c.lower() for c in rel.columns]
-        f = self.path / self._names[table]
-        if f.suffix.lower() == ".parquet":
-            return [c.lower() for c in pl.scan_parquet(f).collect_schema().names()]
-        return [c.lower() for c in pl.scan_csv(f, infer_schema=False).collect_schema().names()]
+        try:
+            if self._con is not None:
+                rel = self._con.sql(f"select * from {self._names[table]} limit 0")
+                return [c.lower() for c in rel.columns]
+            f = self.path / self._names[table]
+            if f.suffix.lower() == ".parquet":
+                return [c.lower() for c in pl.scan_parquet(f).collect_schema().names()]
+            return [c.lower() for c in pl.scan_csv(f, infer_schema=False).collect_schema().names()]
+        except Exception as exc:  # a corrupt or empty table (polars / duckdb / OS errors)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
 
     def read(
         self,

@@ -539,12 +539,18 @@ def read_patients_infusion(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     return _cast_checked(df, "infusion_date", pl.Date, path, "an ISO date (YYYY-MM-DD)")
 
 
+def table_format(path: Path) -> str:
+    """The suffix of an output table (.csv or .parquet); anything else is an InputError."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(f"{path}: output must end in .csv or .parquet")
+    return suffix
+
+
 def write_table(df: pl.DataFrame, path: str | Path) -> Path:
     """Write CSV or Parquet by extension, atomically (a failed write leaves nothing behind)."""
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputError(f"{p}: output must end in .csv or .parquet")
+    suffix = table_format(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(p) as tmp:
         if suffix == ".csv":

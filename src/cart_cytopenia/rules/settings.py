@@ -195,11 +195,15 @@ def load_settings(path: str | Path | None) -> Settings:
         return Settings()
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise SettingsError(f"settings file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"settings file {p} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"settings file {p} is not UTF-8 text (expected TOML)") from None
+    except OSError as exc:  # a folder, no permission ...
+        raise SettingsError(f"settings file {p} cannot be read: {exc.strerror or exc}") from None
     return settings_from_dict(raw, str(p))
 
 
