@@ -293,3 +293,23 @@ def test_grade_output_kind_checked_before_grading(tmp_path: Path) -> None:
     clear_error(
         grade(tmp_path, COHORT / "labs.csv", out=str(tmp_path / "g.txt")), ".csv or .parquet"
     )
+
+
+def test_event_table_types_and_grades_as_the_course_json(tmp_path: Path) -> None:
+    """An unknown event type was left out of the grades without a word (a CRS written
+    "cytokine storm" gave no CRS); the type is read in any case; grades within their range."""
+    events = tmp_path / "events.csv"
+    text = (COHORT / "events.csv").read_text()
+    events.write_text(text.replace("review-case-1,crs,2,3,2", "review-case-1,cytokine storm,2,3,2"))
+    r = grade(tmp_path, COHORT / "labs.csv", events=str(events))
+    clear_error(r, "'cytokine storm' is not an event type", "row 2")
+    events.write_text(text.replace("review-case-1,crs,2,3,2", "review-case-1,crs,2,3,7"))
+    clear_error(grade(tmp_path, COHORT / "labs.csv", events=str(events)), "a crs grade from 1 to 4")
+    events.write_text(text.replace("review-case-1,crs,2,3,2", "review-case-1, CRS ,2,3,2"))
+    assert grade(tmp_path, COHORT / "labs.csv", events=str(events)).code == 0
+
+
+def test_event_table_without_patient_id(tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text("id,type,start_day\nreview-case-1,crs,2\n")
+    clear_error(grade(tmp_path, COHORT / "labs.csv", events=str(events)), "needs 'patient_id'")

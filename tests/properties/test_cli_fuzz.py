@@ -58,6 +58,12 @@ PATIENTS_CSV = [
     ["p1", "2024-01-10", "61", "LBCL", "axi-cel", "no"],
     ["p2", "2024-02-01", "55.5", "MM", "cilta-cel", "yes"],
 ]
+EVENTS_CSV = [
+    ["patient_id", "type", "start_day", "end_day", "grade", "drug", "product"],
+    ["p1", "crs", "1", "4", "2", "", ""],
+    ["p1", "medication", "8", "12", "", "filgrastim", ""],
+    ["p2", "transfusion", "9", "", "1", "", "platelets"],
+]
 
 # --------------------------------------------------------------------------- mutations
 
@@ -205,14 +211,22 @@ def test_assess_on_mutated_course_json(text: str, guidance: bool) -> None:
 @given(
     labs=mutated_csv(LABS_CSV),
     patients=st.one_of(st.just(None), mutated_csv(PATIENTS_CSV)),
+    events=st.one_of(st.just(None), mutated_csv(EVENTS_CSV)),
     suffix=st.sampled_from([".csv", ".parquet"]),
 )
-def test_grade_on_mutated_lab_and_patient_csv(labs: str, patients: str | None, suffix: str) -> None:
+def test_grade_on_mutated_lab_patient_and_event_csv(
+    labs: str, patients: str | None, events: str | None, suffix: str
+) -> None:
+    def table(rows: list[list[str]]) -> str:
+        return "\n".join(map(",".join, rows)) + "\n"
+
     with tempfile.TemporaryDirectory() as d:
         lp = _write(d, "labs.csv", labs)
-        pp = _write(d, "patients.csv", patients or "\n".join(map(",".join, PATIENTS_CSV)))
+        pp = _write(d, "patients.csv", patients or table(PATIENTS_CSV))
+        ep = _write(d, "events.csv", events or table(EVENTS_CSV))
         out = Path(d) / f"grades{suffix}"
-        r = invoke("grade", "--labs", str(lp), "--patients", str(pp), "--out", str(out))
+        files = ("--labs", str(lp), "--patients", str(pp), "--events", str(ep))
+        r = invoke("grade", *files, "--out", str(out))
         output_or_one_clear_error(r, out)
         if r.code == 0:
             assert out.stat().st_size > 0

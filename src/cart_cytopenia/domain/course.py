@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -778,6 +778,12 @@ MAX_CALENDAR_DAYS = dt.date.max.toordinal() - dt.date.min.toordinal()
 def is_calendar_day(infusion: dt.date, day: int) -> bool:
     """Whether day ``day`` after the infusion is a date (years 1 to 9999)."""
     return dt.date.min.toordinal() <= infusion.toordinal() + day <= dt.date.max.toordinal()
+
+
+def event_types() -> list[str]:
+    """The ``type`` of every kind of course event (crs, icans, medication ...)."""
+    (union, *_) = get_args(Event)
+    return [cls.model_fields["type"].default for cls in get_args(union)]
 
 
 def _tag(problem: Problem, kind: type[InputError]) -> Problem:

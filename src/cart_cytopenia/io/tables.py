@@ -458,6 +458,11 @@ def _parquet_coded(path: Path, columns: tuple[str, ...]) -> CodedTexts:
 def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame:
     p = Path(path)
     df = _collect(_scan(p), p)
+    if "patient_id" not in df.columns or "type" not in df.columns:
+        raise SchemaError(
+            f"{p}: the event table needs 'patient_id', 'type' and 'start_date' or 'start_day' "
+            f"(found: {', '.join(df.columns)})"
+        )
     df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
         pl.col("row").cast(pl.Int64), pl.col("patient_id").cast(pl.String)
     )
@@ -487,6 +492,7 @@ def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame
         )
     if "grade" in df.columns:
         df = _cast_checked(df, "grade", pl.Int8, p, "a whole number")
+    df = _checked_event_kinds(df, p)
     missing = df.filter(pl.col("start_day").is_null())
     if missing.height:
         raise SchemaError(
@@ -500,6 +506,32 @@ def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame
             ],
         )
     return conform(df, EVENT_SCHEMA).select(list(EVENT_SCHEMA))
+
+
+# ``grade`` of an event row, by type, as the course JSON bounds it (ASTCT grades; units given)
+EVENT_GRADE_RANGES = {"crs": (1, 4), "icans": (1, 4), "transfusion": (1, 20)}
+
+
+def _checked_event_kinds(df: pl.DataFrame, p: Path) -> pl.DataFrame:
+    """``type`` one of the course's event types (any case) and ``grade`` within its range: an
+    unknown type (a "CRS " or "cytokine storm") was left out of the grades without a word."""
+    from cart_cytopenia.domain.course import event_types
+
+    kinds = event_types()
+    df = df.with_columns(pl.col("type").cast(pl.String).str.strip_chars().str.to_lowercase())
+    bad = df.filter(pl.col("type").is_null() | ~pl.col("type").is_in(kinds))
+    problems = _cast_problems(bad, "type", p, f"an event type ({', '.join(kinds)})")
+    if "grade" in df.columns:
+        for kind, (lo, hi) in EVENT_GRADE_RANGES.items():
+            out = df.filter(
+                (pl.col("type") == kind)
+                & pl.col("grade").is_not_null()
+                & ~pl.col("grade").is_between(lo, hi)
+            )
+            problems += _cast_problems(out, "grade", p, f"a {kind} grade from {lo} to {hi}")
+    if problems:
+        raise SchemaError(f"{p}: bad event rows; nothing was loaded", problems)
+    return df
 
 
 def read_cohort(
