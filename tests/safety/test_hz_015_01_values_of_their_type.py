@@ -61,3 +61,14 @@ def test_ages_at_both_ends_are_read(tmp_path: Path) -> None:
     p.write_text("patient_id,infusion_date,age_years\nA,2024-01-01,0\nB,2024-01-01,120\n")
     assert read_patients(p)["age_years"].to_list() == [0.0, 120.0]
     assert read_patients(p).schema["age_years"] == pl.Float64
+
+
+def test_an_event_of_unknown_type_is_refused_not_dropped(tmp_path: Path) -> None:
+    from cart_cytopenia.io.tables import read_events
+
+    p = tmp_path / "events.csv"
+    p.write_text("patient_id,type,start_day,grade\nA,cytokine storm,2,3\n")
+    with pytest.raises(InputError, match="'cytokine storm' is not an event type"):
+        read_events(p, None)
+    p.write_text("patient_id,type,start_day,grade\nA,CRS,2,3\n")
+    assert read_events(p, None)["type"].to_list() == ["crs"]
