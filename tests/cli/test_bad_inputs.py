@@ -313,3 +313,25 @@ def test_event_table_without_patient_id(tmp_path: Path) -> None:
     events = tmp_path / "events.csv"
     events.write_text("id,type,start_day\nreview-case-1,crs,2\n")
     clear_error(grade(tmp_path, COHORT / "labs.csv", events=str(events)), "needs 'patient_id'")
+
+
+def test_bundle_entries_of_the_wrong_shape(tmp_path: Path) -> None:
+    """Found by the fuzz test: a resource that is not an object, a fullUrl that is not a text
+    and a resourceType null (the duplicate check read it as a text) were tracebacks."""
+    bundle = tmp_path / "b.json"
+    for entry, message in [
+        ({"resource": False}, "resource must be an object"),
+        ({"fullUrl": 5, "resource": {"resourceType": "Patient", "id": "x"}}, "fullUrl a text"),
+    ]:
+        bundle.write_text(
+            json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [entry]})
+        )
+        clear_error(invoke("import", "fhir", str(bundle)), message)
+    entry = {"resource": {"resourceType": None, "id": "x"}}
+    bundle.write_text(
+        json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [entry]})
+    )
+    r = invoke("import", "fhir", str(bundle))
+    assert (
+        r.code == 1 and "is not a FHIR R4 resource type" in r.stderr and "Traceback" not in r.stderr
+    )

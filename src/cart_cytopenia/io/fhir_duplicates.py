@@ -93,7 +93,7 @@ def deduplicate(raws: Iterable[Any]) -> Deduplicated:
     for raw in raws:
         ref, url = _identity(raw)
         key = ref or (by_url.get(url) if url else None) or url
-        if key is None or raw.data.get("resourceType", "").startswith("_"):
+        if key is None or str(raw.data.get("resourceType") or "").startswith("_"):
             out.append(raw)
             continue
         if url is not None and ref is not None and url in by_url and by_url[url] != ref:

@@ -172,19 +172,22 @@ def resources_from_json(doc: Any, where: str) -> Iterator[RawResource]:
         loc = f"{where} entry[{i}]"
         if not isinstance(e, dict):
             raise ParseError(f"{loc}: a Bundle entry must be an object")
-        if e.get("request", {}).get("method") == "DELETE":
-            yield RawResource({"resourceType": "_delete"}, loc, e.get("fullUrl"))
+        request, url = e.get("request"), e.get("fullUrl")
+        if not isinstance(request, dict | None) or not isinstance(url, str | None):
+            raise ParseError(f"{loc}: a Bundle entry's request is an object, its fullUrl a text")
+        if (request or {}).get("method") == "DELETE":
+            yield RawResource({"resourceType": "_delete"}, loc, url)
             continue
         res = e.get("resource")
         if res is None:
-            yield RawResource({"resourceType": "_empty"}, loc, e.get("fullUrl"))
+            yield RawResource({"resourceType": "_empty"}, loc, url)
             continue
         if not isinstance(res, dict):
             raise ParseError(f"{loc}: a Bundle entry's resource must be an object")
         if res.get("resourceType") == "Bundle":
             yield from resources_from_json(res, loc)
             continue
-        yield RawResource(res, loc, e.get("fullUrl"))
+        yield RawResource(res, loc, url)
 
 
 def resources_from_text(text: str | bytes, source: str) -> list[RawResource]:
