@@ -12,7 +12,9 @@ Errors (something cannot be done; nothing is half-loaded)::
     │   ├── UnknownAnalyteError     an analyte name or LOINC code that is not in the catalogue
     │   └── TimelineError           dates that contradict each other (e.g. before birth)
     ├── RuleTableError              a rule table is malformed (bands overlap, gap, unknown unit)
-    └── SettingsError               institutional settings are invalid
+    ├── SettingsError               institutional settings are invalid
+    └── EhrAccessError              the EHR refused or failed (SMART launch, its FHIR server)
+        └── TokenRefusedError       the EHR's FHIR server refused the access token (HTTP 401)
 
 Warnings (valid but questionable; carried inside results, also emitted as Python warnings
 only where a library user asked for them)::
@@ -123,6 +125,15 @@ class RuleTableError(CartCytopeniaError):
 
 class SettingsError(CartCytopeniaError):
     """Institutional settings are invalid."""
+
+
+class EhrAccessError(CartCytopeniaError):
+    """The EHR refused or failed: a SMART launch that cannot be completed, or its FHIR server
+    not answering. The message says what failed and never holds patient data."""
+
+
+class TokenRefusedError(EhrAccessError):
+    """The EHR's FHIR server refused the access token (expired or revoked): refresh, retry."""
 
 
 class CartCytopeniaWarning(UserWarning):

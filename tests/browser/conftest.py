@@ -5,15 +5,13 @@ Playwright (headless). Chromium comes from the system (``apt-get install chromiu
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.live_server import serve
 from tests.service.conftest import Service, make_service
 
 CHROMIUM = Path(os.environ.get("CART_CYTOPENIA_CHROMIUM", "/usr/bin/chromium"))
@@ -28,31 +26,11 @@ LAUNCH_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[str, Service]]:
-    import uvicorn
-
     svc = make_service(tmp_path)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(svc.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)  # type: ignore[arg-type]
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", svc
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(svc.app) as base:
+        yield base, svc
     svc.db.dispose()
 
 

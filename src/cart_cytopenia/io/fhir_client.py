@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 FHIR_JSON = "application/fhir+json"
+TOKEN_REFUSED = "the access token was refused"  # the reason given for an HTTP 401
 
 
 class FetchError(Exception):
@@ -144,7 +145,7 @@ async def fetch_queries(
                 return key, FetchError(key, f"the FHIR server did not answer within {timeout:g} s")
             except httpx.HTTPStatusError as exc:
                 code = exc.response.status_code
-                why = {401: "the access token was refused", 403: "access to this data was refused"}
+                why = {401: TOKEN_REFUSED, 403: "access to this data was refused"}
                 return key, FetchError(key, why.get(code, f"the FHIR server answered HTTP {code}"))
             except httpx.HTTPError as exc:
                 return key, FetchError(

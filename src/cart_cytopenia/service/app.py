@@ -30,6 +30,7 @@ from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
 from cart_cytopenia.service.problems import ProblemError, to_problem
+from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
@@ -190,6 +191,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(fhir_api.router)
+    app.include_router(smart.router_from_context(ctx))
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:

@@ -281,6 +281,20 @@ def snapshot(
     )
 
 
+def unsaved_snapshot(
+    course: Course, today: dt.date, settings: Settings, day: int | None = None
+) -> CourseSnapshot:
+    """The snapshot of a course that is not in the store (read from the EHR at a SMART
+    launch): no record, nothing acknowledged; the day shown is today's unless ``day``."""
+    today_day = (today - course.infusion_date).days
+    guidance = evaluate(course, max(0, today_day) if day is None else day, settings)
+    items = [ItemState(item, section, None) for section, item in _sections(guidance)]
+    return CourseSnapshot(
+        0, 0, course.patient.id, 0, "active", guidance.day, today_day, course,
+        guidance.assessment, guidance, items,
+    )  # fmt: skip
+
+
 def _span_days(start: int, end: int | None, day: int) -> str:
     if end is None or end > day:
         return f"from day {start}, ongoing"

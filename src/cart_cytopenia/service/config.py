@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cart_cytopenia.errors import SettingsError
 from cart_cytopenia.rules.settings import Settings, load_settings
+from cart_cytopenia.service.smart.settings import SmartSettings, smart_from_env
 
 ENV_PREFIX = "CART_CYTOPENIA_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -70,6 +71,9 @@ class ServiceSettings(BaseModel):
     )
     max_upload_bytes: int = Field(20_000_000, ge=1000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    smart: SmartSettings = Field(
+        default_factory=SmartSettings, description="SMART on FHIR app launch ([smart] table)"
+    )
 
     @property
     def development(self) -> bool:
@@ -134,6 +138,12 @@ def load_service_settings(
             raise SettingsError(f"service settings file {p} is not valid TOML: {exc}") from None
         source = str(p)
     raw.update(_from_env(env))
+    try:
+        smart_env = smart_from_env(env, ENV_PREFIX)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    if smart_env:
+        raw["smart"] = {**raw.get("smart", {}), **smart_env}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = ServiceSettings.model_validate(raw)

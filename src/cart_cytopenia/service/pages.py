@@ -361,16 +361,12 @@ def _events_for_display(course: Course) -> list[dict[str, Any]]:
     return out
 
 
-def _patient_context(
-    request: Request, session: Session, rec: CourseRecord, day: int | None
-) -> dict[str, Any]:
+def clinical_context(request: Request, snap: CourseSnapshot) -> dict[str, Any]:
+    """What the patient page shows of a course on a day (stored, or read from the EHR)."""
     ctx = get_ctx(request)
-    snap = _snap(request, rec, day)
     course = snap.course
     sex = course.patient.sex.value
-    others = [c for c in rec.patient.courses if c.id != rec.id]
     return {
-        "rec": rec,
         "snap": snap,
         "course": course,
         "a": snap.assessment,
@@ -380,11 +376,20 @@ def _patient_context(
         "story": course_story(snap),
         "history": grade_history(course.as_of(snap.day), sex, ctx.clinical),
         "events": _events_for_display(course.as_of(snap.day)),
-        "actions": repo.guidance_actions(session, rec.id),
-        "other_courses": others,
         "product": course.product.catalogue_entry(),
         "settings_in_force": ctx.clinical.in_force(),
         "analyte_label": lambda code: analyte_of(code).label,
+    }
+
+
+def _patient_context(
+    request: Request, session: Session, rec: CourseRecord, day: int | None
+) -> dict[str, Any]:
+    return {
+        "rec": rec,
+        **clinical_context(request, _snap(request, rec, day)),
+        "actions": repo.guidance_actions(session, rec.id),
+        "other_courses": [c for c in rec.patient.courses if c.id != rec.id],
     }
 
 

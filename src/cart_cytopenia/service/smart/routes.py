@@ -1,0 +1,315 @@
+"""The SMART on FHIR launch pages: launch, callback, the EHR patient's page, reload and save.
+
+Every route needs a signed-in cart-cytopenia user (the login page comes first and then the
+launch goes on); the launch, its callback and the EHR patient are bound to that user. Routes
+that talk to the EHR are plain ``def`` (run in the worker thread pool), and the two POSTs
+check the CSRF token on the event loop, then do their work in the thread pool. URLs carry no
+patient data (the EHR patient's page is addressed by a random id); tokens never leave the server.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from cart_cytopenia.errors import EhrAccessError, InputError, TokenRefusedError
+from cart_cytopenia.io.fhir_server_source import EhrCourse, read_course
+from cart_cytopenia.service.cds_hooks import prefetch_templates
+from cart_cytopenia.service.clinical import unsaved_snapshot
+from cart_cytopenia.service.deps import (
+    DB,
+    ServiceContext,
+    Viewer,
+    check_csrf,
+    close_form,
+    get_ctx,
+    record,
+    web_role,
+)
+from cart_cytopenia.service.pages import _redirect, clinical_context, render
+from cart_cytopenia.service.smart import oauth
+from cart_cytopenia.service.smart.launches import (
+    EhrPatient,
+    LaunchStore,
+    PendingLaunch,
+    new_context_id,
+)
+from cart_cytopenia.service.smart.settings import SmartSettings
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.errors import ConflictError
+
+READ = web_role("read-only")
+WRITE = web_role("clinician")
+
+
+def patient_queries(patient_id: str) -> dict[str, str]:
+    """The CDS Hooks prefetch queries, for one patient (the same data the cards are based on)."""
+    pid = quote(patient_id, safe="")
+    return {k: q.replace("{{context.patientId}}", pid) for k, q in prefetch_templates().items()}
+
+
+def _refused(request: Request, viewer: Viewer, status: int, title: str, detail: str) -> Response:
+    return render(request, "error.html", viewer, status=status, title=title, detail=detail)
+
+
+def _redirect_uri(request: Request, settings: SmartSettings) -> str:
+    base = settings.public_url or str(request.base_url)
+    return base.rstrip("/") + "/smart/callback"
+
+
+def _read(settings: SmartSettings, ehr_iss: str, token: dict[str, Any], pid: str) -> EhrCourse:
+    return read_course(
+        ehr_iss,
+        str(token["access_token"]),
+        pid,
+        patient_queries(pid),
+        allow_http=settings.allow_http,
+        timeout=settings.timeout_seconds,
+        max_pages=settings.max_pages,
+    )
+
+
+def _read_fresh(
+    settings: SmartSettings, config: oauth.SmartConfiguration, token: dict[str, Any], pid: str
+) -> tuple[EhrCourse, dict[str, Any]]:
+    """The course read with ``token``, refreshed first when it has expired, and once more when
+    the FHIR server refuses it (revoked early); returns the token used."""
+    if _expired(token):
+        token = oauth.refresh(settings, config, token)
+    try:
+        return _read(settings, config.iss, token, pid), token
+    except TokenRefusedError:
+        if not token.get("refresh_token"):
+            raise
+    token = oauth.refresh(settings, config, token)
+    return _read(settings, config.iss, token, pid), token
+
+
+def _expired(token: dict[str, Any], leeway: float = 30) -> bool:
+    expires_at = token.get("expires_at")
+    return expires_at is not None and float(expires_at) - leeway <= time.time()
+
+
+def create_smart_router(store: LaunchStore) -> APIRouter:
+    """The ``/smart`` routes sharing one ``store`` of launches and opened EHR patients."""
+    router = APIRouter(prefix="/smart", include_in_schema=False, dependencies=[Depends(close_form)])
+
+    def start(
+        request: Request, viewer: Viewer, session: Session, flow: str, iss: str, launch: str
+    ) -> Response:
+        settings = get_ctx(request).settings.smart
+        if not settings.enabled:
+            return _refused(request, viewer, 404, "SMART launch is not set up",
+                            "This cart-cytopenia has no SMART on FHIR client registration "
+                            "(settings [smart] client_id and issuers).")  # fmt: skip
+        allowed = settings.allowed(iss)
+        if allowed is None:
+            record(session, viewer, "read", "smart-launch", None, outcome="refused",
+                   detail=f"issuer not allow-listed: {iss[:180]}")  # fmt: skip
+            return _refused(request, viewer, 400, "Launch refused",
+                            "The EHR that launched cart-cytopenia (its 'iss') is not on this "
+                            "installation's list of allowed EHRs; nothing was sent to it. Ask "
+                            "the administrator to add it to [smart] issuers if it should be.")  # fmt: skip
+        if flow == "ehr" and not launch:
+            return _refused(request, viewer, 400, "Launch refused",
+                            "An EHR launch needs the EHR's 'launch' parameter; open "
+                            "cart-cytopenia from the EHR again.")  # fmt: skip
+        try:
+            config = oauth.discover(allowed, flow, settings)
+            redirect_uri = _redirect_uri(request, settings)
+            auth = oauth.authorization_request(settings, config, flow, redirect_uri, launch)
+        except EhrAccessError as exc:
+            return _refused(request, viewer, 502, "The EHR cannot be used", str(exc))
+        store.add_pending(
+            PendingLaunch(
+                auth.state, auth.code_verifier, viewer.user_id, flow, config, redirect_uri
+            )
+        )
+        return _redirect(auth.url)
+
+    @router.get("/launch", response_class=HTMLResponse)
+    def ehr_launch(
+        request: Request,
+        iss: str = "",
+        launch: str = "",
+        viewer: Viewer = Depends(READ),
+        session: Session = DB,
+    ) -> Response:
+        """EHR launch: the EHR opens this URL with its FHIR base URL ('iss') and 'launch'."""
+        return start(request, viewer, session, "ehr", iss, launch)
+
+    @router.get("/standalone", response_class=HTMLResponse)
+    def standalone_launch(
+        request: Request, viewer: Viewer = Depends(READ), session: Session = DB
+    ) -> Response:
+        """Standalone launch: the user picks the patient at the EHR's authorization server."""
+        issuer = get_ctx(request).settings.smart.standalone_issuer
+        return start(request, viewer, session, "standalone", issuer, "")
+
+    @router.get("/callback", response_class=HTMLResponse)
+    def callback(
+        request: Request,
+        state: str = "",
+        code: str = "",
+        error: str = "",
+        error_description: str = "",
+        viewer: Viewer = Depends(READ),
+        session: Session = DB,
+    ) -> Response:
+        """The authorization server sends the browser back here with a code (or an error)."""
+        launch = store.take_pending(state, viewer.user_id) if state else None
+        if launch is None:
+            record(session, viewer, "read", "smart-launch", None, outcome="refused",
+                   detail="unknown, used or expired state")  # fmt: skip
+            return _refused(request, viewer, 400, "Launch not recognised",
+                            "This answer from the EHR does not belong to a launch started here "
+                            "by you in the last minutes (unknown, used or expired 'state'). Open "
+                            "cart-cytopenia from the EHR again.")  # fmt: skip
+        if error or not code:
+            why = error or "no authorization code"
+            detail = f"{why}: {error_description[:300]}" if error_description else why
+            record(
+                session, viewer, "read", "smart-launch", None, outcome="refused", detail=why[:200]
+            )
+            return _refused(request, viewer, 403, "The EHR did not authorize the launch", detail)
+        try:
+            ehr = _complete(get_ctx(request), launch, code)
+        except EhrAccessError as exc:
+            record(session, viewer, "read", "smart-launch", None, outcome="failed",
+                   detail=str(exc)[:255])  # fmt: skip
+            return _refused(request, viewer, 502, "The EHR launch failed", str(exc))
+        except InputError as exc:
+            record(session, viewer, "read", "smart-launch", None, outcome="rejected",
+                   detail="the EHR record does not make a course")  # fmt: skip
+            return _refused(request, viewer, 422, "No CAR-T course to show", str(exc))
+        store.open(ehr)
+        record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], outcome="ok",
+               detail=_audit_detail(ehr, launch.flow))  # fmt: skip
+        return _redirect(f"/smart/patients/{ehr.id}")
+
+    @router.get("/patients/{context_id}", response_class=HTMLResponse)
+    def ehr_patient_page(
+        request: Request,
+        context_id: str,
+        day: int | None = None,
+        viewer: Viewer = Depends(READ),
+        session: Session = DB,
+    ) -> Response:
+        """The patient page of the course read from the EHR (not in the store)."""
+        ehr = store.patient(context_id, viewer.user_id)
+        if ehr is None:
+            return _gone(request, viewer)
+        ctx = get_ctx(request)
+        snap = unsaved_snapshot(
+            ehr.read.course, ctx.today(), ctx.clinical, None if day is None else max(0, day)
+        )
+        stored = repo.find_patient(session, ehr.patient_id)
+        return render(
+            request, "patient.html", viewer, title=f"Patient {ehr.patient_id} (EHR)",
+            rec=None, ehr=ehr, stored_patient=stored, actions=[], other_courses=[],
+            read_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ehr.read_at)),
+            **clinical_context(request, snap),
+        )  # fmt: skip
+
+    async def posted_patient(
+        request: Request, viewer: Viewer, context_id: str
+    ) -> EhrPatient | None:
+        """The user's open EHR patient of a form post, once its CSRF token is checked."""
+        await check_csrf(request, viewer)
+        return store.patient(context_id, viewer.user_id)
+
+    @router.post("/patients/{context_id}/reload", response_class=HTMLResponse)
+    async def reload(
+        request: Request, context_id: str, viewer: Viewer = Depends(READ), session: Session = DB
+    ) -> Response:
+        """Read the patient's record from the EHR again (refreshing an expired access token)."""
+        ehr = await posted_patient(request, viewer, context_id)
+        if ehr is None:
+            return _gone(request, viewer)
+        try:
+            await run_in_threadpool(_reread, get_ctx(request).settings.smart, ehr)
+        except (EhrAccessError, InputError) as exc:
+            return _redirect(f"/smart/patients/{ehr.id}", request, f"Not read again: {exc}")
+        record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], detail="reload")
+        return _redirect(f"/smart/patients/{ehr.id}", request, "Read again from the EHR.")
+
+    @router.post("/patients/{context_id}/save", response_class=HTMLResponse)
+    async def save(
+        request: Request, context_id: str, viewer: Viewer = Depends(WRITE), session: Session = DB
+    ) -> Response:
+        """Store the course read from the EHR (a new patient, or a new course of one)."""
+        ehr = await posted_patient(request, viewer, context_id)
+        if ehr is None:
+            return _gone(request, viewer)
+        return await run_in_threadpool(_save, request, session, viewer, ehr)
+
+    return router
+
+
+def _complete(ctx: ServiceContext, launch: PendingLaunch, code: str) -> EhrPatient:
+    """Code -> token (PKCE) -> the patient in context -> the course read from the EHR."""
+    settings = ctx.settings.smart
+    token = oauth.exchange_code(
+        settings, launch.config, launch.redirect_uri, code, launch.code_verifier
+    )
+    patient_id = token.get("patient")
+    if not isinstance(patient_id, str) or not patient_id.strip():
+        raise EhrAccessError(
+            "the EHR gave no patient context with the token ('patient'); cart-cytopenia opens "
+            "one patient at a time and never guesses which"
+        )
+    fhir_user = None
+    if token.get("id_token"):
+        claims = oauth.verify_id_token(settings, launch.config, str(token["id_token"]))
+        fhir_user = str(claims["fhirUser"]) if claims.get("fhirUser") else None
+    if "expires_in" in token and "expires_at" not in token:
+        token["expires_at"] = int(time.time()) + int(token["expires_in"])
+    read, token = _read_fresh(settings, launch.config, token, patient_id)
+    return EhrPatient(
+        new_context_id(), launch.user_id, launch.config, token, patient_id, fhir_user, read,
+        time.time(),
+    )  # fmt: skip
+
+
+def _reread(settings: SmartSettings, ehr: EhrPatient) -> None:
+    ehr.read, ehr.token = _read_fresh(settings, ehr.config, ehr.token, ehr.patient_id)
+    ehr.read_at = time.time()
+
+
+def _save(request: Request, session: Session, viewer: Viewer, ehr: EhrPatient) -> Response:
+    try:
+        rec = repo.import_course(session, ehr.read.course, user=viewer.username, source="fhir")
+    except ConflictError as exc:
+        session.rollback()
+        return _redirect(f"/smart/patients/{ehr.id}", request, f"Not saved: {exc}")
+    ehr.saved_course_id = rec.id
+    record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="SMART launch")
+    return _redirect(
+        f"/patients/{rec.patient_id}?course={rec.id}", request,
+        f"Saved the EHR course of {rec.patient.pseudonym} to cart-cytopenia.",
+    )  # fmt: skip
+
+
+def _gone(request: Request, viewer: Viewer) -> Response:
+    minutes = get_ctx(request).settings.smart.context_minutes
+    return _refused(request, viewer, 404, "EHR patient no longer open",
+                    f"A patient opened from the EHR stays open for {minutes} minutes, for the "
+                    "user who opened it, in this server process. Open cart-cytopenia from the "
+                    "EHR again.")  # fmt: skip
+
+
+def _audit_detail(ehr: EhrPatient, flow: str) -> str:
+    who = f", fhirUser {ehr.fhir_user}" if ehr.fhir_user else ""
+    return f"SMART {flow} launch from {ehr.config.iss}{who}"[:255]
+
+
+def router_from_context(ctx: ServiceContext) -> APIRouter:
+    """The SMART routes for the service's settings (launches kept per process)."""
+    s = ctx.settings.smart
+    return create_smart_router(LaunchStore(s.launch_minutes * 60, s.context_minutes * 60))
