@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,6 @@ from cart_cytopenia.domain.course import parse_course
 from tests.live_server import free_port, serve
 from tests.service.conftest import Service, login, make_service, neutropenic_course
 from tests.smart.ehr import CLIENT_ID, FakeEhr
-
-TEST_CLIENT_CALLBACK = "http://testserver/smart/callback"
 
 
 def ehr_course_doc() -> dict[str, Any]:
@@ -64,9 +63,16 @@ def standalone(tmp_path: Path) -> Iterator[Launchable]:
     yield from make_launchable(tmp_path, standalone=True)
 
 
-def authorize(location: str) -> str:
+def continue_url(page: Any) -> str:
+    """Where the launch's "opening the EHR" page sends the browser (its meta refresh)."""
+    assert page.status_code == 200, page.text
+    refresh = page.text.split('<meta http-equiv="refresh" content="0;url=')[1].split('"')[0]
+    return html.unescape(refresh)
+
+
+def authorize(page: Any) -> str:
     """The browser at the EHR's authorization endpoint: where the EHR sends it back to."""
-    r = httpx.get(location, follow_redirects=False)
+    r = httpx.get(continue_url(page), follow_redirects=False)
     assert r.status_code == 302, r.text
     return r.headers["location"]
 

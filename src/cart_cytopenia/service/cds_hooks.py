@@ -161,6 +161,12 @@ class CdsHooksSettings(BaseModel):
         "{base}/fhir/patient-page/{patient_id}",
         description="Link on every card to the patient in cart-cytopenia ({base}, {patient_id})",
     )
+    smart_links: bool = Field(
+        False,
+        description="The EHR launches SMART app links: cards link with type 'smart' to "
+        "{base}/smart/launch (the SMART launch, for patients not in the store too) instead of "
+        "patient_link",
+    )
     fhir_timeout_seconds: float = Field(5.0, gt=0, le=60)
     fhir_max_pages: int = Field(20, ge=1, le=1000)
     allow_http: bool = Field(
@@ -965,6 +971,10 @@ class CdsEngine:
     def links(self, base: str, patient_id: str) -> list[dict[str, Any]]:
         from urllib.parse import quote
 
+        if self.settings.smart_links:  # the EHR adds 'iss' and 'launch' when it opens it
+            return [
+                {"label": "Open in cart-cytopenia", "url": base + "/smart/launch", "type": "smart"}
+            ]
         url = self.settings.patient_link.format(base=base, patient_id=quote(patient_id, safe=""))
         return [{"label": "Open in cart-cytopenia", "url": url, "type": "absolute"}]
 

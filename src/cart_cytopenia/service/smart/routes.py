@@ -131,7 +131,10 @@ def create_smart_router(store: LaunchStore) -> APIRouter:
                 auth.state, auth.code_verifier, viewer.user_id, flow, config, redirect_uri
             )
         )
-        return _redirect(auth.url)
+        # a page that moves on by itself, not a redirect: a launch that had to pass the sign-in
+        # form would otherwise be stopped by the CSP form-action 'self' on the way to the EHR
+        return render(request, "smart_continue.html", viewer, title="Opening the EHR",
+                      url=auth.url, issuer=allowed)  # fmt: skip
 
     @router.get("/launch", response_class=HTMLResponse)
     def ehr_launch(
