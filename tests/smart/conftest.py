@@ -37,13 +37,22 @@ class Launchable:
 
 
 def make_launchable(
-    tmp_path: Path, app_port: int | None = None, standalone: bool = False
+    tmp_path: Path,
+    app_port: int | None = None,
+    standalone: bool = False,
+    client_secret: str | None = None,
 ) -> Iterator[Launchable]:
     ehr_port = free_port()
     app_base = f"http://127.0.0.1:{app_port}" if app_port else "http://testserver"
-    ehr = FakeEhr(base=f"http://127.0.0.1:{ehr_port}", redirect_uris=[app_base + "/smart/callback"])
+    ehr = FakeEhr(
+        base=f"http://127.0.0.1:{ehr_port}",
+        redirect_uris=[app_base + "/smart/callback"],
+        client_secret=client_secret,
+    )
     patient = ehr.add_course(parse_course(ehr_course_doc()))
-    settings = {"client_id": CLIENT_ID, "issuers": [ehr.fhir], "allow_http": True}
+    settings: dict[str, Any] = {"client_id": CLIENT_ID, "issuers": [ehr.fhir], "allow_http": True}
+    if client_secret:
+        settings["client_secret"] = client_secret
     if standalone:
         settings["standalone_issuer"] = ehr.fhir
         ehr.standalone_patient = patient
@@ -56,6 +65,11 @@ def make_launchable(
 @pytest.fixture
 def launchable(tmp_path: Path) -> Iterator[Launchable]:
     yield from make_launchable(tmp_path)
+
+
+@pytest.fixture
+def confidential(tmp_path: Path) -> Iterator[Launchable]:
+    yield from make_launchable(tmp_path, client_secret="a-shared-secret-of-the-registration")
 
 
 @pytest.fixture

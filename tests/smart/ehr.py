@@ -71,6 +71,8 @@ class FakeEhr:
     access_seconds: float = 300
     give_patient: bool = True
     refresh_tokens_given: bool = True
+    configuration: dict[str, Any] = field(default_factory=dict)  # overrides of the discovery
+    id_token_audience: str = CLIENT_ID
     standalone_patient: str = ""
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     launches: dict[str, str] = field(default_factory=dict)
@@ -116,6 +118,9 @@ class FakeEhr:
 
     def smart_configuration(self) -> dict[str, Any]:
         self.calls.append(("discovery", ""))
+        return {**self._configuration(), **self.configuration}
+
+    def _configuration(self) -> dict[str, Any]:
         return {
             "issuer": self.base,
             "jwks_uri": self.base + "/jwks",
@@ -243,7 +248,7 @@ class FakeEhr:
             out["refresh_token"] = refresh
         if with_id_token and {"openid", "fhirUser"} <= set(scope.split()):
             now = int(time.time())
-            claims = {"iss": self.base, "sub": "dr-lee", "aud": CLIENT_ID, "iat": now,
+            claims = {"iss": self.base, "sub": "dr-lee", "aud": self.id_token_audience, "iat": now,
                       "exp": now + 300, "fhirUser": f"{self.fhir}/{PRACTITIONER}"}  # fmt: skip
             out["id_token"] = jwt.encode(claims, self.key, "RS256", headers={"kid": "ehr-1"})
         return out
