@@ -49,7 +49,8 @@ class EhrPatient:
     read: EhrCourse
     read_at: float  # time.time() of the last read
     opened: float = field(default_factory=time.monotonic)
-    saved_course_id: int | None = None
+    # one refresh and read at a time (a rotating refresh token is good for one refresh only)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class _Bounded:

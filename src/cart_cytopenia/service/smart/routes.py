@@ -235,12 +235,7 @@ def create_smart_router(store: LaunchStore) -> APIRouter:
         ehr = await posted_patient(request, viewer, context_id)
         if ehr is None:
             return _gone(request, viewer)
-        try:
-            await run_in_threadpool(_reread, get_ctx(request).settings.smart, ehr)
-        except (EhrAccessError, InputError) as exc:
-            return _redirect(f"/smart/patients/{ehr.id}", request, f"Not read again: {exc}")
-        record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], detail="reload")
-        return _redirect(f"/smart/patients/{ehr.id}", request, "Read again from the EHR.")
+        return await run_in_threadpool(_reload, request, session, viewer, ehr)
 
     @router.post("/patients/{context_id}/save", response_class=HTMLResponse)
     async def save(
@@ -280,9 +275,16 @@ def _complete(ctx: ServiceContext, launch: PendingLaunch, code: str) -> EhrPatie
     )  # fmt: skip
 
 
-def _reread(settings: SmartSettings, ehr: EhrPatient) -> None:
-    ehr.read, ehr.token = _read_fresh(settings, ehr.config, ehr.token, ehr.patient_id)
-    ehr.read_at = time.time()
+def _reload(request: Request, session: Session, viewer: Viewer, ehr: EhrPatient) -> Response:
+    settings = get_ctx(request).settings.smart
+    try:
+        with ehr.lock:
+            ehr.read, ehr.token = _read_fresh(settings, ehr.config, ehr.token, ehr.patient_id)
+            ehr.read_at = time.time()
+    except (EhrAccessError, InputError) as exc:
+        return _redirect(f"/smart/patients/{ehr.id}", request, f"Not read again: {exc}")
+    record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], detail="reload")
+    return _redirect(f"/smart/patients/{ehr.id}", request, "Read again from the EHR.")
 
 
 def _save(request: Request, session: Session, viewer: Viewer, ehr: EhrPatient) -> Response:
@@ -291,7 +293,6 @@ def _save(request: Request, session: Session, viewer: Viewer, ehr: EhrPatient) -
     except ConflictError as exc:
         session.rollback()
         return _redirect(f"/smart/patients/{ehr.id}", request, f"Not saved: {exc}")
-    ehr.saved_course_id = rec.id
     record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="SMART launch")
     return _redirect(
         f"/patients/{rec.patient_id}?course={rec.id}", request,
