@@ -191,7 +191,8 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(fhir_api.router)
-    app.include_router(smart.router_from_context(ctx))
+    app.state.smart_launches = smart.new_launch_store(settings.smart)
+    app.include_router(smart.router)
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:

@@ -46,6 +46,20 @@ from cart_cytopenia.store.errors import ConflictError
 
 READ = web_role("read-only")
 WRITE = web_role("clinician")
+router = APIRouter(prefix="/smart", include_in_schema=False, dependencies=[Depends(close_form)])
+
+
+def new_launch_store(settings: SmartSettings) -> LaunchStore:
+    """The app's store of launches and opened EHR patients (``app.state.smart_launches``)."""
+    return LaunchStore(settings.launch_minutes * 60, settings.context_minutes * 60)
+
+
+def launch_store(request: Request) -> LaunchStore:
+    store: LaunchStore = request.app.state.smart_launches
+    return store
+
+
+STORE = Depends(launch_store)
 
 
 def patient_queries(patient_id: str) -> dict[str, str]:
@@ -96,158 +110,166 @@ def _expired(token: dict[str, Any], leeway: float = 30) -> bool:
     return expires_at is not None and float(expires_at) - leeway <= time.time()
 
 
-def create_smart_router(store: LaunchStore) -> APIRouter:
-    """The ``/smart`` routes sharing one ``store`` of launches and opened EHR patients."""
-    router = APIRouter(prefix="/smart", include_in_schema=False, dependencies=[Depends(close_form)])
+def _start(
+    request: Request,
+    viewer: Viewer,
+    session: Session,
+    store: LaunchStore,
+    flow: str,
+    iss: str,
+    launch: str,
+) -> Response:
+    """Check the issuer, discover its endpoints and send the browser to its authorization."""
+    settings = get_ctx(request).settings.smart
+    if not settings.enabled:
+        return _refused(request, viewer, 404, "SMART launch is not set up",
+                        "This cart-cytopenia has no SMART on FHIR client registration "
+                        "(settings [smart] client_id and issuers).")  # fmt: skip
+    allowed = settings.allowed(iss)
+    if allowed is None:
+        record(session, viewer, "read", "smart-launch", None, outcome="refused",
+               detail=f"issuer not allow-listed: {iss[:180]}")  # fmt: skip
+        return _refused(request, viewer, 400, "Launch refused",
+                        "The EHR that launched cart-cytopenia (its 'iss') is not on this "
+                        "installation's list of allowed EHRs; nothing was sent to it. Ask "
+                        "the administrator to add it to [smart] issuers if it should be.")  # fmt: skip
+    if flow == "ehr" and not launch:
+        return _refused(request, viewer, 400, "Launch refused",
+                        "An EHR launch needs the EHR's 'launch' parameter; open "
+                        "cart-cytopenia from the EHR again.")  # fmt: skip
+    try:
+        config = oauth.discover(allowed, flow, settings)
+        redirect_uri = _redirect_uri(request, settings)
+        auth = oauth.authorization_request(settings, config, flow, redirect_uri, launch)
+    except EhrAccessError as exc:
+        return _refused(request, viewer, 502, "The EHR cannot be used", str(exc))
+    store.add_pending(
+        PendingLaunch(auth.state, auth.code_verifier, viewer.user_id, flow, config, redirect_uri)
+    )
+    # a page that moves on by itself, not a redirect: a launch that had to pass the sign-in
+    # form would otherwise be stopped by the CSP form-action 'self' on the way to the EHR
+    return render(request, "smart_continue.html", viewer, title="Opening the EHR",
+                  url=auth.url, issuer=allowed)  # fmt: skip
 
-    def start(
-        request: Request, viewer: Viewer, session: Session, flow: str, iss: str, launch: str
-    ) -> Response:
-        settings = get_ctx(request).settings.smart
-        if not settings.enabled:
-            return _refused(request, viewer, 404, "SMART launch is not set up",
-                            "This cart-cytopenia has no SMART on FHIR client registration "
-                            "(settings [smart] client_id and issuers).")  # fmt: skip
-        allowed = settings.allowed(iss)
-        if allowed is None:
-            record(session, viewer, "read", "smart-launch", None, outcome="refused",
-                   detail=f"issuer not allow-listed: {iss[:180]}")  # fmt: skip
-            return _refused(request, viewer, 400, "Launch refused",
-                            "The EHR that launched cart-cytopenia (its 'iss') is not on this "
-                            "installation's list of allowed EHRs; nothing was sent to it. Ask "
-                            "the administrator to add it to [smart] issuers if it should be.")  # fmt: skip
-        if flow == "ehr" and not launch:
-            return _refused(request, viewer, 400, "Launch refused",
-                            "An EHR launch needs the EHR's 'launch' parameter; open "
-                            "cart-cytopenia from the EHR again.")  # fmt: skip
-        try:
-            config = oauth.discover(allowed, flow, settings)
-            redirect_uri = _redirect_uri(request, settings)
-            auth = oauth.authorization_request(settings, config, flow, redirect_uri, launch)
-        except EhrAccessError as exc:
-            return _refused(request, viewer, 502, "The EHR cannot be used", str(exc))
-        store.add_pending(
-            PendingLaunch(
-                auth.state, auth.code_verifier, viewer.user_id, flow, config, redirect_uri
-            )
-        )
-        # a page that moves on by itself, not a redirect: a launch that had to pass the sign-in
-        # form would otherwise be stopped by the CSP form-action 'self' on the way to the EHR
-        return render(request, "smart_continue.html", viewer, title="Opening the EHR",
-                      url=auth.url, issuer=allowed)  # fmt: skip
 
-    @router.get("/launch", response_class=HTMLResponse)
-    def ehr_launch(
-        request: Request,
-        iss: str = "",
-        launch: str = "",
-        viewer: Viewer = Depends(READ),
-        session: Session = DB,
-    ) -> Response:
-        """EHR launch: the EHR opens this URL with its FHIR base URL ('iss') and 'launch'."""
-        return start(request, viewer, session, "ehr", iss, launch)
+@router.get("/launch", response_class=HTMLResponse)
+def ehr_launch(
+    request: Request,
+    iss: str = "",
+    launch: str = "",
+    viewer: Viewer = Depends(READ),
+    session: Session = DB,
+    store: LaunchStore = STORE,
+) -> Response:
+    """EHR launch: the EHR opens this URL with its FHIR base URL ('iss') and 'launch'."""
+    return _start(request, viewer, session, store, "ehr", iss, launch)
 
-    @router.get("/standalone", response_class=HTMLResponse)
-    def standalone_launch(
-        request: Request, viewer: Viewer = Depends(READ), session: Session = DB
-    ) -> Response:
-        """Standalone launch: the user picks the patient at the EHR's authorization server."""
-        issuer = get_ctx(request).settings.smart.standalone_issuer
-        return start(request, viewer, session, "standalone", issuer, "")
 
-    @router.get("/callback", response_class=HTMLResponse)
-    def callback(
-        request: Request,
-        state: str = "",
-        code: str = "",
-        error: str = "",
-        error_description: str = "",
-        viewer: Viewer = Depends(READ),
-        session: Session = DB,
-    ) -> Response:
-        """The authorization server sends the browser back here with a code (or an error)."""
-        launch = store.take_pending(state, viewer.user_id) if state else None
-        if launch is None:
-            record(session, viewer, "read", "smart-launch", None, outcome="refused",
-                   detail="unknown, used or expired state")  # fmt: skip
-            return _refused(request, viewer, 400, "Launch not recognised",
-                            "This answer from the EHR does not belong to a launch started here "
-                            "by you in the last minutes (unknown, used or expired 'state'). Open "
-                            "cart-cytopenia from the EHR again.")  # fmt: skip
-        if error or not code:
-            why = error or "no authorization code"
-            detail = f"{why}: {error_description[:300]}" if error_description else why
-            record(
-                session, viewer, "read", "smart-launch", None, outcome="refused", detail=why[:200]
-            )
-            return _refused(request, viewer, 403, "The EHR did not authorize the launch", detail)
-        try:
-            ehr = _complete(get_ctx(request), launch, code)
-        except EhrAccessError as exc:
-            record(session, viewer, "read", "smart-launch", None, outcome="failed",
-                   detail=str(exc)[:255])  # fmt: skip
-            return _refused(request, viewer, 502, "The EHR launch failed", str(exc))
-        except InputError as exc:
-            record(session, viewer, "read", "smart-launch", None, outcome="rejected",
-                   detail="the EHR record does not make a course")  # fmt: skip
-            return _refused(request, viewer, 422, "No CAR-T course to show", str(exc))
-        store.open(ehr)
-        record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], outcome="ok",
-               detail=_audit_detail(ehr, launch.flow))  # fmt: skip
-        return _redirect(f"/smart/patients/{ehr.id}")
+@router.get("/standalone", response_class=HTMLResponse)
+def standalone_launch(
+    request: Request,
+    viewer: Viewer = Depends(READ),
+    session: Session = DB,
+    store: LaunchStore = STORE,
+) -> Response:
+    """Standalone launch: the user picks the patient at the EHR's authorization server."""
+    issuer = get_ctx(request).settings.smart.standalone_issuer
+    return _start(request, viewer, session, store, "standalone", issuer, "")
 
-    @router.get("/patients/{context_id}", response_class=HTMLResponse)
-    def ehr_patient_page(
-        request: Request,
-        context_id: str,
-        day: int | None = None,
-        viewer: Viewer = Depends(READ),
-        session: Session = DB,
-    ) -> Response:
-        """The patient page of the course read from the EHR (not in the store)."""
-        ehr = store.patient(context_id, viewer.user_id)
-        if ehr is None:
-            return _gone(request, viewer)
-        ctx = get_ctx(request)
-        snap = unsaved_snapshot(
-            ehr.read.course, ctx.today(), ctx.clinical, None if day is None else max(0, day)
-        )
-        stored = repo.find_patient(session, ehr.patient_id)
-        return render(
-            request, "patient.html", viewer, title=f"Patient {ehr.patient_id} (EHR)",
-            rec=None, ehr=ehr, stored_patient=stored, actions=[], other_courses=[],
-            read_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ehr.read_at)),
-            **clinical_context(request, snap),
-        )  # fmt: skip
 
-    async def posted_patient(
-        request: Request, viewer: Viewer, context_id: str
-    ) -> EhrPatient | None:
-        """The user's open EHR patient of a form post, once its CSRF token is checked."""
-        await check_csrf(request, viewer)
-        return store.patient(context_id, viewer.user_id)
+@router.get("/callback", response_class=HTMLResponse)
+def callback(
+    request: Request,
+    state: str = "",
+    code: str = "",
+    error: str = "",
+    error_description: str = "",
+    viewer: Viewer = Depends(READ),
+    session: Session = DB,
+    store: LaunchStore = STORE,
+) -> Response:
+    """The authorization server sends the browser back here with a code (or an error)."""
+    launch = store.take_pending(state, viewer.user_id) if state else None
+    if launch is None:
+        record(session, viewer, "read", "smart-launch", None, outcome="refused",
+               detail="unknown, used or expired state")  # fmt: skip
+        return _refused(request, viewer, 400, "Launch not recognised",
+                        "This answer from the EHR does not belong to a launch started here "
+                        "by you in the last minutes (unknown, used or expired 'state'). Open "
+                        "cart-cytopenia from the EHR again.")  # fmt: skip
+    if error or not code:
+        why = error or "no authorization code"
+        detail = f"{why}: {error_description[:300]}" if error_description else why
+        record(session, viewer, "read", "smart-launch", None, outcome="refused", detail=why[:200])
+        return _refused(request, viewer, 403, "The EHR did not authorize the launch", detail)
+    try:
+        ehr = _complete(get_ctx(request), launch, code)
+    except EhrAccessError as exc:
+        record(session, viewer, "read", "smart-launch", None, outcome="failed",
+               detail=str(exc)[:255])  # fmt: skip
+        return _refused(request, viewer, 502, "The EHR launch failed", str(exc))
+    except InputError as exc:
+        record(session, viewer, "read", "smart-launch", None, outcome="rejected",
+               detail="the EHR record does not make a course")  # fmt: skip
+        return _refused(request, viewer, 422, "No CAR-T course to show", str(exc))
+    store.open(ehr)
+    record(session, viewer, "read", "ehr-patient", ehr.patient_id[:64], outcome="ok",
+           detail=_audit_detail(ehr, launch.flow))  # fmt: skip
+    return _redirect(f"/smart/patients/{ehr.id}")
 
-    @router.post("/patients/{context_id}/reload", response_class=HTMLResponse)
-    async def reload(
-        request: Request, context_id: str, viewer: Viewer = Depends(READ), session: Session = DB
-    ) -> Response:
-        """Read the patient's record from the EHR again (refreshing an expired access token)."""
-        ehr = await posted_patient(request, viewer, context_id)
-        if ehr is None:
-            return _gone(request, viewer)
-        return await run_in_threadpool(_reload, request, session, viewer, ehr)
 
-    @router.post("/patients/{context_id}/save", response_class=HTMLResponse)
-    async def save(
-        request: Request, context_id: str, viewer: Viewer = Depends(WRITE), session: Session = DB
-    ) -> Response:
-        """Store the course read from the EHR (a new patient, or a new course of one)."""
-        ehr = await posted_patient(request, viewer, context_id)
-        if ehr is None:
-            return _gone(request, viewer)
-        return await run_in_threadpool(_save, request, session, viewer, ehr)
+@router.get("/patients/{context_id}", response_class=HTMLResponse)
+def ehr_patient_page(
+    request: Request,
+    context_id: str,
+    day: int | None = None,
+    viewer: Viewer = Depends(READ),
+    session: Session = DB,
+    store: LaunchStore = STORE,
+) -> Response:
+    """The patient page of the course read from the EHR (not in the store)."""
+    ehr = store.patient(context_id, viewer.user_id)
+    if ehr is None:
+        return _gone(request, viewer)
+    ctx = get_ctx(request)
+    snap = unsaved_snapshot(
+        ehr.read.course, ctx.today(), ctx.clinical, None if day is None else max(0, day)
+    )
+    stored = repo.find_patient(session, ehr.patient_id)
+    return render(
+        request, "patient.html", viewer, title=f"Patient {ehr.patient_id} (EHR)",
+        rec=None, ehr=ehr, stored_patient=stored, actions=[], other_courses=[],
+        read_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ehr.read_at)),
+        **clinical_context(request, snap),
+    )  # fmt: skip
 
-    return router
+
+async def _posted_patient(request: Request, viewer: Viewer, context_id: str) -> EhrPatient | None:
+    """The user's open EHR patient of a form post, once its CSRF token is checked."""
+    await check_csrf(request, viewer)
+    return launch_store(request).patient(context_id, viewer.user_id)
+
+
+@router.post("/patients/{context_id}/reload", response_class=HTMLResponse)
+async def reload(
+    request: Request, context_id: str, viewer: Viewer = Depends(READ), session: Session = DB
+) -> Response:
+    """Read the patient's record from the EHR again (refreshing an expired access token)."""
+    ehr = await _posted_patient(request, viewer, context_id)
+    if ehr is None:
+        return _gone(request, viewer)
+    return await run_in_threadpool(_reload, request, session, viewer, ehr)
+
+
+@router.post("/patients/{context_id}/save", response_class=HTMLResponse)
+async def save(
+    request: Request, context_id: str, viewer: Viewer = Depends(WRITE), session: Session = DB
+) -> Response:
+    """Store the course read from the EHR (a new patient, or a new course of one)."""
+    ehr = await _posted_patient(request, viewer, context_id)
+    if ehr is None:
+        return _gone(request, viewer)
+    return await run_in_threadpool(_save, request, session, viewer, ehr)
 
 
 def _complete(ctx: ServiceContext, launch: PendingLaunch, code: str) -> EhrPatient:
@@ -311,9 +333,3 @@ def _gone(request: Request, viewer: Viewer) -> Response:
 def _audit_detail(ehr: EhrPatient, flow: str) -> str:
     who = f", fhirUser {ehr.fhir_user}" if ehr.fhir_user else ""
     return f"SMART {flow} launch from {ehr.config.iss}{who}"[:255]
-
-
-def router_from_context(ctx: ServiceContext) -> APIRouter:
-    """The SMART routes for the service's settings (launches kept per process)."""
-    s = ctx.settings.smart
-    return create_smart_router(LaunchStore(s.launch_minutes * 60, s.context_minutes * 60))
