@@ -33,6 +33,13 @@ def test_ehr_launch_not_offered_is_refused(launchable: Launchable) -> None:
     assert "launch-ehr" in r.text
 
 
+def test_standalone_launch_without_its_issuer_says_so(launchable: Launchable) -> None:
+    r = signed_in(launchable.svc).get("/smart/standalone")
+    assert r.status_code == 404
+    assert "standalone_issuer" in r.text
+    assert launchable.ehr.calls == []
+
+
 def test_ehr_launch_without_launch_parameter_is_refused(launchable: Launchable) -> None:
     r = signed_in(launchable.svc).get(f"/smart/launch?iss={launchable.ehr.fhir}")
     assert r.status_code == 400

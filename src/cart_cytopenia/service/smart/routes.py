@@ -125,6 +125,10 @@ def _start(
         return _refused(request, viewer, 404, "SMART launch is not set up",
                         "This cart-cytopenia has no SMART on FHIR client registration "
                         "(settings [smart] client_id and issuers).")  # fmt: skip
+    if flow == "standalone" and not iss:
+        return _refused(request, viewer, 404, "Standalone launch is not set up",
+                        "No EHR is set for the standalone launch ([smart] standalone_issuer); "
+                        "open cart-cytopenia from the EHR instead.")  # fmt: skip
     allowed = settings.allowed(iss)
     if allowed is None:
         record(session, viewer, "read", "smart-launch", None, outcome="refused",
