@@ -138,3 +138,21 @@ def test_alert_myelosuppressive_drug_with_alternative_during_cytopenia() -> None
         "alert.myelosuppressive-drug"
     )
     assert item is not None and "pentamidine or atovaquone" in item.summary
+
+
+def test_myelosuppressive_alert_summary_fits_a_card_with_many_drugs() -> None:
+    # found by the property test: drugs listed twice made the summary overflow 140 characters
+    from cart_cytopenia.guidance import evaluate
+    from tests.guidance.builders import counts, course, med
+
+    events = [
+        med("valganciclovir", 5),
+        med("valganciclovir", 6),
+        med("trimethoprim-sulfamethoxazole", 5),
+        med("trimethoprim-sulfamethoxazole", 7),
+        med("ganciclovir", 8),
+    ]
+    g = evaluate(course(counts(range(0, 11), anc=300), events), 10)
+    item = g.item("alert.myelosuppressive-drug")
+    assert item is not None and len(item.summary) < 140 and not item.summary.endswith("…")
+    assert item.summary.count("valganciclovir") == 1

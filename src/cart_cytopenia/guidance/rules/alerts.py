@@ -78,6 +78,7 @@ def myelosuppressive_drug(ctx: Context) -> Triggered | None:
     if not flagged:
         return None
     first, alt = flagged[0]
+    ids = list(dict.fromkeys(m.drug_id for m, _ in flagged))  # one mention per drug
     listed = "; ".join(f"{m.drug_id} from day {m.start} (alternative: {a})" for m, a in flagged)
     return Triggered(
         rationale=f"{listed}. {ctx.describe_cytopenias()[0].upper()}{ctx.describe_cytopenias()[1:]}.",
@@ -88,12 +89,16 @@ def myelosuppressive_drug(ctx: Context) -> Triggered | None:
             "cytopenic_lineages": ctx.cytopenic_lineages,
         },
         values={
-            "drug": first.drug_id
-            if len(flagged) == 1
-            else ", ".join(m.drug_id for m, _ in flagged),
-            "alternative": _short(alt) if len(flagged) == 1 else "alternatives (see rationale)",
+            "drug": _drug_list(ids),
+            "alternative": _short(alt) if len(ids) == 1 else "alternatives (see rationale)",
         },
     )
+
+
+def _drug_list(ids: list[str], max_chars: int = 50) -> str:
+    """The drugs for the one-line summary: all of them when short, else the first and a count."""
+    text = ", ".join(ids)
+    return text if len(text) <= max_chars else f"{ids[0]} and {len(ids) - 1} more"
 
 
 def _short(alternative: str) -> str:
