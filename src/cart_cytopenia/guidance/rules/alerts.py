@@ -77,7 +77,7 @@ def myelosuppressive_drug(ctx: Context) -> Triggered | None:
     ]
     if not flagged:
         return None
-    first, alt = flagged[0]
+    alt = flagged[0][1]
     ids = list(dict.fromkeys(m.drug_id for m, _ in flagged))  # one mention per drug
     listed = "; ".join(f"{m.drug_id} from day {m.start} (alternative: {a})" for m, a in flagged)
     return Triggered(
