@@ -2,7 +2,7 @@
 
 ``grade_cohort`` is the one implementation behind both ``cart-cytopenia grade`` (a cohort file)
 and ``cart-cytopenia assess`` (one course, as a cohort of one). It builds daily grids per chunk of
-patients, runs the vectorised modules (CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, timing,
+patients, runs the vectorised modules (CTCAE, ICAHT, T-ICAHT, CAR-HEMATOTOX, phenotype, timing,
 transfusion, G-CSF response) and returns a ``GradedChunk`` of arrays per chunk, or the
 one-row-per-patient table of ``to_table``.
 
@@ -40,6 +40,7 @@ from cart_cytopenia.grading import (
     hematotox,
     icaht,
     recovery_phenotype,
+    ticaht,
     timing,
     transfusion,
 )
@@ -72,6 +73,7 @@ class GradedChunk:
     last_value_day: dict[str, I32]
     early: icaht.EarlyIcaht
     late: icaht.LateIcaht
+    ticaht: ticaht.Ticaht
     phenotype: recovery_phenotype.Phenotype
     lineages: dict[str, timing.LineageTiming]
     transfusions: dict[str, transfusion.TransfusionBurden]
@@ -662,6 +664,15 @@ def _grade_chunk(
         as_of,
         complete,
     )
+    plt_tx = events.transfusions["platelets"]
+    thrombo = ticaht.grade(
+        grids["platelets"],
+        (plt_tx[0], plt_tx[1]),
+        (late.window_end, late.window_end_reason),
+        as_of,
+        complete,
+        tables.ticaht(),
+    )
     last_anc = _last_day_or_none(sparse_last["anc"][1])
     last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
 
@@ -748,6 +759,7 @@ def _grade_chunk(
         last_value_day=last_val_day,
         early=early,
         late=late,
+        ticaht=thrombo,
         phenotype=phen,
         lineages=lineages,
         transfusions=tx,
@@ -820,6 +832,18 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "late_window_end_day": c.late.window_end,
         "late_window_end_reason": list(c.late.window_end_reason),
         "late_icaht_reason": list(c.late.reason),
+        "early_ticaht_grade": _nullable_int(c.ticaht.early.grade),
+        "early_ticaht_provisional": c.ticaht.early.provisional,
+        "early_days_plt_lt_50": c.ticaht.early.days_lt_50,
+        "early_days_plt_lt_20": c.ticaht.early.days_lt_20,
+        "early_ticaht_reason": list(c.ticaht.early.reason),
+        "late_ticaht_grade": _nullable_int(c.ticaht.late.grade),
+        "late_ticaht_provisional": c.ticaht.late.provisional,
+        "late_plt_1": c.ticaht.late.plt_1,
+        "late_plt_2": c.ticaht.late.plt_2,
+        "late_days_plt_lt_20": c.ticaht.late.days_lt_20,
+        "late_ticaht_reason": list(c.ticaht.late.reason),
+        "platelet_recovery_day": _nullable_int(c.ticaht.recovery_day),
         "ctcae_version": [settings.ctcae_version] * len(c.patient_ids),
         "ctcae_worst_neutrophils": _nullable_int(c.ctcae_worst["anc"]),
         "ctcae_worst_platelets": _nullable_int(c.ctcae_worst["platelets"]),
@@ -860,7 +884,15 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
     df = pl.DataFrame(dict(cols.items()), strict=False)
     return df.with_columns(
         pl.col(c_).fill_nan(None)
-        for c_ in ("anc_nadir", "platelet_nadir", "hb_nadir", "late_anc_1", "late_anc_2")
+        for c_ in (
+            "anc_nadir",
+            "platelet_nadir",
+            "hb_nadir",
+            "late_anc_1",
+            "late_anc_2",
+            "late_plt_1",
+            "late_plt_2",
+        )
     )
 
 
