@@ -48,7 +48,7 @@ from cart_cytopenia.domain.course import (
     Transfusion,
 )
 from cart_cytopenia.domain.units import dose_ucum, resolve_unit
-from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus
+from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus, TicahtResult
 from cart_cytopenia.io.fhir_codes import codes, project_coding
 
 BundleType = Literal["collection", "transaction", "batch"]
@@ -802,6 +802,33 @@ def _grade_observation(
     }
 
 
+def _days_component(code: str, days: int) -> dict[str, Any]:
+    return {"code": _cc(project_coding(code)), "valueInteger": int(days)}
+
+
+def _ticaht_observations(
+    subject: dict[str, str], t: TicahtResult, issued: str, effective: str
+) -> list[dict[str, Any]]:
+    """T-ICAHT early and late grades, with the day counts (and the late nadir) as components."""
+    early = _grade_observation(subject, "ticaht-early-grade", t.early, issued, effective)
+    late = _grade_observation(subject, "ticaht-late-grade", t.late, issued, effective)
+    if t.early.status != GradeStatus.CANNOT_GRADE:
+        early["component"] = [
+            _days_component("ticaht-days-plt-lt-50", t.early_days_plt_lt_50),
+            _days_component("ticaht-days-plt-lt-20", t.early_days_plt_lt_20),
+        ]
+    if t.late.status != GradeStatus.CANNOT_GRADE:
+        late["component"] = [_days_component("ticaht-days-plt-lt-20", t.late_days_plt_lt_20)]
+        if t.late_plt_1 is not None:
+            late["component"].append(
+                {
+                    "code": _cc(project_coding("ticaht-lowest-platelets")),
+                    "valueQuantity": _quantity(_number(t.late_plt_1), "10*9/L"),
+                }
+            )
+    return [early, late]
+
+
 def assessment_to_resources(
     course: Course,
     assessment: Assessment,
@@ -818,6 +845,7 @@ def assessment_to_resources(
     e, late = assessment.early_icaht, assessment.late_icaht
     out.append(_grade_observation(subject, "icaht-early-grade", e.result, issued_s, effective))
     out.append(_grade_observation(subject, "icaht-late-grade", late.result, issued_s, effective))
+    out.extend(_ticaht_observations(subject, assessment.ticaht, issued_s, effective))
     h = assessment.hematotox
     hx: dict[str, Any] = {
         "resourceType": "Observation",
