@@ -80,6 +80,16 @@ def test_tables_beside_the_report(built: report.ReportFiles) -> None:
     early = dist.filter((pl.col("measure") == "early ICAHT") & (pl.col("by") == "CAR-HEMATOTOX"))
     shares = early.group_by("group").agg(pl.col("share").sum())
     assert np.allclose(shares["share"].to_numpy(), 1.0, atol=1e-3)
+    # T-ICAHT distributions by product and by CAR-HEMATOTOX group, from the engine's grades
+    for measure, col in (("early T-ICAHT", "early_ticaht_grade"), ("late T-ICAHT", None)):
+        for by in ("product", "CAR-HEMATOTOX"):
+            part = dist.filter((pl.col("measure") == measure) & (pl.col("by") == by))
+            per_group = part.group_by("group").agg(pl.col("share").sum())
+            assert np.allclose(per_group["share"].to_numpy(), 1.0, atol=1e-3)
+        if col:
+            n3 = int((grades[col] >= 3).sum())
+            k3 = part.filter(pl.col("category").is_in(["3", "4"]))["n"].cast(pl.Int64).sum()
+            assert k3 == n3 > 0
 
 
 def test_report_numbers_are_the_engine_s(frames: CohortFrames, built: report.ReportFiles) -> None:

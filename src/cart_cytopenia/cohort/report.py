@@ -1,7 +1,7 @@
 """The cohort report: one self-contained HTML file (figures embedded, no external resources)
 and the tables behind it as CSV files in ``<report name>_tables/`` beside it.
 
-Contents: cohort characteristics; distributions of early and late ICAHT grades, CTCAE worst
+Contents: cohort characteristics; distributions of early and late ICAHT and T-ICAHT grades, CTCAE worst
 grades, recovery phenotypes and durations by product and by CAR-HEMATOTOX group; cumulative
 incidence of neutrophil and platelet recovery with relapse / next therapy and death as competing
 risks (Aalen-Johansen, 95% confidence bands) by group; swimmer plot, heat map and trajectories
@@ -76,6 +76,8 @@ def _categories(d: pl.DataFrame) -> pl.DataFrame:
     return d.with_columns(
         grade("early_icaht_grade").alias("early ICAHT"),
         grade("late_icaht_grade").alias("late ICAHT"),
+        grade("early_ticaht_grade").alias("early T-ICAHT"),
+        grade("late_ticaht_grade").alias("late T-ICAHT"),
         grade("ctcae_worst_neutrophils").alias("CTCAE neutrophils"),
         grade("ctcae_worst_platelets").alias("CTCAE platelets"),
         grade("ctcae_worst_anaemia").alias("CTCAE anaemia"),
@@ -313,6 +315,21 @@ def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[d
         )
         add(
             "grades",
+            f"T-ICAHT grades by {label}",
+            plots.stacked_shares(
+                d,
+                by,
+                [
+                    ("early T-ICAHT", "Early T-ICAHT (day 0–30)"),
+                    ("late T-ICAHT", "Late T-ICAHT (day 31–100)"),
+                ],
+                grade_cols,
+                f"T-ICAHT (thrombocytopenia) grade by {label} (% of patients)",
+            ),
+            "T-ICAHT (Rejeski 2025): early from the cumulative days of platelets < 50 and < 20 ×10⁹/L in days 0–30; late from the non-transient platelet nadir (< 100, < 50) and the days < 20 after day 30 (window as late ICAHT). Counts within 2 days of a platelet transfusion are not taken as recovery. 'Cannot grade': no platelet count in the window.",
+        )
+        add(
+            "grades",
             f"CTCAE worst grades by {label}",
             plots.stacked_shares(
                 d,
@@ -497,6 +514,8 @@ def build_report(
     measures = [
         "early ICAHT",
         "late ICAHT",
+        "early T-ICAHT",
+        "late T-ICAHT",
         "CTCAE neutrophils",
         "CTCAE platelets",
         "CTCAE anaemia",
@@ -525,7 +544,8 @@ def build_report(
     }
     figs = _figures(a, d, frames)
     icaht_tab = dist.filter(
-        pl.col("measure").is_in(["early ICAHT", "late ICAHT"]) & (pl.col("by") != "disease")
+        pl.col("measure").is_in(["early ICAHT", "late ICAHT", "early T-ICAHT", "late T-ICAHT"])
+        & (pl.col("by") != "disease")
     )
     env = Environment(autoescape=select_autoescape(["html"]))
     page = env.from_string(_template()).render(
