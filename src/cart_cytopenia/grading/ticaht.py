@@ -63,7 +63,7 @@ class Ticaht:
     late: LateTicaht
     recovery_day: I32  # first of the 3 days >= 20 that ended the last < 20 run (-1: none)
     not_recovered: B  # a < 20 run is still open at the end of the data
-    post_transfusion_counts: I32  # counts set aside as post-transfusion
+    post_transfusion_counts: I32  # post-transfusion counts set aside (>= the lowest cut-point)
 
 
 def transfusion_cover(
@@ -163,7 +163,7 @@ def grade(
     )
     with np.errstate(invalid="ignore"):
         set_aside = (
-            post & ~np.isnan(platelets.values) & (platelets.values >= table.moderate_threshold)
+            post & ~np.isnan(platelets.values) & (platelets.values >= table.severe_threshold)
         )
     early = _early(platelets, s50, s20, early_end, end_reason, as_of, complete, table)
     late = _late(platelets, post, late20, end, end_reason, complete, table)
