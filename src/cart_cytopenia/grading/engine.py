@@ -664,14 +664,20 @@ def _grade_chunk(
         as_of,
         complete,
     )
+    plt_interp = interpolate(grids["platelets"], conv.max_interpolation_gap_days)
     plt_tx = events.transfusions["platelets"]
+    ticaht_t = tables.ticaht()
     thrombo = ticaht.grade(
         grids["platelets"],
         (plt_tx[0], plt_tx[1]),
         (late.window_end, late.window_end_reason),
         as_of,
         complete,
-        tables.ticaht(),
+        ticaht_t,
+        # (the same interpolation unless the ICAHT settings changed its gap)
+        plt_interp
+        if ticaht_t.conventions.max_interpolation_gap_days == conv.max_interpolation_gap_days
+        else None,
     )
     last_anc = _last_day_or_none(sparse_last["anc"][1])
     last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
@@ -692,8 +698,8 @@ def _grade_chunk(
     for lin_id, a in LINEAGE_GRID.items():
         # (without ``detail`` the red cells have no grid: their nadir and phase come from the rows)
         g = grids[a] if a in grids else DailyGrid(0, np.empty((n, 0)))
-        gi: DailyGrid | None = anc_interp
-        if a != "anc":  # (the grade table reads no red-cell duration: not interpolated for it)
+        gi: DailyGrid | None = anc_interp if a == "anc" else plt_interp
+        if a == "hb":  # (the grade table reads no red-cell duration: not interpolated for it)
             gi = (
                 interpolate(g, conv.max_interpolation_gap_days)
                 if detail or a in TABLE_DURATIONS

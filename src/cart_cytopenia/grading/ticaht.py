@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cart_cytopenia.grading.daily import DailyGrid, RunScan, interpolate, scan_runs
+from cart_cytopenia.grading.daily import DailyGrid, RunScan, interpolate, scan_runs, scan_runs_many
 from cart_cytopenia.grading.icaht import late_gaps, lowest_two
 from cart_cytopenia.rules.tables import EarlyGrade, TicahtTable
 
@@ -87,29 +87,65 @@ def transfusion_cover(
     return ((run - before) > 0)[:, k:]
 
 
-def _below_grid(raw: DailyGrid, post: B, cover: B, threshold: float, max_gap: int) -> DailyGrid:
-    """The series a run scan reads for "< threshold": post-transfusion counts at or above the
-    cut-point set aside, gaps interpolated, and every covered day of an open run made "below"
-    (-1). A run is open on a covered day when a count below the cut-point came after the last
-    uncovered count at or above it."""
-    v = raw.values.copy()
+def _open_runs(g: F, cover: B, threshold: float) -> B:
+    """Days of a run below ``threshold``: a count below it, or a covered day while a run is open
+    (a count below the cut-point came after the last uncovered count at or above it)."""
     with np.errstate(invalid="ignore"):
-        v[post & (v >= threshold)] = np.nan
-        g = interpolate(DailyGrid(raw.first_day, v), max_gap).values
         low = g < threshold
         breaker = (g >= threshold) & ~cover
     col = np.arange(g.shape[1])
     last_low = np.maximum.accumulate(np.where(low, col, -1), axis=1)
     last_break = np.maximum.accumulate(np.where(breaker, col, -1), axis=1)
-    state = low | (cover & (last_low > last_break))
-    return DailyGrid(raw.first_day, np.where(state, -1.0, g))
+    out: B = low | (cover & (last_low > last_break))
+    return out
 
 
-def _scan_below(
-    grid: DailyGrid, threshold: float, join: int, window: tuple[int, int], end: I32
-) -> RunScan:
+def _reading(
+    raw: DailyGrid,
+    interp: DailyGrid,
+    transfusions: tuple[NDArray[np.integer], NDArray[np.integer]],
+    table: TicahtTable,
+) -> tuple[DailyGrid, B, I32]:
+    """The one series the run scans read for both cut-points, the post-transfusion mask and the
+    number of post-transfusion counts set aside per patient.
+
+    Patients without a platelet transfusion: the interpolated counts as they are. Patients with
+    one: post-transfusion counts at or above the lower cut-point are set aside before the
+    interpolation; a day of an open < 20 run is made -1 (below both cut-points: a run < 20 is
+    also a run < 50) and a covered day of an open < 50 run that is not < 20 is made 20 (below 50,
+    not below 20)."""
+    conv = table.conventions
+    n, n_days = raw.values.shape
+    tx_idx, tx_day = transfusions
+    post = np.zeros((n, n_days), bool)
+    set_aside = np.zeros(n, np.int32)
+    if not tx_idx.size or not n_days:
+        return interp, post, set_aside
+    sub, local = np.unique(tx_idx, return_inverse=True)
+    shape = (sub.size, n_days)
+    post_s = transfusion_cover(shape, raw.first_day, local, tx_day, conv.post_transfusion_days)
+    cover_s = transfusion_cover(
+        shape, raw.first_day, local, tx_day, conv.recovery_no_transfusion_days
+    )
+    v = raw.values[sub]  # (a copy)
+    with np.errstate(invalid="ignore"):
+        aside = post_s & (v >= table.severe_threshold)
+    v[aside] = np.nan
+    set_aside[sub] = aside.sum(axis=1)
+    g = interpolate(DailyGrid(raw.first_day, v), conv.max_interpolation_gap_days).values
+    in20 = _open_runs(g, cover_s, table.severe_threshold)
+    in50 = _open_runs(g, post_s, table.moderate_threshold)
+    with np.errstate(invalid="ignore"):
+        lifted = in50 & ~(g < table.moderate_threshold)
+    out = interp.values.copy()
+    out[sub] = np.where(in20, -1.0, np.where(lifted, table.severe_threshold, g))
+    post[sub] = post_s
+    return DailyGrid(raw.first_day, out), post, set_aside
+
+
+def _below(t: float) -> float:
     # "< t" is "<= the float just below t" for the run scanner (which reads "<=")
-    return scan_runs(grid, float(np.nextafter(threshold, -np.inf)), join, window, 0, end)
+    return float(np.nextafter(t, -np.inf))
 
 
 def _grade_by(grades: tuple[EarlyGrade, ...], measures: dict[str, I32], n: int) -> I8:
@@ -130,6 +166,7 @@ def grade(
     as_of: I32,
     complete: B,
     table: TicahtTable,
+    interp: DailyGrid | None = None,
 ) -> Ticaht:
     """Early and late T-ICAHT for each patient from the raw daily-minimum platelet grid.
 
@@ -137,34 +174,33 @@ def grade(
     last day of the late window per patient and what set it (``icaht.late_window_end``: relapse
     or progression, next therapy, last follow-up, death, the assessment day, day 100); the early
     window is censored at the same day. ``complete``: the course up to ``as_of`` is final;
-    otherwise results on windows still open are provisional.
+    otherwise results on windows still open are provisional. ``interp``: the grid interpolated
+    with the table's gap, when the caller has it.
     """
     conv = table.conventions
-    shape = platelets.values.shape
-    tx_idx, tx_day = transfusions
-    post = transfusion_cover(shape, platelets.first_day, tx_idx, tx_day, conv.post_transfusion_days)
-    cover20 = transfusion_cover(
-        shape, platelets.first_day, tx_idx, tx_day, conv.recovery_no_transfusion_days
-    )
-    gap, join = conv.max_interpolation_gap_days, conv.join_min_recovered_days
-    g50 = _below_grid(platelets, post, post, table.moderate_threshold, gap)
-    g20 = _below_grid(platelets, post, cover20, table.severe_threshold, gap)
+    if interp is None:
+        interp = interpolate(platelets, conv.max_interpolation_gap_days)
+    reading, post, set_aside = _reading(platelets, interp, transfusions, table)
+    join = conv.join_min_recovered_days
     end, end_reason = window_end
     w0, w1 = table.early_window
     early_end = np.minimum(end, w1).astype(np.int32)
-    s50 = _scan_below(g50, table.moderate_threshold, join, (w0, w1), early_end)
-    s20 = _scan_below(g20, table.severe_threshold, join, (w0, w1), early_end)
-    late20 = _scan_below(
-        g20,
-        table.late_severe_threshold,
+    s50, s20 = scan_runs_many(
+        reading,
+        (_below(table.moderate_threshold), _below(table.severe_threshold)),
+        join,
+        (w0, w1),
+        0,
+        early_end,
+    )
+    late20 = scan_runs(
+        reading,
+        _below(table.late_severe_threshold),
         join,
         (table.late_window_start, table.late_window_end),
+        0,
         end,
     )
-    with np.errstate(invalid="ignore"):
-        set_aside = (
-            post & ~np.isnan(platelets.values) & (platelets.values >= table.severe_threshold)
-        )
     early = _early(platelets, s50, s20, early_end, end_reason, as_of, complete, table)
     late = _late(platelets, post, late20, end, end_reason, complete, table)
     ran = late20.first_start >= 0
@@ -174,7 +210,7 @@ def grade(
         late=late,
         recovery_day=np.where(recovered, late20.last_recovery, -1).astype(np.int32),
         not_recovered=ran & late20.open_at_end,
-        post_transfusion_counts=set_aside.sum(axis=1).astype(np.int32),
+        post_transfusion_counts=set_aside,
     )
 
 

@@ -324,6 +324,9 @@ def ticaht() -> TicahtTable:
         ic.conventions.late_end_event_day_included,
     ):
         raise RuleTableError("ticaht: the late window must end as late ICAHT's does")
+    if float(late["severe_threshold"]) * f_l != float(e["severe_threshold"]) * f_e:
+        # the run scans read one series for both windows (grading/ticaht.py)
+        raise RuleTableError("ticaht: the late severe cut-point must be the early one")
     return TicahtTable(
         meta=meta,
         early_window=(int(e["window"][0]), int(e["window"][1])),
