@@ -102,6 +102,11 @@ def test_synthetic_phenotype_roundtrip_import_assess_export(
             }
         else:
             assert "valueInteger" not in t_early and "dataAbsentReason" in t_early
+        e = by_code["easix-baseline"]
+        if a.easix.easix_baseline is not None:
+            assert e["valueQuantity"]["value"] == round(a.easix.easix_baseline, 4)
+        else:
+            assert "dataAbsentReason" in e
 
 
 def test_ndjson_of_several_courses_imports_each(synthetic: list[Course]) -> None:

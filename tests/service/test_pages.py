@@ -168,6 +168,9 @@ def test_patient_page_shows_the_course(service: Service) -> None:
     assert "grade 4" in ticaht
     assert "not recovered" in ticaht
     assert "early T-ICAHT grade 4" in story
+    # EASIX beside CAR-HEMATOTOX: case 1 has no baseline LDH or creatinine
+    easix = html.split('id="easix"')[1].split("</table>")[0]
+    assert "not computed (ldh, creatinine missing)" in easix
     # a read-only user sees no data-entry or acknowledgement forms
     assert "/labs/new" not in html
     assert "Acknowledge</button>" not in html

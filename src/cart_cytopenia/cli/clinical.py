@@ -143,6 +143,7 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
         )
     for w in h.warnings:
         console.print(f"   [yellow]⚠ {w}[/]")
+    console.print(_easix_text(a))
 
     ph = a.phenotype
     if ph.phenotype:
@@ -343,3 +344,31 @@ def _print_ticaht(console: Console, a: Assessment) -> None:
         f"<20 {x.late_days_plt_lt_20} d" + (f"; {recovery}" if recovery else ""),
     )
     console.print(t)
+
+
+def easix_value(v: float | None, missing: list[str]) -> str:
+    return f"{v:.2f}" if v is not None else "not computed (" + ", ".join(missing) + " missing)"
+
+
+def _easix_text(a: Assessment) -> str:
+    """EASIX and m-EASIX beside CAR-HEMATOTOX: the published cut-off only where one was read."""
+    z = a.easix
+    cut = (
+        ""
+        if z.above_cutoff is None
+        else (
+            f" — [red]above {z.cutoff:g}[/] ({z.cutoff_outcome}, {z.cutoff_source.split(' (')[0]})"
+            if z.above_cutoff
+            else f" — not above {z.cutoff:g}"
+        )
+    )
+    early = []
+    if z.easix_d0_3 is not None:
+        early.append(f"EASIX {z.easix_d0_3:.2f} (day {z.easix_d0_3_day})")
+    if z.m_easix_d0_3 is not None:
+        early.append(f"m-EASIX {z.m_easix_d0_3:.2f} (day {z.m_easix_d0_3_day})")
+    return (
+        f"[bold]EASIX[/] (baseline): {easix_value(z.easix_baseline, z.missing_easix)}{cut}; "
+        f"m-EASIX {easix_value(z.m_easix_baseline, z.missing_m_easix)} (no cut-off applied)"
+        + (f"; day 0–3 highest: {', '.join(early)}" if early else "")
+    )

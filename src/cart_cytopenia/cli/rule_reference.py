@@ -66,6 +66,27 @@ def _grade_rows(grades: tuple[tables.EarlyGrade, ...]) -> list[str]:
     return rows
 
 
+def _easix_section() -> list[str]:
+    t = tables.easix()
+    return [
+        "## EASIX and m-EASIX",
+        "",
+        *_meta(t.meta),
+        "",
+        "EASIX = LDH (U/L) × creatinine (mg/dL) / platelets (×10⁹/L); m-EASIX = LDH × CRP (mg/dL) "
+        "/ platelets. Shown beside CAR-HEMATOTOX.",
+        "",
+        f"- Before lymphodepletion: each value the last on or before the day lymphodepletion "
+        f"starts, within {t.baseline_window_days} days before it (as CAR-HEMATOTOX); a score with a "
+        "value missing is not computed and the missing analytes are named.",
+        f"- Day {t.early_days[0]}–{t.early_days[1]}: the highest score of a day that has all its "
+        "values (the day's highest LDH, creatinine and CRP, lowest platelet count).",
+        f"- Cut-off: EASIX before lymphodepletion > {t.baseline_cutoff:g} — {t.cutoff_outcome} "
+        f"({t.cutoff_source}). No cut-off is applied to m-EASIX or to day 0–3.",
+        "",
+    ]
+
+
 def _ticaht_section() -> list[str]:
     t = tables.ticaht()
     c = t.conventions
@@ -161,6 +182,7 @@ def rule_reference() -> str:
     ]
 
     lines += _ticaht_section()
+    lines += _easix_section()
 
     ht = tables.hematotox()
     lines += [

@@ -139,6 +139,61 @@ def distribution(d: pl.DataFrame, by: str, measures: list[str]) -> pl.DataFrame:
     )
 
 
+EASIX_SCORES = {
+    "easix_baseline": "EASIX before LD",
+    "m_easix_baseline": "m-EASIX before LD",
+    "easix_d0_3": "EASIX day 0-3 (highest)",
+    "m_easix_d0_3": "m-EASIX day 0-3 (highest)",
+}
+
+
+def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
+    """Median (IQR) of each EASIX score in patients with and without each outcome (patients whose
+    outcome cannot be graded are left out), and the share above the published cut-off of EASIX
+    before lymphodepletion (Korell 2022)."""
+    cut = tables.easix().baseline_cutoff
+    outcomes = {
+        "CRS grade >= 3": pl.col("crs_max_grade") >= 3,
+        "ICANS grade >= 3": pl.col("icans_max_grade") >= 3,
+        "early ICAHT grade >= 3": pl.col("early_icaht_grade") >= 3,
+        "early T-ICAHT grade >= 3": pl.col("early_ticaht_grade") >= 3,
+    }
+    rows = []
+    for outcome, cond in outcomes.items():
+        flag = d.select(cond.alias("f"))["f"]
+        for value, label in ((True, "yes"), (False, "no")):
+            sub = d.filter(flag == value)
+            above = sub["easix_baseline"].drop_nulls()
+            for col, name in EASIX_SCORES.items():
+                x = sub[col].drop_nulls()
+                rows.append(
+                    (
+                        outcome,
+                        label,
+                        name,
+                        sub.height,
+                        x.len(),
+                        _med_iqr(x),
+                        _pct(int((above > cut).sum()), above.len())
+                        if col == "easix_baseline"
+                        else "",
+                    )
+                )
+    return pl.DataFrame(
+        rows,
+        schema=[
+            "outcome",
+            "with_outcome",
+            "score",
+            "n",
+            "n_with_score",
+            "median_iqr",
+            "above_cutoff",
+        ],
+        orient="row",
+    )
+
+
 def duration_summary(d: pl.DataFrame, by: str) -> pl.DataFrame:
     return (
         d.group_by(by)
@@ -527,6 +582,7 @@ def build_report(
     durs = pl.concat(
         [duration_summary(d, by) for by in ("product", "CAR-HEMATOTOX", "recovery phenotype")]
     )
+    easix_tab = easix_by_outcome(d)
     cif_at, cif_curves = cif_tables(a, d)
     cal = calibration.measure(a.graded, frames)
     chars = characteristics(d)
@@ -534,6 +590,7 @@ def build_report(
         "characteristics": chars,
         "grade_distributions": dist,
         "durations": durs,
+        "easix_by_outcome": easix_tab,
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
         "recovery_endpoints": a.endpoints.with_columns(
@@ -566,6 +623,8 @@ def build_report(
             pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
         ),
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
+        easix_table=_html_table(easix_tab, max_rows=40),
+        easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
         cif_at=_html_table(
             cif_at.filter(pl.col("day").is_in([30, 60, 100])),
             pct_cols=("cumulative_incidence", "lower_95", "upper_95"),

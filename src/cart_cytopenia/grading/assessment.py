@@ -147,6 +147,29 @@ class HematotoxResult(_Out):
     rule: str
 
 
+class EasixResult(_Out):
+    """EASIX and m-EASIX (LDH x creatinine or CRP / platelets) beside CAR-HEMATOTOX."""
+
+    easix_baseline: float | None = Field(description="Before lymphodepletion; None: not computed")
+    m_easix_baseline: float | None
+    missing_easix: list[str] = Field(description="Baseline analytes missing for EASIX")
+    missing_m_easix: list[str]
+    baseline_after_ld_start: bool = Field(
+        description="A value used was drawn after lymphodepletion started (none before it)"
+    )
+    above_cutoff: bool | None = Field(
+        description="EASIX before lymphodepletion above the published cut-off; None: unknown"
+    )
+    cutoff: float
+    cutoff_outcome: str
+    cutoff_source: str
+    easix_d0_3: float | None = Field(description="Highest EASIX of a day 0-3 with all values")
+    easix_d0_3_day: int | None
+    m_easix_d0_3: float | None
+    m_easix_d0_3_day: int | None
+    rule: str
+
+
 class PhenotypeResult(_Out):
     phenotype: str | None
     reason: str | None
@@ -248,6 +271,7 @@ class Assessment(_Out):
     late_icaht: LateIcahtResult
     ticaht: TicahtResult
     hematotox: HematotoxResult
+    easix: EasixResult
     phenotype: PhenotypeResult
     gcsf: GcsfStatus
     inflammation: InflammationStatus
@@ -465,6 +489,32 @@ def _ticaht(c: GradedChunk, i: int, notes: list[str]) -> TicahtResult:
     return out
 
 
+def _easix(c: GradedChunk, i: int) -> EasixResult:
+    t, z = tables.easix(), c.easix
+
+    def parts(name: str) -> list[str]:
+        text = z.baseline_missing[name][i]
+        return text.split(";") if text else []
+
+    above = int(z.above_cutoff[i])
+    return EasixResult(
+        easix_baseline=_f(z.baseline["easix"][i]),
+        m_easix_baseline=_f(z.baseline["m_easix"][i]),
+        missing_easix=parts("easix"),
+        missing_m_easix=parts("m_easix"),
+        baseline_after_ld_start=bool(z.baseline_not_pre_ld[i]),
+        above_cutoff=None if above < 0 else bool(above),
+        cutoff=t.baseline_cutoff,
+        cutoff_outcome=t.cutoff_outcome,
+        cutoff_source=t.cutoff_source,
+        easix_d0_3=_f(z.early["easix"][i]),
+        easix_d0_3_day=_d(z.early_day["easix"][i]),
+        m_easix_d0_3=_f(z.early["m_easix"][i]),
+        m_easix_d0_3_day=_d(z.early_day["m_easix"][i]),
+        rule=t.meta.label,
+    )
+
+
 def _inflammation(course: Course, day: int, crs_max: int, icans_max: int) -> InflammationStatus:
     """CRS/ICANS on the day: known ongoing, resolved (its end day), or end unknown.
 
@@ -654,6 +704,7 @@ def _to_assessment(
         late_icaht=late,
         ticaht=ticaht,
         hematotox=hematotox,
+        easix=_easix(c, i),
         phenotype=phenotype,
         gcsf=gcsf,
         inflammation=inflammation,

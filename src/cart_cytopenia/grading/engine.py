@@ -36,6 +36,7 @@ from cart_cytopenia.domain.frames import (
 from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading import (
     ctcae,
+    easix,
     gcsf_response,
     hematotox,
     icaht,
@@ -79,6 +80,7 @@ class GradedChunk:
     transfusions: dict[str, transfusion.TransfusionBurden]
     gcsf: gcsf_response.GcsfResponse
     hematotox: hematotox.Hematotox
+    easix: easix.Easix
     crs_max_grade: NDArray[np.int8]
     icans_max_grade: NDArray[np.int8]
     last_anc_day: I32
@@ -340,6 +342,8 @@ def _graded(
         markers = [m.analyte for m in tables.hematotox().markers]
         grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
         marker_codes = [ANALYTE_CODES.index(a) for a in markers]
+        easix_codes = [ANALYTE_CODES.index(a) for a in easix.ANALYTES]
+        easix_last = tables.easix().early_days[1]
         # One pass over the rows, in slices on the worker threads: each lab row's patient position
         # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
         # patient, not once per row), its day, value and analyte code as numpy arrays.
@@ -399,9 +403,10 @@ def _graded(
             g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
             del order
 
-        def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp]]:
-            """The slice's last day with a value of a grid analyte (up to as_of; -1: none) and its
-            rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
+        def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp], NDArray[np.intp]]:
+            """The slice's last day with a value of a grid analyte (up to as_of; -1: none), its
+            rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else) and
+            its rows of EASIX analytes up to the end of EASIX's early window."""
             a, b = ab
             day, code = g_day[a:b], g_a[a:b]
             # (membership by comparisons: a lookup table would hold the GIL or widen every code)
@@ -411,19 +416,28 @@ def _graded(
             # (a reduction with ``where``: indexing by the mask would copy the selected days first)
             last = int(np.max(day, where=in_grid, initial=-1))
             rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
-            return last, rows
+            scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
+            return last, rows, scores
 
         scanned = _pmap(pool, scan_rows, tasks)
-        max_day = max([0, *(last for last, _ in scanned)])
-        # picked from the arrays (a filter would copy every lab column)
-        rows = np.concatenate([r for _, r in scanned])
-        marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
-        marker_of[marker_codes] = np.arange(len(markers))
-        baseline = PatientRows(
-            g_idx[rows].astype(np.int64),
-            (g_day[rows], g_v[rows], marker_of[g_a[rows].astype(np.intp)]),
-        )
-        del rows
+        max_day = max([0, *(last for last, _, _ in scanned)])
+
+        def picked(
+            scanned: list[tuple[int, NDArray[np.intp], NDArray[np.intp]]], k: int, wanted: list[int]
+        ) -> PatientRows:
+            """The rows the scans picked (``k``: which list) with each row's analyte numbered
+            by its position in ``wanted`` (read from the arrays: a filter would copy every lab
+            column)."""
+            at = np.concatenate([found[k] for found in scanned])
+            position = np.full(len(ANALYTE_CODES), -1, np.int8)
+            position[wanted] = np.arange(len(wanted))
+            return PatientRows(
+                g_idx[at].astype(np.int64),
+                (g_day[at], g_v[at], position[g_a[at].astype(np.intp)]),
+            )
+
+        baseline = picked(scanned, 1, marker_codes)  # CAR-HEMATOTOX markers before infusion
+        score_rows = picked(scanned, 2, easix_codes)  # EASIX analytes up to day 3
         del scanned
         last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
         n_all = patients.height
@@ -435,10 +449,12 @@ def _graded(
             # (16.9M rows) to the bounds' int64 on every call
             a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
             b_idx, b_day, b_value, b_marker = baseline.chunk(lo, hi)
+            s_idx, s_day, s_value, s_marker = score_rows.chunk(lo, hi)
             return finish(
                 _grade_chunk(
                     people.slice(lo, hi),
                     hematotox.MarkerRows(b_idx, b_day, b_value, b_marker),
+                    hematotox.MarkerRows(s_idx, s_day, s_value, s_marker),
                     ChunkEvents(
                         start=events.start.chunk(lo, hi),
                         transfusions={p: r.chunk(lo, hi) for p, r in events.transfusions.items()},
@@ -598,6 +614,7 @@ def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
 def _grade_chunk(
     patients: PatientArrays,
     markers: hematotox.MarkerRows,
+    score_rows: hematotox.MarkerRows,
     events: ChunkEvents,
     analyte_rows: dict[str, DayRows],
     last_day: int,
@@ -753,6 +770,8 @@ def _grade_chunk(
         patients.disease_product,
     )
 
+    ez = easix.score(score_rows, patients.ld_start, as_of, tables.easix())
+
     return GradedChunk(
         patient_ids=patients.ids.to_list(),
         as_of=as_of,
@@ -771,6 +790,7 @@ def _grade_chunk(
         transfusions=tx,
         gcsf=gc,
         hematotox=ht,
+        easix=ez,
         crs_max_grade=_event_max(events.graded["crs"], as_of),
         icans_max_grade=_event_max(events.graded["icans"], as_of),
         last_anc_day=last_anc,
@@ -877,6 +897,14 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "hematotox_risk": pl.Series(risk.tolist(), dtype=pl.String),
         "hematotox_missing": pl.Series(c.hematotox.missing_text.tolist(), dtype=pl.String),
         "hematotox_warnings": pl.Series(c.hematotox.warnings_text.tolist(), dtype=pl.String),
+        "easix_baseline": c.easix.baseline["easix"],
+        "m_easix_baseline": c.easix.baseline["m_easix"],
+        "easix_baseline_above_cutoff": _nullable_int(c.easix.above_cutoff),
+        "easix_baseline_missing": pl.Series(
+            c.easix.baseline_missing["easix"].tolist(), dtype=pl.String
+        ),
+        "easix_d0_3": c.easix.early["easix"],
+        "m_easix_d0_3": c.easix.early["m_easix"],
         "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
         "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
         "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,
@@ -898,6 +926,10 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
             "late_anc_2",
             "late_plt_1",
             "late_plt_2",
+            "easix_baseline",
+            "m_easix_baseline",
+            "easix_d0_3",
+            "m_easix_d0_3",
         )
     )
 

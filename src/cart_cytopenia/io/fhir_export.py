@@ -829,6 +829,47 @@ def _ticaht_observations(
     return [early, late]
 
 
+def _easix_observations(
+    subject: dict[str, str], course: Course, assessment: Assessment, issued: str
+) -> list[dict[str, Any]]:
+    """EASIX and m-EASIX before lymphodepletion (valueQuantity, UCUM "1": a ratio without unit;
+    effective on the day lymphodepletion started),
+    the highest of day 0-3 as a component; dataAbsentReason with the analytes missing."""
+    z = assessment.easix
+    out = []
+    for code, value, missing, d03, d03_day in (
+        ("easix", z.easix_baseline, z.missing_easix, z.easix_d0_3, z.easix_d0_3_day),
+        ("m-easix", z.m_easix_baseline, z.missing_m_easix, z.m_easix_d0_3, z.m_easix_d0_3_day),
+    ):
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": _category("observation_category", "survey", "Survey"),
+            "code": _cc(project_coding(f"{code}-baseline")),
+            "subject": subject,
+            "effectiveDateTime": _iso(
+                course.infusion_date + dt.timedelta(days=course.ld_start_day)
+            ),
+            "issued": issued,
+            "method": {"text": z.rule},
+        }
+        if value is not None:
+            obs["valueQuantity"] = _quantity(round(value, 4), "1")
+        else:
+            obs["dataAbsentReason"] = _cc(_coding("data_absent_reason", "unknown", "Unknown"))
+            obs["note"] = [{"text": "baseline values missing: " + ", ".join(missing)}]
+        if d03 is not None:
+            obs["component"] = [
+                {
+                    "code": _cc(project_coding(f"{code}-day0-3")),
+                    "valueQuantity": _quantity(round(d03, 4), "1"),
+                }
+            ]
+            obs.setdefault("note", []).append({"text": f"day 0-3 highest on day {d03_day}"})
+        out.append(obs)
+    return out
+
+
 def assessment_to_resources(
     course: Course,
     assessment: Assessment,
@@ -870,6 +911,7 @@ def assessment_to_resources(
             }
         ]
     out.append(hx)
+    out.extend(_easix_observations(subject, course, assessment, issued_s))
     ph = assessment.phenotype
     po: dict[str, Any] = {
         "resourceType": "Observation",

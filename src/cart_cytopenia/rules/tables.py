@@ -350,6 +350,43 @@ def ticaht() -> TicahtTable:
     )
 
 
+# --------------------------------------------------------------------------- EASIX
+
+
+@dataclass(frozen=True)
+class EasixTable:
+    meta: RuleMeta
+    baseline_window_days: int
+    early_days: tuple[int, int]
+    baseline_cutoff: float  # EASIX before lymphodepletion: "above" is at risk
+    cutoff_outcome: str
+    cutoff_source: str
+
+
+@cache
+def easix() -> EasixTable:
+    raw = _read("easix.toml")
+    meta = _meta(raw, "easix.toml")
+    f = raw["formula"]
+    for a in ("ldh", "creatinine", "crp", "platelets"):
+        # the scores are computed from canonical values: the formula's units must be them
+        if _factor(a, f[f"{a}_unit"], "easix.formula") != 1.0:
+            raise RuleTableError(f"easix: {a} must be in its canonical unit in the formula")
+    cuts = raw["cutoff"]
+    if len(cuts) != 1 or (cuts[0]["score"], cuts[0]["timepoint"]) != ("easix", "baseline"):
+        raise RuleTableError("easix: one cut-off is implemented: EASIX before lymphodepletion")
+    c = cuts[0]
+    d0, d1 = raw["early"]["days"]
+    return EasixTable(
+        meta=meta,
+        baseline_window_days=int(raw["baseline"]["window_days"]),
+        early_days=(int(d0), int(d1)),
+        baseline_cutoff=float(c["above"]),
+        cutoff_outcome=str(c["outcome"]),
+        cutoff_source=str(c["source"]),
+    )
+
+
 # --------------------------------------------------------------------------- CAR-HEMATOTOX
 
 
@@ -575,6 +612,7 @@ def all_tables() -> list[RuleMeta]:
         icaht().meta,
         ticaht().meta,
         hematotox().meta,
+        easix().meta,
         recovery_phenotype().meta,
         timing().meta,
     ]
