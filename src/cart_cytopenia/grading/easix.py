@@ -91,7 +91,7 @@ def score(
     day of the early window, ``marker`` the analyte's position in ``ANALYTES`` (-1: other);
     ``as_of``: the last day each patient may be read."""
     n = ld_start_day.size
-    values, _days, pre, _ = baseline_values(
+    values, _days, pre, _, _ignored = baseline_values(
         rows, ld_start_day, list(ANALYTES), table.baseline_window_days
     )
     baseline = {name: _score(values, name) for name in PARTS}
