@@ -71,6 +71,7 @@ def test_tables_beside_the_report(built: report.ReportFiles) -> None:
         "recovery_endpoints",
         "published_comparison",
         "grades",
+        "easix_by_outcome",
     } <= names
     grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
     assert grades.height == built.n_patients == 800
@@ -80,6 +81,30 @@ def test_tables_beside_the_report(built: report.ReportFiles) -> None:
     early = dist.filter((pl.col("measure") == "early ICAHT") & (pl.col("by") == "CAR-HEMATOTOX"))
     shares = early.group_by("group").agg(pl.col("share").sum())
     assert np.allclose(shares["share"].to_numpy(), 1.0, atol=1e-3)
+    # T-ICAHT distributions by product and by CAR-HEMATOTOX group, from the engine's grades
+    for measure, col in (("early T-ICAHT", "early_ticaht_grade"), ("late T-ICAHT", None)):
+        for by in ("product", "CAR-HEMATOTOX"):
+            part = dist.filter((pl.col("measure") == measure) & (pl.col("by") == by))
+            per_group = part.group_by("group").agg(pl.col("share").sum())
+            assert np.allclose(per_group["share"].to_numpy(), 1.0, atol=1e-3)
+        if col:
+            n3 = int((grades[col] >= 3).sum())
+            k3 = part.filter(pl.col("category").is_in(["3", "4"]))["n"].cast(pl.Int64).sum()
+            assert k3 == n3 > 0
+
+
+def test_easix_by_outcome(built: report.ReportFiles) -> None:
+    tab = pl.read_csv(built.tables / "easix_by_outcome.csv", infer_schema=False)
+    grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    crs = tab.filter(
+        (pl.col("outcome") == "CRS grade >= 3") & (pl.col("score") == "EASIX before LD")
+    )
+    assert set(crs["with_outcome"]) == {"yes", "no"}
+    n_yes = int(crs.filter(pl.col("with_outcome") == "yes")["n"][0])
+    assert n_yes == int((grades["crs_max_grade"] >= 3).sum()) > 0
+    with_score = int(crs["n_with_score"].cast(pl.Int64).sum())
+    assert with_score == grades["easix_baseline"].drop_nulls().len() > 0
+    assert "EASIX and m-EASIX by outcome" in built.html.read_text(encoding="utf-8")
 
 
 def test_report_numbers_are_the_engine_s(frames: CohortFrames, built: report.ReportFiles) -> None:

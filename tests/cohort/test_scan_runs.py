@@ -33,6 +33,7 @@ def loop_scan(
     unknown_in_run = np.zeros(n, np.int32)
     pending_unknown = np.zeros(n, np.int32)
     best_win = np.zeros(n, np.int32)
+    total_win = np.zeros(n, np.int32)
     best_all = np.zeros(n, np.int32)
     first_start = np.full(n, -1, np.int32)
     first_recovery = np.full(n, -1, np.int32)
@@ -48,6 +49,7 @@ def loop_scan(
         clipped = np.maximum(0, np.minimum(e, w1) - np.maximum(s, w0) + 1)
         best_all[mask] = np.maximum(best_all[mask], length)
         best_win[mask] = np.maximum(best_win[mask], clipped)
+        total_win[mask] += clipped
         is_first = mask & ~first_closed
         first_length[is_first] = (last_below - run_start + 1)[is_first]
         if recovery_day is not None:
@@ -104,6 +106,7 @@ def loop_scan(
         last_recovery,
         open_end,
         unknown_in_run,
+        total_win,
     )
 
 
@@ -116,6 +119,7 @@ FIELDS = (
     "last_recovery",
     "open_at_end",
     "unknown_days_in_runs",
+    "total_in_window",
 )
 
 

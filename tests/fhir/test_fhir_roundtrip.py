@@ -91,6 +91,22 @@ def test_synthetic_phenotype_roundtrip_import_assess_export(
         early = a.early_icaht.result
         if early.grade is not None:
             assert by_code["icaht-early-grade"]["valueInteger"] == early.grade
+        t = a.ticaht
+        t_early = by_code["ticaht-early-grade"]
+        if t.early.grade is not None:
+            assert t_early["valueInteger"] == t.early.grade
+            days = {c["code"]["coding"][0]["code"]: c["valueInteger"] for c in t_early["component"]}
+            assert days == {
+                "ticaht-days-plt-lt-50": t.early_days_plt_lt_50,
+                "ticaht-days-plt-lt-20": t.early_days_plt_lt_20,
+            }
+        else:
+            assert "valueInteger" not in t_early and "dataAbsentReason" in t_early
+        e = by_code["easix-baseline"]
+        if a.easix.easix_baseline is not None:
+            assert e["valueQuantity"]["value"] == round(a.easix.easix_baseline, 4)
+        else:
+            assert "dataAbsentReason" in e
 
 
 def test_ndjson_of_several_courses_imports_each(synthetic: list[Course]) -> None:

@@ -108,6 +108,11 @@ def test_worklist_answers_who_needs_what_today(service: Service) -> None:
     assert "review-case-1" not in r.text
     r = client.get("/worklist?product=ide-cel")
     assert "wl-neutropenic" not in r.text
+    head = html.split("<thead>")[1].split("</thead>")[0]
+    assert "T-ICAHT" in head
+    case1 = next(r for r in rows if "review-case-1" in r)
+    # the T-ICAHT cell (after ICAHT's, before the phase): platelets < 20 beyond day 30
+    assert re.search(r'<td>late 4</td>\s*<td class="phase">', case1)
     r = client.get("/worklist?sort=day&dir=asc")
     body = r.text.split("<tbody>")[1]
     assert body.index("wl-neutropenic") < body.index("review-case-1")
@@ -158,6 +163,14 @@ def test_patient_page_shows_the_course(service: Service) -> None:
     assert "ICANS grade 3" in story
     assert "Marrow: day 60: hypocellular" in story
     assert "G-CSF from day 40" in story
+    # T-ICAHT beside ICAHT: platelets < 20 from day 5, transfused every 3-7 days to day 60
+    ticaht = html.split('id="ticaht"')[1].split("</table>")[0]
+    assert "grade 4" in ticaht
+    assert "not recovered" in ticaht
+    assert "early T-ICAHT grade 4" in story
+    # EASIX beside CAR-HEMATOTOX: case 1 has no baseline LDH or creatinine
+    easix = html.split('id="easix"')[1].split("</table>")[0]
+    assert "not computed (ldh, creatinine missing)" in easix
     # a read-only user sees no data-entry or acknowledgement forms
     assert "/labs/new" not in html
     assert "Acknowledge</button>" not in html

@@ -125,6 +125,7 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
         f"lowest ANC {_fmt(lt.anc_1, '/µL')}, second {_fmt(lt.anc_2, '/µL')} ({lt.n_values} values)",
     )
     console.print(t)
+    _print_ticaht(console, a)
 
     h = a.hematotox
     risk = {"high": "[red]HIGH risk[/]", "low": "[green]low risk[/]"}.get(
@@ -142,6 +143,7 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
         )
     for w in h.warnings:
         console.print(f"   [yellow]⚠ {w}[/]")
+    console.print(_easix_text(a))
 
     ph = a.phenotype
     if ph.phenotype:
@@ -314,3 +316,59 @@ def register(app: typer.Typer) -> None:
         sys.stdout.write(json.dumps(Settings.model_json_schema(), indent=2) + "\n")
 
     app.add_typer(schema_app, name="schema")
+
+
+def _print_ticaht(console: Console, a: Assessment) -> None:
+    """T-ICAHT (Rejeski et al., Blood 2025) beside ICAHT."""
+    from rich.table import Table
+
+    x = a.ticaht
+    t = Table(title="T-ICAHT (thrombocytopenia)")
+    for col in ("", "Grade", "Basis"):
+        t.add_column(col)
+    t.add_row(
+        f"Early (day {x.early_window[0]}–{x.early_window[1]})",
+        _grade_text(x.early),
+        f"platelets <50 ×10⁹/L {x.early_days_plt_lt_50} d, <20 {x.early_days_plt_lt_20} d"
+        " (cumulative)",
+    )
+    recovery = (
+        "not recovered (<20 ongoing)"
+        if x.not_recovered
+        else (f"recovered ≥20 from day {x.recovery_day}" if x.recovery_day is not None else "")
+    )
+    t.add_row(
+        f"Late (day {x.late_window_start}–{x.late_window_end})",
+        _grade_text(x.late),
+        f"lowest {_fmt(x.late_plt_1, '×10⁹/L')}, second {_fmt(x.late_plt_2, '×10⁹/L')}; "
+        f"<20 {x.late_days_plt_lt_20} d" + (f"; {recovery}" if recovery else ""),
+    )
+    console.print(t)
+
+
+def easix_value(v: float | None, missing: list[str]) -> str:
+    return f"{v:.2f}" if v is not None else "not computed (" + ", ".join(missing) + " missing)"
+
+
+def _easix_text(a: Assessment) -> str:
+    """EASIX and m-EASIX beside CAR-HEMATOTOX: the published cut-off only where one was read."""
+    z = a.easix
+    cut = (
+        ""
+        if z.above_cutoff is None
+        else (
+            f" — [red]above {z.cutoff:g}[/] ({z.cutoff_outcome}, {z.cutoff_source.split(' (')[0]})"
+            if z.above_cutoff
+            else f" — not above {z.cutoff:g}"
+        )
+    )
+    early = []
+    if z.easix_d0_3 is not None:
+        early.append(f"EASIX {z.easix_d0_3:.2f} (day {z.easix_d0_3_day})")
+    if z.m_easix_d0_3 is not None:
+        early.append(f"m-EASIX {z.m_easix_d0_3:.2f} (day {z.m_easix_d0_3_day})")
+    return (
+        f"[bold]EASIX[/] (baseline): {easix_value(z.easix_baseline, z.missing_easix)}{cut}; "
+        f"m-EASIX {easix_value(z.m_easix_baseline, z.missing_m_easix)} (no cut-off applied)"
+        + (f"; day 0–3 highest: {', '.join(early)}" if early else "")
+    )

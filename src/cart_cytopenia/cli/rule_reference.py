@@ -58,6 +58,73 @@ def _grade_1_start(crit: tables.CtcaeCriterion, version: str, lln: float, unit: 
     )
 
 
+def _grade_rows(grades: tuple[tables.EarlyGrade, ...]) -> list[str]:
+    rows = ["| grade | definition | conditions (any) |", "|---|---|---|"]
+    for g in grades:
+        conds = "; ".join(f"{c.measure} {_fmt(c.min)}–{_fmt(c.max)}" for c in g.any)
+        rows.append(f"| {g.grade} | {g.text} | {conds} |")
+    return rows
+
+
+def _easix_section() -> list[str]:
+    t = tables.easix()
+    return [
+        "## EASIX and m-EASIX",
+        "",
+        *_meta(t.meta),
+        "",
+        "EASIX = LDH (U/L) × creatinine (mg/dL) / platelets (×10⁹/L); m-EASIX = LDH × CRP (mg/dL) "
+        "/ platelets. Shown beside CAR-HEMATOTOX.",
+        "",
+        f"- Before lymphodepletion: each value the last on or before the day lymphodepletion "
+        f"starts, within {t.baseline_window_days} days before it (as CAR-HEMATOTOX); a score with a "
+        "value missing is not computed and the missing analytes are named.",
+        f"- Day {t.early_days[0]}–{t.early_days[1]}: the highest score of a day that has all its "
+        "values (the day's highest LDH, creatinine and CRP, lowest platelet count).",
+        f"- Cut-off: EASIX before lymphodepletion > {t.baseline_cutoff:g} — {t.cutoff_outcome} "
+        f"({t.cutoff_source}). No cut-off is applied to m-EASIX or to day 0–3.",
+        "",
+    ]
+
+
+def _ticaht_section() -> list[str]:
+    t = tables.ticaht()
+    c = t.conventions
+    return [
+        "## T-ICAHT (thrombocytopenia)",
+        "",
+        *_meta(t.meta),
+        "",
+        f"### Early T-ICAHT (day {t.early_window[0]}–{t.early_window[1]})",
+        "",
+        f"Cumulative days with platelets < {t.moderate_threshold:g} and < {t.severe_threshold:g} "
+        "×10⁹/L (strict comparisons; a count equal to a cut-point is not below it).",
+        "",
+        *_grade_rows(t.early_grades),
+        "",
+        "Conventions (docs/conventions.md):",
+        "",
+        "- several counts on one day: the lowest",
+        f"- missing days interpolated linearly across gaps of up to {c.max_interpolation_gap_days} days",
+        f"- runs are joined unless the count stays at or above the cut-point on ≥ {c.join_min_recovered_days} consecutive days (those days count to the total)",
+        f"- a count on the day of a platelet transfusion or the {c.post_transfusion_days} days after it is post-transfusion: at or above a cut-point it is not used",
+        f"- a day with a platelet transfusion on it or in the {c.recovery_no_transfusion_days} days before keeps an open < {t.severe_threshold:g} run open",
+        "- the window ends at relapse/progression, next therapy or death (as late ICAHT)",
+        "",
+        f"### Late T-ICAHT (day {t.late_window_start} to the earliest of day {t.late_window_end}, relapse/progression, next therapy, last follow-up, death)",
+        "",
+        t.late_text
+        + f"; the lowest count sets the depth grade and the second-lowest must also be < {t.confirm_threshold:g} ×10⁹/L (a single count grades alone); post-transfusion counts ≥ {t.confirm_threshold:g} are not used.",
+        "",
+        *_bands(t.late_bands, "×10⁹/L", "grade"),
+        "",
+        f"Duration grades (cumulative days < {t.late_severe_threshold:g} ×10⁹/L in the window; the higher grade is reported):",
+        "",
+        *_grade_rows(t.late_grades),
+        "",
+    ]
+
+
 def rule_reference() -> str:
     lines: list[str] = [
         "# Rule reference",
@@ -93,12 +160,8 @@ def rule_reference() -> str:
         "",
         f"Severe neutropenia: ANC ≤ {it.severe_threshold:g} cells/µL; profound: ANC ≤ {it.profound_threshold:g} cells/µL.",
         "",
-        "| grade | definition | conditions (any) |",
-        "|---|---|---|",
+        *_grade_rows(it.early_grades),
     ]
-    for g in it.early_grades:
-        conds = "; ".join(f"{c.measure} {_fmt(c.min)}–{_fmt(c.max)}" for c in g.any)
-        lines.append(f"| {g.grade} | {g.text} | {conds} |")
     c = it.conventions
     lines += [
         "",
@@ -117,6 +180,9 @@ def rule_reference() -> str:
         *_bands(it.late_bands, "cells/µL", "grade"),
         "",
     ]
+
+    lines += _ticaht_section()
+    lines += _easix_section()
 
     ht = tables.hematotox()
     lines += [

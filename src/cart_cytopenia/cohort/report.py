@@ -1,7 +1,7 @@
 """The cohort report: one self-contained HTML file (figures embedded, no external resources)
 and the tables behind it as CSV files in ``<report name>_tables/`` beside it.
 
-Contents: cohort characteristics; distributions of early and late ICAHT grades, CTCAE worst
+Contents: cohort characteristics; distributions of early and late ICAHT and T-ICAHT grades, CTCAE worst
 grades, recovery phenotypes and durations by product and by CAR-HEMATOTOX group; cumulative
 incidence of neutrophil and platelet recovery with relapse / next therapy and death as competing
 risks (Aalen-Johansen, 95% confidence bands) by group; swimmer plot, heat map and trajectories
@@ -76,6 +76,8 @@ def _categories(d: pl.DataFrame) -> pl.DataFrame:
     return d.with_columns(
         grade("early_icaht_grade").alias("early ICAHT"),
         grade("late_icaht_grade").alias("late ICAHT"),
+        grade("early_ticaht_grade").alias("early T-ICAHT"),
+        grade("late_ticaht_grade").alias("late T-ICAHT"),
         grade("ctcae_worst_neutrophils").alias("CTCAE neutrophils"),
         grade("ctcae_worst_platelets").alias("CTCAE platelets"),
         grade("ctcae_worst_anaemia").alias("CTCAE anaemia"),
@@ -134,6 +136,61 @@ def distribution(d: pl.DataFrame, by: str, measures: list[str]) -> pl.DataFrame:
         )
     return (
         pl.concat(parts).sort("measure", "group", "category").with_columns(pl.lit(by).alias("by"))
+    )
+
+
+EASIX_SCORES = {
+    "easix_baseline": "EASIX before LD",
+    "m_easix_baseline": "m-EASIX before LD",
+    "easix_d0_3": "EASIX day 0-3 (highest)",
+    "m_easix_d0_3": "m-EASIX day 0-3 (highest)",
+}
+
+
+def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
+    """Median (IQR) of each EASIX score in patients with and without each outcome (patients whose
+    outcome cannot be graded are left out), and the share above the published cut-off of EASIX
+    before lymphodepletion (Korell 2022)."""
+    cut = tables.easix().baseline_cutoff
+    outcomes = {
+        "CRS grade >= 3": pl.col("crs_max_grade") >= 3,
+        "ICANS grade >= 3": pl.col("icans_max_grade") >= 3,
+        "early ICAHT grade >= 3": pl.col("early_icaht_grade") >= 3,
+        "early T-ICAHT grade >= 3": pl.col("early_ticaht_grade") >= 3,
+    }
+    rows = []
+    for outcome, cond in outcomes.items():
+        flag = d.select(cond.alias("f"))["f"]
+        for value, label in ((True, "yes"), (False, "no")):
+            sub = d.filter(flag == value)
+            above = sub["easix_baseline"].drop_nulls()
+            for col, name in EASIX_SCORES.items():
+                x = sub[col].drop_nulls()
+                rows.append(
+                    (
+                        outcome,
+                        label,
+                        name,
+                        sub.height,
+                        x.len(),
+                        _med_iqr(x),
+                        _pct(int((above > cut).sum()), above.len())
+                        if col == "easix_baseline"
+                        else "",
+                    )
+                )
+    return pl.DataFrame(
+        rows,
+        schema=[
+            "outcome",
+            "with_outcome",
+            "score",
+            "n",
+            "n_with_score",
+            "median_iqr",
+            "above_cutoff",
+        ],
+        orient="row",
     )
 
 
@@ -310,6 +367,21 @@ def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[d
                 f"EHA/EBMT ICAHT grade by {label} (% of patients)",
             ),
             "Early ICAHT from the longest run of ANC ≤500 and ≤100/µL in days 0–30; late ICAHT from the non-transient ANC nadir after day 30 (window ends at day 100, relapse/progression, next therapy, last follow-up or death). 'Cannot grade': no ANC in the window.",
+        )
+        add(
+            "grades",
+            f"T-ICAHT grades by {label}",
+            plots.stacked_shares(
+                d,
+                by,
+                [
+                    ("early T-ICAHT", "Early T-ICAHT (day 0–30)"),
+                    ("late T-ICAHT", "Late T-ICAHT (day 31–100)"),
+                ],
+                grade_cols,
+                f"T-ICAHT (thrombocytopenia) grade by {label} (% of patients)",
+            ),
+            "T-ICAHT (Rejeski 2025): early from the cumulative days of platelets < 50 and < 20 ×10⁹/L in days 0–30; late from the non-transient platelet nadir (< 100, < 50) and the days < 20 after day 30 (window as late ICAHT). Counts within 2 days of a platelet transfusion are not taken as recovery. 'Cannot grade': no platelet count in the window.",
         )
         add(
             "grades",
@@ -497,6 +569,8 @@ def build_report(
     measures = [
         "early ICAHT",
         "late ICAHT",
+        "early T-ICAHT",
+        "late T-ICAHT",
         "CTCAE neutrophils",
         "CTCAE platelets",
         "CTCAE anaemia",
@@ -508,6 +582,7 @@ def build_report(
     durs = pl.concat(
         [duration_summary(d, by) for by in ("product", "CAR-HEMATOTOX", "recovery phenotype")]
     )
+    easix_tab = easix_by_outcome(d)
     cif_at, cif_curves = cif_tables(a, d)
     cal = calibration.measure(a.graded, frames)
     chars = characteristics(d)
@@ -515,6 +590,7 @@ def build_report(
         "characteristics": chars,
         "grade_distributions": dist,
         "durations": durs,
+        "easix_by_outcome": easix_tab,
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
         "recovery_endpoints": a.endpoints.with_columns(
@@ -525,7 +601,8 @@ def build_report(
     }
     figs = _figures(a, d, frames)
     icaht_tab = dist.filter(
-        pl.col("measure").is_in(["early ICAHT", "late ICAHT"]) & (pl.col("by") != "disease")
+        pl.col("measure").is_in(["early ICAHT", "late ICAHT", "early T-ICAHT", "late T-ICAHT"])
+        & (pl.col("by") != "disease")
     )
     env = Environment(autoescape=select_autoescape(["html"]))
     page = env.from_string(_template()).render(
@@ -546,6 +623,8 @@ def build_report(
             pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
         ),
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
+        easix_table=_html_table(easix_tab, max_rows=40),
+        easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
         cif_at=_html_table(
             cif_at.filter(pl.col("day").is_in([30, 60, 100])),
             pct_cols=("cumulative_incidence", "lower_95", "upper_95"),

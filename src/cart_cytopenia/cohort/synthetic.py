@@ -162,57 +162,60 @@ OUTPATIENT_SHARE = {
     "axi-cel": 0.1,
 }
 
-_ANALYTES = ("anc", "wbc", "alc", "platelets", "hb", "crp", "ferritin")
+_ANALYTES = ("anc", "wbc", "alc", "platelets", "hb", "crp", "ferritin", "ldh", "creatinine")
 _A = {a: i for i, a in enumerate(_ANALYTES)}
+# drawn from their own random stream and never repeated on a day, so that adding them left every
+# other value of a seed as it was
+_EXTRA = ("ldh", "creatinine")
 
 # fmt: off
 PROFILES: tuple[LabProfile, ...] = (
     LabProfile(
         "canonical", 0.20,
         {a: a for a in _ANALYTES},
-        {"anc": "/uL", "wbc": "10*3/uL", "alc": "/uL", "platelets": "10*3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL"},
-        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1},
-        {"anc": 0, "wbc": 2, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0},
+        {"anc": "/uL", "wbc": "10*3/uL", "alc": "/uL", "platelets": "10*3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
+        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1},
+        {"anc": 0, "wbc": 2, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2},
         7.0, True,
     ),
     LabProfile(
         "us-kul", 0.25,
-        {"anc": "ANC", "wbc": "WBC", "alc": "Lymph#", "platelets": "PLT", "hb": "Hgb", "crp": "CRP", "ferritin": "Ferritin"},
-        {"anc": "K/uL", "wbc": "K/uL", "alc": "K/uL", "platelets": "K/uL", "hb": "g/dL", "crp": "mg/L", "ferritin": "ng/mL"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 10, "ferritin": 1},
-        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 1, "ferritin": 0},
+        {"anc": "ANC", "wbc": "WBC", "alc": "Lymph#", "platelets": "PLT", "hb": "Hgb", "crp": "CRP", "ferritin": "Ferritin", "ldh": "LDH", "creatinine": "Creat"},
+        {"anc": "K/uL", "wbc": "K/uL", "alc": "K/uL", "platelets": "K/uL", "hb": "g/dL", "crp": "mg/L", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 1},
+        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 1, "ferritin": 0, "ldh": 0, "creatinine": 2},
         7.0, True,
     ),
     LabProfile(
         "us-loinc", 0.15,
-        {"anc": "751-8", "wbc": "6690-2", "alc": "731-0", "platelets": "777-3", "hb": "718-7", "crp": "1988-5", "ferritin": "2276-4"},
-        {"anc": "cells/uL", "wbc": "10^3/uL", "alc": "cells/uL", "platelets": "10^3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL"},
-        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1},
-        {"anc": 0, "wbc": 1, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0},
+        {"anc": "751-8", "wbc": "6690-2", "alc": "731-0", "platelets": "777-3", "hb": "718-7", "crp": "1988-5", "ferritin": "2276-4", "ldh": "2532-0", "creatinine": "2160-0"},
+        {"anc": "cells/uL", "wbc": "10^3/uL", "alc": "cells/uL", "platelets": "10^3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
+        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1},
+        {"anc": 0, "wbc": 1, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2},
         8.0, False,
     ),
     LabProfile(
         "eu-giga", 0.15,
-        {"anc": "neutrophils", "wbc": "leukocytes", "alc": "lymphocytes", "platelets": "platelets", "hb": "haemoglobin", "crp": "crp", "ferritin": "ferritin"},
-        {"anc": "G/L", "wbc": "G/L", "alc": "G/L", "platelets": "G/L", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ug/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1},
-        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0},
+        {"anc": "neutrophils", "wbc": "leukocytes", "alc": "lymphocytes", "platelets": "platelets", "hb": "haemoglobin", "crp": "crp", "ferritin": "ferritin", "ldh": "ldh", "creatinine": "creatinine"},
+        {"anc": "G/L", "wbc": "G/L", "alc": "G/L", "platelets": "G/L", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
+        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 0},
         8.0, True,
     ),
     LabProfile(
         "eu-si", 0.17,
-        {"anc": "Neutrophil count", "wbc": "White cell count", "alc": "Lymphocyte count", "platelets": "Platelet count", "hb": "Haemoglobin", "crp": "C-reactive protein", "ferritin": "Ferritin"},
-        {"anc": "10^9/L", "wbc": "10^9/L", "alc": "10^9/L", "platelets": "10^9/L", "hb": "g/L", "crp": "mg/L", "ferritin": "ug/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 10, "crp": 10, "ferritin": 1},
-        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 0, "crp": 0, "ferritin": 0},
+        {"anc": "Neutrophil count", "wbc": "White cell count", "alc": "Lymphocyte count", "platelets": "Platelet count", "hb": "Haemoglobin", "crp": "C-reactive protein", "ferritin": "Ferritin", "ldh": "Lactate dehydrogenase", "creatinine": "Creatinine"},
+        {"anc": "10^9/L", "wbc": "10^9/L", "alc": "10^9/L", "platelets": "10^9/L", "hb": "g/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 10, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
+        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 0, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0},
         7.0, False,
     ),
     LabProfile(
         "nl-mmol", 0.08,
-        {"anc": "neut#", "wbc": "leucocytes", "alc": "lymph#", "platelets": "thrombocytes", "hb": "hb", "crp": "crp", "ferritin": "ferritin"},
-        {"anc": "x10^9/L", "wbc": "x10^9/L", "alc": "x10^9/L", "platelets": "x10^9/L", "hb": "mmol/L", "crp": "mg/L", "ferritin": "ug/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 0.6206, "crp": 10, "ferritin": 1},
-        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 1, "crp": 0, "ferritin": 0},
+        {"anc": "neut#", "wbc": "leucocytes", "alc": "lymph#", "platelets": "thrombocytes", "hb": "hb", "crp": "crp", "ferritin": "ferritin", "ldh": "ld", "creatinine": "creat"},
+        {"anc": "x10^9/L", "wbc": "x10^9/L", "alc": "x10^9/L", "platelets": "x10^9/L", "hb": "mmol/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 0.6206, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
+        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 1, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0},
         7.0, True,
     ),
 )
@@ -771,6 +774,7 @@ def generate_block(
         }[a]
         vals[a] = np.where(is_base, key[pi], vals[a])
     vals["wbc"] = np.where(is_base, (base_anc[pi] + base_alc[pi]) / 1000 + 0.45, vals["wbc"])
+    _easix_analytes(vals, seed, block, pi, t, cs, crs_grade[pi], n)
 
     # which analytes each draw reports
     want = {
@@ -786,6 +790,9 @@ def generate_block(
         | ((dd > 7) & (dd <= 30) & (dd % 3 == 0))
         | (rng.random(m) < 0.04),
         "ferritin": is_base | np.isin(dd, (0, 3, 7, 10, 14, 21, 28)),
+        # LDH and creatinine (EASIX): at baseline, daily to day 3, then weekly to day 28
+        "ldh": is_base | np.isin(dd, (0, 1, 2, 3, 7, 14, 21, 28)),
+        "creatinine": is_base | np.isin(dd, (0, 1, 2, 3, 7, 14, 21, 28)),
     }
     want["crp"] &= ~(is_base & miss_crp[pi])
     want["ferritin"] &= ~(is_base & miss_ferr[pi])
@@ -866,6 +873,27 @@ def generate_block(
     return Block(patients, labs, events, truth)
 
 
+def _easix_analytes(
+    vals: dict[str, F], seed: int, block: int, pi: IA, t: F, cs: F, grade: IA, n: int
+) -> None:
+    """LDH (U/L) and creatinine (mg/dL) for each draw, from their own random stream: a patient's
+    baseline (LDH log-normal around 230 U/L, creatinine around 0.9 mg/dL) rising with CRS."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(block), 0xEA51]))
+    base_ldh = np.exp(rng.normal(np.log(230), 0.45, n))
+    base_cr = np.clip(rng.normal(0.9, 0.25, n), 0.35, 3.5)
+    m = pi.size
+    since = np.clip(t - cs, 0, None)
+    crs = np.where(t >= cs, (1 + 0.35 * grade) * np.exp(-since / 5), 1.0)
+    vals["ldh"] = base_ldh[pi] * np.maximum(crs, 1.0) * np.exp(0.12 * rng.normal(0, 1, m))
+    vals["creatinine"] = np.clip(
+        base_cr[pi]
+        * (1 + 0.1 * np.maximum(grade - 1, 0) * (crs > 1))
+        * np.exp(0.06 * rng.normal(0, 1, m)),
+        0.3,
+        8.0,
+    )
+
+
 def _lab_rows(
     pi: IA,
     dd: IA,
@@ -885,6 +913,8 @@ def _lab_rows(
     for a in _ANALYTES:
         sel = want[a]
         for rep in (False, True):
+            if rep and a in _EXTRA:
+                continue
             s = sel & repeat if rep else sel
             if not s.any():
                 continue

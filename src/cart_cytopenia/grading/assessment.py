@@ -91,6 +91,29 @@ class LateIcahtResult(_Out):
     n_values: int
 
 
+class TicahtResult(_Out):
+    """T-ICAHT (Rejeski et al., Blood 2025): thrombocytopenia graded early and late."""
+
+    early: GradeResult
+    early_window: tuple[int, int]
+    early_days_plt_lt_50: int = Field(description="Cumulative days < 50 x10^9/L, day 0-30")
+    early_days_plt_lt_20: int = Field(description="Cumulative days < 20 x10^9/L, day 0-30")
+    late: GradeResult
+    late_window_start: int
+    late_window_end: int
+    late_plt_1: float | None = Field(description="Lowest count in the late window (10^9/L)")
+    late_plt_2: float | None = Field(description="Second-lowest count (another day)")
+    late_days_plt_lt_20: int
+    recovery_day: int | None = Field(
+        description="First of 3 days >= 20 x10^9/L, 7 days after the last platelet transfusion"
+    )
+    not_recovered: bool = Field(description="A run < 20 x10^9/L is still open")
+    post_transfusion_counts: int = Field(
+        description="Counts at or above a cut-point within 2 days of a platelet transfusion, "
+        "not used as evidence of recovery"
+    )
+
+
 class HematotoxMarkerResult(_Out):
     analyte: str
     value: float | None
@@ -121,6 +144,29 @@ class HematotoxResult(_Out):
     ignored: list[HematotoxIgnoredValue] = Field(
         default_factory=list, description="Baseline values not used, with the reason"
     )
+    rule: str
+
+
+class EasixResult(_Out):
+    """EASIX and m-EASIX (LDH x creatinine or CRP / platelets) beside CAR-HEMATOTOX."""
+
+    easix_baseline: float | None = Field(description="Before lymphodepletion; None: not computed")
+    m_easix_baseline: float | None
+    missing_easix: list[str] = Field(description="Baseline analytes missing for EASIX")
+    missing_m_easix: list[str]
+    baseline_after_ld_start: bool = Field(
+        description="A value used was drawn after lymphodepletion started (none before it)"
+    )
+    above_cutoff: bool | None = Field(
+        description="EASIX before lymphodepletion above the published cut-off; None: unknown"
+    )
+    cutoff: float
+    cutoff_outcome: str
+    cutoff_source: str
+    easix_d0_3: float | None = Field(description="Highest EASIX of a day 0-3 with all values")
+    easix_d0_3_day: int | None
+    m_easix_d0_3: float | None
+    m_easix_d0_3_day: int | None
     rule: str
 
 
@@ -223,7 +269,9 @@ class Assessment(_Out):
     lineages: list[LineageStatus]
     early_icaht: EarlyIcahtResult
     late_icaht: LateIcahtResult
+    ticaht: TicahtResult
     hematotox: HematotoxResult
+    easix: EasixResult
     phenotype: PhenotypeResult
     gcsf: GcsfStatus
     inflammation: InflammationStatus
@@ -413,6 +461,60 @@ def assess_days(
     return out
 
 
+def _ticaht(c: GradedChunk, i: int, notes: list[str]) -> TicahtResult:
+    tt = tables.ticaht()
+    e, lt = c.ticaht.early, c.ticaht.late
+    out = TicahtResult(
+        early=GradeResult.of(int(e.grade[i]), tt.meta.label, e.reason[i], bool(e.provisional[i])),
+        early_window=(tt.early_window[0], int(min(e.window_end[i], tt.early_window[1]))),
+        early_days_plt_lt_50=int(e.days_lt_50[i]),
+        early_days_plt_lt_20=int(e.days_lt_20[i]),
+        late=GradeResult.of(int(lt.grade[i]), tt.meta.label, lt.reason[i], bool(lt.provisional[i])),
+        late_window_start=tt.late_window_start,
+        late_window_end=int(lt.window_end[i]),
+        late_plt_1=_f(lt.plt_1[i]),
+        late_plt_2=_f(lt.plt_2[i]),
+        late_days_plt_lt_20=int(lt.days_lt_20[i]),
+        recovery_day=_d(c.ticaht.recovery_day[i]),
+        not_recovered=bool(c.ticaht.not_recovered[i]),
+        post_transfusion_counts=int(c.ticaht.post_transfusion_counts[i]),
+    )
+    if out.post_transfusion_counts:
+        notes.append(
+            f"T-ICAHT: {out.post_transfusion_counts} platelet count(s) within 2 days of a platelet "
+            "transfusion were not taken as recovery (post-transfusion)."
+        )
+    if e.provisional[i]:
+        notes.append("Early T-ICAHT is provisional: the day 0-30 window is still open.")
+    return out
+
+
+def _easix(c: GradedChunk, i: int) -> EasixResult:
+    t, z = tables.easix(), c.easix
+
+    def parts(name: str) -> list[str]:
+        text = z.baseline_missing[name][i]
+        return text.split(";") if text else []
+
+    above = int(z.above_cutoff[i])
+    return EasixResult(
+        easix_baseline=_f(z.baseline["easix"][i]),
+        m_easix_baseline=_f(z.baseline["m_easix"][i]),
+        missing_easix=parts("easix"),
+        missing_m_easix=parts("m_easix"),
+        baseline_after_ld_start=bool(z.baseline_not_pre_ld[i]),
+        above_cutoff=None if above < 0 else bool(above),
+        cutoff=t.baseline_cutoff,
+        cutoff_outcome=t.cutoff_outcome,
+        cutoff_source=t.cutoff_source,
+        easix_d0_3=_f(z.early["easix"][i]),
+        easix_d0_3_day=_d(z.early_day["easix"][i]),
+        m_easix_d0_3=_f(z.early["m_easix"][i]),
+        m_easix_d0_3_day=_d(z.early_day["m_easix"][i]),
+        rule=t.meta.label,
+    )
+
+
 def _inflammation(course: Course, day: int, crs_max: int, icans_max: int) -> InflammationStatus:
     """CRS/ICANS on the day: known ongoing, resolved (its end day), or end unknown.
 
@@ -551,6 +653,8 @@ def _to_assessment(
         n_values=int(lt_.n_values[i]),
     )
 
+    ticaht = _ticaht(c, i, notes)
+
     hematotox = _hematotox_result(course, c.hematotox, i, notes)
 
     p = c.phenotype
@@ -598,7 +702,9 @@ def _to_assessment(
         lineages=lineage_items,
         early_icaht=early,
         late_icaht=late,
+        ticaht=ticaht,
         hematotox=hematotox,
+        easix=_easix(c, i),
         phenotype=phenotype,
         gcsf=gcsf,
         inflammation=inflammation,

@@ -159,6 +159,7 @@ class RunScan:
     last_recovery: I32  # first day of the last recovery streak (-1: none)
     open_at_end: B  # a run is still open at the end of the data
     unknown_days_in_runs: I32  # unknown days inside joined runs
+    total_in_window: I32  # days of all joined runs, each clipped to the window (cumulative)
 
 
 def scan_runs(
@@ -268,6 +269,7 @@ def _scan(
     last_recovery = np.full(n, -1, np.int32)
     open_end = np.zeros(n, bool)
     unknown_in_run = np.zeros(n, np.int32)
+    total_win = np.zeros(n, np.int32)
     # the arrays are filled in place below; the result holds them from the start
     result = RunScan(
         best_win,
@@ -278,6 +280,7 @@ def _scan(
         last_recovery,
         open_end,
         unknown_in_run,
+        total_win,
     )
     if cells is None:
         return result
@@ -326,6 +329,7 @@ def _scan(
     clipped = np.maximum(0, np.minimum(r_e, w1) - np.maximum(r_s, w0) + 1).astype(np.int32)
     np.maximum.at(best_all, r_row, length)
     np.maximum.at(best_win, r_row, clipped)
+    np.add.at(total_win, r_row, clipped)
     unknown = (r_e - r_s + 1) - (p_last - p_first + 1)
     np.add.at(unknown_in_run, r_row, unknown.astype(np.int32))
     # first run of each patient (runs are in patient, day order)

@@ -2,7 +2,7 @@
 
 ``grade_cohort`` is the one implementation behind both ``cart-cytopenia grade`` (a cohort file)
 and ``cart-cytopenia assess`` (one course, as a cohort of one). It builds daily grids per chunk of
-patients, runs the vectorised modules (CTCAE, ICAHT, CAR-HEMATOTOX, phenotype, timing,
+patients, runs the vectorised modules (CTCAE, ICAHT, T-ICAHT, CAR-HEMATOTOX, phenotype, timing,
 transfusion, G-CSF response) and returns a ``GradedChunk`` of arrays per chunk, or the
 one-row-per-patient table of ``to_table``.
 
@@ -36,10 +36,12 @@ from cart_cytopenia.domain.frames import (
 from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading import (
     ctcae,
+    easix,
     gcsf_response,
     hematotox,
     icaht,
     recovery_phenotype,
+    ticaht,
     timing,
     transfusion,
 )
@@ -72,11 +74,13 @@ class GradedChunk:
     last_value_day: dict[str, I32]
     early: icaht.EarlyIcaht
     late: icaht.LateIcaht
+    ticaht: ticaht.Ticaht
     phenotype: recovery_phenotype.Phenotype
     lineages: dict[str, timing.LineageTiming]
     transfusions: dict[str, transfusion.TransfusionBurden]
     gcsf: gcsf_response.GcsfResponse
     hematotox: hematotox.Hematotox
+    easix: easix.Easix
     crs_max_grade: NDArray[np.int8]
     icans_max_grade: NDArray[np.int8]
     last_anc_day: I32
@@ -338,6 +342,8 @@ def _graded(
         markers = [m.analyte for m in tables.hematotox().markers]
         grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
         marker_codes = [ANALYTE_CODES.index(a) for a in markers]
+        easix_codes = [ANALYTE_CODES.index(a) for a in easix.ANALYTES]
+        easix_last = tables.easix().early_days[1]
         # One pass over the rows, in slices on the worker threads: each lab row's patient position
         # (rows usually come grouped by patient, so the ids are matched once per run of rows of one
         # patient, not once per row), its day, value and analyte code as numpy arrays.
@@ -397,9 +403,10 @@ def _graded(
             g_idx, g_day, g_a, g_v = g_idx[order], g_day[order], g_a[order], g_v[order]
             del order
 
-        def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp]]:
-            """The slice's last day with a value of a grid analyte (up to as_of; -1: none) and its
-            rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else)."""
+        def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp], NDArray[np.intp]]:
+            """The slice's last day with a value of a grid analyte (up to as_of; -1: none), its
+            rows of CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else) and
+            its rows of EASIX analytes up to the end of EASIX's early window."""
             a, b = ab
             day, code = g_day[a:b], g_a[a:b]
             # (membership by comparisons: a lookup table would hold the GIL or widen every code)
@@ -409,19 +416,28 @@ def _graded(
             # (a reduction with ``where``: indexing by the mask would copy the selected days first)
             last = int(np.max(day, where=in_grid, initial=-1))
             rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
-            return last, rows
+            scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
+            return last, rows, scores
 
         scanned = _pmap(pool, scan_rows, tasks)
-        max_day = max([0, *(last for last, _ in scanned)])
-        # picked from the arrays (a filter would copy every lab column)
-        rows = np.concatenate([r for _, r in scanned])
-        marker_of = np.full(len(ANALYTE_CODES), -1, np.int8)
-        marker_of[marker_codes] = np.arange(len(markers))
-        baseline = PatientRows(
-            g_idx[rows].astype(np.int64),
-            (g_day[rows], g_v[rows], marker_of[g_a[rows].astype(np.intp)]),
-        )
-        del rows
+        max_day = max([0, *(last for last, _, _ in scanned)])
+
+        def picked(
+            scanned: list[tuple[int, NDArray[np.intp], NDArray[np.intp]]], k: int, wanted: list[int]
+        ) -> PatientRows:
+            """The rows the scans picked (``k``: which list) with each row's analyte numbered
+            by its position in ``wanted`` (read from the arrays: a filter would copy every lab
+            column)."""
+            at = np.concatenate([found[k] for found in scanned])
+            position = np.full(len(ANALYTE_CODES), -1, np.int8)
+            position[wanted] = np.arange(len(wanted))
+            return PatientRows(
+                g_idx[at].astype(np.int64),
+                (g_day[at], g_v[at], position[g_a[at].astype(np.intp)]),
+            )
+
+        baseline = picked(scanned, 1, marker_codes)  # CAR-HEMATOTOX markers before infusion
+        score_rows = picked(scanned, 2, easix_codes)  # EASIX analytes up to day 3
         del scanned
         last_day = max(min(max_day, MAX_GRID_DAY), tables.icaht().late_window_end, 100)
         n_all = patients.height
@@ -433,10 +449,12 @@ def _graded(
             # (16.9M rows) to the bounds' int64 on every call
             a0, a1 = np.searchsorted(g_idx, np.array([lo, hi], g_idx.dtype))
             b_idx, b_day, b_value, b_marker = baseline.chunk(lo, hi)
+            s_idx, s_day, s_value, s_marker = score_rows.chunk(lo, hi)
             return finish(
                 _grade_chunk(
                     people.slice(lo, hi),
                     hematotox.MarkerRows(b_idx, b_day, b_value, b_marker),
+                    hematotox.MarkerRows(s_idx, s_day, s_value, s_marker),
                     ChunkEvents(
                         start=events.start.chunk(lo, hi),
                         transfusions={p: r.chunk(lo, hi) for p, r in events.transfusions.items()},
@@ -596,6 +614,7 @@ def _by_patient(df: pl.DataFrame, index_all: pl.DataFrame) -> pl.DataFrame:
 def _grade_chunk(
     patients: PatientArrays,
     markers: hematotox.MarkerRows,
+    score_rows: hematotox.MarkerRows,
     events: ChunkEvents,
     analyte_rows: dict[str, DayRows],
     last_day: int,
@@ -662,6 +681,21 @@ def _grade_chunk(
         as_of,
         complete,
     )
+    plt_interp = interpolate(grids["platelets"], conv.max_interpolation_gap_days)
+    plt_tx = events.transfusions["platelets"]
+    ticaht_t = tables.ticaht()
+    thrombo = ticaht.grade(
+        grids["platelets"],
+        (plt_tx[0], plt_tx[1]),
+        (late.window_end, late.window_end_reason),
+        as_of,
+        complete,
+        ticaht_t,
+        # (the same interpolation unless the ICAHT settings changed its gap)
+        plt_interp
+        if ticaht_t.conventions.max_interpolation_gap_days == conv.max_interpolation_gap_days
+        else None,
+    )
     last_anc = _last_day_or_none(sparse_last["anc"][1])
     last_anc = np.where(last_anc > as_of, as_of, last_anc).astype(np.int32)
 
@@ -681,8 +715,8 @@ def _grade_chunk(
     for lin_id, a in LINEAGE_GRID.items():
         # (without ``detail`` the red cells have no grid: their nadir and phase come from the rows)
         g = grids[a] if a in grids else DailyGrid(0, np.empty((n, 0)))
-        gi: DailyGrid | None = anc_interp
-        if a != "anc":  # (the grade table reads no red-cell duration: not interpolated for it)
+        gi: DailyGrid | None = anc_interp if a == "anc" else plt_interp
+        if a == "hb":  # (the grade table reads no red-cell duration: not interpolated for it)
             gi = (
                 interpolate(g, conv.max_interpolation_gap_days)
                 if detail or a in TABLE_DURATIONS
@@ -736,6 +770,8 @@ def _grade_chunk(
         patients.disease_product,
     )
 
+    ez = easix.score(score_rows, patients.ld_start, as_of, tables.easix())
+
     return GradedChunk(
         patient_ids=patients.ids.to_list(),
         as_of=as_of,
@@ -748,11 +784,13 @@ def _grade_chunk(
         last_value_day=last_val_day,
         early=early,
         late=late,
+        ticaht=thrombo,
         phenotype=phen,
         lineages=lineages,
         transfusions=tx,
         gcsf=gc,
         hematotox=ht,
+        easix=ez,
         crs_max_grade=_event_max(events.graded["crs"], as_of),
         icans_max_grade=_event_max(events.graded["icans"], as_of),
         last_anc_day=last_anc,
@@ -820,6 +858,18 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "late_window_end_day": c.late.window_end,
         "late_window_end_reason": list(c.late.window_end_reason),
         "late_icaht_reason": list(c.late.reason),
+        "early_ticaht_grade": _nullable_int(c.ticaht.early.grade),
+        "early_ticaht_provisional": c.ticaht.early.provisional,
+        "early_days_plt_lt_50": c.ticaht.early.days_lt_50,
+        "early_days_plt_lt_20": c.ticaht.early.days_lt_20,
+        "early_ticaht_reason": pl.Series(list(c.ticaht.early.reason), dtype=pl.String),
+        "late_ticaht_grade": _nullable_int(c.ticaht.late.grade),
+        "late_ticaht_provisional": c.ticaht.late.provisional,
+        "late_plt_1": c.ticaht.late.plt_1,
+        "late_plt_2": c.ticaht.late.plt_2,
+        "late_days_plt_lt_20": c.ticaht.late.days_lt_20,
+        "late_ticaht_reason": pl.Series(list(c.ticaht.late.reason), dtype=pl.String),
+        "platelet_recovery_day": _nullable_int(c.ticaht.recovery_day),
         "ctcae_version": [settings.ctcae_version] * len(c.patient_ids),
         "ctcae_worst_neutrophils": _nullable_int(c.ctcae_worst["anc"]),
         "ctcae_worst_platelets": _nullable_int(c.ctcae_worst["platelets"]),
@@ -847,6 +897,14 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "hematotox_risk": pl.Series(risk.tolist(), dtype=pl.String),
         "hematotox_missing": pl.Series(c.hematotox.missing_text.tolist(), dtype=pl.String),
         "hematotox_warnings": pl.Series(c.hematotox.warnings_text.tolist(), dtype=pl.String),
+        "easix_baseline": c.easix.baseline["easix"],
+        "m_easix_baseline": c.easix.baseline["m_easix"],
+        "easix_baseline_above_cutoff": _nullable_int(c.easix.above_cutoff),
+        "easix_baseline_missing": pl.Series(
+            c.easix.baseline_missing["easix"].tolist(), dtype=pl.String
+        ),
+        "easix_d0_3": c.easix.early["easix"],
+        "m_easix_d0_3": c.easix.early["m_easix"],
         "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
         "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
         "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,
@@ -860,7 +918,19 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
     df = pl.DataFrame(dict(cols.items()), strict=False)
     return df.with_columns(
         pl.col(c_).fill_nan(None)
-        for c_ in ("anc_nadir", "platelet_nadir", "hb_nadir", "late_anc_1", "late_anc_2")
+        for c_ in (
+            "anc_nadir",
+            "platelet_nadir",
+            "hb_nadir",
+            "late_anc_1",
+            "late_anc_2",
+            "late_plt_1",
+            "late_plt_2",
+            "easix_baseline",
+            "m_easix_baseline",
+            "easix_d0_3",
+            "m_easix_d0_3",
+        )
     )
 
 

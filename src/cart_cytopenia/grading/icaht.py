@@ -199,31 +199,45 @@ def grade_late(
     complete: B,
 ) -> LateIcaht:
     """Late ICAHT: lowest ANC in the late window, confirmed by a second value <= 1500 cells/uL."""
-    n = anc.values.shape[0]
     start = table.late_window_start
     end, end_reason = late_window_end(
         table, progression_day, next_therapy_day, last_followup_day, death_day, as_of
     )
-    win = anc.window(start, table.late_window_end).copy()
+    count, v1, v2 = lowest_two(anc.window(start, table.late_window_end), start, end)
+    grade = table.late_bands.evaluate(v1)
+    with np.errstate(invalid="ignore"):
+        transient = (count >= 2) & ~(v2 <= table.confirm_threshold)
+    grade[transient] = 0
+    empty, cannot, reason = late_gaps(count, start, end, end_reason, "ANC value")
+    grade[cannot] = -1
+    provisional = (
+        ~complete & (end_reason == "assessment day") & (end < table.late_window_end) & ~empty
+    )
+    return LateIcaht(grade, v1, v2, count, end, end_reason, provisional, reason)
+
+
+def lowest_two(win: F, start: int, end: I32) -> tuple[I32, F, F]:
+    """Values of a late window (columns from day ``start``) up to each patient's ``end``: their
+    number, the lowest and the second-lowest (another day), NaN where there is none."""
+    n = win.shape[0]
+    win = win.copy()
     days = np.arange(start, start + win.shape[1])
     win[days[None, :] > end[:, None]] = np.nan
     count = (~np.isnan(win)).sum(axis=1).astype(np.int32)
     srt = np.sort(win, axis=1)  # NaN sorts last
     v1 = srt[:, 0] if srt.shape[1] else np.full(n, np.nan)
     v2 = srt[:, 1] if srt.shape[1] > 1 else np.full(n, np.nan)
-    grade = table.late_bands.evaluate(v1)
-    with np.errstate(invalid="ignore"):
-        transient = (count >= 2) & ~(v2 <= table.confirm_threshold)
-    grade[transient] = 0
-    reason = np.full(n, None, dtype=object)
+    return count, v1, v2
+
+
+def late_gaps(count: I32, start: int, end: I32, end_reason: Obj, what: str) -> tuple[B, B, Obj]:
+    """Patients whose late window is empty (it ends before ``start``), those who cannot be
+    graded (no window, or no ``what`` in it), and the reason (None where they can)."""
+    reason = np.full(count.size, None, dtype=object)
     empty = end < start
     none = ~empty & (count == 0)
-    grade[empty | none] = -1
     for i in np.nonzero(empty)[0]:
         reason[i] = f"no late window: it ends on day {end[i]} ({end_reason[i]}) before day {start}"
     for i in np.nonzero(none)[0]:
-        reason[i] = f"no ANC value between day {start} and day {end[i]} ({end_reason[i]})"
-    provisional = (
-        ~complete & (end_reason == "assessment day") & (end < table.late_window_end) & ~empty
-    )
-    return LateIcaht(grade, v1, v2, count, end, end_reason, provisional, reason)
+        reason[i] = f"no {what} between day {start} and day {end[i]} ({end_reason[i]})"
+    return empty, empty | none, reason

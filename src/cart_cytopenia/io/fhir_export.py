@@ -48,7 +48,7 @@ from cart_cytopenia.domain.course import (
     Transfusion,
 )
 from cart_cytopenia.domain.units import dose_ucum, resolve_unit
-from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus
+from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus, TicahtResult
 from cart_cytopenia.io.fhir_codes import codes, project_coding
 
 BundleType = Literal["collection", "transaction", "batch"]
@@ -802,6 +802,74 @@ def _grade_observation(
     }
 
 
+def _days_component(code: str, days: int) -> dict[str, Any]:
+    return {"code": _cc(project_coding(code)), "valueInteger": int(days)}
+
+
+def _ticaht_observations(
+    subject: dict[str, str], t: TicahtResult, issued: str, effective: str
+) -> list[dict[str, Any]]:
+    """T-ICAHT early and late grades, with the day counts (and the late nadir) as components."""
+    early = _grade_observation(subject, "ticaht-early-grade", t.early, issued, effective)
+    late = _grade_observation(subject, "ticaht-late-grade", t.late, issued, effective)
+    if t.early.status != GradeStatus.CANNOT_GRADE:
+        early["component"] = [
+            _days_component("ticaht-days-plt-lt-50", t.early_days_plt_lt_50),
+            _days_component("ticaht-days-plt-lt-20", t.early_days_plt_lt_20),
+        ]
+    if t.late.status != GradeStatus.CANNOT_GRADE:
+        late["component"] = [_days_component("ticaht-days-plt-lt-20", t.late_days_plt_lt_20)]
+        if t.late_plt_1 is not None:
+            late["component"].append(
+                {
+                    "code": _cc(project_coding("ticaht-lowest-platelets")),
+                    "valueQuantity": _quantity(_number(t.late_plt_1), "10*9/L"),
+                }
+            )
+    return [early, late]
+
+
+def _easix_observations(
+    subject: dict[str, str], course: Course, assessment: Assessment, issued: str
+) -> list[dict[str, Any]]:
+    """EASIX and m-EASIX before lymphodepletion (valueQuantity, UCUM "1": a ratio without unit;
+    effective on the day lymphodepletion started),
+    the highest of day 0-3 as a component; dataAbsentReason with the analytes missing."""
+    z = assessment.easix
+    out = []
+    for code, value, missing, d03, d03_day in (
+        ("easix", z.easix_baseline, z.missing_easix, z.easix_d0_3, z.easix_d0_3_day),
+        ("m-easix", z.m_easix_baseline, z.missing_m_easix, z.m_easix_d0_3, z.m_easix_d0_3_day),
+    ):
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": _category("observation_category", "survey", "Survey"),
+            "code": _cc(project_coding(f"{code}-baseline")),
+            "subject": subject,
+            "effectiveDateTime": _iso(
+                course.infusion_date + dt.timedelta(days=course.ld_start_day)
+            ),
+            "issued": issued,
+            "method": {"text": z.rule},
+        }
+        if value is not None:
+            obs["valueQuantity"] = _quantity(round(value, 4), "1")
+        else:
+            obs["dataAbsentReason"] = _cc(_coding("data_absent_reason", "unknown", "Unknown"))
+            obs["note"] = [{"text": "baseline values missing: " + ", ".join(missing)}]
+        if d03 is not None:
+            obs["component"] = [
+                {
+                    "code": _cc(project_coding(f"{code}-day0-3")),
+                    "valueQuantity": _quantity(round(d03, 4), "1"),
+                }
+            ]
+            obs.setdefault("note", []).append({"text": f"day 0-3 highest on day {d03_day}"})
+        out.append(obs)
+    return out
+
+
 def assessment_to_resources(
     course: Course,
     assessment: Assessment,
@@ -818,6 +886,7 @@ def assessment_to_resources(
     e, late = assessment.early_icaht, assessment.late_icaht
     out.append(_grade_observation(subject, "icaht-early-grade", e.result, issued_s, effective))
     out.append(_grade_observation(subject, "icaht-late-grade", late.result, issued_s, effective))
+    out.extend(_ticaht_observations(subject, assessment.ticaht, issued_s, effective))
     h = assessment.hematotox
     hx: dict[str, Any] = {
         "resourceType": "Observation",
@@ -842,6 +911,7 @@ def assessment_to_resources(
             }
         ]
     out.append(hx)
+    out.extend(_easix_observations(subject, course, assessment, issued_s))
     ph = assessment.phenotype
     po: dict[str, Any] = {
         "resourceType": "Observation",

@@ -225,21 +225,17 @@ class IcahtTable:
 _EARLY_MEASURES = {"days_le_severe", "days_le_profound", "never_recovered"}
 
 
-@cache
-def icaht() -> IcahtTable:
-    raw = _read("icaht.toml")
-    meta = _meta(raw, "icaht.toml")
-    e, late, conv = raw["early"], raw["late"], raw["conventions"]
-    f_e = _factor("anc", e["unit"], "icaht.early")
-    f_l = _factor("anc", late["unit"], "icaht.late")
+def _grade_conditions(
+    raw: list[dict[str, Any]], measures: set[str], where: str
+) -> tuple[EarlyGrade, ...]:
+    """Grades that hold when any of their conditions (a measure within min..max) holds, listed
+    in increasing order (the highest grade that holds is reported)."""
     grades = []
-    for g in e["grade"]:
+    for g in raw:
         conds = []
         for c in g["any"]:
-            if c["measure"] not in _EARLY_MEASURES:
-                raise RuleTableError(
-                    f"icaht early grade {g['grade']}: unknown measure {c['measure']}"
-                )
+            if c["measure"] not in measures:
+                raise RuleTableError(f"{where} grade {g['grade']}: unknown measure {c['measure']}")
             conds.append(
                 GradeCondition(
                     c["measure"], float(c.get("min", -math.inf)), float(c.get("max", math.inf))
@@ -247,7 +243,18 @@ def icaht() -> IcahtTable:
             )
         grades.append(EarlyGrade(int(g["grade"]), g["text"], tuple(conds)))
     if [g.grade for g in grades] != sorted(g.grade for g in grades):
-        raise RuleTableError("icaht early grades must be listed in increasing order")
+        raise RuleTableError(f"{where} grades must be listed in increasing order")
+    return tuple(grades)
+
+
+@cache
+def icaht() -> IcahtTable:
+    raw = _read("icaht.toml")
+    meta = _meta(raw, "icaht.toml")
+    e, late, conv = raw["early"], raw["late"], raw["conventions"]
+    f_e = _factor("anc", e["unit"], "icaht.early")
+    f_l = _factor("anc", late["unit"], "icaht.late")
+    grades = _grade_conditions(e["grade"], _EARLY_MEASURES, "icaht early")
     if conv.get("daily_aggregate") != "min":
         raise RuleTableError("icaht: only daily_aggregate = 'min' is implemented")
     return IcahtTable(
@@ -255,7 +262,7 @@ def icaht() -> IcahtTable:
         early_window=(int(e["window"][0]), int(e["window"][1])),
         severe_threshold=float(e["severe_threshold"]) * f_e,
         profound_threshold=float(e["profound_threshold"]) * f_e,
-        early_grades=tuple(grades),
+        early_grades=grades,
         late_window_start=int(late["window_start"]),
         late_window_end=int(late["window_end"]),
         late_bands=_bands(late["bands"], f_l, "icaht.late", "grade"),
@@ -267,6 +274,116 @@ def icaht() -> IcahtTable:
             never_recovered_onset_by_day=int(conv["never_recovered_onset_by_day"]),
             late_end_event_day_included=bool(conv["late_end_event_day_included"]),
         ),
+    )
+
+
+# --------------------------------------------------------------------------- T-ICAHT
+
+
+@dataclass(frozen=True)
+class TicahtConventions:
+    max_interpolation_gap_days: int
+    join_min_recovered_days: int
+    post_transfusion_days: int
+    recovery_no_transfusion_days: int
+    late_end_event_day_included: bool
+
+
+@dataclass(frozen=True)
+class TicahtTable:
+    meta: RuleMeta
+    early_window: tuple[int, int]
+    moderate_threshold: float  # canonical (10*3/uL = 10*9/L); "<" comparisons
+    severe_threshold: float
+    early_grades: tuple[EarlyGrade, ...]
+    late_window_start: int
+    late_window_end: int
+    late_bands: BandTable  # depth grade of the lowest count
+    late_text: str
+    confirm_threshold: float
+    late_severe_threshold: float
+    late_grades: tuple[EarlyGrade, ...]  # duration grades (days below the severe threshold)
+    conventions: TicahtConventions
+
+
+@cache
+def ticaht() -> TicahtTable:
+    raw = _read("ticaht.toml")
+    meta = _meta(raw, "ticaht.toml")
+    e, late, conv = raw["early"], raw["late"], raw["conventions"]
+    f_e = _factor("platelets", e["unit"], "ticaht.early")
+    f_l = _factor("platelets", late["unit"], "ticaht.late")
+    if conv.get("daily_aggregate") != "min":
+        raise RuleTableError("ticaht: only daily_aggregate = 'min' is implemented")
+    measures = {"days_lt_moderate", "days_lt_severe"}
+    ic = icaht()
+    # the late window is censored by the same events and ends on the same day as late ICAHT
+    # (the engine computes it once for both)
+    if (int(late["window_end"]), bool(conv["late_end_event_day_included"])) != (
+        ic.late_window_end,
+        ic.conventions.late_end_event_day_included,
+    ):
+        raise RuleTableError("ticaht: the late window must end as late ICAHT's does")
+    if float(late["severe_threshold"]) * f_l != float(e["severe_threshold"]) * f_e:
+        # the run scans read one series for both windows (grading/ticaht.py)
+        raise RuleTableError("ticaht: the late severe cut-point must be the early one")
+    return TicahtTable(
+        meta=meta,
+        early_window=(int(e["window"][0]), int(e["window"][1])),
+        moderate_threshold=float(e["moderate_threshold"]) * f_e,
+        severe_threshold=float(e["severe_threshold"]) * f_e,
+        early_grades=_grade_conditions(e["grade"], measures, "ticaht early"),
+        late_window_start=int(late["window_start"]),
+        late_window_end=int(late["window_end"]),
+        late_bands=_bands(late["bands"], f_l, "ticaht.late", "grade"),
+        late_text=late["text"],
+        confirm_threshold=float(late["confirm_threshold"]) * f_l,
+        late_severe_threshold=float(late["severe_threshold"]) * f_l,
+        late_grades=_grade_conditions(late["grade"], {"days_lt_severe"}, "ticaht late"),
+        conventions=TicahtConventions(
+            max_interpolation_gap_days=int(conv["max_interpolation_gap_days"]),
+            join_min_recovered_days=int(conv["join_min_recovered_days"]),
+            post_transfusion_days=int(conv["post_transfusion_days"]),
+            recovery_no_transfusion_days=int(conv["recovery_no_transfusion_days"]),
+            late_end_event_day_included=bool(conv["late_end_event_day_included"]),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- EASIX
+
+
+@dataclass(frozen=True)
+class EasixTable:
+    meta: RuleMeta
+    baseline_window_days: int
+    early_days: tuple[int, int]
+    baseline_cutoff: float  # EASIX before lymphodepletion: "above" is at risk
+    cutoff_outcome: str
+    cutoff_source: str
+
+
+@cache
+def easix() -> EasixTable:
+    raw = _read("easix.toml")
+    meta = _meta(raw, "easix.toml")
+    f = raw["formula"]
+    for a in ("ldh", "creatinine", "crp", "platelets"):
+        # the scores are computed from canonical values: the formula's units must be them
+        if _factor(a, f[f"{a}_unit"], "easix.formula") != 1.0:
+            raise RuleTableError(f"easix: {a} must be in its canonical unit in the formula")
+    cuts = raw["cutoff"]
+    if len(cuts) != 1 or (cuts[0]["score"], cuts[0]["timepoint"]) != ("easix", "baseline"):
+        raise RuleTableError("easix: one cut-off is implemented: EASIX before lymphodepletion")
+    c = cuts[0]
+    d0, d1 = raw["early"]["days"]
+    return EasixTable(
+        meta=meta,
+        baseline_window_days=int(raw["baseline"]["window_days"]),
+        early_days=(int(d0), int(d1)),
+        baseline_cutoff=float(c["above"]),
+        cutoff_outcome=str(c["outcome"]),
+        cutoff_source=str(c["source"]),
     )
 
 
@@ -493,7 +610,9 @@ def all_tables() -> list[RuleMeta]:
         ctcae("5.0").meta,
         ctcae("6.0").meta,
         icaht().meta,
+        ticaht().meta,
         hematotox().meta,
+        easix().meta,
         recovery_phenotype().meta,
         timing().meta,
     ]

@@ -178,6 +178,7 @@ class WorklistRow(BaseModel):
     phase: str | None
     phenotype: str | None
     icaht: str
+    ticaht: str = Field(description="T-ICAHT (platelets): early or late grade, * provisional")
     counts: dict[str, dict[str, Any]]
     needs_action: bool
     open_items: list[dict[str, Any]]
@@ -321,6 +322,7 @@ def worklist_row(s: CourseSnapshot) -> WorklistRow:
         phase=s.phase,
         phenotype=s.phenotype,
         icaht=s.icaht_label,
+        ticaht=s.ticaht_label,
         counts={k: vars(v) for k, v in s.counts().items()},
         needs_action=s.needs_action,
         open_items=[

@@ -30,7 +30,7 @@ from cart_cytopenia.domain.course import (
     Medication,
     StemCellBoost,
 )
-from cart_cytopenia.grading.assessment import Assessment
+from cart_cytopenia.grading.assessment import Assessment, GradeResult
 from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate
 from cart_cytopenia.guidance.context import describe_marrow
 from cart_cytopenia.rules.settings import Settings
@@ -171,22 +171,23 @@ class CourseSnapshot:
     @property
     def icaht_label(self) -> str:
         a = self.assessment
-        early = a.early_icaht.result
-        late = a.late_icaht.result
-        if self.day > 30 and late.status == "graded":
-            return f"late {late.grade}"
-        if early.status == "graded":
-            return f"early {early.grade}" + ("*" if early.provisional else "")
-        if early.status == "normal":
-            return "none" + ("*" if early.provisional else "")
-        return "—"
+        return _window_label(a.early_icaht.result, a.late_icaht.result, self.day)
 
     @property
     def icaht_rank(self) -> int:
         a = self.assessment
-        g = a.late_icaht.result.grade if self.day > 30 else None
-        g = g if g is not None else a.early_icaht.result.grade
-        return -1 if g is None else g
+        return _window_rank(a.early_icaht.result, a.late_icaht.result, self.day)
+
+    @property
+    def ticaht_label(self) -> str:
+        """T-ICAHT (platelets) as the worklist shows it, like ``icaht_label``."""
+        t = self.assessment.ticaht
+        return _window_label(t.early, t.late, self.day)
+
+    @property
+    def ticaht_rank(self) -> int:
+        t = self.assessment.ticaht
+        return _window_rank(t.early, t.late, self.day)
 
     @property
     def phenotype(self) -> str | None:
@@ -295,6 +296,24 @@ def unsaved_snapshot(
     )  # fmt: skip
 
 
+def _window_label(early: GradeResult, late: GradeResult, day: int) -> str:
+    """An early/late grade pair (ICAHT, T-ICAHT) as the worklist shows it: the late grade after
+    day 30, else the early one; * while the window is open."""
+    if day > 30 and late.status == "graded":
+        return f"late {late.grade}"
+    if early.status == "graded":
+        return f"early {early.grade}" + ("*" if early.provisional else "")
+    if early.status == "normal":
+        return "none" + ("*" if early.provisional else "")
+    return "—"
+
+
+def _window_rank(early: GradeResult, late: GradeResult, day: int) -> int:
+    g = late.grade if day > 30 else None
+    g = g if g is not None else early.grade
+    return -1 if g is None else g
+
+
 def _span_days(start: int, end: int | None, day: int) -> str:
     if end is None or end > day:
         return f"from day {start}, ongoing"
@@ -327,6 +346,9 @@ def course_story(snap: CourseSnapshot) -> list[str]:
     icaht = f"Early ICAHT {a.early_icaht.result.label()}"
     if day > 30:
         icaht += f"; late ICAHT {a.late_icaht.result.label()}"
+    icaht += f"; early T-ICAHT {a.ticaht.early.label()}"
+    if day > 30:
+        icaht += f"; late T-ICAHT {a.ticaht.late.label()}"
     pheno = a.phenotype.phenotype
     lines.append(icaht + (f"; {pheno} neutrophil recovery." if pheno else "."))
     infl = []

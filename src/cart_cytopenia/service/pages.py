@@ -184,6 +184,7 @@ SORTS = {
     "platelets": lambda s: _count_key(s, "platelets"),
     "hb": lambda s: _count_key(s, "hb"),
     "icaht": lambda s: (-s.icaht_rank, s.day),
+    "ticaht": lambda s: (-s.ticaht_rank, s.day),
     "phase": lambda s: (s.phase or "~", s.day),
     "phenotype": lambda s: (s.phenotype or "~", s.day),
 }

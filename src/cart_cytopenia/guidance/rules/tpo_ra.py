@@ -11,6 +11,7 @@ from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import TransfusionProduct
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.rules.transfusion import ticaht_inputs, ticaht_note
 
 
 def _platelet_tx_28d(ctx: Context) -> int:
@@ -43,6 +44,7 @@ def _inputs(ctx: Context) -> dict[str, object]:
         "platelet_transfusion_dependent": ctx.plt_td,
         "phase": ctx.phase,
         "paediatric": ctx.paediatric,
+        **ticaht_inputs(ctx),
     }
 
 
@@ -76,7 +78,8 @@ def tpo_ra_start(ctx: Context) -> Triggered | None:
     return Triggered(
         rationale=(
             f"Day {ctx.day} ({ctx.phase}): {n} platelet transfusions in 28 days, platelets "
-            f"{fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}. {_etiology_text(ctx, marrow_done)} "
+            f"{fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}.{ticaht_note(ctx)} "
+            f"{_etiology_text(ctx, marrow_done)} "
             + (
                 "High bleeding risk recorded."
                 if bleeding
@@ -129,7 +132,7 @@ def tpo_ra_reserve(ctx: Context) -> Triggered | None:
     if n >= ctx.t.whole("tpo_ra_severe_platelet_transfusions_28d"):
         return None
     return Triggered(
-        rationale=f"Day {ctx.day}: {n} platelet transfusions in 28 days (less than weekly); platelets {fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}.",
+        rationale=f"Day {ctx.day}: {n} platelet transfusions in 28 days (less than weekly); platelets {fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}.{ticaht_note(ctx)}",
         inputs=_inputs(ctx),
         values={"n": n},
     )

@@ -44,6 +44,32 @@ def _irradiation_inputs(ctx: Context) -> dict[str, object]:
     }
 
 
+def ticaht_note(ctx: Context) -> str:
+    """The thrombocytopenia's severity by T-ICAHT (Rejeski et al., Blood 2025): the early grade,
+    and after day 30 the late one, with the days below 50 and 20 x10^9/L."""
+    t = ctx.a.ticaht
+    early = f"early {t.early.label()}"
+    if t.early.grade is not None:
+        early += f" ({t.early_days_plt_lt_50} d < 50, {t.early_days_plt_lt_20} d < 20 x10^9/L)"
+    text = f" T-ICAHT (Rejeski 2025): {early}"
+    if ctx.day > t.early_window[1]:
+        late = f"late {t.late.label()}"
+        if t.late.grade is not None:
+            late += f" ({t.late_days_plt_lt_20} d < 20 x10^9/L"
+            late += ", not recovered)" if t.not_recovered else ")"
+        text += f"; {late}"
+    return text + "."
+
+
+def ticaht_inputs(ctx: Context) -> dict[str, object]:
+    t = ctx.a.ticaht
+    return {
+        "early_ticaht_grade": t.early.grade,
+        "late_ticaht_grade": t.late.grade if ctx.day > t.early_window[1] else None,
+        "early_days_plt_lt_20": t.early_days_plt_lt_20,
+    }
+
+
 def _age_note(ctx: Context, day: int | None) -> str:
     if day is not None and ctx.stale(day):
         return f" The value is {ctx.day - day} days old: recheck before transfusing."
@@ -91,10 +117,11 @@ def platelets(ctx: Context) -> Triggered | None:
             f"Platelets {fmt(ctx.plt)} x10^9/L on day {ctx.plt_day}, below the institutional threshold "
             f"{fmt(threshold)} x10^9/L"
             + (" for bleeding (bleeding recorded)" if bleeding else "")
-            + f".{burden}{_age_note(ctx, ctx.plt_day)}{irradiation_note(ctx)}"
+            + f".{burden}{ticaht_note(ctx)}{_age_note(ctx, ctx.plt_day)}{irradiation_note(ctx)}"
         ),
         inputs={
             **_irradiation_inputs(ctx),
+            **ticaht_inputs(ctx),
             "platelets_10e9_l": ctx.plt,
             "platelets_day": ctx.plt_day,
             "threshold_10e9_l": threshold,
