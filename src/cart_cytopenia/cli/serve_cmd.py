@@ -42,7 +42,7 @@ def _settings(config: Path | None, **over: Any) -> ServiceSettings:
 
 
 def _db(settings: ServiceSettings) -> Database:
-    return Database(settings.effective_database_url)
+    return Database(settings.effective_database_url, pool=settings.pool_options())
 
 
 def _strip_dates(obj: Any) -> Any:

@@ -27,6 +27,7 @@ from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item
 from cart_cytopenia.service.deps import (
     DB,
     ServiceContext,
+    ServiceRoute,
     Viewer,
     api_role,
     get_ctx,
@@ -45,7 +46,7 @@ from cart_cytopenia.store.models import (
     Patient,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix="/api/v1", tags=["api"], route_class=ServiceRoute)
 
 READ = api_role("read-only")
 WRITE = api_role("clinician")
@@ -705,7 +706,7 @@ def _rename(exc: InputError, tmp: Path, names: dict[str, str]) -> InputError:
     "/cohort/grade",
     summary="Grade a cohort file (labs + patients [+ events]; CSV or Parquet), one row per patient",
 )
-async def grade_uploaded_cohort(
+def grade_uploaded_cohort(
     request: Request,
     labs: UploadFile = File(description="Long-format labs (CSV or Parquet)"),
     patients: UploadFile = File(description="Patient table (CSV or Parquet)"),
@@ -728,7 +729,7 @@ async def grade_uploaded_cohort(
                     f"{role}: unsupported file type '{suffix}' (use .csv or .parquet)",
                     [Problem("use .csv or .parquet", Location(source=upload.filename, field=role))],
                 )
-            data = await upload.read()
+            data = upload.file.read(ctx.settings.max_upload_bytes + 1)
             if len(data) > ctx.settings.max_upload_bytes:
                 raise ProblemError(
                     "too-large", f"{role} exceeds {ctx.settings.max_upload_bytes} bytes"

@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,10 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
-from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth
+from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
+from cart_cytopenia.service.jobs import JobRunner
+from cart_cytopenia.service.limits import BodyLimit
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.store.db import Database
@@ -160,12 +165,25 @@ def create_app(
 ) -> FastAPI:
     """The web application for ``settings`` (raises SettingsError when it must not start)."""
     settings.check_secret()
-    db = database or Database(settings.effective_database_url)
+    db = database or Database(settings.effective_database_url, pool=settings.pool_options())
     if check_schema:
         check_current(db)
     ctx = ServiceContext(
-        settings=settings, db=db, clinical=settings.clinical_settings(), cache=SnapshotCache()
+        settings=settings,
+        db=db,
+        clinical=settings.clinical_settings(),
+        cache=SnapshotCache(),
+        jobs=JobRunner(),
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # routes run in this many threads; the pool has a connection for each of them
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        try:
+            yield
+        finally:
+            ctx.jobs.shutdown()
 
     app = FastAPI(
         title="cart-cytopenia",
@@ -180,8 +198,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         root_path=settings.root_path,
+        lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AccessLogAndHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -189,6 +209,7 @@ def create_app(
     app.include_router(cds_hooks.router_from_context(ctx))  # first: EHR calls match early
     app.include_router(pages_auth.router)
     app.include_router(pages.router)
+    app.include_router(pages_import.router)
     app.include_router(api.router)
     app.include_router(fhir_api.router)
     app.state.smart_launches = smart.new_launch_store(settings.smart)

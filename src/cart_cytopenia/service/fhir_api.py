@@ -33,6 +33,8 @@ from cart_cytopenia.io.fhir import (
 from cart_cytopenia.service.clinical import snapshot
 from cart_cytopenia.service.deps import (
     DB,
+    RAW_BODY,
+    ServiceRoute,
     Viewer,
     api_role,
     get_ctx,
@@ -43,7 +45,7 @@ from cart_cytopenia.service.problems import ProblemError
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import NotFoundError
 
-router = APIRouter(tags=["FHIR"])
+router = APIRouter(tags=["FHIR"], route_class=ServiceRoute)
 
 READ = api_role("read-only")
 WRITE = api_role("clinician")
@@ -58,18 +60,12 @@ def _fhir(doc: Any) -> Response:
     "/api/v1/fhir/import",
     summary="Import FHIR R4 (Bundle, resource or NDJSON) into courses, with a report",
 )
-async def fhir_import(
-    request: Request,
+def fhir_import(
     store: bool = Query(False, description="Store the courses (all or none); role clinician"),
-    session: Session = DB,
     viewer: Viewer = Depends(READ),
+    body: bytes = RAW_BODY,
+    session: Session = DB,
 ) -> Response:
-    ctx = get_ctx(request)
-    body = await request.body()
-    if len(body) > ctx.settings.max_upload_bytes:
-        raise ProblemError(
-            "too-large", f"the document is larger than {ctx.settings.max_upload_bytes} bytes"
-        )
     if not body.strip():
         raise ParseError("the request body is empty: send a FHIR Bundle or NDJSON")
     result = import_text(body, "request body")

@@ -18,13 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData
 
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.analytes import analyte as analyte_of
 from cart_cytopenia.domain.catalogues import products
-from cart_cytopenia.domain.course import Course, Dated, parse_course
-from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.domain.course import Course, Dated
+from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading.ctcae import grade_values
 from cart_cytopenia.rules import tables
 from cart_cytopenia.service.clinical import (
@@ -40,6 +40,8 @@ from cart_cytopenia.service.clinical import (
 )
 from cart_cytopenia.service.deps import (
     DB,
+    FORM,
+    ServiceRoute,
     Viewer,
     check_csrf,
     close_form,
@@ -55,7 +57,6 @@ from cart_cytopenia.service.forms import (
     event_fields,
     form_to_dict,
     lab_fields,
-    parse_lab_csv,
     timing_problems,
 )
 from cart_cytopenia.service.security import CSRF_FIELD, sign, unsign
@@ -66,7 +67,9 @@ from cart_cytopenia.store.models import CourseRecord
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
-router = APIRouter(include_in_schema=False, dependencies=[Depends(close_form)])
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
+)
 
 READ = web_role("read-only")
 WRITE = web_role("clinician")
@@ -217,11 +220,11 @@ def worklist_page(
 
 
 @router.post("/worklist", response_class=HTMLResponse)
-async def worklist_search(
-    request: Request, viewer: Viewer = Depends(READ), session: Session = DB
+def worklist_search(
+    request: Request, viewer: Viewer = Depends(READ), form: FormData = FORM, session: Session = DB
 ) -> Response:
     """The worklist filtered by a pseudonym (and the URL's filters), sent in the form body."""
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
 
     def field(name: str) -> str:
         value = form.get(name)
@@ -462,14 +465,15 @@ def _patient_url(rec: CourseRecord, anchor: str = "") -> str:
 
 
 @router.post("/courses/{course_id}/guidance/{item_id}/ack", response_class=HTMLResponse)
-async def acknowledge(
+def acknowledge(
     request: Request,
     course_id: int,
     item_id: str,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     day_text = str(form.get("day") or "")
     day = int(day_text) if day_text.isdigit() else None
@@ -513,13 +517,14 @@ async def acknowledge(
 
 
 @router.post("/courses/{course_id}/status", response_class=HTMLResponse)
-async def set_status(
+def set_status(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     status = str(form.get("status") or "")
     version = _int(form.get("version"))
@@ -560,13 +565,14 @@ def new_lab(
 
 
 @router.post("/courses/{course_id}/labs/new", response_class=HTMLResponse)
-async def create_lab(
+def create_lab(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     specs = lab_fields()
     doc, typed = form_to_dict(specs, form)
@@ -625,13 +631,14 @@ def new_event(
 
 
 @router.post("/courses/{course_id}/events/new", response_class=HTMLResponse)
-async def create_event(
+def create_event(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     event_type = str(form.get("type") or "")
     if event_type not in EVENT_TYPES:
@@ -668,7 +675,7 @@ async def create_event(
     return _redirect(_patient_url(rec), request, f"Saved: {EVENT_TYPES[event_type][1]}.")
 
 
-async def _delete_item(
+def _delete_item(
     request: Request,
     course_id: int,
     item_id: int,
@@ -676,10 +683,11 @@ async def _delete_item(
     delete: Any,
     done: str,
     viewer: Viewer,
+    form: FormData,
     session: Session,
 ) -> Response:
     """Delete one lab result or event of a course (version-checked) and go back to its data page."""
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     back = f"/patients/{rec.patient_id}/data?course={rec.id}"
     try:
@@ -694,118 +702,33 @@ async def _delete_item(
 
 
 @router.post("/courses/{course_id}/observations/{obs_id}/delete", response_class=HTMLResponse)
-async def remove_observation(
+def remove_observation(
     request: Request,
     course_id: int,
     obs_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    return await _delete_item(
+    return _delete_item(
         request, course_id, obs_id, "observation", repo.delete_observation,
-        "Lab result deleted.", viewer, session,
+        "Lab result deleted.", viewer, form, session,
     )  # fmt: skip
 
 
 @router.post("/courses/{course_id}/events/{event_id}/delete", response_class=HTMLResponse)
-async def remove_event(
+def remove_event(
     request: Request,
     course_id: int,
     event_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    return await _delete_item(
-        request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, session
-    )
-
-
-async def _upload_bytes(request: Request, upload: Any, what: str) -> tuple[bytes, str]:
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise ParseError(
-            f"choose a {what} file to upload",
-            [Problem(f"no {what} file was chosen", Location(field="file"))],
-        )
-    data = await upload.read()
-    limit = get_ctx(request).settings.max_upload_bytes
-    if len(data) > limit:
-        raise ParseError(
-            f"{upload.filename} is larger than {limit:,} bytes",
-            [Problem("the file is too large", Location(field="file", source=upload.filename))],
-        )
-    return data, upload.filename
-
-
-@router.get("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
-def upload_labs_form(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    rec = repo.get_course(session, course_id)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
-    return render(request, "upload_labs.html", viewer, title="Upload labs", rec=rec, errors=None)
-
-
-@router.post("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
-async def upload_labs(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    form = await check_csrf(request, viewer)
-    rec = repo.get_course(session, course_id)
-    try:
-        data, filename = await _upload_bytes(request, form.get("file"), "CSV")
-        labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
-        new = repo.add_labs(
-            session, rec, labs, expected_version=_int(form.get("version")),
-            user=viewer.username, source="csv", rows=rows, source_name=filename,
-        )  # fmt: skip
-    except (InputError, ConflictError) as exc:
-        session.rollback()
-        rec = repo.get_course(session, course_id)
-        record(session, viewer, "create", "observation", None, rec.patient_id,
-               outcome="rejected", detail=f"course {rec.id}: CSV upload")  # fmt: skip
-        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
-        summary = exc.message if isinstance(exc, InputError) else str(exc)
-        return render(
-            request, "upload_labs.html", viewer, status=422, title="Upload labs", rec=rec,
-            errors=problems, summary=summary,
-        )  # fmt: skip
-    record(session, viewer, "create", "observation", None, rec.patient_id,
-           detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
-    return _redirect(_patient_url(rec), request, f"Saved {len(new)} lab result(s) from {filename}.")
-
-
-@router.get("/import", response_class=HTMLResponse)
-def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
-    return render(request, "import.html", viewer, title="Import a course", errors=None)
-
-
-@router.post("/import", response_class=HTMLResponse)
-async def import_course(
-    request: Request,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    form = await check_csrf(request, viewer)
-    try:
-        data, filename = await _upload_bytes(request, form.get("file"), "course JSON")
-        course = parse_course(data, source=filename)
-        rec = repo.import_course(session, course, user=viewer.username, source="json")
-    except (InputError, ConflictError) as exc:
-        session.rollback()
-        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
-        summary = exc.message if isinstance(exc, InputError) else str(exc)
-        return render(
-            request, "import.html", viewer, status=422, title="Import a course",
-            errors=problems, summary=summary,
-        )  # fmt: skip
-    record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="JSON upload")
-    return _redirect(_patient_url(rec), request, f"Imported course of {rec.patient.pseudonym}.")
+    return _delete_item(
+        request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, form,
+        session,
+    )  # fmt: skip
 
 
 @router.get("/help", response_class=HTMLResponse)
