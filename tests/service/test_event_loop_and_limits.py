@@ -220,3 +220,96 @@ def test_ids_beyond_64_bits_are_not_found(service: Service) -> None:
     web = login(service.client(), "cleo")
     assert web.get(f"/patients/{TOO_BIG}").status_code == 404
     assert web.get(f"/patients/{-TOO_BIG}").status_code == 404
+
+
+def _audit_rows(svc: Service) -> list[tuple[str, str, str, str, str]]:
+    from sqlalchemy import select
+
+    from cart_cytopenia.store.models import AuditEvent
+
+    with svc.db.session() as s:
+        return [
+            (e.username, e.action, e.resource, e.outcome, e.detail or "")
+            for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        ]
+
+
+def test_refusals_and_rejections_are_audited_without_data(service: Service) -> None:
+    client = service.client()
+    cid = service.courses["wl-neutropenic"]
+    r = client.post(
+        f"/api/v1/courses/{cid}/observations",
+        json={"observations": [{"day": 3, "analyte": "anc", "value": 12345, "unit": "/uL"}]},
+        headers=service.auth("read-only"),
+    )
+    assert r.status_code == 403
+    r = client.post(
+        f"/api/v1/courses/{cid}/observations",
+        json={"observations": [{"day": 3, "analyte": "anc", "value": 987654, "unit": "mmHg"}]},
+        headers=service.auth("clinician"),
+    )
+    assert r.status_code == 422
+    web = login(service.client(), "rita")
+    assert web.get(f"/courses/{cid}/labs/new").status_code == 403
+    rows = _audit_rows(service)
+    assert ("rita", "create", "observations", "forbidden",
+            f"POST /api/v1/courses/{{course_id}}/observations course_id={cid}") in rows  # fmt: skip
+    assert ("cleo", "create", "observations", "rejected",
+            f"POST /api/v1/courses/{{course_id}}/observations course_id={cid}") in rows  # fmt: skip
+    assert ("rita", "read", "new", "forbidden",
+            f"GET /courses/{{course_id}}/labs/new course_id={cid}") in rows  # fmt: skip
+    assert not [r for r in rows if "12345" in r[4] or "987654" in r[4] or "mmHg" in r[4]]
+
+
+def test_one_worklist_view_writes_one_audit_entry(service: Service) -> None:
+    web = login(service.client(), "rita")
+    before = len(_audit_rows(service))
+    page = web.get("/worklist?needs_action=1")
+    assert page.status_code == 200
+    rows = _audit_rows(service)[before:]
+    assert [(r[1], r[2]) for r in rows] == [("read", "worklist")]
+    assert "needs_action=yes" in rows[0][4] and "page 1" in rows[0][4]
+
+
+def test_the_worklist_is_stored_paged_and_refreshed(tmp_path: Path) -> None:
+    from cart_cytopenia.cli.serve_cmd import demo_courses
+    from tests.service.conftest import TODAY
+
+    svc = make_service(tmp_path)
+    with svc.db.transaction() as s:
+        repo.import_new_courses(
+            s, [(c, "active") for c in demo_courses(40, 7, TODAY)[3:]], user="t", source="demo"
+        )
+    web = login(svc.client(), "rita")
+    first = web.get("/worklist?per_page=25")
+    # 42 active courses: 25 computed by the view, the rest left to the background refresher
+    assert "being assessed for the first time" in first.text
+    for _ in range(300):
+        page = web.get("/worklist?per_page=25")
+        if "worklist-refreshing" not in page.text:
+            break
+        time.sleep(0.2)
+    assert "worklist-refreshing" not in page.text
+    assert page.text.count("data-course=") == 25
+    assert "Page 1 of 2" in page.text
+    second = web.get("/worklist?per_page=25&page=2")
+    assert second.text.count("data-course=") == 17
+    api = svc.client().get("/api/v1/worklist?limit=10&offset=40", headers=svc.auth("read-only"))
+    assert len(api.json()) == 2 and all(r["up_to_date"] for r in api.json())
+    # a change to a course makes its row out of date; the next view computes it again
+    cid = svc.courses["wl-neutropenic"]
+    r = svc.client().post(
+        f"/api/v1/courses/{cid}/observations",
+        json={"observations": [{"day": 10, "analyte": "anc", "value": 2500, "unit": "/uL"}]},
+        headers=svc.auth("clinician"),
+    )
+    assert r.status_code == 201
+    rows = svc.client().get("/api/v1/worklist?limit=1000", headers=svc.auth("read-only")).json()
+    assert next(r for r in rows if r["course_id"] == cid)["up_to_date"]
+    from cart_cytopenia.store.models import WorklistEntry
+
+    with svc.db.session() as s:
+        entry = s.get(WorklistEntry, cid)
+        assert entry is not None and entry.course_version == repo.get_course(s, cid).version
+    svc.app.state.ctx.refresher.stop()  # type: ignore[attr-defined]
+    svc.db.dispose()

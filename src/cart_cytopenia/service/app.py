@@ -9,6 +9,7 @@ never the concrete path, query string or body, so no patient data reaches applic
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import traceback
@@ -31,11 +32,17 @@ from cart_cytopenia.errors import CartCytopeniaError, InputError
 from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
-from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
+from cart_cytopenia.service.deps import (
+    LoginRequiredError,
+    PageForbiddenError,
+    ServiceContext,
+    audit_refusal,
+)
 from cart_cytopenia.service.jobs import JobRunner
 from cart_cytopenia.service.limits import BodyLimit
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
+from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource, settings_key
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
@@ -168,21 +175,32 @@ def create_app(
     db = database or Database(settings.effective_database_url, pool=settings.pool_options())
     if check_schema:
         check_current(db)
+    clinical = settings.clinical_settings()
+    cache = SnapshotCache()
+
+    def today() -> dt.date:
+        return settings.today or dt.date.today()
+
+    source = WorklistSource(db, clinical, settings_key(clinical), cache, today)
     ctx = ServiceContext(
         settings=settings,
         db=db,
-        clinical=settings.clinical_settings(),
-        cache=SnapshotCache(),
+        clinical=clinical,
+        cache=cache,
         jobs=JobRunner(),
+        worklist=source,
+        refresher=WorklistRefresher(source),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # routes run in this many threads; the pool has a connection for each of them
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        ctx.refresher.start()  # brings the stored worklist up to date (and at each new day)
         try:
             yield
         finally:
+            ctx.refresher.stop()
             ctx.jobs.shutdown()
 
     app = FastAPI(
@@ -226,6 +244,7 @@ def create_app(
 
     @app.exception_handler(PageForbiddenError)
     async def _forbidden(request: Request, exc: PageForbiddenError) -> Response:
+        await audit_refusal(request, 403)
         if str(exc) == "csrf":
             return _html_error(
                 request, 403, "Form expired",
@@ -239,7 +258,11 @@ def create_app(
 
     async def _any(request: Request, exc: Exception) -> Response:
         if _is_api(request):
-            return to_problem(request, exc)
+            response = to_problem(request, exc)
+            await audit_refusal(request, response.status_code)
+            return response
+        if isinstance(exc, (InputError, RequestValidationError)):
+            await audit_refusal(request, 422)
         if isinstance(exc, NotFoundError):
             return _html_error(request, 404, "Not found", str(exc))
         if isinstance(exc, ConflictError):

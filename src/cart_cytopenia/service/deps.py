@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cart_cytopenia.rules.settings import Settings
@@ -34,6 +35,7 @@ from cart_cytopenia.service.jobs import JobRunner
 from cart_cytopenia.service.limits import id_out_of_range
 from cart_cytopenia.service.problems import ProblemError
 from cart_cytopenia.service.security import CSRF_FIELD, SESSION_COOKIE, same, unsign
+from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import AuthError, NotFoundError
@@ -46,6 +48,8 @@ class ServiceContext:
     clinical: Settings
     cache: SnapshotCache
     jobs: JobRunner
+    worklist: WorklistSource
+    refresher: WorklistRefresher
 
     def today(self) -> dt.date:
         return self.settings.today or dt.date.today()
@@ -276,3 +280,39 @@ def record(
         outcome=outcome,
         detail=detail,
     )
+
+
+REFUSALS = {403: "forbidden", 422: "rejected"}
+METHOD_ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update",
+                  "DELETE": "delete"}  # fmt: skip
+
+
+def _route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "") or "(unmatched)")
+
+
+async def audit_refusal(request: Request, status: int) -> None:
+    """Record a refusal (403) or rejected input (422) of a signed-in user in the audit log.
+
+    The entry names the route template and the record ids of its path (never a value of the
+    request), like every other audit entry; it is written in the thread pool, in a
+    transaction of its own (the request's own was rolled back).
+    """
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    outcome = REFUSALS.get(status)
+    if viewer is None or outcome is None:
+        return
+    params = request.path_params
+    ids = " ".join(f"{k}={v}" for k, v in params.items() if str(v).isdigit())
+    detail = f"{request.method} {_route_of(request)} {ids}".strip()
+    literal = [part for part in _route_of(request).split("/") if part and "{" not in part]
+    resource = literal[-1] if literal else "page"
+    action = METHOD_ACTIONS.get(request.method, "read")
+    db = get_ctx(request).db
+
+    def write() -> None:
+        with db.transaction() as session:
+            record(session, viewer, action, resource, outcome=outcome, detail=detail)
+
+    await run_in_threadpool(write)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from cart_cytopenia.domain.course import Course, Dated
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading.ctcae import grade_values
 from cart_cytopenia.rules import tables
+from cart_cytopenia.service import worklist as wl
 from cart_cytopenia.service.clinical import (
     NEEDS_ACTION,
     SECTION_TITLES,
@@ -62,8 +63,10 @@ from cart_cytopenia.service.forms import (
 from cart_cytopenia.service.security import CSRF_FIELD, sign, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store import worklist as stored
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.models import CourseRecord
+from cart_cytopenia.store.worklist import WorklistQuery
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -178,24 +181,6 @@ def _snap(request: Request, rec: CourseRecord, day: int | None = None) -> Course
 
 # --------------------------------------------------------------------------- worklist
 
-SORTS = {
-    "urgency": lambda s: (-s.top_urgency_rank, -len(s.open_decisions), s.day),
-    "patient": lambda s: (s.pseudonym,),
-    "day": lambda s: (s.day,),
-    "product": lambda s: (s.product, s.day),
-    "anc": lambda s: _count_key(s, "anc"),
-    "platelets": lambda s: _count_key(s, "platelets"),
-    "hb": lambda s: _count_key(s, "hb"),
-    "icaht": lambda s: (-s.icaht_rank, s.day),
-    "phase": lambda s: (s.phase or "~", s.day),
-    "phenotype": lambda s: (s.phenotype or "~", s.day),
-}
-
-
-def _count_key(s: CourseSnapshot, a: str) -> tuple[int, float]:
-    c = s.counts().get(a)
-    return (1, 0.0) if c is None or c.value is None else (0, c.value)
-
 
 @router.get("/", response_class=HTMLResponse)
 def home(viewer: Viewer = Depends(web_viewer)) -> Response:
@@ -210,13 +195,19 @@ def worklist_page(
     needs_action: str = "",
     sort: str = "urgency",
     dir: str = "",
+    page: int = Query(1, ge=1, le=1_000_000),
+    per_page: int = 50,
     viewer: Viewer = Depends(READ),
     session: Session = DB,
 ) -> Response:
     """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
     A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
     a browser history or a proxy's access log."""
-    return _worklist(request, viewer, session, product, phase, needs_action, "", sort, dir)
+    query = wl.query_from(
+        product=product, phase=phase, needs_action=needs_action, q="", sort=sort, dir=dir,
+        page=page, per_page=per_page,
+    )  # fmt: skip
+    return _worklist(request, viewer, session, query)
 
 
 @router.post("/worklist", response_class=HTMLResponse)
@@ -230,88 +221,54 @@ def worklist_search(
         value = form.get(name)
         return value if isinstance(value, str) else ""
 
-    return _worklist(
-        request,
-        viewer,
-        session,
-        field("product"),
-        field("phase"),
-        field("needs_action"),
-        field("q"),
-        field("sort") or "urgency",
-        field("dir"),
+    query = wl.query_from(
+        product=field("product"), phase=field("phase"), needs_action=field("needs_action"),
+        q=field("q"), sort=field("sort") or "urgency", dir=field("dir"),
+        page=_int(field("page")) or 1, per_page=_int(field("per_page")) or 50,
+    )  # fmt: skip
+    return _worklist(request, viewer, session, query)
+
+
+def _worklist(request: Request, viewer: Viewer, session: Session, query: WorklistQuery) -> Response:
+    ctx = get_ctx(request)
+    view = wl.view(ctx.worklist, ctx.refresher, session, query)
+    totals = stored.totals(session)
+    detail = (
+        f"worklist page {query.page} ({len(view['rows'])} of {view['n_match']} rows); "
+        f"product={query.product or '-'} phase={query.phase or '-'} "
+        f"needs_action={'yes' if query.needs_action else 'no'} "
+        f"search={'yes' if query.q.strip() else 'no'} sort={query.sort}"
     )
+    record(session, viewer, "read", "worklist", None, None, detail=detail)
+    filters = {
+        "product": query.product,
+        "phase": query.phase,
+        "needs_action": "1" if query.needs_action else "",
+    }
 
-
-def _worklist(
-    request: Request,
-    viewer: Viewer,
-    session: Session,
-    product: str,
-    phase: str,
-    needs_action: str,
-    q: str,
-    sort: str,
-    dir: str,
-) -> Response:
-    snaps = []
-    errors = []
-    for rec in repo.list_courses(session):
-        try:
-            snaps.append(_snap(request, rec))
-        except InputError as exc:  # a stored course no longer valid under new rules
-            errors.append((rec, str(exc)))
-        record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="worklist")
-    all_products = sorted({s.product for s in snaps})
-    rows = snaps
-    if product:
-        rows = [s for s in rows if s.product == product]
-    if phase:
-        rows = [s for s in rows if (s.phase or "none") == phase]
-    if needs_action:
-        rows = [s for s in rows if s.needs_action]
-    if q.strip():
-        rows = [s for s in rows if q.strip().lower() in s.pseudonym.lower()]
-    key = SORTS.get(sort, SORTS["urgency"])
-    default_desc = sort in ("day",)
-    reverse = (dir == "desc") if dir else default_desc
-    rows = sorted(rows, key=key, reverse=reverse)
+    def url(**change: Any) -> str:
+        """The worklist URL with ``change`` (never the pseudonym searched for)."""
+        params = {**filters, "sort": query.sort, "dir": "desc" if query.descending else "asc"}
+        params.update({k: str(v) for k, v in change.items()})
+        if query.per_page != 50:
+            params.setdefault("per_page", str(query.per_page))
+        return "/worklist?" + urlencode({k: v for k, v in params.items() if v})
 
     def sort_url(col: str) -> str:
-        new_dir = "asc" if (sort == col and reverse) else "desc"
-        if sort != col:
-            new_dir = "desc" if col == "day" else "asc"
-        params = {  # (never the pseudonym searched for: sorting shows the whole list again)
-            k: v
-            for k, v in {
-                "product": product,
-                "phase": phase,
-                "needs_action": needs_action,
-                "sort": col,
-                "dir": new_dir,
-            }.items()
-            if v
-        }
-        return "/worklist?" + urlencode(params)
+        if query.sort == col:
+            return url(sort=col, dir="asc" if query.descending else "desc")
+        return url(sort=col, dir="desc" if col == "day" else "asc")
 
+    n_pages = max(1, -(-view["n_match"] // query.per_page))
     return render(
-        request,
-        "worklist.html",
-        viewer,
-        title="Worklist",
-        rows=rows,
-        n_total=len(snaps),
-        n_action=sum(1 for s in snaps if s.needs_action),
-        n_consider=sum(1 for s in snaps if s.open_decisions and not s.needs_action),
-        products=all_products,
-        phases=[p.id for p in tables.timing().phases],
-        f={"product": product, "phase": phase, "needs_action": needs_action, "q": q},
-        sort=sort,
-        reverse=reverse,
-        sort_url=sort_url,
-        broken=errors,
+        request, "worklist.html", viewer, title="Worklist", **view,
+        n_total=totals["total"], n_action=totals["action"], n_consider=totals["consider"],
+        products=stored.products(session), phases=[p.id for p in tables.timing().phases],
+        f={**filters, "q": query.q}, sort=query.sort, reverse=query.descending,
+        sort_url=sort_url, page=query.page, n_pages=n_pages, per_page=query.per_page,
+        page_url=lambda n: url(page=n), broken=stored.broken(session),
         needs_action_set=NEEDS_ACTION,
-    )
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- patient page

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cart_cytopenia.store.models import AuditEvent
@@ -47,6 +47,38 @@ def record(
     session.add(ev)
     session.flush()
     return ev
+
+
+def record_reads(
+    session: Session,
+    *,
+    user_id: int,
+    username: str,
+    resource: str,
+    ids: list[int],
+    channel: str,
+    client: str | None,
+    detail: str,
+) -> None:
+    """One read entry per record (``ids`` are patient ids), in one statement."""
+    if not ids:
+        return
+    rows = [
+        {
+            "user_id": user_id,
+            "username": username[:64],
+            "action": "read",
+            "resource": resource[:64],
+            "resource_id": str(i),
+            "patient_id": i,
+            "channel": channel[:16],
+            "client": (client or "")[:64] or None,
+            "outcome": "ok",
+            "detail": detail[:255],
+        }
+        for i in ids
+    ]
+    session.execute(insert(AuditEvent), rows)
 
 
 def entries(
