@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from cart_cytopenia import __version__
@@ -39,6 +39,7 @@ from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.service.worklist import Row
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.accounts import MIN_PASSWORD, USERNAME
 from cart_cytopenia.store.models import (
     AuditEvent,
     CourseRecord,
@@ -57,6 +58,8 @@ ADMIN = api_role("admin")
 
 
 # --------------------------------------------------------------------------- models
+
+STRICT = ConfigDict(extra="forbid")  # input models: a misspelt field is an error, not ignored
 
 
 class CourseSummary(BaseModel):
@@ -113,6 +116,8 @@ class EventOut(BaseModel):
 
 
 class ObservationsIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = Field(None, description="The course version you read (recommended)")
     baseline: bool = Field(False, description="Pre-lymphodepletion labs (CAR-HEMATOTOX)")
     observations: list[dict[str, Any]] = Field(
@@ -122,6 +127,8 @@ class ObservationsIn(BaseModel):
 
 
 class EventsIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = None
     events: list[dict[str, Any]] = Field(min_length=1, description="Events as in the course JSON")
 
@@ -133,11 +140,15 @@ class WriteResult(BaseModel):
 
 
 class StatusIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = None
     status: Literal["active", "closed"]
 
 
 class GuidanceActionIn(BaseModel):
+    model_config = STRICT
+
     action: Literal["acknowledged", "dismissed"]
     reason: str = Field(min_length=1, max_length=2000)
     day: int | None = Field(None, description="Day the item was shown; default: today")
@@ -190,8 +201,10 @@ class WorklistRow(BaseModel):
 
 
 class UserIn(BaseModel):
-    username: str
-    password: str
+    model_config = STRICT
+
+    username: str = Field(pattern=USERNAME.pattern, description="2-64 letters, digits, . _ @ -")
+    password: str = Field(min_length=MIN_PASSWORD, max_length=1024)
     role: Literal["admin", "clinician", "read-only"]
     display_name: str = ""
 

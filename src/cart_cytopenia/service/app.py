@@ -40,6 +40,7 @@ from cart_cytopenia.service.deps import (
 )
 from cart_cytopenia.service.jobs import JobRunner
 from cart_cytopenia.service.limits import BodyLimit
+from cart_cytopenia.service.openapi import truthful_openapi
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource, settings_key
@@ -219,6 +220,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AccessLogAndHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

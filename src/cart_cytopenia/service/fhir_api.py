@@ -56,9 +56,26 @@ def _fhir(doc: Any) -> Response:
     return Response(json.dumps(doc, ensure_ascii=False), media_type=FHIR_JSON)
 
 
+FHIR_OUT: dict[int | str, dict[str, Any]] = {200: {"content": {FHIR_JSON: {}}}}
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string", "minLength": 1}}
+            for media in (FHIR_JSON, "application/json", "application/x-ndjson")
+        },
+    }
+}
+
+
 @router.post(
     "/api/v1/fhir/import",
     summary="Import FHIR R4 (Bundle, resource or NDJSON) into courses, with a report",
+    openapi_extra=IMPORT_BODY,
+    responses={
+        200: {"description": "The courses (or those stored) and the import report"},
+        422: {"description": "No course could be made: the report says why"},
+    },
 )
 def fhir_import(
     store: bool = Query(False, description="Store the courses (all or none); role clinician"),
@@ -91,7 +108,12 @@ def fhir_import(
     )
 
 
-@router.get("/api/v1/courses/{course_id}/fhir", summary="A stored course as a FHIR R4 Bundle")
+@router.get(
+    "/api/v1/courses/{course_id}/fhir",
+    summary="A stored course as a FHIR R4 Bundle",
+    response_class=Response,
+    responses=FHIR_OUT,
+)
 def course_fhir(
     course_id: int,
     bundle_type: Literal["collection", "transaction", "batch"] = Query("collection", alias="type"),
@@ -107,6 +129,8 @@ def course_fhir(
 @router.get(
     "/api/v1/courses/{course_id}/fhir/assessment",
     summary="Grades (Observations) and guidance (RequestGroup, DetectedIssue) as a FHIR Bundle",
+    response_class=Response,
+    responses=FHIR_OUT,
 )
 def assessment_fhir(
     course_id: int,
@@ -133,6 +157,8 @@ def assessment_fhir(
 @router.get(
     "/api/v1/fhir/CodeSystem/cart-cytopenia",
     summary="The cart-cytopenia code system (FHIR CodeSystem)",
+    response_class=Response,
+    responses=FHIR_OUT,
 )
 def code_system(viewer: Viewer = Depends(READ)) -> Response:
     return _fhir(project_code_system())
