@@ -168,14 +168,8 @@ def _html_error(request: Request, status: int, title: str, detail: str) -> HTMLR
     )
 
 
-def create_app(
-    settings: ServiceSettings, *, database: Database | None = None, check_schema: bool = True
-) -> FastAPI:
-    """The web application for ``settings`` (raises SettingsError when it must not start)."""
-    settings.check_secret()
-    db = database or Database(settings.effective_database_url, pool=settings.pool_options())
-    if check_schema:
-        check_current(db)
+def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
+    """What every request needs: settings, database, clinical settings, caches and workers."""
     clinical = settings.clinical_settings()
     cache = SnapshotCache()
 
@@ -183,7 +177,7 @@ def create_app(
         return settings.today or dt.date.today()
 
     source = WorklistSource(db, clinical, settings_key(clinical), cache, today)
-    ctx = ServiceContext(
+    return ServiceContext(
         settings=settings,
         db=db,
         clinical=clinical,
@@ -192,6 +186,17 @@ def create_app(
         worklist=source,
         refresher=WorklistRefresher(source),
     )
+
+
+def create_app(
+    settings: ServiceSettings, *, database: Database | None = None, check_schema: bool = True
+) -> FastAPI:
+    """The web application for ``settings`` (raises SettingsError when it must not start)."""
+    settings.check_secret()
+    db = database or Database(settings.effective_database_url, pool=settings.pool_options())
+    if check_schema:
+        check_current(db)
+    ctx = _context(settings, db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -234,6 +239,17 @@ def create_app(
     app.include_router(fhir_api.router)
     app.state.smart_launches = smart.new_launch_store(settings.smart)
     app.include_router(smart.router)
+    _handle_errors(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Errors as problem details on the API, as error pages elsewhere; refusals audited."""
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:
@@ -289,9 +305,3 @@ def create_app(
         StarletteHTTPException,
     ):
         app.add_exception_handler(exc_type, _any)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
-
-    return app
