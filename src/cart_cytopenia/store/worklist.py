@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
@@ -77,10 +79,17 @@ def count_stale(session: Session, as_of: dt.date, settings_key: str) -> tuple[in
 
 
 def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None:
-    """Write the computed row of a course (replacing the old one)."""
-    session.execute(delete(WorklistEntry).where(WorklistEntry.course_id == course_id))
-    session.add(WorklistEntry(course_id=course_id, refreshed_at=utcnow(), **values))
-    session.flush()
+    """Write the computed row of a course, replacing the old one (an upsert: a view and the
+    background refresher may compute the same row at the same moment)."""
+    row = {"course_id": course_id, "refreshed_at": utcnow(), **values}
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = upsert(WorklistEntry).values(row)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[WorklistEntry.course_id],
+            set_={k: getattr(stmt.excluded, k) for k in row if k != "course_id"},
+        )
+    )
 
 
 def mark_stale(session: Session, course_id: int) -> None:
