@@ -102,16 +102,22 @@ def _csv(rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _post_csv(svc: Service, client: object, name: str, data: bytes) -> httpx.Response:
+    """Upload ``data`` as a lab CSV on the neutropenic course's upload page."""
+    cid = svc.courses["wl-neutropenic"]
+    csrf = csrf_of(client.get(f"/courses/{cid}/labs/upload").text)  # type: ignore[attr-defined]
+    return client.post(  # type: ignore[attr-defined, no-any-return]
+        f"/courses/{cid}/labs/upload",
+        data={"csrf_token": csrf},
+        files={"file": (name, data, "text/csv")},
+    )
+
+
 def test_a_large_lab_upload_runs_as_a_job_with_a_status_page(tmp_path: Path) -> None:
     svc = make_service(tmp_path, background_upload_bytes=0)
     client = login(svc.client(), "cleo")
     cid = svc.courses["wl-neutropenic"]
-    csrf = csrf_of(client.get(f"/courses/{cid}/labs/upload").text)
-    r = client.post(
-        f"/courses/{cid}/labs/upload",
-        data={"csrf_token": csrf},
-        files={"file": ("big.csv", _csv(200), "text/csv")},
-    )
+    r = _post_csv(svc, client, "big.csv", _csv(200))
     assert r.status_code == 303
     job_url = r.headers["location"]
     assert job_url.startswith("/jobs/")
@@ -134,13 +140,8 @@ def test_a_failed_job_lists_every_bad_row_and_saves_nothing(tmp_path: Path) -> N
     svc = make_service(tmp_path, background_upload_bytes=0)
     client = login(svc.client(), "cleo")
     cid = svc.courses["wl-neutropenic"]
-    csrf = csrf_of(client.get(f"/courses/{cid}/labs/upload").text)
     bad = b"day,analyte,value,unit\n11,anc,lots,/uL\n12,anc,400,/uL\n13,anc,many,/uL\n"
-    r = client.post(
-        f"/courses/{cid}/labs/upload",
-        data={"csrf_token": csrf},
-        files={"file": ("bad.csv", bad, "text/csv")},
-    )
+    r = _post_csv(svc, client, "bad.csv", bad)
     job_url = r.headers["location"]
     for _ in range(600):
         page = client.get(job_url)
@@ -194,13 +195,7 @@ def test_a_chunked_body_over_the_limit_is_cut_off(small_limit: Service) -> None:
 def test_a_page_upload_over_the_limit_is_refused(small_limit: Service) -> None:
     svc = small_limit
     client = login(svc.client(), "cleo")
-    cid = svc.courses["wl-neutropenic"]
-    csrf = csrf_of(client.get(f"/courses/{cid}/labs/upload").text)
-    r = client.post(
-        f"/courses/{cid}/labs/upload",
-        data={"csrf_token": csrf},
-        files={"file": ("big.csv", _csv(20_000), "text/csv")},
-    )
+    r = _post_csv(svc, client, "big.csv", _csv(20_000))
     assert r.status_code == 413
     assert "larger than the limit" in r.text
 
