@@ -114,18 +114,22 @@ class WorklistSource:
     today: Any  # () -> date
 
     def refresh(self, course_ids: list[int]) -> int:
-        """Compute and store the rows of ``course_ids`` in one transaction; how many were."""
+        """Compute the rows of ``course_ids`` (reading only), then store them in one short
+        transaction (SQLite's write lock is never held while courses are graded)."""
         today = self.today()
-        with self.db.transaction() as session:
+        computed: dict[int, dict[str, Any]] = {}
+        with self.db.session() as session:
             for cid in course_ids:
                 rec = repo.get_course(session, cid)
                 try:
                     snap = snapshot(rec, today, self.clinical, self.cache)
-                    values = entry_values(snap, today, self.key)
+                    computed[cid] = entry_values(snap, today, self.key)
                 except InputError as exc:
-                    values = error_values(rec, today, self.key, exc)
+                    computed[cid] = error_values(rec, today, self.key, exc)
+        with self.db.transaction() as session:
+            for cid, values in computed.items():
                 rows.save_entry(session, cid, values)
-        return len(course_ids)
+        return len(computed)
 
     def refresh_some(self, limit: int) -> int:
         with self.db.session() as session:

@@ -44,8 +44,9 @@ def record(
         outcome=outcome[:16],
         detail=(detail or "")[:255] or None,
     )
+    # not flushed here: the INSERT goes out with the commit (or the next query), so on SQLite the
+    # write lock is not held while the rest of the request (a page's rendering) runs
     session.add(ev)
-    session.flush()
     return ev
 
 
