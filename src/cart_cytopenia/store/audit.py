@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from cart_cytopenia.store.models import AuditEvent
@@ -44,10 +44,27 @@ def record(
         outcome=outcome[:16],
         detail=(detail or "")[:255] or None,
     )
-    # not flushed here: the INSERT goes out with the commit (or the next query), so on SQLite the
-    # write lock is not held while the rest of the request (a page's rendering) runs
-    session.add(ev)
+    # kept aside until the commit (``_write_pending``): on SQLite the INSERT takes the write
+    # lock, which must not be held while the rest of the request grades or renders
+    session.info.setdefault(_PENDING, []).append(ev)
     return ev
+
+
+_PENDING = "cart_cytopenia_audit_pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Audit entries of the transaction are written by its commit, in the same transaction."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.add_all(pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, _previous: object) -> None:
+    """A rolled-back transaction writes none of its audit entries (as before: all or none)."""
+    session.info.pop(_PENDING, None)
 
 
 def record_reads(
