@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from cart_cytopenia.service import api, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.deps import ServiceRoute
+from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.store import courses as repo
 from tests.service.conftest import PASSWORD, Service, csrf_of, login, make_service
 from tests.store.conftest import PG_ENV, reset_postgres
@@ -29,7 +30,10 @@ TOO_BIG = 2**64
 
 
 def test_every_page_and_api_route_runs_in_the_thread_pool() -> None:
-    routers = (pages.router, pages_auth.router, pages_import.router, api.router, fhir_api.router)
+    routers = (
+        pages.router, pages_auth.router, pages_import.router, api.router, fhir_api.router,
+        smart.router,
+    )  # fmt: skip
     routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
     assert len(routes) > 50
     assert [r.path for r in routes if not isinstance(r, ServiceRoute)] == []
