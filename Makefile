@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 
-.PHONY: help setup test check lint typecheck importlint pytest demo bench docs clean
+.PHONY: help setup test check lint typecheck importlint pytest demo bench bench-quick docs clean
 
 help:
 	@echo "make demo   - set up, assess the example courses, grade a cohort, serve the web app with demo data"
 	@echo "make test   - set up and run every check and test (ruff, import layers, mypy, pytest)"
 	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
+	@echo "make bench-quick - a short smoke run of the web service load benchmark"
 	@echo "make docs   - regenerate docs/rule-reference.md from the rule tables"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,12 @@ bench: setup
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
+	# the web service under load, SQLite then PostgreSQL (CART_CYTOPENIA_BENCH_POSTGRES_URL,
+	# a database of its own: it is emptied); no wrk needed
+	$(BIN)/python benchmarks/service_bench.py --results benchmarks/RESULTS.md
+
+bench-quick: setup
+	$(BIN)/python benchmarks/service_bench.py --quick --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

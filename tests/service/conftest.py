@@ -78,7 +78,7 @@ def make_service(tmp_path: Path, **over: object) -> Service:
     }
     values.update(over)
     settings = ServiceSettings.model_validate(values)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, pool=settings.pool_options())
     upgrade(db)
     tokens: dict[str, str] = {}
     course_ids: dict[str, int] = {}

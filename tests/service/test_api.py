@@ -353,7 +353,9 @@ def test_users_and_audit_for_admin(service: Service) -> None:
         headers=service.auth("admin"),
     )
     body = _assert_problem(r, 422, "input-error")
-    assert body["errors"][0]["location"]["field"] == "password"
+    # the request schema carries the account rules (OpenAPI documents them): body field named
+    assert body["errors"][0]["location"]["field"] == "body:password"
+    assert "at least 10 characters" in body["errors"][0]["message"]
     r = client.post(
         "/api/v1/users",
         json={"username": "newdoc", "password": "long enough pass", "role": "clinician"},

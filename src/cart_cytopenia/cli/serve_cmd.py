@@ -42,7 +42,7 @@ def _settings(config: Path | None, **over: Any) -> ServiceSettings:
 
 
 def _db(settings: ServiceSettings) -> Database:
-    return Database(settings.effective_database_url)
+    return Database(settings.effective_database_url, pool=settings.pool_options())
 
 
 def _strip_dates(obj: Any) -> Any:
@@ -270,15 +270,15 @@ def register(app: typer.Typer) -> None:
                 raise InputError(
                     "the store already holds patients; use --reset to replace them with demo data"
                 )
-            for c in courses:
-                dead = bool(c.events_of(Death))
-                repo.import_course(
-                    session, c, user="demo-loader", source="demo",
-                    status="closed" if dead else "active",
-                )  # fmt: skip
+            repo.import_new_courses(
+                session,
+                [(c, "closed" if c.events_of(Death) else "active") for c in courses],
+                user="demo-loader",
+                source="demo",
+            )
             existing = accounts.get_user_by_name(session, username)
             if existing is None:
-                accounts.create_user(session, username, password, "admin", "Demo clinician")
+                accounts.create_user(session, username, password, "admin", "Demo administrator")
             else:
                 accounts.set_password(session, existing, password)
                 accounts.set_active(session, existing, True)

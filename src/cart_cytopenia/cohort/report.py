@@ -38,6 +38,7 @@ from cart_cytopenia.cohort.analysis import (
     CohortAnalysis,
     analyse,
 )
+from cart_cytopenia.cohort.csv_safety import spreadsheet_safe
 from cart_cytopenia.cohort.survival import Curve, aalen_johansen
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import CohortFrames, drug_class_expr
@@ -655,7 +656,7 @@ def build_report(
         tdir = tmp / "tables"
         tdir.mkdir()
         for name, df in csvs.items():
-            df.write_csv(tdir / f"{name}.csv")
+            spreadsheet_safe(df).write_csv(tdir / f"{name}.csv")
         (tmp / "report.html").write_text(page, encoding="utf-8")
         if tables_dir.exists():
             shutil.rmtree(tables_dir)

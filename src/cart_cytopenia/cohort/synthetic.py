@@ -1414,6 +1414,48 @@ def _course_dict(
     }
 
 
+def _pool_size(n: int) -> int:
+    """Synthetic patients to choose ``n`` courses from: 40 per course for a small demo (every
+    phenotype and special case shows), then 2.5 more per course (about half the pool has labs
+    beyond day 100), so that 10,000 courses take seconds, not hours."""
+    return max(400, 40 * n) if n <= 100 else 4000 + (5 * (n - 100)) // 2
+
+
+def _pick_courses(cand: pl.DataFrame, wishes: list[pl.Expr], n: int) -> list[str]:
+    """``n`` patient ids: the first candidate of each wish, then the three recovery phenotypes
+    in turn, then the rest in order (linear in the pool: each phenotype's candidates are walked
+    once, skipping those already picked)."""
+    picks: list[str] = []
+    picked: set[str] = set()
+
+    def take(pid: str) -> None:
+        picks.append(pid)
+        picked.add(pid)
+
+    for wish in wishes:
+        if len(picks) >= n:
+            return picks
+        rows = cand.filter(wish & ~pl.col("patient_id").is_in(picks))
+        if rows.height:
+            take(rows["patient_id"][0])
+    queues = [list(cand.filter(w)["patient_id"]) for w in wishes[:3]]
+    heads = [0, 0, 0]
+    for k in range(len(wishes), len(wishes) + 3 * n):
+        if len(picks) >= n:
+            break
+        q = k % 3
+        while heads[q] < len(queues[q]) and queues[q][heads[q]] in picked:
+            heads[q] += 1
+        if heads[q] < len(queues[q]):
+            take(queues[q][heads[q]])
+    for pid in cand["patient_id"]:  # a pool without enough of each kind: fill in order
+        if len(picks) >= n:
+            break
+        if pid not in picked:
+            take(pid)
+    return picks[:n]
+
+
 def generate_courses(n: int, seed: int) -> list[Course]:
     """``n`` full synthetic courses (``Course`` documents) from the same generator.
 
@@ -1424,7 +1466,7 @@ def generate_courses(n: int, seed: int) -> list[Course]:
     """
     if n < 1:
         raise ValueError("ask for at least one course")
-    pool = generate_block(seed, _COURSE_BLOCK, max(400, 40 * n), 1, 4, prefix="SYNC")
+    pool = generate_block(seed, _COURSE_BLOCK, _pool_size(n), 1, 4, prefix="SYNC")
     graded = grade_cohort(block_frames(pool), Settings())
     last_lab = pool.labs.group_by("patient_id").agg(pl.col("day").max().alias("last_lab"))
     cand = (
@@ -1443,28 +1485,20 @@ def generate_courses(n: int, seed: int) -> list[Course]:
         pl.col("boosted"),
         pl.col("tpo_ra"),
     ]
-    picks: list[str] = []
-    for k in range(len(wishes) + 3 * n):
-        if len(picks) >= n:
-            break
-        wish = wishes[k] if k < len(wishes) else wishes[k % 3]
-        rows = cand.filter(wish & ~pl.col("patient_id").is_in(picks))
-        if rows.height:
-            picks.append(rows["patient_id"][0])
-    for pid in cand["patient_id"]:  # a pool without enough of each kind: fill in order
-        if len(picks) >= n:
-            break
-        if pid not in picks:
-            picks.append(pid)
+    picks = _pick_courses(cand, wishes, n)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _COURSE_BLOCK, 1]))
+    chosen = pl.col("patient_id").is_in(picks)
+    patients = {k[0]: f for k, f in pool.patients.filter(chosen).partition_by(
+        "patient_id", as_dict=True).items()}  # fmt: skip
+    labs = {k[0]: f for k, f in pool.labs.filter(chosen).partition_by(
+        "patient_id", as_dict=True).items()}  # fmt: skip
+    events = {k[0]: f for k, f in pool.events.filter(chosen).partition_by(
+        "patient_id", as_dict=True).items()}  # fmt: skip
     courses = []
-    for pid in picks[:n]:
-        p = pool.patients.filter(pl.col("patient_id") == pid).row(0, named=True)
+    for pid in picks:
+        p = patients[pid].row(0, named=True)
         doc = _course_dict(
-            p,
-            pool.labs.filter(pl.col("patient_id") == pid),
-            pool.events.filter(pl.col("patient_id") == pid),
-            rng,
+            p, labs.get(pid, pool.labs.clear()), events.get(pid, pool.events.clear()), rng
         )
         courses.append(parse_course(doc, source=f"synthetic course {pid}"))
     return courses

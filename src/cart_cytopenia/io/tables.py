@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from cart_cytopenia.cohort.csv_safety import spreadsheet_safe
 from cart_cytopenia.domain.frames import (
     EVENT_SCHEMA,
     MAX_PROBLEMS_LISTED,
@@ -580,13 +581,14 @@ def table_format(path: Path) -> str:
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write CSV or Parquet by extension, atomically (a failed write leaves nothing behind)."""
+    """Write CSV or Parquet by extension, atomically (a failed write leaves nothing behind).
+    Text cells of a CSV that a spreadsheet would run as formulas are neutralised (OWASP)."""
     p = Path(path)
     suffix = table_format(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(p) as tmp:
         if suffix == ".csv":
-            df.write_csv(tmp)
+            spreadsheet_safe(df).write_csv(tmp)
         else:
             df.write_parquet(tmp)
     return p

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from cart_cytopenia import __version__
@@ -23,10 +23,12 @@ from cart_cytopenia.errors import InputError, Location, ParseError, Problem
 from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
+from cart_cytopenia.service import worklist as wl
 from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
 from cart_cytopenia.service.deps import (
     DB,
     ServiceContext,
+    ServiceRoute,
     Viewer,
     api_role,
     get_ctx,
@@ -34,8 +36,10 @@ from cart_cytopenia.service.deps import (
 )
 from cart_cytopenia.service.problems import PROBLEM_TYPES, ProblemError
 from cart_cytopenia.service.timeline import timeline_svg
+from cart_cytopenia.service.worklist import Row
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.accounts import MIN_PASSWORD, USERNAME
 from cart_cytopenia.store.models import (
     AuditEvent,
     CourseRecord,
@@ -44,8 +48,9 @@ from cart_cytopenia.store.models import (
     Observation,
     Patient,
 )
+from cart_cytopenia.store.worklist import WorklistQuery
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix="/api/v1", tags=["api"], route_class=ServiceRoute)
 
 READ = api_role("read-only")
 WRITE = api_role("clinician")
@@ -53,6 +58,8 @@ ADMIN = api_role("admin")
 
 
 # --------------------------------------------------------------------------- models
+
+STRICT = ConfigDict(extra="forbid")  # input models: a misspelt field is an error, not ignored
 
 
 class CourseSummary(BaseModel):
@@ -109,6 +116,8 @@ class EventOut(BaseModel):
 
 
 class ObservationsIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = Field(None, description="The course version you read (recommended)")
     baseline: bool = Field(False, description="Pre-lymphodepletion labs (CAR-HEMATOTOX)")
     observations: list[dict[str, Any]] = Field(
@@ -118,6 +127,8 @@ class ObservationsIn(BaseModel):
 
 
 class EventsIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = None
     events: list[dict[str, Any]] = Field(min_length=1, description="Events as in the course JSON")
 
@@ -129,11 +140,15 @@ class WriteResult(BaseModel):
 
 
 class StatusIn(BaseModel):
+    model_config = STRICT
+
     version: int | None = None
     status: Literal["active", "closed"]
 
 
 class GuidanceActionIn(BaseModel):
+    model_config = STRICT
+
     action: Literal["acknowledged", "dismissed"]
     reason: str = Field(min_length=1, max_length=2000)
     day: int | None = Field(None, description="Day the item was shown; default: today")
@@ -182,11 +197,15 @@ class WorklistRow(BaseModel):
     counts: dict[str, dict[str, Any]]
     needs_action: bool
     open_items: list[dict[str, Any]]
+    as_of: dt.date = Field(description="The day the row was computed for")
+    up_to_date: bool = Field(description="False while the row waits to be computed again")
 
 
 class UserIn(BaseModel):
-    username: str
-    password: str
+    model_config = STRICT
+
+    username: str = Field(pattern=USERNAME.pattern, description="2-64 letters, digits, . _ @ -")
+    password: str = Field(min_length=MIN_PASSWORD, max_length=1024)
     role: Literal["admin", "clinician", "read-only"]
     display_name: str = ""
 
@@ -217,7 +236,9 @@ class AuditOut(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def _summary(c: CourseRecord) -> CourseSummary:
+def _summary(c: CourseRecord, counts: tuple[int, int] | None = None) -> CourseSummary:
+    """The course's summary; ``counts`` (lab results, events) from ``repo.record_counts``."""
+    n_obs, n_events = counts if counts is not None else (len(c.observations), len(c.events))
     return CourseSummary(
         id=c.id,
         patient_id=c.patient_id,
@@ -226,20 +247,25 @@ def _summary(c: CourseRecord) -> CourseSummary:
         product=c.product,
         disease=c.disease,
         version=c.version,
-        n_observations=len(c.observations),
-        n_events=len(c.events),
+        n_observations=n_obs,
+        n_events=n_events,
         updated_at=c.updated_at,
         updated_by=c.updated_by,
     )
 
 
-def _patient_out(p: Patient) -> PatientOut:
+def _patient_out(p: Patient, counts: dict[int, tuple[int, int]]) -> PatientOut:
     return PatientOut(
         id=p.id,
         pseudonym=p.pseudonym,
         created_at=p.created_at,
-        courses=[_summary(c) for c in p.courses],
+        courses=[_summary(c, counts[c.id]) for c in p.courses],
     )
+
+
+def _patients_out(session: Session, patients: list[Patient]) -> list[PatientOut]:
+    counts = repo.record_counts(session, [c.id for p in patients for c in p.courses])
+    return [_patient_out(p, counts) for p in patients]
 
 
 def _obs_out(o: Observation) -> ObservationOut:
@@ -312,23 +338,23 @@ def _course(session: Session, course_id: int) -> CourseRecord:
     return repo.get_course(session, course_id)
 
 
-def worklist_row(s: CourseSnapshot) -> WorklistRow:
+def worklist_row(r: Row) -> WorklistRow:
+    e, d = r.entry, r.entry.display
     return WorklistRow(
-        course_id=s.record_id,
-        patient_id=s.patient_id,
-        pseudonym=s.pseudonym,
-        day=s.day,
-        product=s.product,
-        phase=s.phase,
-        phenotype=s.phenotype,
-        icaht=s.icaht_label,
-        ticaht=s.ticaht_label,
-        counts={k: vars(v) for k, v in s.counts().items()},
-        needs_action=s.needs_action,
-        open_items=[
-            {"id": i.item.id, "urgency": i.item.urgency, "summary": i.item.summary}
-            for i in s.open_items
-        ],
+        course_id=e.course_id,
+        patient_id=r.patient_id,
+        pseudonym=r.pseudonym,
+        day=e.day,
+        product=r.product,
+        phase=e.phase,
+        phenotype=e.phenotype,
+        icaht=e.icaht_label,
+        ticaht=e.ticaht_label,
+        counts=d.get("counts", {}),
+        needs_action=e.needs_action,
+        open_items=d.get("open_items", []),
+        as_of=e.as_of,
+        up_to_date=r.up_to_date,
     )
 
 
@@ -355,19 +381,21 @@ def me(viewer: Viewer = Depends(READ)) -> dict[str, Any]:
     return {"username": viewer.username, "role": viewer.role, "display_name": viewer.display_name}
 
 
-@router.get("/worklist", summary="Every active course with its counts, grades and open items")
+@router.get("/worklist", summary="Active courses with their counts, grades and open items")
 def worklist(
     request: Request,
     viewer: Viewer = Depends(READ),
     session: Session = DB,
+    limit: int = Query(200, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
 ) -> list[WorklistRow]:
+    """The stored worklist rows (most urgent first), ``limit`` rows from ``offset``."""
+    query = WorklistQuery(per_page=limit, page=1)
     ctx = get_ctx(request)
-    rows = []
-    for rec in repo.list_courses(session):
-        snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache)
-        record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="worklist")
-        rows.append(worklist_row(snap))
-    return rows
+    view = wl.view(ctx.worklist, ctx.refresher, session, query, offset=offset)
+    record(session, viewer, "read", "worklist", None, None,
+           detail=f"api offset {offset}: {len(view['rows'])} of {view['n_match']} rows")  # fmt: skip
+    return [worklist_row(r) for r in view["rows"]]
 
 
 @router.get("/patients", summary="Patients and their courses")
@@ -377,9 +405,11 @@ def list_patients(
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0),
 ) -> list[PatientOut]:
-    out = [_patient_out(p) for p in repo.list_patients(session, limit, offset)]
-    for p in out:
-        record(session, viewer, "read", "patient", p.id, p.id, detail="list")
+    out = _patients_out(session, repo.list_patients(session, limit, offset))
+    audit.record_reads(
+        session, user_id=viewer.user_id, username=viewer.username, resource="patient",
+        ids=[p.id for p in out], channel=viewer.channel, client=viewer.client, detail="list",
+    )  # fmt: skip
     return out
 
 
@@ -389,7 +419,7 @@ def get_patient(
 ) -> PatientOut:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id)
-    return _patient_out(p)
+    return _patients_out(session, [p])[0]
 
 
 @router.get("/patients/{patient_id}/courses", summary="The courses of one patient")
@@ -398,7 +428,8 @@ def get_patient_courses(
 ) -> list[CourseSummary]:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id, detail="courses")
-    return [_summary(c) for c in p.courses]
+    counts = repo.record_counts(session, [c.id for c in p.courses])
+    return [_summary(c, counts[c.id]) for c in p.courses]
 
 
 def _course_out(rec: Any, response: Response) -> CourseOut:
@@ -598,6 +629,7 @@ def delete_event(
 @router.get(
     "/courses/{course_id}/assessment",
     summary="Grades and guidance for a day (default: today's day since infusion)",
+    response_model=AssessmentOut,
 )
 def get_assessment(
     course_id: int,
@@ -605,12 +637,14 @@ def get_assessment(
     day: int | None = Query(None, ge=0, le=3650),
     viewer: Viewer = Depends(READ),
     session: Session = DB,
-) -> AssessmentOut:
+) -> Response:
+    """Serialised once by pydantic (the model built from the snapshot is already valid: FastAPI
+    would validate the whole assessment a second time, about half of the request's CPU)."""
     ctx = get_ctx(request)
     rec = _course(session, course_id)
     snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
     record(session, viewer, "read", "assessment", rec.id, rec.patient_id, detail=f"day {snap.day}")
-    return assessment_out(snap)
+    return Response(assessment_out(snap).model_dump_json(), media_type="application/json")
 
 
 @router.get(
@@ -707,7 +741,7 @@ def _rename(exc: InputError, tmp: Path, names: dict[str, str]) -> InputError:
     "/cohort/grade",
     summary="Grade a cohort file (labs + patients [+ events]; CSV or Parquet), one row per patient",
 )
-async def grade_uploaded_cohort(
+def grade_uploaded_cohort(
     request: Request,
     labs: UploadFile = File(description="Long-format labs (CSV or Parquet)"),
     patients: UploadFile = File(description="Patient table (CSV or Parquet)"),
@@ -730,7 +764,7 @@ async def grade_uploaded_cohort(
                     f"{role}: unsupported file type '{suffix}' (use .csv or .parquet)",
                     [Problem("use .csv or .parquet", Location(source=upload.filename, field=role))],
                 )
-            data = await upload.read()
+            data = upload.file.read(ctx.settings.max_upload_bytes + 1)
             if len(data) > ctx.settings.max_upload_bytes:
                 raise ProblemError(
                     "too-large", f"{role} exceeds {ctx.settings.max_upload_bytes} bytes"

@@ -9,12 +9,16 @@ never the concrete path, query string or body, so no patient data reaches applic
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,12 +29,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
-from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth
+from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
-from cart_cytopenia.service.deps import LoginRequiredError, PageForbiddenError, ServiceContext
+from cart_cytopenia.service.deps import (
+    LoginRequiredError,
+    PageForbiddenError,
+    ServiceContext,
+    audit_refusal,
+)
+from cart_cytopenia.service.jobs import JobRunner
+from cart_cytopenia.service.limits import BodyLimit
+from cart_cytopenia.service.openapi import truthful_openapi
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
+from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource, settings_key
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
@@ -155,17 +168,46 @@ def _html_error(request: Request, status: int, title: str, detail: str) -> HTMLR
     )
 
 
+def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
+    """What every request needs: settings, database, clinical settings, caches and workers."""
+    clinical = settings.clinical_settings()
+    cache = SnapshotCache()
+
+    def today() -> dt.date:
+        return settings.today or dt.date.today()
+
+    source = WorklistSource(db, clinical, settings_key(clinical), cache, today)
+    return ServiceContext(
+        settings=settings,
+        db=db,
+        clinical=clinical,
+        cache=cache,
+        jobs=JobRunner(),
+        worklist=source,
+        refresher=WorklistRefresher(source),
+    )
+
+
 def create_app(
     settings: ServiceSettings, *, database: Database | None = None, check_schema: bool = True
 ) -> FastAPI:
     """The web application for ``settings`` (raises SettingsError when it must not start)."""
     settings.check_secret()
-    db = database or Database(settings.effective_database_url)
+    db = database or Database(settings.effective_database_url, pool=settings.pool_options())
     if check_schema:
         check_current(db)
-    ctx = ServiceContext(
-        settings=settings, db=db, clinical=settings.clinical_settings(), cache=SnapshotCache()
-    )
+    ctx = _context(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # routes run in this many threads; the pool has a connection for each of them
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        ctx.refresher.start()  # brings the stored worklist up to date (and at each new day)
+        try:
+            yield
+        finally:
+            ctx.refresher.stop()
+            ctx.jobs.shutdown()
 
     app = FastAPI(
         title="cart-cytopenia",
@@ -180,8 +222,11 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         root_path=settings.root_path,
+        lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AccessLogAndHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -189,10 +234,22 @@ def create_app(
     app.include_router(cds_hooks.router_from_context(ctx))  # first: EHR calls match early
     app.include_router(pages_auth.router)
     app.include_router(pages.router)
+    app.include_router(pages_import.router)
     app.include_router(api.router)
     app.include_router(fhir_api.router)
     app.state.smart_launches = smart.new_launch_store(settings.smart)
     app.include_router(smart.router)
+    _handle_errors(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Errors as problem details on the API, as error pages elsewhere; refusals audited."""
 
     @app.exception_handler(LoginRequiredError)
     async def _login_required(request: Request, exc: LoginRequiredError) -> Response:
@@ -205,6 +262,7 @@ def create_app(
 
     @app.exception_handler(PageForbiddenError)
     async def _forbidden(request: Request, exc: PageForbiddenError) -> Response:
+        await audit_refusal(request, 403)
         if str(exc) == "csrf":
             return _html_error(
                 request, 403, "Form expired",
@@ -218,7 +276,11 @@ def create_app(
 
     async def _any(request: Request, exc: Exception) -> Response:
         if _is_api(request):
-            return to_problem(request, exc)
+            response = to_problem(request, exc)
+            await audit_refusal(request, response.status_code)
+            return response
+        if isinstance(exc, (InputError, RequestValidationError)):
+            await audit_refusal(request, 422)
         if isinstance(exc, NotFoundError):
             return _html_error(request, 404, "Not found", str(exc))
         if isinstance(exc, ConflictError):
@@ -243,9 +305,3 @@ def create_app(
         StarletteHTTPException,
     ):
         app.add_exception_handler(exc_type, _any)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
-
-    return app

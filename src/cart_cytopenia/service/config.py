@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cart_cytopenia.errors import SettingsError
 from cart_cytopenia.rules.settings import Settings, load_settings
 from cart_cytopenia.service.smart.settings import SmartSettings, smart_from_env
+from cart_cytopenia.store.db import PoolOptions
 
 ENV_PREFIX = "CART_CYTOPENIA_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -69,7 +70,28 @@ class ServiceSettings(BaseModel):
     today: dt.date | None = Field(
         None, description="Fix 'today' (demo, training, tests); default: the real date"
     )
-    max_upload_bytes: int = Field(20_000_000, ge=1000)
+    max_upload_bytes: int = Field(
+        20_000_000, ge=1000, description="Largest request body; larger ones get 413 at once"
+    )
+    background_upload_bytes: int = Field(
+        1_000_000, ge=0, description="Uploads larger than this run as a background job"
+    )
+    db_pool_size: int = Field(
+        20, ge=1, le=200, description="PostgreSQL connections kept open (one per worker thread)"
+    )
+    db_max_overflow: int = Field(10, ge=0, le=200, description="Extra PostgreSQL connections")
+    db_pool_timeout: float = Field(
+        10, gt=0, le=300, description="Seconds to wait for a free connection before a 503"
+    )
+    db_statement_timeout_ms: int = Field(
+        30_000, ge=100, description="PostgreSQL statement_timeout and idle-in-transaction limit"
+    )
+    db_busy_timeout_ms: int = Field(
+        10_000, ge=100, description="SQLite busy_timeout: how long a writer waits for the lock"
+    )
+    worker_threads: int = Field(
+        20, ge=2, le=200, description="Thread pool for routes (database, hashing, grading)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     smart: SmartSettings = Field(
         default_factory=SmartSettings, description="SMART on FHIR app launch ([smart] table)"
@@ -104,6 +126,15 @@ class ServiceSettings(BaseModel):
                 f"CART_CYTOPENIA_SECRET_KEY is too short ({len(self.secret_key)} characters); "
                 f"use at least {MIN_SECRET} random characters"
             )
+
+    def pool_options(self) -> PoolOptions:
+        return PoolOptions(
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            pool_timeout=self.db_pool_timeout,
+            statement_timeout_ms=self.db_statement_timeout_ms,
+            busy_timeout_ms=self.db_busy_timeout_ms,
+        )
 
     def clinical_settings(self) -> Settings:
         return load_settings(self.clinical_settings_file)

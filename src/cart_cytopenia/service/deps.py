@@ -4,26 +4,41 @@ Pages authenticate with the session cookie and check the CSRF token on every POS
 authenticates with ``Authorization: Bearer <API token>`` only (no cookies, so no CSRF).
 Roles: ``read-only`` reads, ``clinician`` also writes patient data and acknowledges guidance,
 ``admin`` also manages accounts and reads the audit log.
+
+The event loop never waits for the database, a password hash or clinical work: routes that use
+the database are plain ``def`` functions (run in the thread pool) and the form of a POST is read
+by an ``async`` dependency (``FORM``) before them. A database connection is only held inside one
+thread-pool call: authentication commits (returning its connection to the pool) before the
+request goes on, and ``ServiceRoute`` commits a route's work in the same thread that did it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
+from cart_cytopenia.service.jobs import JobRunner
+from cart_cytopenia.service.limits import id_out_of_range
 from cart_cytopenia.service.problems import ProblemError
 from cart_cytopenia.service.security import CSRF_FIELD, SESSION_COOKIE, same, unsign
+from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.db import Database
-from cart_cytopenia.store.errors import AuthError
+from cart_cytopenia.store.errors import AuthError, NotFoundError
 
 
 @dataclass
@@ -32,6 +47,9 @@ class ServiceContext:
     db: Database
     clinical: Settings
     cache: SnapshotCache
+    jobs: JobRunner
+    worklist: WorklistSource
+    refresher: WorklistRefresher
 
     def today(self) -> dt.date:
         return self.settings.today or dt.date.today()
@@ -87,6 +105,56 @@ def db_session(request: Request) -> Iterator[Session]:
 DB = Depends(db_session, scope="function")
 
 
+def _in_one_thread(endpoint: Callable[..., Any], path_params: list[str]) -> Callable[..., Any]:
+    """``endpoint``, refusing ids beyond 64 bits (404) and committing its ``session`` itself."""
+    has_session = "session" in inspect.signature(endpoint).parameters
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for name in path_params:
+            if id_out_of_range(kwargs.get(name)):
+                raise NotFoundError(f"{name.replace('_', ' ')} {kwargs[name]} does not exist")
+        if not has_session:
+            return endpoint(*args, **kwargs)
+        session: Session = kwargs["session"]
+        try:
+            result = endpoint(*args, **kwargs)
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
+        return result
+
+    return run
+
+
+class ServiceRoute(APIRoute):
+    """A plain ``def`` route whose database work starts and ends in one thread-pool call.
+
+    FastAPI runs a plain ``def`` route in the thread pool and the exit of the ``DB`` dependency
+    in another call after it; in between the request would hold its connection while waiting
+    for a free thread (with the pool exhausted, every thread then waits for a connection: the
+    sign-in hang of issue 15). Committing in the route's own thread releases the connection
+    there; the dependency's exit then has nothing left to do. A record id in the path beyond
+    64 bits is answered 404 (it cannot exist) before the database sees it.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if inspect.iscoroutinefunction(endpoint):
+            raise TypeError(
+                f"{endpoint.__name__}: routes are plain def functions (the database, password "
+                "hashing and grading must not run on the event loop); read a form with FORM"
+            )
+        params = inspect.signature(endpoint).parameters
+        path_params = [n for n in re.findall(r"{(\w+)", path) if n in params]
+        super().__init__(path, _in_one_thread(endpoint, path_params), **kwargs)
+
+
+def _release(session: Session) -> None:
+    """End authentication's transaction: its connection goes back to the pool at once."""
+    session.commit()
+
+
 def optional_web_viewer(request: Request, session: Session = DB) -> Viewer | None:
     ctx = get_ctx(request)
     token = unsign(ctx.settings.secret_key, "session", request.cookies.get(SESSION_COOKIE))
@@ -94,11 +162,15 @@ def optional_web_viewer(request: Request, session: Session = DB) -> Viewer | Non
         return None
     ws = accounts.session_for_token(session, token)
     if ws is None:
+        _release(session)
         return None
     u = ws.user
-    return Viewer(
+    viewer = Viewer(
         u.id, u.username, u.display_name, u.role, "web", client_of(request), ws.csrf_token
     )
+    _release(session)
+    request.state.viewer = viewer
+    return viewer
 
 
 def web_viewer(viewer: Viewer | None = Depends(optional_web_viewer)) -> Viewer:
@@ -116,9 +188,27 @@ def web_role(minimum: str) -> Callable[..., Viewer]:
     return dep
 
 
-async def check_csrf(request: Request, viewer: Viewer) -> FormData:
-    """The submitted form, after checking its CSRF token against the session's."""
-    form = await request.form(max_part_size=get_ctx(request).settings.max_upload_bytes)
+async def posted_form(request: Request) -> FormData:
+    """The submitted form, read on the event loop (no connection is held while it arrives)."""
+    return await request.form(max_part_size=get_ctx(request).settings.max_upload_bytes)
+
+
+# The form of a POST page; declare it after the viewer, so the user is known before the body is
+# read, and before the route (a plain def) runs in the thread pool.
+FORM = Depends(posted_form)
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as bytes, read on the event loop before the route runs (``BodyLimit``
+    has refused it already if it is too large)."""
+    return await request.body()
+
+
+RAW_BODY = Depends(raw_body)
+
+
+def check_csrf(form: FormData, viewer: Viewer) -> FormData:
+    """``form``, after checking its CSRF token against the session's."""
     token = form.get(CSRF_FIELD)
     if not isinstance(token, str) or not same(token, viewer.csrf_token):
         raise PageForbiddenError("csrf")
@@ -145,10 +235,14 @@ def api_viewer(request: Request, session: Session = DB) -> Viewer:
     try:
         _, user = accounts.user_for_api_token(session, token.strip())
     except AuthError as exc:
+        _release(session)
         raise ProblemError(
             "unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
-    return Viewer(user.id, user.username, user.display_name, user.role, "api", client_of(request))
+    viewer = Viewer(user.id, user.username, user.display_name, user.role, "api", client_of(request))
+    _release(session)
+    request.state.viewer = viewer
+    return viewer
 
 
 def api_role(minimum: str) -> Callable[..., Viewer]:
@@ -186,3 +280,39 @@ def record(
         outcome=outcome,
         detail=detail,
     )
+
+
+REFUSALS = {403: "forbidden", 422: "rejected"}
+METHOD_ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update",
+                  "DELETE": "delete"}  # fmt: skip
+
+
+def _route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "") or "(unmatched)")
+
+
+async def audit_refusal(request: Request, status: int) -> None:
+    """Record a refusal (403) or rejected input (422) of a signed-in user in the audit log.
+
+    The entry names the route template and the record ids of its path (never a value of the
+    request), like every other audit entry; it is written in the thread pool, in a
+    transaction of its own (the request's own was rolled back).
+    """
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    outcome = REFUSALS.get(status)
+    if viewer is None or outcome is None:
+        return
+    params = request.path_params
+    ids = " ".join(f"{k}={v}" for k, v in params.items() if str(v).isdigit())
+    detail = f"{request.method} {_route_of(request)} {ids}".strip()
+    literal = [part for part in _route_of(request).split("/") if part and "{" not in part]
+    resource = literal[-1] if literal else "page"
+    action = METHOD_ACTIONS.get(request.method, "read")
+    db = get_ctx(request).db
+
+    def write() -> None:
+        with db.transaction() as session:
+            record(session, viewer, action, resource, outcome=outcome, detail=detail)
+
+    await run_in_threadpool(write)

@@ -33,6 +33,8 @@ from cart_cytopenia.io.fhir import (
 from cart_cytopenia.service.clinical import snapshot
 from cart_cytopenia.service.deps import (
     DB,
+    RAW_BODY,
+    ServiceRoute,
     Viewer,
     api_role,
     get_ctx,
@@ -43,7 +45,7 @@ from cart_cytopenia.service.problems import ProblemError
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import NotFoundError
 
-router = APIRouter(tags=["FHIR"])
+router = APIRouter(tags=["FHIR"], route_class=ServiceRoute)
 
 READ = api_role("read-only")
 WRITE = api_role("clinician")
@@ -54,22 +56,33 @@ def _fhir(doc: Any) -> Response:
     return Response(json.dumps(doc, ensure_ascii=False), media_type=FHIR_JSON)
 
 
+FHIR_OUT: dict[int | str, dict[str, Any]] = {200: {"content": {FHIR_JSON: {}}}}
+IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string", "minLength": 1}}
+            for media in (FHIR_JSON, "application/json", "application/x-ndjson")
+        },
+    }
+}
+
+
 @router.post(
     "/api/v1/fhir/import",
     summary="Import FHIR R4 (Bundle, resource or NDJSON) into courses, with a report",
+    openapi_extra=IMPORT_BODY,
+    responses={
+        200: {"description": "The courses (or those stored) and the import report"},
+        422: {"description": "No course could be made: the report says why"},
+    },
 )
-async def fhir_import(
-    request: Request,
+def fhir_import(
     store: bool = Query(False, description="Store the courses (all or none); role clinician"),
-    session: Session = DB,
     viewer: Viewer = Depends(READ),
+    body: bytes = RAW_BODY,
+    session: Session = DB,
 ) -> Response:
-    ctx = get_ctx(request)
-    body = await request.body()
-    if len(body) > ctx.settings.max_upload_bytes:
-        raise ProblemError(
-            "too-large", f"the document is larger than {ctx.settings.max_upload_bytes} bytes"
-        )
     if not body.strip():
         raise ParseError("the request body is empty: send a FHIR Bundle or NDJSON")
     result = import_text(body, "request body")
@@ -95,7 +108,12 @@ async def fhir_import(
     )
 
 
-@router.get("/api/v1/courses/{course_id}/fhir", summary="A stored course as a FHIR R4 Bundle")
+@router.get(
+    "/api/v1/courses/{course_id}/fhir",
+    summary="A stored course as a FHIR R4 Bundle",
+    response_class=Response,
+    responses=FHIR_OUT,
+)
 def course_fhir(
     course_id: int,
     bundle_type: Literal["collection", "transaction", "batch"] = Query("collection", alias="type"),
@@ -111,6 +129,8 @@ def course_fhir(
 @router.get(
     "/api/v1/courses/{course_id}/fhir/assessment",
     summary="Grades (Observations) and guidance (RequestGroup, DetectedIssue) as a FHIR Bundle",
+    response_class=Response,
+    responses=FHIR_OUT,
 )
 def assessment_fhir(
     course_id: int,
@@ -137,6 +157,8 @@ def assessment_fhir(
 @router.get(
     "/api/v1/fhir/CodeSystem/cart-cytopenia",
     summary="The cart-cytopenia code system (FHIR CodeSystem)",
+    response_class=Response,
+    responses=FHIR_OUT,
 )
 def code_system(viewer: Viewer = Depends(READ)) -> Response:
     return _fhir(project_code_system())

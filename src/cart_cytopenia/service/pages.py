@@ -14,19 +14,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData
 
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.analytes import analyte as analyte_of
 from cart_cytopenia.domain.catalogues import products
-from cart_cytopenia.domain.course import Course, Dated, parse_course
-from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.domain.course import Course, Dated
+from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading.ctcae import grade_values
 from cart_cytopenia.rules import tables
+from cart_cytopenia.service import worklist as wl
 from cart_cytopenia.service.clinical import (
     NEEDS_ACTION,
     SECTION_TITLES,
@@ -40,6 +41,8 @@ from cart_cytopenia.service.clinical import (
 )
 from cart_cytopenia.service.deps import (
     DB,
+    FORM,
+    ServiceRoute,
     Viewer,
     check_csrf,
     close_form,
@@ -55,18 +58,21 @@ from cart_cytopenia.service.forms import (
     event_fields,
     form_to_dict,
     lab_fields,
-    parse_lab_csv,
     timing_problems,
 )
 from cart_cytopenia.service.security import CSRF_FIELD, sign, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store import worklist as stored
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.models import CourseRecord
+from cart_cytopenia.store.worklist import WorklistQuery
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
-router = APIRouter(include_in_schema=False, dependencies=[Depends(close_form)])
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
+)
 
 READ = web_role("read-only")
 WRITE = web_role("clinician")
@@ -175,25 +181,6 @@ def _snap(request: Request, rec: CourseRecord, day: int | None = None) -> Course
 
 # --------------------------------------------------------------------------- worklist
 
-SORTS = {
-    "urgency": lambda s: (-s.top_urgency_rank, -len(s.open_decisions), s.day),
-    "patient": lambda s: (s.pseudonym,),
-    "day": lambda s: (s.day,),
-    "product": lambda s: (s.product, s.day),
-    "anc": lambda s: _count_key(s, "anc"),
-    "platelets": lambda s: _count_key(s, "platelets"),
-    "hb": lambda s: _count_key(s, "hb"),
-    "icaht": lambda s: (-s.icaht_rank, s.day),
-    "ticaht": lambda s: (-s.ticaht_rank, s.day),
-    "phase": lambda s: (s.phase or "~", s.day),
-    "phenotype": lambda s: (s.phenotype or "~", s.day),
-}
-
-
-def _count_key(s: CourseSnapshot, a: str) -> tuple[int, float]:
-    c = s.counts().get(a)
-    return (1, 0.0) if c is None or c.value is None else (0, c.value)
-
 
 @router.get("/", response_class=HTMLResponse)
 def home(viewer: Viewer = Depends(web_viewer)) -> Response:
@@ -208,108 +195,80 @@ def worklist_page(
     needs_action: str = "",
     sort: str = "urgency",
     dir: str = "",
+    page: int = Query(1, ge=1, le=1_000_000),
+    per_page: int = 50,
     viewer: Viewer = Depends(READ),
     session: Session = DB,
 ) -> Response:
     """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
     A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
     a browser history or a proxy's access log."""
-    return _worklist(request, viewer, session, product, phase, needs_action, "", sort, dir)
+    query = wl.query_from(
+        product=product, phase=phase, needs_action=needs_action, q="", sort=sort, dir=dir,
+        page=page, per_page=per_page,
+    )  # fmt: skip
+    return _worklist(request, viewer, session, query)
 
 
 @router.post("/worklist", response_class=HTMLResponse)
-async def worklist_search(
-    request: Request, viewer: Viewer = Depends(READ), session: Session = DB
+def worklist_search(
+    request: Request, viewer: Viewer = Depends(READ), form: FormData = FORM, session: Session = DB
 ) -> Response:
     """The worklist filtered by a pseudonym (and the URL's filters), sent in the form body."""
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
 
     def field(name: str) -> str:
         value = form.get(name)
         return value if isinstance(value, str) else ""
 
-    return _worklist(
-        request,
-        viewer,
-        session,
-        field("product"),
-        field("phase"),
-        field("needs_action"),
-        field("q"),
-        field("sort") or "urgency",
-        field("dir"),
+    query = wl.query_from(
+        product=field("product"), phase=field("phase"), needs_action=field("needs_action"),
+        q=field("q"), sort=field("sort") or "urgency", dir=field("dir"),
+        page=_int(field("page")) or 1, per_page=_int(field("per_page")) or 50,
+    )  # fmt: skip
+    return _worklist(request, viewer, session, query)
+
+
+def _worklist(request: Request, viewer: Viewer, session: Session, query: WorklistQuery) -> Response:
+    ctx = get_ctx(request)
+    view = wl.view(ctx.worklist, ctx.refresher, session, query)
+    totals = stored.totals(session)
+    detail = (
+        f"worklist page {query.page} ({len(view['rows'])} of {view['n_match']} rows); "
+        f"product={query.product or '-'} phase={query.phase or '-'} "
+        f"needs_action={'yes' if query.needs_action else 'no'} "
+        f"search={'yes' if query.q.strip() else 'no'} sort={query.sort}"
     )
+    record(session, viewer, "read", "worklist", None, None, detail=detail)
+    filters = {
+        "product": query.product,
+        "phase": query.phase,
+        "needs_action": "1" if query.needs_action else "",
+    }
 
-
-def _worklist(
-    request: Request,
-    viewer: Viewer,
-    session: Session,
-    product: str,
-    phase: str,
-    needs_action: str,
-    q: str,
-    sort: str,
-    dir: str,
-) -> Response:
-    snaps = []
-    errors = []
-    for rec in repo.list_courses(session):
-        try:
-            snaps.append(_snap(request, rec))
-        except InputError as exc:  # a stored course no longer valid under new rules
-            errors.append((rec, str(exc)))
-        record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="worklist")
-    all_products = sorted({s.product for s in snaps})
-    rows = snaps
-    if product:
-        rows = [s for s in rows if s.product == product]
-    if phase:
-        rows = [s for s in rows if (s.phase or "none") == phase]
-    if needs_action:
-        rows = [s for s in rows if s.needs_action]
-    if q.strip():
-        rows = [s for s in rows if q.strip().lower() in s.pseudonym.lower()]
-    key = SORTS.get(sort, SORTS["urgency"])
-    default_desc = sort in ("day",)
-    reverse = (dir == "desc") if dir else default_desc
-    rows = sorted(rows, key=key, reverse=reverse)
+    def url(**change: Any) -> str:
+        """The worklist URL with ``change`` (never the pseudonym searched for)."""
+        params = {**filters, "sort": query.sort, "dir": "desc" if query.descending else "asc"}
+        params.update({k: str(v) for k, v in change.items()})
+        if query.per_page != 50:
+            params.setdefault("per_page", str(query.per_page))
+        return "/worklist?" + urlencode({k: v for k, v in params.items() if v})
 
     def sort_url(col: str) -> str:
-        new_dir = "asc" if (sort == col and reverse) else "desc"
-        if sort != col:
-            new_dir = "desc" if col == "day" else "asc"
-        params = {  # (never the pseudonym searched for: sorting shows the whole list again)
-            k: v
-            for k, v in {
-                "product": product,
-                "phase": phase,
-                "needs_action": needs_action,
-                "sort": col,
-                "dir": new_dir,
-            }.items()
-            if v
-        }
-        return "/worklist?" + urlencode(params)
+        if query.sort == col:
+            return url(sort=col, dir="asc" if query.descending else "desc")
+        return url(sort=col, dir="desc" if col == "day" else "asc")
 
+    n_pages = max(1, -(-view["n_match"] // query.per_page))
     return render(
-        request,
-        "worklist.html",
-        viewer,
-        title="Worklist",
-        rows=rows,
-        n_total=len(snaps),
-        n_action=sum(1 for s in snaps if s.needs_action),
-        n_consider=sum(1 for s in snaps if s.open_decisions and not s.needs_action),
-        products=all_products,
-        phases=[p.id for p in tables.timing().phases],
-        f={"product": product, "phase": phase, "needs_action": needs_action, "q": q},
-        sort=sort,
-        reverse=reverse,
-        sort_url=sort_url,
-        broken=errors,
+        request, "worklist.html", viewer, title="Worklist", **view,
+        n_total=totals["total"], n_action=totals["action"], n_consider=totals["consider"],
+        products=stored.products(session), phases=[p.id for p in tables.timing().phases],
+        f={**filters, "q": query.q}, sort=query.sort, reverse=query.descending,
+        sort_url=sort_url, page=query.page, n_pages=n_pages, per_page=query.per_page,
+        page_url=lambda n: url(page=n), broken=stored.broken(session),
         needs_action_set=NEEDS_ACTION,
-    )
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- patient page
@@ -463,14 +422,15 @@ def _patient_url(rec: CourseRecord, anchor: str = "") -> str:
 
 
 @router.post("/courses/{course_id}/guidance/{item_id}/ack", response_class=HTMLResponse)
-async def acknowledge(
+def acknowledge(
     request: Request,
     course_id: int,
     item_id: str,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     day_text = str(form.get("day") or "")
     day = int(day_text) if day_text.isdigit() else None
@@ -514,13 +474,14 @@ async def acknowledge(
 
 
 @router.post("/courses/{course_id}/status", response_class=HTMLResponse)
-async def set_status(
+def set_status(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     status = str(form.get("status") or "")
     version = _int(form.get("version"))
@@ -561,13 +522,14 @@ def new_lab(
 
 
 @router.post("/courses/{course_id}/labs/new", response_class=HTMLResponse)
-async def create_lab(
+def create_lab(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     specs = lab_fields()
     doc, typed = form_to_dict(specs, form)
@@ -626,13 +588,14 @@ def new_event(
 
 
 @router.post("/courses/{course_id}/events/new", response_class=HTMLResponse)
-async def create_event(
+def create_event(
     request: Request,
     course_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     event_type = str(form.get("type") or "")
     if event_type not in EVENT_TYPES:
@@ -669,7 +632,7 @@ async def create_event(
     return _redirect(_patient_url(rec), request, f"Saved: {EVENT_TYPES[event_type][1]}.")
 
 
-async def _delete_item(
+def _delete_item(
     request: Request,
     course_id: int,
     item_id: int,
@@ -677,10 +640,11 @@ async def _delete_item(
     delete: Any,
     done: str,
     viewer: Viewer,
+    form: FormData,
     session: Session,
 ) -> Response:
     """Delete one lab result or event of a course (version-checked) and go back to its data page."""
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     rec = repo.get_course(session, course_id)
     back = f"/patients/{rec.patient_id}/data?course={rec.id}"
     try:
@@ -695,118 +659,33 @@ async def _delete_item(
 
 
 @router.post("/courses/{course_id}/observations/{obs_id}/delete", response_class=HTMLResponse)
-async def remove_observation(
+def remove_observation(
     request: Request,
     course_id: int,
     obs_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    return await _delete_item(
+    return _delete_item(
         request, course_id, obs_id, "observation", repo.delete_observation,
-        "Lab result deleted.", viewer, session,
+        "Lab result deleted.", viewer, form, session,
     )  # fmt: skip
 
 
 @router.post("/courses/{course_id}/events/{event_id}/delete", response_class=HTMLResponse)
-async def remove_event(
+def remove_event(
     request: Request,
     course_id: int,
     event_id: int,
     viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    return await _delete_item(
-        request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, session
-    )
-
-
-async def _upload_bytes(request: Request, upload: Any, what: str) -> tuple[bytes, str]:
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise ParseError(
-            f"choose a {what} file to upload",
-            [Problem(f"no {what} file was chosen", Location(field="file"))],
-        )
-    data = await upload.read()
-    limit = get_ctx(request).settings.max_upload_bytes
-    if len(data) > limit:
-        raise ParseError(
-            f"{upload.filename} is larger than {limit:,} bytes",
-            [Problem("the file is too large", Location(field="file", source=upload.filename))],
-        )
-    return data, upload.filename
-
-
-@router.get("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
-def upload_labs_form(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    rec = repo.get_course(session, course_id)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
-    return render(request, "upload_labs.html", viewer, title="Upload labs", rec=rec, errors=None)
-
-
-@router.post("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
-async def upload_labs(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    form = await check_csrf(request, viewer)
-    rec = repo.get_course(session, course_id)
-    try:
-        data, filename = await _upload_bytes(request, form.get("file"), "CSV")
-        labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
-        new = repo.add_labs(
-            session, rec, labs, expected_version=_int(form.get("version")),
-            user=viewer.username, source="csv", rows=rows, source_name=filename,
-        )  # fmt: skip
-    except (InputError, ConflictError) as exc:
-        session.rollback()
-        rec = repo.get_course(session, course_id)
-        record(session, viewer, "create", "observation", None, rec.patient_id,
-               outcome="rejected", detail=f"course {rec.id}: CSV upload")  # fmt: skip
-        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
-        summary = exc.message if isinstance(exc, InputError) else str(exc)
-        return render(
-            request, "upload_labs.html", viewer, status=422, title="Upload labs", rec=rec,
-            errors=problems, summary=summary,
-        )  # fmt: skip
-    record(session, viewer, "create", "observation", None, rec.patient_id,
-           detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
-    return _redirect(_patient_url(rec), request, f"Saved {len(new)} lab result(s) from {filename}.")
-
-
-@router.get("/import", response_class=HTMLResponse)
-def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
-    return render(request, "import.html", viewer, title="Import a course", errors=None)
-
-
-@router.post("/import", response_class=HTMLResponse)
-async def import_course(
-    request: Request,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    form = await check_csrf(request, viewer)
-    try:
-        data, filename = await _upload_bytes(request, form.get("file"), "course JSON")
-        course = parse_course(data, source=filename)
-        rec = repo.import_course(session, course, user=viewer.username, source="json")
-    except (InputError, ConflictError) as exc:
-        session.rollback()
-        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
-        summary = exc.message if isinstance(exc, InputError) else str(exc)
-        return render(
-            request, "import.html", viewer, status=422, title="Import a course",
-            errors=problems, summary=summary,
-        )  # fmt: skip
-    record(session, viewer, "create", "course", rec.id, rec.patient_id, detail="JSON upload")
-    return _redirect(_patient_url(rec), request, f"Imported course of {rec.patient.pseudonym}.")
+    return _delete_item(
+        request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, form,
+        session,
+    )  # fmt: skip
 
 
 @router.get("/help", response_class=HTMLResponse)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.service.deps import (
     DB,
+    FORM,
+    ServiceRoute,
     Viewer,
     check_csrf,
     client_of,
@@ -31,7 +34,9 @@ from cart_cytopenia.service.security import (
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.errors import ConflictError, NotFoundError, RateLimitedError
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(close_form)])
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
+)
 ADMIN = web_role("admin")
 
 
@@ -76,9 +81,8 @@ def login_form(request: Request, viewer: Viewer | None = Depends(optional_web_vi
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, session: Session = DB) -> Response:
+def login(request: Request, form: FormData = FORM, session: Session = DB) -> Response:
     ctx = get_ctx(request)
-    form = await request.form()
     username = str(form.get("username") or "").strip()
     password = str(form.get("password") or "")
     cookie_token = unsign(ctx.settings.secret_key, "login", request.cookies.get(LOGIN_CSRF_COOKIE))
@@ -120,12 +124,13 @@ async def login(request: Request, session: Session = DB) -> Response:
 
 
 @router.post("/logout")
-async def logout(
+def logout(
     request: Request,
     viewer: Viewer = Depends(web_viewer),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     token = unsign(
         get_ctx(request).settings.secret_key, "session", request.cookies.get(SESSION_COOKIE)
     )
@@ -172,10 +177,13 @@ def account(
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
-async def create_token(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
+def create_token(
+    request: Request,
+    viewer: Viewer = Depends(web_viewer),
+    form: FormData = FORM,
+    session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     user = accounts.get_user(session, viewer.user_id)
     try:
         token, t = accounts.create_api_token(
@@ -191,13 +199,14 @@ async def create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke", response_class=HTMLResponse)
-async def revoke_token(
+def revoke_token(
     request: Request,
     token_id: int,
     viewer: Viewer = Depends(web_viewer),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     user = accounts.get_user(session, viewer.user_id)
     try:
         accounts.revoke_api_token(session, user, token_id)
@@ -208,11 +217,14 @@ async def revoke_token(
 
 
 @router.post("/account/password", response_class=HTMLResponse)
-async def change_password(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
+def change_password(
+    request: Request,
+    viewer: Viewer = Depends(web_viewer),
+    form: FormData = FORM,
+    session: Session = DB,
 ) -> Response:
     ctx = get_ctx(request)
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     user = accounts.get_user(session, viewer.user_id)
     limits = accounts.LoginLimits(
         ctx.settings.login_max_failures,
@@ -265,10 +277,10 @@ def users_page(
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
-async def create_user(
-    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = DB
+def create_user(
+    request: Request, viewer: Viewer = Depends(ADMIN), form: FormData = FORM, session: Session = DB
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     try:
         u = accounts.create_user(
             session,
@@ -288,13 +300,14 @@ async def create_user(
 
 
 @router.post("/admin/users/{user_id}", response_class=HTMLResponse)
-async def update_user(
+def update_user(
     request: Request,
     user_id: int,
     viewer: Viewer = Depends(ADMIN),
+    form: FormData = FORM,
     session: Session = DB,
 ) -> Response:
-    form = await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     user = accounts.get_user(session, user_id)
     role = str(form.get("role") or user.role)
     active = form.get("active") == "yes"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from cart_cytopenia.store.models import AuditEvent
@@ -44,9 +44,59 @@ def record(
         outcome=outcome[:16],
         detail=(detail or "")[:255] or None,
     )
-    session.add(ev)
-    session.flush()
+    # kept aside until the commit (``_write_pending``): on SQLite the INSERT takes the write
+    # lock, which must not be held while the rest of the request grades or renders
+    session.info.setdefault(_PENDING, []).append(ev)
     return ev
+
+
+_PENDING = "cart_cytopenia_audit_pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Audit entries of the transaction are written by its commit, in the same transaction."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.add_all(pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, _previous: object) -> None:
+    """A rolled-back transaction writes none of its audit entries (as before: all or none)."""
+    session.info.pop(_PENDING, None)
+
+
+def record_reads(
+    session: Session,
+    *,
+    user_id: int,
+    username: str,
+    resource: str,
+    ids: list[int],
+    channel: str,
+    client: str | None,
+    detail: str,
+) -> None:
+    """One read entry per record (``ids`` are patient ids), in one statement."""
+    if not ids:
+        return
+    rows = [
+        {
+            "user_id": user_id,
+            "username": username[:64],
+            "action": "read",
+            "resource": resource[:64],
+            "resource_id": str(i),
+            "patient_id": i,
+            "channel": channel[:16],
+            "client": (client or "")[:64] or None,
+            "outcome": "ok",
+            "detail": detail[:255],
+        }
+        for i in ids
+    ]
+    session.execute(insert(AuditEvent), rows)
 
 
 def entries(

@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,6 +32,7 @@ from cart_cytopenia.store.models import (
     Patient,
     utcnow,
 )
+from cart_cytopenia.store.worklist import mark_stale
 
 SOURCES = ("form", "csv", "json", "api", "demo", "fhir")
 _DATE_KEYS = ("date", "start_date", "end_date")
@@ -76,6 +77,28 @@ def list_patients(session: Session, limit: int = 1000, offset: int = 0) -> list[
         .offset(offset)
     )
     return list(session.scalars(stmt))
+
+
+def record_counts(session: Session, course_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(lab results, events) per course, counted by the database (no rows are loaded)."""
+    out = dict.fromkeys(course_ids, (0, 0))
+    if not course_ids:
+        return out
+    obs = session.execute(
+        select(Observation.course_id, func.count())
+        .where(Observation.course_id.in_(course_ids))
+        .group_by(Observation.course_id)
+    )
+    for cid, n in obs:
+        out[cid] = (int(n), 0)
+    events = session.execute(
+        select(EventRecord.course_id, func.count())
+        .where(EventRecord.course_id.in_(course_ids))
+        .group_by(EventRecord.course_id)
+    )
+    for cid, n in events:
+        out[cid] = (out[cid][0], int(n))
+    return out
 
 
 def count_patients(session: Session) -> int:
@@ -140,17 +163,20 @@ def _event_payload(ev: Any) -> dict[str, Any]:
     return d
 
 
-def _observation(lab: LabObservation, baseline: bool, source: str, user: str | None) -> Observation:
+def _observation_values(lab: LabObservation) -> dict[str, Any]:
     assert lab.day is not None
+    return {
+        "day": lab.day,
+        "analyte": lab.analyte,
+        "value": lab.value,
+        "unit": lab.unit,
+        "comparator": lab.comparator.value if lab.comparator else None,
+    }
+
+
+def _observation(lab: LabObservation, baseline: bool, source: str, user: str | None) -> Observation:
     return Observation(
-        baseline=baseline,
-        day=lab.day,
-        analyte=lab.analyte,
-        value=lab.value,
-        unit=lab.unit,
-        comparator=lab.comparator.value if lab.comparator else None,
-        source=source,
-        created_by=user,
+        baseline=baseline, source=source, created_by=user, **_observation_values(lab)
     )
 
 
@@ -334,6 +360,66 @@ def import_course(
         rec.events.append(_event_record(ev, source, user))
     session.flush()
     return rec
+
+
+def import_new_courses(
+    session: Session,
+    courses: Sequence[tuple[Course, str]],
+    *,
+    user: str | None,
+    source: str,
+) -> int:
+    """Store many validated courses of patients new to the store at once, each with its status.
+
+    For loading a cohort (``demo load --n 10000``): patients and courses are flushed together
+    and their lab results and events written with bulk inserts, so the time grows linearly with
+    the rows. Refuses (ConflictError) if any pseudonym is already in the store.
+    """
+    _check_source(source)
+    pseudonyms = [c.patient.id for c, _ in courses]
+    taken = set(session.scalars(select(Patient.pseudonym).where(Patient.pseudonym.in_(pseudonyms))))
+    if taken or len(set(pseudonyms)) != len(pseudonyms):
+        raise ConflictError(
+            f"{len(taken) or 'some'} of these patients are already in the store (or given "
+            "twice); import them one by one"
+        )
+    patients = [Patient(pseudonym=p) for p in pseudonyms]
+    session.add_all(patients)
+    session.flush()
+    recs = [
+        CourseRecord(
+            patient_id=p.id,
+            status=status,
+            infusion_date=c.infusion_date,
+            product=c.product.id,
+            disease=c.patient.disease.value,
+            details=_details(c),
+            updated_by=user,
+        )
+        for p, (c, status) in zip(patients, courses, strict=True)
+    ]
+    session.add_all(recs)
+    session.flush()
+    now = utcnow()
+    common = {"source": source, "created_by": user, "created_at": now}
+    obs: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for rec, (c, _) in zip(recs, courses, strict=True):
+        for baseline, labs in ((True, c.baseline_labs), (False, c.labs)):
+            obs.extend(
+                {"course_id": rec.id, "baseline": baseline, **_observation_values(lab), **common}
+                for lab in labs
+            )
+        for ev in c.events:
+            e = _event_record(ev, source, user)
+            events.append({"course_id": rec.id, "type": e.type, "start_day": e.start_day,
+                           "end_day": e.end_day, "payload": e.payload, **common})  # fmt: skip
+    connection = session.connection()
+    for table, rows in ((cast(Table, Observation.__table__), obs),
+                        (cast(Table, EventRecord.__table__), events)):  # fmt: skip
+        for start in range(0, len(rows), 20_000):
+            connection.execute(insert(table), rows[start : start + 20_000])
+    return len(recs)
 
 
 def replace_course(
@@ -553,6 +639,7 @@ def record_guidance_action(
     )
     rec.guidance_actions.append(ga)
     session.flush()
+    mark_stale(session, rec.id)  # what the worklist shows as open changed
     return ga
 
 

@@ -4,12 +4,18 @@
 PostgreSQL (``postgresql+psycopg://user:pass@host/db``). Every write goes through
 ``Database.transaction()``: all of it is committed, or none of it (a failed import leaves
 nothing behind).
+
+``PoolOptions`` bound the waiting (docs/deployment.md): the connection pool's size and how long
+a request waits for a connection; on PostgreSQL a ``statement_timeout`` and an
+``idle_in_transaction_session_timeout`` (a transaction left open is ended by the server, never
+hangs the service); on SQLite write-ahead logging and a ``busy_timeout`` for writers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +34,35 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connection pool and timeouts (the service sets them from its settings)."""
+
+    pool_size: int = 20
+    max_overflow: int = 10
+    pool_timeout: float = 10.0
+    statement_timeout_ms: int = 30_000
+    busy_timeout_ms: int = 10_000
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+
+    return on_connect
+
+
+def make_engine(url: str, echo: bool = False, pool: PoolOptions | None = None) -> Engine:
+    pool = pool or PoolOptions()
+    sizes = {
+        "pool_size": pool.pool_size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.pool_timeout,
+    }
     url = normalise_url(url)
     try:
         parsed = make_url(url)
@@ -49,20 +75,30 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False},
+            **({} if memory else sizes),  # an in-memory database has one connection
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(pool.busy_timeout_ms))
         return engine
     if backend == "postgresql":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        ms = int(pool.statement_timeout_ms)
+        options = f"-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        return create_engine(
+            url, echo=echo, pool_pre_ping=True, connect_args={"options": options}, **sizes
+        )
     raise SettingsError(f"unsupported database '{backend}': use SQLite or PostgreSQL")
 
 
 class Database:
     """One engine and its session factory."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(self, url: str, echo: bool = False, pool: PoolOptions | None = None) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url, echo=echo)
+        self.engine = make_engine(self.url, echo=echo, pool=pool)
         self._factory = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
 
     @property

@@ -271,3 +271,43 @@ class AuditEvent(Base):
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+# --------------------------------------------------------------------------- worklist
+
+
+class WorklistEntry(Base):
+    """One active course as the worklist shows it, computed from its grades and guidance.
+
+    Stored so that a worklist view reads rows instead of grading every course: refreshed when
+    the course changes (``course_version``), when guidance is acknowledged (``course_version``
+    set to -1), at the daily rollover (``as_of``) and when the clinical settings change
+    (``settings_key``). The sort and filter columns are plain columns; what is only displayed
+    is in ``display``. ``error`` says why a stored course cannot be assessed under the rules.
+    """
+
+    __tablename__ = "worklist_entries"
+    __table_args__ = (Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),)
+
+    course_id: Mapped[int] = mapped_column(
+        ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
+    )
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    course_version: Mapped[int] = mapped_column(Integer)
+    settings_key: Mapped[str] = mapped_column(String(32))
+    refreshed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    day: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    phenotype: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    icaht_label: Mapped[str] = mapped_column(String(32))
+    icaht_rank: Mapped[int] = mapped_column(Integer)
+    ticaht_label: Mapped[str] = mapped_column(String(32))
+    ticaht_rank: Mapped[int] = mapped_column(Integer)
+    anc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    platelets: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    needs_action: Mapped[bool] = mapped_column(Boolean, index=True)
+    top_urgency_rank: Mapped[int] = mapped_column(Integer)
+    n_decisions: Mapped[int] = mapped_column(Integer)
+    display: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from cart_cytopenia.errors import EhrAccessError, InputError, TokenRefusedError
 from cart_cytopenia.io.fhir_server_source import EhrCourse, read_course
@@ -24,7 +24,9 @@ from cart_cytopenia.service.cds_hooks import prefetch_templates
 from cart_cytopenia.service.clinical import unsaved_snapshot
 from cart_cytopenia.service.deps import (
     DB,
+    FORM,
     ServiceContext,
+    ServiceRoute,
     Viewer,
     check_csrf,
     close_form,
@@ -46,7 +48,12 @@ from cart_cytopenia.store.errors import ConflictError
 
 READ = web_role("read-only")
 WRITE = web_role("clinician")
-router = APIRouter(prefix="/smart", include_in_schema=False, dependencies=[Depends(close_form)])
+router = APIRouter(
+    prefix="/smart",
+    include_in_schema=False,
+    dependencies=[Depends(close_form)],
+    route_class=ServiceRoute,
+)
 
 
 def new_launch_store(settings: SmartSettings) -> LaunchStore:
@@ -248,32 +255,42 @@ def ehr_patient_page(
     )  # fmt: skip
 
 
-async def _posted_patient(request: Request, viewer: Viewer, context_id: str) -> EhrPatient | None:
+def _posted_patient(
+    request: Request, viewer: Viewer, form: FormData, context_id: str
+) -> EhrPatient | None:
     """The user's open EHR patient of a form post, once its CSRF token is checked."""
-    await check_csrf(request, viewer)
+    check_csrf(form, viewer)
     return launch_store(request).patient(context_id, viewer.user_id)
 
 
 @router.post("/patients/{context_id}/reload", response_class=HTMLResponse)
-async def reload(
-    request: Request, context_id: str, viewer: Viewer = Depends(READ), session: Session = DB
+def reload(
+    request: Request,
+    context_id: str,
+    viewer: Viewer = Depends(READ),
+    form: FormData = FORM,
+    session: Session = DB,
 ) -> Response:
     """Read the patient's record from the EHR again (refreshing an expired access token)."""
-    ehr = await _posted_patient(request, viewer, context_id)
+    ehr = _posted_patient(request, viewer, form, context_id)
     if ehr is None:
         return _gone(request, viewer)
-    return await run_in_threadpool(_reload, request, session, viewer, ehr)
+    return _reload(request, session, viewer, ehr)
 
 
 @router.post("/patients/{context_id}/save", response_class=HTMLResponse)
-async def save(
-    request: Request, context_id: str, viewer: Viewer = Depends(WRITE), session: Session = DB
+def save(
+    request: Request,
+    context_id: str,
+    viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
+    session: Session = DB,
 ) -> Response:
     """Store the course read from the EHR (a new patient, or a new course of one)."""
-    ehr = await _posted_patient(request, viewer, context_id)
+    ehr = _posted_patient(request, viewer, form, context_id)
     if ehr is None:
         return _gone(request, viewer)
-    return await run_in_threadpool(_save, request, session, viewer, ehr)
+    return _save(request, session, viewer, ehr)
 
 
 def _complete(ctx: ServiceContext, launch: PendingLaunch, code: str) -> EhrPatient:

@@ -1,0 +1,206 @@
+"""Uploads and imports: a lab CSV into a course, a course JSON document, and their job pages.
+
+A small file is saved within the request (in the thread pool, like every route). A file larger
+than ``background_upload_bytes`` is handed to a background job (``service.jobs``) and the user
+is sent to its status page, so a 300,000-row export never holds up anybody else's requests.
+Either way the file is checked whole and saved all or none, and the audit log records the
+outcome (rejections included) by record id only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData, UploadFile
+
+from cart_cytopenia.domain.course import parse_course
+from cart_cytopenia.errors import InputError, Location, ParseError, Problem
+from cart_cytopenia.service.deps import (
+    DB,
+    FORM,
+    ServiceContext,
+    ServiceRoute,
+    Viewer,
+    check_csrf,
+    close_form,
+    get_ctx,
+    record,
+    web_role,
+    web_viewer,
+)
+from cart_cytopenia.service.forms import parse_lab_csv
+from cart_cytopenia.service.jobs import Progress, Work
+from cart_cytopenia.service.pages import _int, _patient_url, _redirect, render
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store.errors import ConflictError
+
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
+)
+WRITE = web_role("clinician")
+
+
+def _upload_bytes(ctx: ServiceContext, upload: Any, what: str) -> tuple[bytes, str]:
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise ParseError(
+            f"choose a {what} file to upload",
+            [Problem(f"no {what} file was chosen", Location(field="file"))],
+        )
+    limit = ctx.settings.max_upload_bytes
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise ParseError(
+            f"{upload.filename} is larger than {limit:,} bytes",
+            [Problem("the file is too large", Location(field="file", source=upload.filename))],
+        )
+    return data, upload.filename
+
+
+def _audit_rejected(ctx: ServiceContext, viewer: Viewer, resource: str, patient_id: int | None,
+                    detail: str) -> None:  # fmt: skip
+    """A rejected upload is audited in its own transaction (the upload's was rolled back)."""
+    with ctx.db.transaction() as session:
+        record(session, viewer, "create", resource, None, patient_id, outcome="rejected",
+               detail=detail)  # fmt: skip
+
+
+def _lab_csv_work(
+    ctx: ServiceContext, viewer: Viewer, course_id: int, version: int | None, data: bytes,
+    filename: str,
+) -> Work:  # fmt: skip
+    """Check and save a lab CSV in one transaction; the rejection is audited if it fails."""
+
+    def work(progress: Progress) -> tuple[str, str]:
+        patient_id: int | None = None
+        try:
+            with ctx.db.transaction() as session:
+                rec = repo.get_course(session, course_id)
+                patient_id = rec.patient_id
+                progress.stage(f"reading {filename}")
+                labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
+                progress.stage(f"checking {len(labs):,} rows with the whole course")
+                new = repo.add_labs(
+                    session, rec, labs, expected_version=version, user=viewer.username,
+                    source="csv", rows=rows, source_name=filename,
+                )  # fmt: skip
+                progress.stage(f"saving {len(new):,} lab results")
+                record(session, viewer, "create", "observation", None, rec.patient_id,
+                       detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
+        except (InputError, ConflictError):
+            _audit_rejected(ctx, viewer, "observation", patient_id,
+                            f"course {course_id}: CSV upload")  # fmt: skip
+            raise
+        message = f"Saved {len(new)} lab result(s) from {filename}."
+        return message, _patient_url(rec)
+
+    return work
+
+
+def _course_json_work(ctx: ServiceContext, viewer: Viewer, data: bytes, filename: str) -> Work:
+    """Check and store a course JSON document in one transaction."""
+
+    def work(progress: Progress) -> tuple[str, str]:
+        try:
+            progress.stage(f"checking {filename}")
+            course = parse_course(data, source=filename)
+            progress.stage("saving the course")
+            with ctx.db.transaction() as session:
+                rec = repo.import_course(session, course, user=viewer.username, source="json")
+                record(session, viewer, "create", "course", rec.id, rec.patient_id,
+                       detail="JSON upload")  # fmt: skip
+        except (InputError, ConflictError):
+            _audit_rejected(ctx, viewer, "course", None, "JSON upload")
+            raise
+        message = f"Imported course of {course.patient.id}."
+        return message, _patient_url(rec)
+
+    return work
+
+
+def _run(request: Request, viewer: Viewer, size: int, job_title: str, back: str, work: Work,
+         page: str, **context: Any) -> Response:  # fmt: skip
+    """Run ``work`` now (a small file) or as a background job (a large one)."""
+    ctx = get_ctx(request)
+    if size > ctx.settings.background_upload_bytes:
+        job = ctx.jobs.submit(job_title, viewer.user_id, back, work)
+        return _redirect(f"/jobs/{job.id}")
+    try:
+        message, url = work(Progress.detached())
+    except (InputError, ConflictError) as exc:
+        problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
+        summary = exc.message if isinstance(exc, InputError) else str(exc)
+        return render(request, page, viewer, status=422, errors=problems, summary=summary,
+                      **context)  # fmt: skip
+    return _redirect(url, request, message)
+
+
+@router.get("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
+def upload_labs_form(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    session: Session = DB,
+) -> Response:
+    rec = repo.get_course(session, course_id)
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
+    return render(request, "upload_labs.html", viewer, title="Upload labs", rec=rec, errors=None)
+
+
+@router.post("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
+def upload_labs(
+    request: Request,
+    course_id: int,
+    viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
+    session: Session = DB,
+) -> Response:
+    check_csrf(form, viewer)
+    ctx = get_ctx(request)
+    rec = repo.get_course(session, course_id)
+    session.commit()  # the job has a transaction of its own
+    context = {"title": "Upload labs", "rec": rec}
+    try:
+        data, filename = _upload_bytes(ctx, form.get("file"), "CSV")
+    except InputError as exc:
+        _audit_rejected(ctx, viewer, "observation", rec.patient_id, f"course {rec.id}: CSV upload")
+        return render(request, "upload_labs.html", viewer, status=422, errors=exc.problems,
+                      summary=exc.message, **context)  # fmt: skip
+    work = _lab_csv_work(ctx, viewer, rec.id, _int(form.get("version")), data, filename)
+    back = _patient_url(rec)
+    return _run(request, viewer, len(data), f"Lab upload {filename}", back, work,
+                "upload_labs.html", **context)  # fmt: skip
+
+
+@router.get("/import", response_class=HTMLResponse)
+def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
+    return render(request, "import.html", viewer, title="Import a course", errors=None)
+
+
+@router.post("/import", response_class=HTMLResponse)
+def import_course(
+    request: Request,
+    viewer: Viewer = Depends(WRITE),
+    form: FormData = FORM,
+) -> Response:
+    check_csrf(form, viewer)
+    ctx = get_ctx(request)
+    try:
+        data, filename = _upload_bytes(ctx, form.get("file"), "course JSON")
+    except InputError as exc:
+        _audit_rejected(ctx, viewer, "course", None, "JSON upload")
+        return render(request, "import.html", viewer, status=422, title="Import a course",
+                      errors=exc.problems, summary=exc.message)  # fmt: skip
+    work = _course_json_work(ctx, viewer, data, filename)
+    return _run(request, viewer, len(data), f"Course import {filename}", "/import", work,
+                "import.html", title="Import a course")  # fmt: skip
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, viewer: Viewer = Depends(web_viewer)) -> Response:
+    """Where a background upload stands; refreshes itself until it is done."""
+    job = get_ctx(request).jobs.get(job_id, viewer.user_id)
+    status = 422 if job.state == "failed" else 200
+    return render(request, "job.html", viewer, status=status, title=job.title, job=job)

@@ -1,0 +1,248 @@
+"""The worklist's stored rows: computed from each course's grades and guidance, kept fresh.
+
+A worklist view no longer grades every active course: it reads one stored row per course
+(``store.worklist``), filtered, sorted and paged by the database. A row is computed again
+
+- when its course changes or guidance is acknowledged: the next view (or API call) finds it
+  out of date and computes it within the request (``INLINE_REFRESH`` rows at most);
+- at the daily rollover, when every row is a day old, and after the clinical settings change:
+  ``WorklistRefresher``, a background thread, brings all rows up to date in batches; until it
+  is done the page says how many rows still show the previous state, and marks them.
+
+``entry_values`` is the one place that turns a ``CourseSnapshot`` into a row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cart_cytopenia.errors import InputError
+from cart_cytopenia.rules.settings import Settings
+from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, assessment_day, snapshot
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store import worklist as rows
+from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.models import CourseRecord, WorklistEntry
+
+INLINE_REFRESH = 25  # rows a view computes itself; more are left to the background refresher
+BATCH = 50  # rows the refresher computes per transaction
+log = logging.getLogger("cart_cytopenia.service")
+
+
+def settings_key(clinical: Settings) -> str:
+    """A fingerprint of the clinical settings in force (rows computed under others are stale)."""
+    text = json.dumps(clinical.in_force(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, Any]:
+    """The stored row of a course: sort and filter columns, and what the page displays."""
+    counts = snap.counts()
+    canonical = {a: (c.value if c is not None else None) for a, c in counts.items()}
+    open_items = [
+        {"id": s.item.id, "urgency": s.item.urgency, "summary": s.item.summary}
+        for s in snap.open_items
+    ]
+    patient = snap.course.patient
+    return {
+        "as_of": as_of,
+        "course_version": snap.version,
+        "settings_key": key,
+        "day": snap.day,
+        "phase": snap.phase,
+        "phenotype": snap.phenotype,
+        "icaht_label": snap.icaht_label,
+        "icaht_rank": snap.icaht_rank,
+        "ticaht_label": snap.ticaht_label,
+        "ticaht_rank": snap.ticaht_rank,
+        "anc": canonical.get("anc"),
+        "platelets": canonical.get("platelets"),
+        "hb": canonical.get("hb"),
+        "needs_action": snap.needs_action,
+        "top_urgency_rank": snap.top_urgency_rank,
+        "n_decisions": len(snap.open_decisions),
+        "error": None,
+        "display": {
+            "counts": {a: vars(c) for a, c in counts.items()},
+            "counts_age": snap.counts_age,
+            "last_count_day": snap.last_count_day,
+            "disease": patient.disease.value,
+            "age_years": patient.age_years,
+            "open_by_urgency": snap.open_by_urgency(),
+            "open_info": snap.open_info,
+            "open_items": open_items,
+        },
+    }
+
+
+def error_values(rec: CourseRecord, as_of: dt.date, key: str, exc: InputError) -> dict[str, Any]:
+    """The row of a stored course that the current rules cannot assess (shown as a warning)."""
+    return {
+        "as_of": as_of,
+        "course_version": rec.version,
+        "settings_key": key,
+        "day": assessment_day(rec, as_of),
+        "phase": None,
+        "phenotype": None,
+        "icaht_label": "—",
+        "icaht_rank": -1,
+        "ticaht_label": "—",
+        "ticaht_rank": -1,
+        "anc": None,
+        "platelets": None,
+        "hb": None,
+        "needs_action": False,
+        "top_urgency_rank": 0,
+        "n_decisions": 0,
+        "error": str(exc)[:2000],
+        "display": {},
+    }
+
+
+@dataclass
+class WorklistSource:
+    """What computing rows needs: the database, the day, the settings and the snapshot cache."""
+
+    db: Database
+    clinical: Settings
+    key: str
+    cache: Any
+    today: Any  # () -> date
+
+    def refresh(self, course_ids: list[int]) -> int:
+        """Compute the rows of ``course_ids`` (reading only), then store them in one short
+        transaction (SQLite's write lock is never held while courses are graded)."""
+        today = self.today()
+        computed: dict[int, dict[str, Any]] = {}
+        with self.db.session() as session:
+            for cid in course_ids:
+                rec = repo.get_course(session, cid)
+                try:
+                    snap = snapshot(rec, today, self.clinical, self.cache)
+                    computed[cid] = entry_values(snap, today, self.key)
+                except InputError as exc:
+                    computed[cid] = error_values(rec, today, self.key, exc)
+        with self.db.transaction() as session:
+            for cid, values in computed.items():
+                rows.save_entry(session, cid, values)
+        return len(computed)
+
+    def refresh_some(self, limit: int) -> int:
+        with self.db.session() as session:
+            stale = rows.stale_course_ids(session, self.today(), self.key, limit)
+        return self.refresh(stale) if stale else 0
+
+
+class WorklistRefresher:
+    """A background thread that brings every worklist row up to date, batch by batch.
+
+    It runs at start-up, whenever a view finds more out-of-date rows than it computes itself
+    (``wake``), and every ``interval`` seconds (which catches the daily rollover).
+    """
+
+    def __init__(self, source: WorklistSource, interval: float = 60.0) -> None:
+        self.source = source
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.busy = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="cc-worklist", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.busy = True
+            try:
+                while not self._stop.is_set() and self.source.refresh_some(BATCH):
+                    pass
+            except Exception as exc:  # logged by type only; tried again at the next wake-up
+                log.error("worklist refresh failed: %s", type(exc).__name__)
+            self.busy = False
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+def query_from(
+    *, product: str, phase: str, needs_action: str, q: str, sort: str, dir: str, page: int,
+    per_page: int,
+) -> rows.WorklistQuery:  # fmt: skip
+    """The query of a view from its parameters (unknown sorts fall back to urgency)."""
+    sort = sort if sort in rows.SORT_COLUMNS else "urgency"
+    descending = (dir == "desc") if dir else sort == "day"
+    return rows.WorklistQuery(
+        product=product, phase=phase, needs_action=bool(needs_action), q=q, sort=sort,
+        descending=descending, page=max(1, page),
+        per_page=per_page if per_page in rows.PAGE_SIZES else 50,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the page, as the template shows it."""
+
+    entry: WorklistEntry
+    product: str
+    patient_id: int
+    pseudonym: str
+    up_to_date: bool
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        return [i for i in self.entry.display.get("open_items", []) if i["urgency"] in TO_DECIDE]
+
+    @property
+    def top_urgency(self) -> str:
+        items = self.entry.display.get("open_items", [])
+        return str(items[0]["urgency"]) if items else ""
+
+
+def page_rows(found: list[Any], as_of: dt.date, key: str) -> list[Row]:
+    return [
+        Row(e, product, pid, pseudo, e.as_of == as_of and e.settings_key == key)
+        for e, product, pid, pseudo in found
+    ]
+
+
+def view(
+    source: WorklistSource,
+    refresher: WorklistRefresher,
+    session: Session,
+    query: rows.WorklistQuery,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    """The stored rows of a view, after computing the few that are out of date (more are left
+    to the background refresher, and counted for the page's notice)."""
+    source.refresh_some(INLINE_REFRESH)
+    today = source.today()
+    missing, old = rows.count_stale(session, today, source.key)
+    if missing or old:
+        refresher.wake()
+    found, n_match = rows.page(session, query, offset)
+    return {
+        "rows": page_rows(found, today, source.key),
+        "n_match": n_match,
+        "n_missing": missing,
+        "n_old": old,
+    }

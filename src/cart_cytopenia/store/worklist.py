@@ -1,0 +1,191 @@
+"""The stored worklist: one row per active course, read, filtered, sorted and paged in SQL.
+
+The rows are computed by the service (``service.worklist``, from the course's grades and
+guidance); this module finds the rows that are out of date, writes computed rows and answers
+the page's query. A row is out of date when it is missing, when its course changed since
+(``course_version``), when guidance was acknowledged (``mark_stale``), on a new day (``as_of``)
+or under other clinical settings (``settings_key``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
+
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Filters, sort and page of one worklist view (the pseudonym search ``q`` included)."""
+
+    product: str = ""
+    phase: str = ""
+    needs_action: bool = False
+    q: str = ""
+    sort: str = "urgency"
+    descending: bool = False
+    page: int = 1
+    per_page: int = 50
+
+
+def _fresh(as_of: dt.date, settings_key: str) -> ColumnElement[bool]:
+    return and_(
+        WorklistEntry.course_version == CourseRecord.version,
+        WorklistEntry.as_of == as_of,
+        WorklistEntry.settings_key == settings_key,
+    )
+
+
+def stale_course_ids(
+    session: Session, as_of: dt.date, settings_key: str, limit: int | None = None
+) -> list[int]:
+    """Active courses whose row is missing or out of date, oldest infusion first."""
+    stmt = (
+        select(CourseRecord.id)
+        .outerjoin(WorklistEntry, WorklistEntry.course_id == CourseRecord.id)
+        .where(CourseRecord.status == "active")
+        .where(or_(WorklistEntry.course_id.is_(None), ~_fresh(as_of, settings_key)))
+        .order_by(CourseRecord.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def count_stale(session: Session, as_of: dt.date, settings_key: str) -> tuple[int, int]:
+    """(rows missing, rows out of date) among the active courses."""
+    missing, old = session.execute(
+        select(
+            func.count(case((WorklistEntry.course_id.is_(None), 1))),
+            func.count(
+                case((and_(WorklistEntry.course_id.is_not(None), ~_fresh(as_of, settings_key)), 1))
+            ),
+        )
+        .select_from(CourseRecord)
+        .outerjoin(WorklistEntry, WorklistEntry.course_id == CourseRecord.id)
+        .where(CourseRecord.status == "active")
+    ).one()
+    return int(missing), int(old)
+
+
+def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None:
+    """Write the computed row of a course, replacing the old one (an upsert: a view and the
+    background refresher may compute the same row at the same moment)."""
+    row = {"course_id": course_id, "refreshed_at": utcnow(), **values}
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = upsert(WorklistEntry).values(row)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[WorklistEntry.course_id],
+            set_={k: getattr(stmt.excluded, k) for k in row if k != "course_id"},
+        )
+    )
+
+
+def mark_stale(session: Session, course_id: int) -> None:
+    """The course's row must be computed again (e.g. guidance was acknowledged)."""
+    session.execute(
+        update(WorklistEntry).where(WorklistEntry.course_id == course_id).values(course_version=-1)
+    )
+
+
+SORT_COLUMNS: dict[str, tuple[Any, ...]] = {
+    # (column, ...) ascending; "desc" reverses each; missing values always last
+    "urgency": (-WorklistEntry.top_urgency_rank, -WorklistEntry.n_decisions, WorklistEntry.day),
+    "patient": (Patient.pseudonym,),
+    "day": (WorklistEntry.day,),
+    "product": (CourseRecord.product, WorklistEntry.day),
+    "anc": (WorklistEntry.anc,),
+    "platelets": (WorklistEntry.platelets,),
+    "hb": (WorklistEntry.hb,),
+    "icaht": (-WorklistEntry.icaht_rank, WorklistEntry.day),
+    "ticaht": (-WorklistEntry.ticaht_rank, WorklistEntry.day),
+    "phase": (WorklistEntry.phase, WorklistEntry.day),
+    "phenotype": (WorklistEntry.phenotype, WorklistEntry.day),
+}
+
+
+def _base() -> Select[WorklistEntry, str, int, str]:
+    return (
+        select(WorklistEntry, CourseRecord.product, CourseRecord.patient_id, Patient.pseudonym)
+        .join(CourseRecord, CourseRecord.id == WorklistEntry.course_id)
+        .join(Patient, Patient.id == CourseRecord.patient_id)
+        .where(CourseRecord.status == "active", WorklistEntry.error.is_(None))
+    )
+
+
+def _filtered(
+    stmt: Select[WorklistEntry, str, int, str], q: WorklistQuery
+) -> Select[WorklistEntry, str, int, str]:
+    if q.product:
+        stmt = stmt.where(CourseRecord.product == q.product)
+    if q.phase == "none":
+        stmt = stmt.where(WorklistEntry.phase.is_(None))
+    elif q.phase:
+        stmt = stmt.where(WorklistEntry.phase == q.phase)
+    if q.needs_action:
+        stmt = stmt.where(WorklistEntry.needs_action.is_(True))
+    if q.q.strip():
+        needle = q.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(func.lower(Patient.pseudonym).like(f"%{needle}%", escape="\\"))
+    return stmt
+
+
+def page(session: Session, q: WorklistQuery, offset: int | None = None) -> tuple[list[Any], int]:
+    """(rows of the page: entry, product, patient id, pseudonym; rows matching in all).
+    ``offset`` (the API's) replaces the page number."""
+    stmt = _filtered(_base(), q)
+    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    order = []
+    for col in SORT_COLUMNS.get(q.sort, SORT_COLUMNS["urgency"]):
+        order.append(col.is_(None))  # missing last, whichever direction
+        order.append(col.desc() if q.descending else col.asc())
+    stmt = stmt.order_by(*order, WorklistEntry.course_id)
+    start = offset if offset is not None else (max(q.page, 1) - 1) * q.per_page
+    stmt = stmt.limit(q.per_page).offset(start)
+    return list(session.execute(stmt)), total
+
+
+def totals(session: Session) -> dict[str, int]:
+    """Active courses with a row, those needing action and those with items to consider."""
+    n, n_action, n_consider = session.execute(
+        select(
+            func.count(),
+            func.count(case((WorklistEntry.needs_action.is_(True), 1))),
+            func.count(
+                case(
+                    (and_(WorklistEntry.needs_action.is_(False), WorklistEntry.n_decisions > 0), 1)
+                )
+            ),
+        )
+        .select_from(WorklistEntry)
+        .join(CourseRecord, CourseRecord.id == WorklistEntry.course_id)
+        .where(CourseRecord.status == "active", WorklistEntry.error.is_(None))
+    ).one()
+    return {"total": int(n), "action": int(n_action), "consider": int(n_consider)}
+
+
+def products(session: Session) -> list[str]:
+    stmt = select(CourseRecord.product).where(CourseRecord.status == "active").distinct()
+    return sorted(session.scalars(stmt))
+
+
+def broken(session: Session) -> Sequence[tuple[int, str]]:
+    """(course id, why) of active courses that cannot be assessed under the current rules."""
+    stmt = (
+        select(WorklistEntry.course_id, WorklistEntry.error)
+        .join(CourseRecord, CourseRecord.id == WorklistEntry.course_id)
+        .where(CourseRecord.status == "active", WorklistEntry.error.is_not(None))
+        .order_by(WorklistEntry.course_id)
+    )
+    return [(int(cid), str(err)) for cid, err in session.execute(stmt)]
