@@ -403,7 +403,7 @@ def list_patients(
     viewer: Viewer = Depends(READ),
     session: Session = DB,
     limit: int = Query(500, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10_000_000),  # bounded: a 64-bit overflow was a 500
 ) -> list[PatientOut]:
     out = _patients_out(session, repo.list_patients(session, limit, offset))
     audit.record_reads(
