@@ -826,7 +826,7 @@ def create_user(body: UserIn, viewer: Viewer = Depends(ADMIN), session: Session 
 def get_audit(
     viewer: Viewer = Depends(ADMIN),
     session: Session = DB,
-    patient_id: int | None = Query(None),
+    patient_id: int | None = Query(None, ge=1, le=2**63 - 1),  # database integer range
     username: str | None = Query(None),
     limit: int = Query(200, ge=1, le=5000),
 ) -> list[AuditOut]:
