@@ -12,7 +12,7 @@ help:
 	@echo "make demo   - set up, assess the example courses, grade a cohort, serve the web app with demo data"
 	@echo "make test   - set up and run every check and test (ruff, import layers, mypy, pytest)"
 	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
-	@echo "make docs   - regenerate docs/rule-reference.md from the rule tables"
+	@echo "make docs   - regenerate docs/rule-reference.md and docs/grade-table-schema.json"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,7 @@ test: check pytest
 
 docs: setup
 	$(BIN)/cart-cytopenia docs rules --out docs/rule-reference.md
+	$(BIN)/cart-cytopenia docs grade-schema --out docs/grade-table-schema.json
 
 demo: setup
 	bash scripts/demo.sh

@@ -98,6 +98,9 @@ class CohortFrames:
     patients: pl.DataFrame
     labs: pl.DataFrame
     events: pl.DataFrame
+    # False when the cohort came without an event table: transfusions, CRS and ICANS are then
+    # unknown (empty in the grade table), not "none"
+    events_recorded: bool = True
 
     @property
     def n_patients(self) -> int:
