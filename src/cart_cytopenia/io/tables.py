@@ -289,11 +289,13 @@ def read_labs(
     patients: pl.DataFrame,
     infusion: pl.DataFrame | None = None,
     coded_read: Future[CodedTexts] | None = None,
+    skipped: list[Problem] | None = None,
 ) -> pl.DataFrame:
     """Canonical lab rows (``normalise_labs``), dates converted to days using infusion_date.
 
     ``coded_read``: the table's analyte and unit codes, already being read (``read_cohort``
-    starts it before reading the patients)."""
+    starts it before reading the patients). ``skipped``: bad rows are left out and reported
+    into it instead of failing (``normalise_labs``)."""
     p = _source(path)
     lf = _scan(p)
     schema = _schema(lf, p)
@@ -349,9 +351,10 @@ def read_labs(
             )
             for name, (_, codes) in coded.items()
         )
-    if df.height == 0:
+    if df.height == 0 and not isinstance(p, FrameSource):  # (a group or chunk may have none)
         raise ParseError(f"{p} has a header but no lab rows: nothing to grade")
-    return _checked_lab_rows(df, p, infusion, {name: texts for name, (texts, _) in coded.items()})
+    coded_texts: dict[str, Sequence[str]] = {name: texts for name, (texts, _) in coded.items()}
+    return _checked_lab_rows(df, p, infusion, coded_texts, skipped)
 
 
 def _checked_lab_rows(
@@ -359,9 +362,11 @@ def _checked_lab_rows(
     p: Path | FrameSource,
     infusion: pl.DataFrame | None,
     coded: dict[str, Sequence[str]],
+    skipped: list[Problem] | None = None,
 ) -> pl.DataFrame:
     """The lab rows read, cast and normalised; every bad row of the file is reported at once
-    (unreadable values, dates and days, unknown analytes and units, implausible values)."""
+    (unreadable values, dates and days, unknown analytes and units, implausible values), or,
+    with ``skipped``, left out and reported into it."""
     problems: list[Problem] = []
     unreadable: list[pl.Series] = []
 
@@ -397,12 +402,18 @@ def _checked_lab_rows(
     else:
         df = cast(df, "day", pl.Int32, "a whole number of days")
     if unreadable:  # (reported above; the other rows are still checked)
-        df = df.filter(~pl.col("row").is_in(pl.concat(unreadable).unique().implode()))
+        bad_rows = pl.concat(unreadable).unique()
+        df = df.filter(~pl.col("row").is_in(bad_rows.implode()))
+        if skipped is not None:  # --on-bad-row skip: those rows left out, listed
+            skipped.append(Problem(f"{p}: {bad_rows.len()} unreadable row(s) left out"))
+            skipped.extend(problems)
+            problems = []
     try:
         labs = normalise_labs(
             df.select("patient_id", "day", "analyte", "value", "unit", "row"),
             source=str(p),
             coded=coded,
+            skipped=skipped,
         )
     except InputError as exc:
         if not problems:
@@ -565,8 +576,17 @@ def _checked_event_kinds(df: pl.DataFrame, p: Path | FrameSource) -> pl.DataFram
     return df
 
 
-def read_cohort(labs: Source, patients: Source, events: Source | None = None) -> CohortFrames:
-    """Read a cohort; raises an InputError naming file, row and field for any bad input."""
+def read_cohort(
+    labs: Source,
+    patients: Source,
+    events: Source | None = None,
+    skipped: list[Problem] | None = None,
+) -> CohortFrames:
+    """Read a cohort; raises an InputError naming file, row and field for any bad input.
+
+    ``skipped``: lab rows that cannot be read as a value (missing, unknown analyte or unit,
+    implausible) are left out and reported into this list instead (``--on-bad-row skip``);
+    problems of the patient and event tables still fail the read."""
     pp = _source(patients)
     # a Parquet lab table's analyte and unit codes are read (pyarrow, a second thread) from the
     # start, while the patients and then the lab table's other columns are read
@@ -578,7 +598,7 @@ def read_cohort(labs: Source, patients: Source, events: Source | None = None) ->
             if "infusion_date" in raw_patients.columns:
                 infusion = read_patients_infusion(raw_patients, pp)
             pats = read_patients(patients)
-            lab_df = read_labs(labs, pats, infusion, coded_read)
+            lab_df = read_labs(labs, pats, infusion, coded_read, skipped)
         finally:
             if coded_read is not None:
                 coded_read.cancel()  # (an error above: the codes are not waited for)
