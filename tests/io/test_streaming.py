@@ -137,3 +137,40 @@ def test_on_bad_row_fail_by_default_and_skip_when_asked(
         assert got.select(keep).equals(whole.select(keep))
     with pytest.raises(InputError, match="implausible"):
         read_cohort(d / "labs.parquet", d / "patients.parquet")
+
+
+def test_partition_shards_grade_to_the_whole_cohort(
+    cohort: Path, whole: pl.DataFrame, tmp_path: Path
+) -> None:
+    """`cohort partition` (DuckDB) writes K shards sorted in patient order, the shards of
+    `grade --shard i/K`; grading each in chunks gives the whole cohort's rows. A shuffled lab
+    table comes out sorted (the pre-pass), and CSV input is read as text like `grade` does."""
+    labs = pl.read_parquet(cohort / "labs.parquet").sample(fraction=1.0, shuffle=True, seed=1)
+    labs.write_csv(tmp_path / "shuffled.csv")
+    r = run(
+        "cohort", "partition", "--labs", str(tmp_path / "shuffled.csv"),
+        "--patients", str(cohort / "patients.parquet"), "--events", str(cohort / "events.parquet"),
+        "--into", "3", "--out", str(tmp_path / "parts"),
+    )  # fmt: skip
+    assert "shard=2" in r.stderr
+    graded = []
+    for i in range(3):
+        d = tmp_path / "parts" / f"shard={i}"
+        out = tmp_path / f"g{i}.parquet"
+        grade_streaming(
+            d / "labs.parquet", d / "patients.parquet", out, d / "events.parquet", chunk_patients=50
+        )
+        graded.append(pl.read_parquet(out))
+        by_shard = _stream(cohort, tmp_path / f"s{i}.parquet", shard=(i, 3))
+        assert graded[-1].equals(by_shard)
+    assert pl.concat(graded).sort("patient_id").equals(whole.sort("patient_id"))
+
+
+def test_partition_refuses_rows_of_unknown_patients(cohort: Path, tmp_path: Path) -> None:
+    from cart_cytopenia.io.partition import partition_cohort
+
+    labs = pl.read_parquet(cohort / "labs.parquet")
+    orphan = labs.head(1).with_columns(pl.lit("NOBODY").alias("patient_id"))
+    pl.concat([labs, orphan]).write_parquet(tmp_path / "labs.parquet")
+    with pytest.raises(InputError, match="1 labs row\\(s\\) belong to patients missing"):
+        partition_cohort(tmp_path / "labs.parquet", cohort / "patients.parquet", tmp_path / "p", 2)

@@ -17,6 +17,7 @@ from cart_cytopenia.errors import InputError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from rich.console import Console
 
     from cart_cytopenia.rules.settings import Settings
 
@@ -91,6 +92,34 @@ def grade_on_spark(
             events = read_input(spark, inputs.events, inputs.events_table, "events")
         graded = grading.grade(spark, labs, patients, events, settings, as_of)
         return write_output(graded, patients, out, partition_by)
+    except Exception as exc:
+        raise _clear(exc) from None
+    finally:
+        spark.stop()
+
+
+def grade_omop_on_spark(
+    location: str,
+    infusions: Path | None,
+    out: Path,
+    settings: Settings,
+    as_of: int | None,
+    master: str,
+    console: Console,
+) -> int:
+    """``cohort omop --engine spark``: read and cut the CDM tables on Spark, map them, grade the
+    cohort on Spark, write the grade table."""
+    from cart_cytopenia.spark.omop import grade_omop, read_omop_spark
+    from cart_cytopenia.spark.session import session
+
+    spark = session(master)
+    try:
+        cohort = read_omop_spark(spark, location, infusions)
+        for line in cohort.summary.lines():
+            console.print(line, highlight=False)
+        graded = grade_omop(spark, cohort, settings=settings, as_of=as_of)
+        patients = spark.createDataFrame(cohort.frames.patients.select("patient_id").to_arrow())
+        return write_output(graded, patients, out, None)
     except Exception as exc:
         raise _clear(exc) from None
     finally:

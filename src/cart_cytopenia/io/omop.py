@@ -188,6 +188,10 @@ class OmopSource:
         df = df.rename({c: c.lower() for c in df.columns})
         return df.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
 
+    def restrict_to(self, person_ids: list[int]) -> None:
+        """The persons of the cohort, once known (a source may then read only their rows: the
+        Spark source cuts MEASUREMENT to them where it lives)."""
+
     def once(self, name: str, build: Callable[[], T]) -> T:
         """``build()`` the first time ``name`` is asked for, then the same result: a table that
         several parts of the mapping use (drug exposures, procedures) is read once per extract."""
@@ -934,10 +938,13 @@ class OmopCohort:
 
 
 def read_omop(
-    source: str | Path, infusions: str | Path | None = None, schema: str | None = None
+    source: str | Path | OmopSource,
+    infusions: str | Path | None = None,
+    schema: str | None = None,
 ) -> OmopCohort:
-    """Read an OMOP CDM extract; raises an InputError naming table, row and field for bad input."""
-    src = OmopSource(source, schema)
+    """Read an OMOP CDM extract; raises an InputError naming table, row and field for bad input.
+    ``source``: a directory or DuckDB file, or an ``OmopSource`` (e.g. one read on Spark)."""
+    src = source if isinstance(source, OmopSource) else OmopSource(source, schema)
     try:
         for t in ("person", "measurement"):
             if not src.has(t):
@@ -956,6 +963,7 @@ def read_omop(
         patients = _patients(src, day0, summary)
         patients = _ld_start(src, patients)
         summary.persons_with_infusion = patients.height
+        src.restrict_to(patients["patient_id"].cast(pl.Int64, strict=False).drop_nulls().to_list())
         raw = _measurements(src, patients, summary)
         events = _events(src, patients, summary)
     finally:
