@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
