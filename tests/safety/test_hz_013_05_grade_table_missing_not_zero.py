@@ -1,4 +1,4 @@
-"""Safety: a patient without results is "no data", never "no cytopenia" (issue 13, defect 5).
+"""Safety (HZ-013-05): a patient without results is "no data", never "no cytopenia" (issue 13, defect 5).
 
 Hazard: a grade table that writes 0 days of neutropenia, CRS grade 0 and 0 transfusions for a
 patient whose results never arrived reads as a patient who did well; a registry analysis or a
