@@ -142,6 +142,16 @@ class OmopSource:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
 
+    def present(self, table: str, wanted: list[str], required: list[str]) -> list[str]:
+        """The wanted columns the table has; a SchemaError when a required one is missing."""
+        have = self.columns(table)
+        missing = [c for c in required if c not in have]
+        if missing:
+            raise SchemaError(
+                f"{self.where(table)} lacks column(s) {', '.join(missing)} (OMOP CDM v5.4 names)"
+            )
+        return [c for c in wanted if c in have]
+
     def read(
         self,
         table: str,
@@ -154,13 +164,7 @@ class OmopSource:
         ``only_ids``: (column, ids) keeps only those rows, filtered while reading (for CONCEPT,
         which holds millions of rows in a full vocabulary); row numbers then count kept rows.
         """
-        have = self.columns(table)
-        missing = [c for c in required if c not in have]
-        if missing:
-            raise SchemaError(
-                f"{self.where(table)} lacks column(s) {', '.join(missing)} (OMOP CDM v5.4 names)"
-            )
-        cols = [c for c in wanted if c in have]
+        cols = self.present(table, wanted, required)
         try:
             if self._con is not None:
                 sel = ", ".join(f'"{c}"' for c in cols)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cart_cytopenia.errors import ParseError, SchemaError
+from cart_cytopenia.errors import ParseError
 from cart_cytopenia.io.omop import TABLES, OmopCohort, OmopSource, read_omop
 
 if TYPE_CHECKING:
@@ -66,15 +66,10 @@ class SparkOmopSource(OmopSource):
     ) -> pl.DataFrame:
         from pyspark.sql import functions as F
 
-        have = self.columns(table)
-        missing = [c for c in required if c not in have]
-        if missing:
-            raise SchemaError(
-                f"{self.where(table)} lacks column(s) {', '.join(missing)} (OMOP CDM v5.4 names)"
-            )
+        cols = self.present(table, wanted, required)
         df = self._frames[table]
         df = df.select([F.col(f"`{c}`").alias(c.lower()) for c in df.columns])
-        df = df.select(*[c for c in wanted if c in have])
+        df = df.select(*cols)
         if only_ids is None and table == "measurement" and self.persons is not None:
             only_ids = ("person_id", self.persons)
         if only_ids is not None:
