@@ -86,9 +86,9 @@ def test_outputs_of_disjoint_cohorts_concatenate(tmp_path: Path) -> None:
     pl.DataFrame({"patient_id": ["x1", "x2"], "infusion_date": ["2024-02-01"] * 2}).write_csv(
         empty_dir / "patients.csv"
     )
+    # one baseline value only: nothing after infusion to grade
     pl.DataFrame(
-        schema={"patient_id": pl.String, "day": pl.Int32, "analyte": pl.String}
-        | {"value": pl.Float64, "unit": pl.String}
+        {"patient_id": ["x1"], "day": [-6], "analyte": ["anc"], "value": [900.0], "unit": ["/uL"]}
     ).write_csv(empty_dir / "labs.csv")
     nothing = _grade(empty_dir, with_events=False)
     d = EXAMPLES / "cohort"
