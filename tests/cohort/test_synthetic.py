@@ -257,7 +257,7 @@ def test_generated_values_pass_the_validator_at_the_extremes() -> None:
 
     n_prof = len(synthetic.PROFILES)
     extreme = {"anc": 2e5, "wbc": 2e3, "alc": 1e5, "platelets": 9e3, "hb": 1.0}
-    extreme |= {"crp": 107.0, "ferritin": 5e6}
+    extreme |= {"crp": 107.0, "ferritin": 5e6, "ldh": 1e6, "creatinine": 200.0}
     m = 2 * n_prof  # each centre's profile: one draw too high, one too low
     vals = {a: np.r_[np.full(n_prof, v), np.full(n_prof, -1.0)] for a, v in extreme.items()}
     rows = synthetic._lab_rows(

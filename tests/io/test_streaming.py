@@ -132,8 +132,8 @@ def test_on_bad_row_fail_by_default_and_skip_when_asked(
         assert "1 bad row(s) left out" in r.stderr and "1070 mg/L" in r.stderr
         got = pl.read_parquet(out)
         assert got.height == whole.height
-        # CRP is read only for CAR-HEMATOTOX at baseline: the rest of the table is unchanged
-        keep = [c for c in whole.columns if not c.startswith("hematotox")]
+        # CRP is read only for CAR-HEMATOTOX and m-EASIX: the rest of the table is unchanged
+        keep = [c for c in whole.columns if not c.startswith("hematotox") and "easix" not in c]
         assert got.select(keep).equals(whole.select(keep))
     with pytest.raises(InputError, match="implausible"):
         read_cohort(d / "labs.parquet", d / "patients.parquet")
