@@ -13,12 +13,12 @@ help:
 	@echo "make test   - set up and run every check and test (ruff, import layers, mypy, pytest)"
 	@echo "make bench  - benchmarks (results in benchmarks/RESULTS.md)"
 	@echo "make bench-quick - a short smoke run of the web service load benchmark"
-	@echo "make docs   - regenerate docs/rule-reference.md from the rule tables"
+	@echo "make docs   - regenerate docs/rule-reference.md and docs/grade-table-schema.json"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -44,6 +44,7 @@ test: check pytest
 
 docs: setup
 	$(BIN)/cart-cytopenia docs rules --out docs/rule-reference.md
+	$(BIN)/cart-cytopenia docs grade-schema --out docs/grade-table-schema.json
 
 demo: setup
 	bash scripts/demo.sh
@@ -55,6 +56,7 @@ bench: setup
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale.py
 	# the web service under load, SQLite then PostgreSQL (CART_CYTOPENIA_BENCH_POSTGRES_URL,
 	# a database of its own: it is emptied); no wrk needed
 	$(BIN)/python benchmarks/service_bench.py --results benchmarks/RESULTS.md

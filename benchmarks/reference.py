@@ -106,22 +106,22 @@ class Patient:
 class Result:
     early: int | None = None
     late: int | None = None
-    days500: int = 0
-    days100: int = 0
-    never: bool = False
+    days500: int | None = 0
+    days100: int | None = 0
+    never: bool | None = False
     late1: float | None = None
     late2: float | None = None
     ctcae: dict[str, int | None] = field(default_factory=dict)
     nadir: dict[str, float | None] = field(default_factory=dict)
-    anc_le_500_d0_60: int = 0
-    plt_lt_50_d0_60: int = 0
+    anc_le_500_d0_60: int | None = 0
+    plt_lt_50_d0_60: int | None = 0
     phenotype: str | None = None
     hematotox: int | None = None
     hematotox_risk: str | None = None
-    rbc_d0_30: int = 0
-    plt_tx_d0_30: int = 0
-    crs: int = 0
-    icans: int = 0
+    rbc_d0_30: int | None = 0
+    plt_tx_d0_30: int | None = 0
+    crs: int | None = 0
+    icans: int | None = 0
     provisional_early: bool = False
     provisional_late: bool = False
     late_n: int = 0
@@ -135,8 +135,8 @@ class Result:
     hematotox_counted: int = 0
     hematotox_missing: list[str] = field(default_factory=list)
     hematotox_warnings: list[str] = field(default_factory=list)
-    rbc_d31_100: int = 0
-    plt_tx_d31_100: int = 0
+    rbc_d31_100: int | None = 0
+    plt_tx_d31_100: int | None = 0
     gcsf_first: int | None = None
     gcsf_response: str | None = None
     last_anc_day: int | None = None
@@ -326,7 +326,27 @@ def _late_window(p: Patient) -> tuple[int, str]:
     return best
 
 
-def grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
+def grade(rows: list[tuple[int, str, float]], p: Patient, events_given: bool = True) -> Result:
+    """The patient's row; counts and durations whose data are missing are None, never 0."""
+    res = _grade(rows, p)
+
+    def seen(code: str, lo: int, hi: int) -> bool:
+        return any(c == code and lo <= d <= hi for d, c, _ in rows)
+
+    if not seen("anc", *EARLY):
+        res.days500 = res.days100 = res.never = None
+    if not seen("anc", 0, 60):
+        res.anc_le_500_d0_60 = None
+    if not seen("platelets", 0, 60):
+        res.plt_lt_50_d0_60 = None
+    counts_seen = any(code in ("anc", "platelets", "hb", "wbc", "alc") for _, code, _ in rows)
+    if not events_given or not (counts_seen or p.events):
+        res.rbc_d0_30 = res.rbc_d31_100 = res.plt_tx_d0_30 = res.plt_tx_d31_100 = None
+        res.crs = res.icans = None
+    return res
+
+
+def _grade(rows: list[tuple[int, str, float]], p: Patient) -> Result:
     res = Result()
     daily: dict[str, dict[int, float]] = defaultdict(dict)
     pre: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -503,7 +523,8 @@ def grade_files(labs: Path, patients: Path, events: Path | None = None) -> dict[
     pats = read_patients(patients)
     if events is not None:
         read_events(events, pats)
-    out = {pid: grade([], p) for pid, p in pats.items()}
+    given = events is not None
+    out = {pid: grade([], p, given) for pid, p in pats.items()}
     for pid, rows in lab_rows(labs):
-        out[pid] = grade(rows, pats[pid])
+        out[pid] = grade(rows, pats[pid], given)
     return out

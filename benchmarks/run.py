@@ -155,7 +155,8 @@ def _has(v: object) -> bool:
     return v is not None
 
 
-# every output of `grade` (50 columns, docs/data-formats.md) but patient_id: column ->
+# every output of `grade` (docs/grade-table-schema.json) but patient_id and missing_data (its
+# effect is compared through the columns it empties): column ->
 # (the reference's value, how the engine's value is read for the comparison; None: as is).
 # Reason texts are compared for presence only (a reason exactly when there is no grade or
 # phenotype); the CAR-HEMATOTOX warnings by kind.

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 @dataclass
 class RefResult:
     early: int | None
-    days500: int
-    days100: int
+    days500: int | None
+    days100: int | None
     late: int | None
     late1: float | None
     late2: float | None
@@ -88,7 +88,7 @@ def grade(
     early: int | None
     if not any(0 <= d <= 30 for d in daily):
         early = None
-        d500 = d100 = 0
+        d500 = d100 = None  # no ANC value in the window: the durations are unknown, not 0
     else:
         d500, d100 = longest(500), longest(100)
         runs = _runs(interp, 500, 3, 0, last_day)

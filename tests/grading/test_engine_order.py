@@ -7,7 +7,7 @@ import pytest
 
 from cart_cytopenia.domain.frames import CohortFrames
 from cart_cytopenia.errors import InputError
-from cart_cytopenia.grading import engine
+from cart_cytopenia.grading import engine, grade_table
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules.settings import Settings
@@ -60,8 +60,8 @@ def test_detail_changes_no_grade_table_column() -> None:
     frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
     full = list(engine.iter_chunks(frames, Settings(), chunk_size=2, detail=True))
     lean = list(engine.iter_chunks(frames, Settings(), chunk_size=2, detail=False))
-    table = pl.concat([engine.chunk_table(c, Settings()) for c in full])
-    assert table.equals(pl.concat([engine.chunk_table(c, Settings()) for c in lean]))
+    table = pl.concat([grade_table.chunk_table(c, Settings()) for c in full])
+    assert table.equals(pl.concat([grade_table.chunk_table(c, Settings()) for c in lean]))
     assert table.equals(grade_cohort(frames, Settings()))
     assert full[0].ctcae_last and not lean[0].ctcae_last
     assert full[0].lineages["platelets"].episode_start is not None

@@ -1,17 +1,16 @@
-"""Clinical commands: ``assess`` (one course), ``grade`` (a cohort file), ``schema``."""
+"""Clinical commands: ``assess`` (one course), ``schema`` (``grade`` is in grade_cmd.py)."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from cart_cytopenia.cli.paths import input_file, output_file
+from cart_cytopenia.cli.paths import input_file
 from cart_cytopenia.errors import ParseError, SchemaError
 
 if TYPE_CHECKING:
@@ -257,45 +256,6 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         else:
             render_assessment(result, course, Console())
-
-    @app.command(name="grade")
-    def grade_cmd(
-        labs: Path = typer.Option(..., "--labs", help="Long-format labs (CSV or Parquet)."),
-        patients: Path = typer.Option(..., "--patients", help="Patient table (CSV or Parquet)."),
-        out: Path = typer.Option(..., "--out", help="Output file: .csv or .parquet."),
-        events: Path | None = typer.Option(
-            None, "--events", help="Optional event table (CSV or Parquet)."
-        ),
-        as_of: int | None = typer.Option(
-            None, "--as-of", help="Grade as of this day (default: all data, retrospective)."
-        ),
-        settings_file: Path | None = typer.Option(
-            None, "--settings", help="Institutional settings (TOML)."
-        ),
-    ) -> None:
-        """Grade many patients at once (same grading code as assess); one row per patient."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from cart_cytopenia.io.tables import read_cohort, table_format, write_table
-
-        check_cohort_day(as_of)
-        table_format(output_file(out, (labs, patients, events, settings_file)))
-        t0 = time.perf_counter()
-        # the files are read (mostly outside the GIL) while the engine and the settings load
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            reading = pool.submit(read_cohort, labs, patients, events)
-            from cart_cytopenia.grading.engine import grade_cohort
-            from cart_cytopenia.rules.settings import load_settings
-
-            settings = load_settings(settings_file)
-            frames = reading.result()
-        table = grade_cohort(frames, settings, as_of=as_of)
-        write_table(table, out)
-        dt = time.perf_counter() - t0
-        typer.echo(
-            f"graded {table.height} patients ({frames.labs.height} lab values) in {dt:.1f} s -> {out}",
-            err=True,
-        )
 
     schema_app = typer.Typer(
         help="Publish JSON Schemas of the input documents.", no_args_is_help=True

@@ -140,6 +140,13 @@ def register(app: typer.Typer) -> None:
         settings_file: Path | None = typer.Option(
             None, "--settings", help="Institutional settings."
         ),
+        engine: str = typer.Option(
+            "local",
+            "--engine",
+            help="local, or spark: SOURCE is then a directory or a catalogue schema (e.g. cdm) "
+            "read on Spark, and the cohort is graded there (docs/scale-out.md).",
+        ),
+        master: str = typer.Option("local[*]", "--master", help="Spark master URL."),
     ) -> None:
         """Grade an OMOP CDM extract with the same engine as `grade` (mapping: docs/cohort.md)."""
         check_cohort_day(as_of)
@@ -152,6 +159,17 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         settings = load_settings(settings_file)
         t0 = time.perf_counter()
+        if engine not in ("local", "spark"):
+            raise InputError(f"--engine {engine!r}: use local or spark")
+        if engine == "spark":
+            from cart_cytopenia.cli.spark_grade import grade_omop_on_spark
+
+            n = grade_omop_on_spark(str(source), infusions, out, settings, as_of, master, console)
+            console.print(
+                f"graded {n:,} patients on Spark in {time.perf_counter() - t0:.1f} s -> {out}",
+                highlight=False,
+            )
+            return
         cohort = read_omop(source, infusions=infusions, schema=schema)
         for line in cohort.summary.lines():
             console.print(line, highlight=False)
@@ -165,6 +183,32 @@ def register(app: typer.Typer) -> None:
             f"graded {table.height:,} patients in {time.perf_counter() - t0:.1f} s -> {out}",
             highlight=False,
         )
+
+    @cohort_app.command(name="partition")
+    def partition_cmd(
+        labs: Path = typer.Option(..., "--labs", help="Labs: CSV, or Parquet file/directory/glob."),
+        patients: Path = typer.Option(..., "--patients", help="Patient table."),
+        out: Path = typer.Option(..., "--out", help="Directory for shard=0 ... shard=K-1."),
+        into: int = typer.Option(..., "--into", help="K: the number of shards (1: sort only)."),
+        events: Path | None = typer.Option(None, "--events", help="Optional event table."),
+        memory_limit: str = typer.Option(
+            "2GB", "--memory-limit", help="DuckDB's memory limit (it spills to disk past it)."
+        ),
+    ) -> None:
+        """Split a cohort into K shards of patients, lab rows sorted in patient order (DuckDB,
+        out of core), for `grade --chunk-patients` on each shard (docs/scale-out.md)."""
+        from cart_cytopenia.io.partition import partition_cohort
+
+        console = Console(stderr=True)
+        t0 = time.perf_counter()
+        r = partition_cohort(labs, patients, out, into, events, memory_limit)
+        for i in range(r.shards):
+            ev = f", {r.event_rows[i]:,} events" if r.event_rows else ""
+            console.print(
+                f"{out}/shard={i}: {r.patients[i]:,} patients, {r.lab_rows[i]:,} lab rows{ev}",
+                highlight=False,
+            )
+        console.print(f"partitioned in {time.perf_counter() - t0:.1f} s", highlight=False)
 
     @cohort_app.command(name="report")
     def report_cmd(

@@ -23,7 +23,7 @@ from cart_cytopenia.errors import CartCytopeniaError
 # unknown commands load them all.
 COMMAND_MODULES: dict[str, str] = {
     "assess": "clinical",
-    "grade": "clinical",
+    "grade": "grade_cmd",
     "schema": "clinical",
     "docs": "docs_cmd",
     "serve": "serve_cmd",
@@ -34,7 +34,7 @@ COMMAND_MODULES: dict[str, str] = {
     "import": "fhir_cmd",
     "export": "fhir_cmd",
 }
-ORDER = ("clinical", "docs_cmd", "serve_cmd", "cohort_cmd", "fhir_cmd")
+ORDER = ("clinical", "grade_cmd", "docs_cmd", "serve_cmd", "cohort_cmd", "fhir_cmd")
 
 
 def _version(value: bool) -> None:

@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 
 from cart_cytopenia.domain.frames import CohortFrames
 from cart_cytopenia.grading.daily import DailyGrid, interpolate, scan_runs
-from cart_cytopenia.grading.engine import NO_DAY, GradedChunk, chunk_table, iter_chunks
+from cart_cytopenia.grading.engine import NO_DAY, GradedChunk, iter_chunks
+from cart_cytopenia.grading.grade_table import chunk_table
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 

@@ -58,6 +58,33 @@ class ReportFiles:
     n_patients: int
 
 
+# the patient columns the report reads beside the grade table, the measures whose distributions
+# it tabulates and the groupings (shared with the Spark aggregation, cart_cytopenia.spark.report)
+PATIENT_COLUMNS = (
+    "product",
+    "disease",
+    "age_years",
+    "sex",
+    "prior_auto_hct",
+    "prior_allo_hct",
+    "progression_day",
+    "death_day",
+    "last_followup_day",
+)
+MEASURES = [
+    "early ICAHT",
+    "late ICAHT",
+    "early T-ICAHT",
+    "late T-ICAHT",
+    "CTCAE neutrophils",
+    "CTCAE platelets",
+    "CTCAE anaemia",
+    "recovery phenotype",
+]
+DISTRIBUTION_BY = ("product", "CAR-HEMATOTOX", "disease")
+DURATION_BY = ("product", "CAR-HEMATOTOX", "recovery phenotype")
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k:,} ({100 * k / n:.1f}%)" if n else "0"
 
@@ -70,7 +97,9 @@ def _med_iqr(x: pl.Series) -> str:
     return f"{q[1]:.1f} ({q[0]:.1f}–{q[2]:.1f})"
 
 
-def _categories(d: pl.DataFrame) -> pl.DataFrame:
+def categories(d: pl.DataFrame) -> pl.DataFrame:
+    """The report's categories of each patient (grades as text, "cannot grade" ...)."""
+
     def grade(col: str) -> pl.Expr:
         return pl.col(col).cast(pl.String).fill_null("cannot grade")
 
@@ -543,46 +572,17 @@ def build_report(
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"{out}: the report is an HTML file (name it .html)")
     a = analyse(frames, settings, as_of=as_of, sample_size=600)
-    d = _categories(
+    d = categories(
         a.graded.join(
             frames.patients.select(
-                "patient_id",
-                *[
-                    c
-                    for c in (
-                        "product",
-                        "disease",
-                        "age_years",
-                        "sex",
-                        "prior_auto_hct",
-                        "prior_allo_hct",
-                        "progression_day",
-                        "death_day",
-                        "last_followup_day",
-                    )
-                    if c in frames.patients.columns
-                ],
+                "patient_id", *[c for c in PATIENT_COLUMNS if c in frames.patients.columns]
             ),
             on="patient_id",
             how="left",
         )
     )
-    measures = [
-        "early ICAHT",
-        "late ICAHT",
-        "early T-ICAHT",
-        "late T-ICAHT",
-        "CTCAE neutrophils",
-        "CTCAE platelets",
-        "CTCAE anaemia",
-        "recovery phenotype",
-    ]
-    dist = pl.concat(
-        [distribution(d, by, measures) for by in ("product", "CAR-HEMATOTOX", "disease")]
-    )
-    durs = pl.concat(
-        [duration_summary(d, by) for by in ("product", "CAR-HEMATOTOX", "recovery phenotype")]
-    )
+    dist = pl.concat([distribution(d, by, MEASURES) for by in DISTRIBUTION_BY])
+    durs = pl.concat([duration_summary(d, by) for by in DURATION_BY])
     easix_tab = easix_by_outcome(d)
     cif_at, cif_curves = cif_tables(a, d)
     cal = calibration.measure(a.graded, frames)

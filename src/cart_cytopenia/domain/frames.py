@@ -98,6 +98,9 @@ class CohortFrames:
     patients: pl.DataFrame
     labs: pl.DataFrame
     events: pl.DataFrame
+    # False when the cohort came without an event table: transfusions, CRS and ICANS are then
+    # unknown (empty in the grade table), not "none"
+    events_recorded: bool = True
 
     @property
     def n_patients(self) -> int:
@@ -153,11 +156,14 @@ def normalise_labs(
     raw: pl.DataFrame,
     source: str | None = None,
     coded: dict[str, Sequence[str]] | None = None,
+    skipped: list[Problem] | None = None,
 ) -> pl.DataFrame:
     """Raw long lab rows -> canonical rows. Columns: patient_id, day, analyte, value, unit[, row].
 
     Every unknown analyte, unknown/unfit unit, missing value and implausible value is reported
     together (the first 20 listed, with the count); nothing is returned half-normalised.
+    ``skipped``: given a list, bad rows are left out instead and reported into it (a summary
+    problem with the count, then the listed problems), for ``grade --on-bad-row skip``.
     Each distinct (analyte, unit) pair is resolved once; rows are converted by a table lookup,
     so the cost per row is a few array operations (see benchmarks/).
 
@@ -368,7 +374,12 @@ def normalise_labs(
         kinds = {p.kind for p in problems}
         cls = ImplausibleValueError if kinds == {"ImplausibleValueError"} else InputError
         n_bad = nulls.height + int(unresolved.sum()) + int(implausible.sum())
-        raise cls(f"{source or 'lab table'}: {n_bad} bad row(s); nothing was loaded", problems)
+        if skipped is None:
+            raise cls(f"{source or 'lab table'}: {n_bad} bad row(s); nothing was loaded", problems)
+        skipped.append(Problem(f"{source or 'lab table'}: {n_bad} bad row(s) left out"))
+        skipped.extend(problems)
+        keep = ~(unresolved | implausible)
+        df, canonical, codes = df.filter(pl.Series(keep)), canonical[keep], codes[keep]
     return pl.DataFrame(
         {
             "patient_id": df["patient_id"],

@@ -46,6 +46,7 @@ from cart_cytopenia.grading import (
     transfusion,
 )
 from cart_cytopenia.grading.daily import DailyGrid, grid_from_cells, interpolate
+from cart_cytopenia.grading.grade_table import chunk_table, empty_grade_table
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -85,6 +86,9 @@ class GradedChunk:
     icans_max_grade: NDArray[np.int8]
     last_anc_day: I32
     sex: NDArray[np.object_]
+    # per patient, whether the data behind a count or duration exist (``grade_table.MISSING_TEXT``
+    # names the keys): without them the grade table leaves those columns empty, not 0
+    seen: dict[str, NDArray[np.bool_]]
 
 
 def _day_array(patients: pl.DataFrame, col: str) -> I32:
@@ -472,6 +476,7 @@ def _graded(
                     settings,
                     as_of,
                     detail,
+                    frames.events_recorded,
                 )
             )
 
@@ -621,6 +626,7 @@ def _grade_chunk(
     settings: Settings,
     as_of_day: int | None,
     detail: bool = True,
+    events_recorded: bool = True,
 ) -> GradedChunk:
     n = patients.n
     grids: dict[str, DailyGrid] = {}
@@ -795,7 +801,36 @@ def _grade_chunk(
         icans_max_grade=_event_max(events.graded["icans"], as_of),
         last_anc_day=last_anc,
         sex=sex,
+        seen=_data_seen(n, rows, (markers.idx, ev_idx), events_recorded),
     )
+
+
+def _data_seen(
+    n: int,
+    rows: dict[str, tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]],
+    other_idx: tuple[NDArray[np.integer], ...],
+    events_recorded: bool,
+) -> dict[str, NDArray[np.bool_]]:
+    """Which patients have the data each count or duration of the grade table needs
+    (``rows``: the graded rows from day 0, as of the grading day; ``other_idx``: patients of
+    baseline marker rows and events)."""
+
+    def within(name: str, window: tuple[int, int]) -> NDArray[np.bool_]:
+        idx, day, _ = rows[name]
+        out = np.zeros(n, bool)
+        out[idx[(day >= window[0]) & (day <= window[1])]] = True
+        return out
+
+    any_data = np.zeros(n, bool)
+    for idx in (*(r[0] for r in rows.values()), *other_idx):
+        any_data[idx] = True
+    duration = tables.timing().duration_window
+    return {
+        "anc_early": within("anc", tables.icaht().early_window),
+        "anc_duration": within("anc", duration),
+        "platelets_duration": within("platelets", duration),
+        "events": any_data & events_recorded,
+    }
 
 
 def _last_day_or_none(day: I32) -> I32:
@@ -826,114 +861,6 @@ def _anc_series(
     return get
 
 
-RISK_TEXT = np.array([None, "low", "high"], dtype=object)
-
-
-def _nullable_int(a: NDArray[np.integer], missing: int = -1) -> pl.Series:
-    s = pl.Series(a.astype(np.int32))
-    return s.set(s == missing, None) if (a == missing).any() else s
-
-
-def _computed(a: I32 | None) -> I32:
-    if a is None:  # the engine computes every grade-table column whatever ``detail``
-        raise RuntimeError("a grade-table column was not computed")
-    return a
-
-
-def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
-    """One row per patient: the columns documented in docs/data-formats.md (grade output)."""
-    risk = RISK_TEXT[c.hematotox.high_risk + 1]  # (-1: cannot tell, 0 low, 1 high)
-    cols: dict[str, object] = {
-        "patient_id": c.patient_ids,
-        "early_icaht_grade": _nullable_int(c.early.grade),
-        "early_icaht_provisional": c.early.provisional,
-        "early_days_anc_le_500": c.early.days_le_500,
-        "early_days_anc_le_100": c.early.days_le_100,
-        "early_never_recovered": c.early.never_recovered,
-        "early_icaht_reason": list(c.early.reason),
-        "late_icaht_grade": _nullable_int(c.late.grade),
-        "late_anc_1": c.late.anc_1,
-        "late_anc_2": c.late.anc_2,
-        "late_n_values": c.late.n_values,
-        "late_window_end_day": c.late.window_end,
-        "late_window_end_reason": list(c.late.window_end_reason),
-        "late_icaht_reason": list(c.late.reason),
-        "early_ticaht_grade": _nullable_int(c.ticaht.early.grade),
-        "early_ticaht_provisional": c.ticaht.early.provisional,
-        "early_days_plt_lt_50": c.ticaht.early.days_lt_50,
-        "early_days_plt_lt_20": c.ticaht.early.days_lt_20,
-        "early_ticaht_reason": pl.Series(list(c.ticaht.early.reason), dtype=pl.String),
-        "late_ticaht_grade": _nullable_int(c.ticaht.late.grade),
-        "late_ticaht_provisional": c.ticaht.late.provisional,
-        "late_plt_1": c.ticaht.late.plt_1,
-        "late_plt_2": c.ticaht.late.plt_2,
-        "late_days_plt_lt_20": c.ticaht.late.days_lt_20,
-        "late_ticaht_reason": pl.Series(list(c.ticaht.late.reason), dtype=pl.String),
-        "platelet_recovery_day": _nullable_int(c.ticaht.recovery_day),
-        "ctcae_version": [settings.ctcae_version] * len(c.patient_ids),
-        "ctcae_worst_neutrophils": _nullable_int(c.ctcae_worst["anc"]),
-        "ctcae_worst_platelets": _nullable_int(c.ctcae_worst["platelets"]),
-        "ctcae_worst_anaemia": _nullable_int(c.ctcae_worst["hb"]),
-        "ctcae_worst_wbc": _nullable_int(c.ctcae_worst["wbc"]),
-        "ctcae_worst_lymphocytes": _nullable_int(c.ctcae_worst["alc"]),
-        "anc_nadir": c.lineages["neutrophils"].nadir,
-        "anc_nadir_day": _nullable_int(c.lineages["neutrophils"].nadir_day),
-        "platelet_nadir": c.lineages["platelets"].nadir,
-        "platelet_nadir_day": _nullable_int(c.lineages["platelets"].nadir_day),
-        "hb_nadir": c.lineages["red_cells"].nadir,
-        "hb_nadir_day": _nullable_int(c.lineages["red_cells"].nadir_day),
-        "days_anc_le_500_d0_60": _computed(c.lineages["neutrophils"].days_severe),
-        "days_platelets_lt_50_d0_60": _computed(c.lineages["platelets"].days_significant),
-        "neutropenia_latest_phase": list(c.lineages["neutrophils"].latest_phase),
-        "thrombocytopenia_latest_phase": list(c.lineages["platelets"].latest_phase),
-        "anaemia_latest_phase": list(c.lineages["red_cells"].latest_phase),
-        "phenotype": list(c.phenotype.phenotype),
-        "phenotype_reason": list(c.phenotype.reason),
-        "first_recovery_day": _nullable_int(c.phenotype.first_recovery_day),
-        "second_dip_day": _nullable_int(c.phenotype.second_dip_day),
-        "sustained_recovery_day": _nullable_int(c.phenotype.sustained_recovery_day),
-        "hematotox_score": _nullable_int(c.hematotox.score),
-        "hematotox_points_counted": c.hematotox.points_counted.astype(np.int32),
-        "hematotox_risk": pl.Series(risk.tolist(), dtype=pl.String),
-        "hematotox_missing": pl.Series(c.hematotox.missing_text.tolist(), dtype=pl.String),
-        "hematotox_warnings": pl.Series(c.hematotox.warnings_text.tolist(), dtype=pl.String),
-        "easix_baseline": c.easix.baseline["easix"],
-        "m_easix_baseline": c.easix.baseline["m_easix"],
-        "easix_baseline_above_cutoff": _nullable_int(c.easix.above_cutoff),
-        "easix_baseline_missing": pl.Series(
-            c.easix.baseline_missing["easix"].tolist(), dtype=pl.String
-        ),
-        "easix_d0_3": c.easix.early["easix"],
-        "m_easix_d0_3": c.easix.early["m_easix"],
-        "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
-        "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
-        "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,
-        "platelet_transfusions_d31_100": c.transfusions["platelets"].d31_100,
-        "gcsf_first_day": _nullable_int(c.gcsf.first_day),
-        "gcsf_response": list(c.gcsf.response),
-        "crs_max_grade": c.crs_max_grade.astype(np.int32),
-        "icans_max_grade": c.icans_max_grade.astype(np.int32),
-        "last_anc_day": _nullable_int(c.last_anc_day, -10_000),
-    }
-    df = pl.DataFrame(dict(cols.items()), strict=False)
-    return df.with_columns(
-        pl.col(c_).fill_nan(None)
-        for c_ in (
-            "anc_nadir",
-            "platelet_nadir",
-            "hb_nadir",
-            "late_anc_1",
-            "late_anc_2",
-            "late_plt_1",
-            "late_plt_2",
-            "easix_baseline",
-            "m_easix_baseline",
-            "easix_d0_3",
-            "m_easix_d0_3",
-        )
-    )
-
-
 def grade_cohort(
     frames: CohortFrames,
     settings: Settings,
@@ -960,5 +887,5 @@ def grade_cohort(
         )
     )
     if not parts:
-        return pl.DataFrame()
-    return pl.concat(parts, how="vertical_relaxed")
+        return empty_grade_table()
+    return pl.concat(parts, how="vertical")

@@ -142,6 +142,16 @@ class OmopSource:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
 
+    def present(self, table: str, wanted: list[str], required: list[str]) -> list[str]:
+        """The wanted columns the table has; a SchemaError when a required one is missing."""
+        have = self.columns(table)
+        missing = [c for c in required if c not in have]
+        if missing:
+            raise SchemaError(
+                f"{self.where(table)} lacks column(s) {', '.join(missing)} (OMOP CDM v5.4 names)"
+            )
+        return [c for c in wanted if c in have]
+
     def read(
         self,
         table: str,
@@ -154,13 +164,7 @@ class OmopSource:
         ``only_ids``: (column, ids) keeps only those rows, filtered while reading (for CONCEPT,
         which holds millions of rows in a full vocabulary); row numbers then count kept rows.
         """
-        have = self.columns(table)
-        missing = [c for c in required if c not in have]
-        if missing:
-            raise SchemaError(
-                f"{self.where(table)} lacks column(s) {', '.join(missing)} (OMOP CDM v5.4 names)"
-            )
-        cols = [c for c in wanted if c in have]
+        cols = self.present(table, wanted, required)
         try:
             if self._con is not None:
                 sel = ", ".join(f'"{c}"' for c in cols)
@@ -187,6 +191,10 @@ class OmopSource:
             raise ParseError(f"{self.where(table)} cannot be read: {first}") from None
         df = df.rename({c: c.lower() for c in df.columns})
         return df.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
+
+    def restrict_to(self, person_ids: list[int]) -> None:
+        """The persons of the cohort, once known (a source may then read only their rows: the
+        Spark source cuts MEASUREMENT to them where it lives)."""
 
     def once(self, name: str, build: Callable[[], T]) -> T:
         """``build()`` the first time ``name`` is asked for, then the same result: a table that
@@ -934,10 +942,13 @@ class OmopCohort:
 
 
 def read_omop(
-    source: str | Path, infusions: str | Path | None = None, schema: str | None = None
+    source: str | Path | OmopSource,
+    infusions: str | Path | None = None,
+    schema: str | None = None,
 ) -> OmopCohort:
-    """Read an OMOP CDM extract; raises an InputError naming table, row and field for bad input."""
-    src = OmopSource(source, schema)
+    """Read an OMOP CDM extract; raises an InputError naming table, row and field for bad input.
+    ``source``: a directory or DuckDB file, or an ``OmopSource`` (e.g. one read on Spark)."""
+    src = source if isinstance(source, OmopSource) else OmopSource(source, schema)
     try:
         for t in ("person", "measurement"):
             if not src.has(t):
@@ -956,6 +967,7 @@ def read_omop(
         patients = _patients(src, day0, summary)
         patients = _ld_start(src, patients)
         summary.persons_with_infusion = patients.height
+        src.restrict_to(patients["patient_id"].cast(pl.Int64, strict=False).drop_nulls().to_list())
         raw = _measurements(src, patients, summary)
         events = _events(src, patients, summary)
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,29 @@ if TYPE_CHECKING:
 DATE_FIELDS = ("progression", "next_therapy", "last_followup", "death", "ld_start")
 
 
-def _scan(path: Path) -> pl.LazyFrame:
+@dataclass(frozen=True)
+class FrameSource:
+    """A table already in memory (one Spark group's rows, say), read and checked exactly like a
+    file; ``name`` stands for the file in messages. Rows are numbered from 1 (as in Parquet)."""
+
+    name: str
+    frame: pl.DataFrame
+    suffix: str = ".parquet"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Source = str | Path | FrameSource
+
+
+def _source(path: Source) -> Path | FrameSource:
+    return path if isinstance(path, FrameSource) else Path(path)
+
+
+def _scan(path: Path | FrameSource) -> pl.LazyFrame:
+    if isinstance(path, FrameSource):
+        return path.frame.lazy()
     if not path.exists():
         raise ParseError(f"{path} does not exist")
     suffix = path.suffix.lower()
@@ -57,21 +80,21 @@ def _scan(path: Path) -> pl.LazyFrame:
     raise ParseError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
 
 
-def _unreadable(path: Path, exc: Exception) -> ParseError:
+def _unreadable(path: Path | FrameSource, exc: Exception) -> ParseError:
     if isinstance(exc, pl.exceptions.NoDataError):
         return ParseError(f"{path} is empty: a table needs a header row and data rows")
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return ParseError(f"{path} cannot be parsed: {first}")
 
 
-def _collect(lf: pl.LazyFrame, path: Path) -> pl.DataFrame:
+def _collect(lf: pl.LazyFrame, path: Path | FrameSource) -> pl.DataFrame:
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise _unreadable(path, exc) from None
 
 
-def _schema(lf: pl.LazyFrame, path: Path) -> pl.Schema:
+def _schema(lf: pl.LazyFrame, path: Path | FrameSource) -> pl.Schema:
     """The columns of a table (reading a Parquet footer or a CSV header: a corrupt or empty file
     is a clear error here)."""
     try:
@@ -80,7 +103,9 @@ def _schema(lf: pl.LazyFrame, path: Path) -> pl.Schema:
         raise _unreadable(path, exc) from None
 
 
-def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str) -> pl.DataFrame:
+def _cast_checked(
+    df: pl.DataFrame, col: str, dtype: Any, path: Path | FrameSource, what: str
+) -> pl.DataFrame:
     """Cast a text column, reporting the rows that do not parse."""
     out, bad = _cast_rows(df, col, dtype, path, what)
     if bad.height:
@@ -91,7 +116,9 @@ def _cast_checked(df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str)
     return out
 
 
-def _cast_problems(bad: pl.DataFrame, col: str, path: Path, what: str) -> list[Problem]:
+def _cast_problems(
+    bad: pl.DataFrame, col: str, path: Path | FrameSource, what: str
+) -> list[Problem]:
     return [
         Problem(
             f"'{r[col]}' is not {what}",
@@ -102,7 +129,7 @@ def _cast_problems(bad: pl.DataFrame, col: str, path: Path, what: str) -> list[P
 
 
 def _cast_rows(
-    df: pl.DataFrame, col: str, dtype: Any, path: Path, what: str
+    df: pl.DataFrame, col: str, dtype: Any, path: Path | FrameSource, what: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A text column cast to ``dtype``: (the table with the column cast, its cells that do not
     parse left null; the rows whose cell did not parse, as they were)."""
@@ -128,9 +155,9 @@ def _cast_rows(
     return out.with_columns(pl.col("__cast").alias(col)).drop("__cast"), bad.drop("__cast")
 
 
-def read_patients(path: str | Path) -> pl.DataFrame:
+def read_patients(path: Source) -> pl.DataFrame:
     """The patient table with day-based columns (dates converted against infusion_date)."""
-    p = Path(path)
+    p = _source(path)
     df = _collect(_scan(p), p)
     df = df.with_row_index("row", offset=2 if p.suffix.lower() == ".csv" else 1).with_columns(
         pl.col("row").cast(pl.Int64)
@@ -200,7 +227,7 @@ NO = ("false", "no", "n", "f", "0", "off")
 AGE_RANGE = (0, 120)  # years, as the course JSON's patient.age_years
 
 
-def _checked_descriptions(df: pl.DataFrame, p: Path) -> pl.DataFrame:
+def _checked_descriptions(df: pl.DataFrame, p: Path | FrameSource) -> pl.DataFrame:
     """``age_years`` a number from 0 to 120 and ``prior_allo_hct``/``prior_auto_hct`` yes or no
     (or empty: unknown), as the course JSON requires; every bad cell is reported."""
     problems: list[Problem] = []
@@ -236,17 +263,21 @@ CodedTexts = dict[str, tuple[list[str], NDArray[np.unsignedinteger]]]
 
 
 def _codable(
-    path: Path, schema: pl.Schema, columns: tuple[str, ...] = ("analyte", "unit")
+    path: Path | FrameSource, schema: pl.Schema, columns: tuple[str, ...] = ("analyte", "unit")
 ) -> tuple[str, ...]:
     """Which of ``columns`` of a Parquet lab table hold text, plain or dictionary-encoded (read
-    as codes by ``_parquet_coded``)."""
-    if path.suffix.lower() != ".parquet":
+    as codes by ``_parquet_coded``; a table in memory has none)."""
+    if isinstance(path, FrameSource) or path.suffix.lower() != ".parquet":
         return ()
     return tuple(c for c in columns if schema.get(c) in (pl.String, pl.Categorical))
 
 
-def _start_coded_read(path: Path, pool: ThreadPoolExecutor) -> Future[CodedTexts] | None:
+def _start_coded_read(
+    path: Path | FrameSource, pool: ThreadPoolExecutor
+) -> Future[CodedTexts] | None:
     """``_parquet_coded`` of a lab table started on ``pool`` (None: nothing to read so)."""
+    if isinstance(path, FrameSource):
+        return None
     try:
         codable = _codable(path, _scan(path).collect_schema())
     except (ParseError, pl.exceptions.PolarsError, OSError):
@@ -255,16 +286,18 @@ def _start_coded_read(path: Path, pool: ThreadPoolExecutor) -> Future[CodedTexts
 
 
 def read_labs(
-    path: str | Path,
+    path: Source,
     patients: pl.DataFrame,
     infusion: pl.DataFrame | None = None,
     coded_read: Future[CodedTexts] | None = None,
+    skipped: list[Problem] | None = None,
 ) -> pl.DataFrame:
     """Canonical lab rows (``normalise_labs``), dates converted to days using infusion_date.
 
     ``coded_read``: the table's analyte and unit codes, already being read (``read_cohort``
-    starts it before reading the patients)."""
-    p = Path(path)
+    starts it before reading the patients). ``skipped``: bad rows are left out and reported
+    into it instead of failing (``normalise_labs``)."""
+    p = _source(path)
     lf = _scan(p)
     schema = _schema(lf, p)
     cols = schema.names()
@@ -297,7 +330,7 @@ def read_labs(
     # by pyarrow in a second thread while polars reads the other columns
     codable = _codable(p, schema)
     coded: CodedTexts = {}
-    if codable:
+    if codable and isinstance(p, Path):
         with ThreadPoolExecutor(max_workers=1) as pool:
             texts_read = coded_read or pool.submit(_parquet_coded, p, codable)
             df = read_other_columns(codable)
@@ -319,19 +352,22 @@ def read_labs(
             )
             for name, (_, codes) in coded.items()
         )
-    if df.height == 0:
+    if df.height == 0 and not isinstance(p, FrameSource):  # (a group or chunk may have none)
         raise ParseError(f"{p} has a header but no lab rows: nothing to grade")
-    return _checked_lab_rows(df, p, infusion, {name: texts for name, (texts, _) in coded.items()})
+    coded_texts: dict[str, Sequence[str]] = {name: texts for name, (texts, _) in coded.items()}
+    return _checked_lab_rows(df, p, infusion, coded_texts, skipped)
 
 
 def _checked_lab_rows(
     df: pl.DataFrame,
-    p: Path,
+    p: Path | FrameSource,
     infusion: pl.DataFrame | None,
     coded: dict[str, Sequence[str]],
+    skipped: list[Problem] | None = None,
 ) -> pl.DataFrame:
     """The lab rows read, cast and normalised; every bad row of the file is reported at once
-    (unreadable values, dates and days, unknown analytes and units, implausible values)."""
+    (unreadable values, dates and days, unknown analytes and units, implausible values), or,
+    with ``skipped``, left out and reported into it."""
     problems: list[Problem] = []
     unreadable: list[pl.Series] = []
 
@@ -367,12 +403,18 @@ def _checked_lab_rows(
     else:
         df = cast(df, "day", pl.Int32, "a whole number of days")
     if unreadable:  # (reported above; the other rows are still checked)
-        df = df.filter(~pl.col("row").is_in(pl.concat(unreadable).unique().implode()))
+        bad_rows = pl.concat(unreadable).unique()
+        df = df.filter(~pl.col("row").is_in(bad_rows.implode()))
+        if skipped is not None:  # --on-bad-row skip: those rows left out, listed
+            skipped.append(Problem(f"{p}: {bad_rows.len()} unreadable row(s) left out"))
+            skipped.extend(problems)
+            problems = []
     try:
         labs = normalise_labs(
             df.select("patient_id", "day", "analyte", "value", "unit", "row"),
             source=str(p),
             coded=coded,
+            skipped=skipped,
         )
     except InputError as exc:
         if not problems:
@@ -456,8 +498,8 @@ def _parquet_coded(path: Path, columns: tuple[str, ...]) -> CodedTexts:
     return out
 
 
-def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame:
-    p = Path(path)
+def read_events(path: Source, infusion: pl.DataFrame | None) -> pl.DataFrame:
+    p = _source(path)
     df = _collect(_scan(p), p)
     if "patient_id" not in df.columns or "type" not in df.columns:
         raise SchemaError(
@@ -513,7 +555,7 @@ def read_events(path: str | Path, infusion: pl.DataFrame | None) -> pl.DataFrame
 EVENT_GRADE_RANGES = {"crs": (1, 4), "icans": (1, 4), "transfusion": (1, 20)}
 
 
-def _checked_event_kinds(df: pl.DataFrame, p: Path) -> pl.DataFrame:
+def _checked_event_kinds(df: pl.DataFrame, p: Path | FrameSource) -> pl.DataFrame:
     """``type`` one of the course's event types (any case) and ``grade`` within its range: an
     unknown type (a "CRS " or "cytokine storm") was left out of the grades without a word."""
     from cart_cytopenia.domain.course import event_types
@@ -536,35 +578,42 @@ def _checked_event_kinds(df: pl.DataFrame, p: Path) -> pl.DataFrame:
 
 
 def read_cohort(
-    labs: str | Path, patients: str | Path, events: str | Path | None = None
+    labs: Source,
+    patients: Source,
+    events: Source | None = None,
+    skipped: list[Problem] | None = None,
 ) -> CohortFrames:
-    """Read a cohort; raises an InputError naming file, row and field for any bad input."""
-    pp = Path(patients)
+    """Read a cohort; raises an InputError naming file, row and field for any bad input.
+
+    ``skipped``: lab rows that cannot be read as a value (missing, unknown analyte or unit,
+    implausible) are left out and reported into this list instead (``--on-bad-row skip``);
+    problems of the patient and event tables still fail the read."""
+    pp = _source(patients)
     # a Parquet lab table's analyte and unit codes are read (pyarrow, a second thread) from the
     # start, while the patients and then the lab table's other columns are read
     with ThreadPoolExecutor(max_workers=1) as pool:
-        coded_read = _start_coded_read(Path(labs), pool)
+        coded_read = _start_coded_read(_source(labs), pool)
         try:
             raw_patients = _collect(_scan(pp), pp)
             infusion = None
             if "infusion_date" in raw_patients.columns:
                 infusion = read_patients_infusion(raw_patients, pp)
             pats = read_patients(patients)
-            lab_df = read_labs(labs, pats, infusion, coded_read)
+            lab_df = read_labs(labs, pats, infusion, coded_read, skipped)
         finally:
             if coded_read is not None:
                 coded_read.cancel()  # (an error above: the codes are not waited for)
     ev = read_events(events, infusion) if events else empty_events()
-    return CohortFrames(pats, lab_df, ev)
+    return CohortFrames(pats, lab_df, ev, events_recorded=events is not None)
 
 
-def _require_patient_id(df: pl.DataFrame, p: Path) -> None:
+def _require_patient_id(df: pl.DataFrame, p: Path | FrameSource) -> None:
     if "patient_id" not in df.columns:
         found = ", ".join(c for c in df.columns if c != "row")
         raise SchemaError(f"{p}: the patient table needs a 'patient_id' column (found: {found})")
 
 
-def read_patients_infusion(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+def read_patients_infusion(raw: pl.DataFrame, path: Path | FrameSource) -> pl.DataFrame:
     _require_patient_id(raw, path)
     df = raw.select(pl.col("patient_id").cast(pl.String), "infusion_date").with_row_index(
         "row", offset=2

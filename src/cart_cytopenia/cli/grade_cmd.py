@@ -1,0 +1,196 @@
+"""``cart-cytopenia grade``: the grade table of a cohort, on this machine (whole, or streamed in
+chunks of patients) or on Apache Spark (``--engine spark``). Every way runs the same engine and
+writes the same rows (docs/grade-table-schema.json); docs/scale-out.md says which to use when."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cart_cytopenia.errors import InputError
+
+if TYPE_CHECKING:
+    from cart_cytopenia.errors import Problem
+    from cart_cytopenia.rules.settings import Settings
+
+
+class Engine(StrEnum):
+    LOCAL = "local"
+    SPARK = "spark"
+
+
+class BadRow(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``i/K`` -> (i, K), 0 <= i < K."""
+    if text is None:
+        return None
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: write it as i/K, e.g. 0/4 (shard 0 of 4)") from None
+    if not 0 <= i < k:
+        raise InputError(f"--shard {text!r}: i must be 0 to K-1")
+    return i, k
+
+
+def report_skipped(skipped: list[Problem]) -> None:
+    """What ``--on-bad-row skip`` left out: counts and the first problems, on standard error."""
+    if not skipped:
+        return
+    summaries = [p for p in skipped if p.message.endswith("left out")]
+    typer.echo("left out bad lab rows (--on-bad-row skip):", err=True)
+    for p in summaries:
+        typer.echo(f"  {p.message}", err=True)
+    for p in [p for p in skipped if p not in summaries][:20]:
+        typer.echo(f"  - {p}", err=True)
+
+
+def _grade_whole(
+    labs: Path, patients: Path, events: Path | None, out: Path, opts: _Options
+) -> tuple[int, int]:
+    """The whole cohort in memory at once (the fastest way when it fits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cart_cytopenia.io.tables import read_cohort, write_table
+
+    skipped: list[Problem] | None = [] if opts.skip else None
+    # the files are read (mostly outside the GIL) while the engine and the settings load
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(read_cohort, labs, patients, events, skipped)
+        from cart_cytopenia.grading.engine import grade_cohort
+
+        settings = opts.load_settings()
+        frames = reading.result()
+    table = grade_cohort(frames, settings, as_of=opts.as_of)
+    write_table(table, out)
+    report_skipped(skipped or [])
+    return table.height, frames.labs.height
+
+
+class _Options:
+    def __init__(self, settings_file: Path | None, as_of: int | None, skip: bool) -> None:
+        self.settings_file, self.as_of, self.skip = settings_file, as_of, skip
+
+    def load_settings(self) -> Settings:
+        from cart_cytopenia.rules.settings import load_settings
+
+        return load_settings(self.settings_file)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="grade")
+    def grade_cmd(
+        labs: Path | None = typer.Option(
+            None, "--labs", help="Labs: CSV or Parquet file, or a directory/glob of Parquet."
+        ),
+        patients: Path | None = typer.Option(
+            None, "--patients", help="Patient table (CSV or Parquet; directory/glob too)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help=".csv or .parquet file; with --engine spark also a directory."
+        ),
+        events: Path | None = typer.Option(
+            None, "--events", help="Optional event table (CSV or Parquet)."
+        ),
+        as_of: int | None = typer.Option(
+            None, "--as-of", help="Grade as of this day (default: all data, retrospective)."
+        ),
+        settings_file: Path | None = typer.Option(
+            None, "--settings", help="Institutional settings (TOML)."
+        ),
+        on_bad_row: BadRow = typer.Option(
+            BadRow.FAIL,
+            "--on-bad-row",
+            help="fail: a bad lab row loads nothing; skip: leave bad lab rows out, report them.",
+        ),
+        chunk_patients: int | None = typer.Option(
+            None,
+            "--chunk-patients",
+            help="Stream: grade and write this many patients at a time (bounded memory; "
+            "Parquet labs grouped by patient in the patient table's order).",
+        ),
+        shard: str | None = typer.Option(
+            None, "--shard", help="i/K: grade only shard i of K (patients by CRC-32 of the id)."
+        ),
+        engine: Engine = typer.Option(Engine.LOCAL, "--engine", help="local or spark."),
+        master: str = typer.Option(
+            "local[*]", "--master", help="Spark master URL (with --engine spark)."
+        ),
+        labs_table: str | None = typer.Option(
+            None, "--labs-table", help="Spark: read the labs from this table."
+        ),
+        patients_table: str | None = typer.Option(
+            None, "--patients-table", help="Spark: read the patients from this table."
+        ),
+        events_table: str | None = typer.Option(
+            None, "--events-table", help="Spark: read the events from this table."
+        ),
+        partition_by: str | None = typer.Option(
+            None,
+            "--partition-by",
+            help="Spark, directory output: partition the Parquet data set by this patient-"
+            "table column (e.g. product or centre).",
+        ),
+    ) -> None:
+        """Grade many patients at once (same grading code as assess); one row per patient."""
+        from cart_cytopenia.cli.clinical import check_cohort_day
+        from cart_cytopenia.cli.paths import output_dir, output_file
+        from cart_cytopenia.io.tables import table_format
+
+        check_cohort_day(as_of)
+        given = (labs, patients, events, settings_file)
+        if engine == Engine.SPARK and out.suffix.lower() not in (".csv", ".parquet"):
+            output_dir(out, given)  # (a Parquet data set written by the executors)
+        else:
+            table_format(output_file(out, given))
+        t0 = time.perf_counter()
+        opts = _Options(settings_file, as_of, on_bad_row == BadRow.SKIP)
+        if engine == Engine.SPARK:
+            from cart_cytopenia.cli.spark_grade import SparkInputs, grade_on_spark
+
+            inputs = SparkInputs(labs, patients, events, labs_table, patients_table, events_table)
+            n = grade_on_spark(inputs, out, opts.load_settings(), as_of, master, partition_by)
+            typer.echo(
+                f"graded {n} patients on Spark in {time.perf_counter() - t0:.1f} s -> {out}",
+                err=True,
+            )
+            return
+        if labs_table or patients_table or events_table or partition_by:
+            raise InputError(
+                "--labs-table/--patients-table/--events-table/--partition-by need --engine spark"
+            )
+        if labs is None or patients is None:
+            raise InputError("grade needs --labs and --patients")
+        shard_ = parse_shard(shard)
+        from cart_cytopenia.io.streaming import is_multi_file
+
+        if chunk_patients is not None or shard_ is not None or is_multi_file(labs):
+            from cart_cytopenia.io.streaming import DEFAULT_CHUNK_PATIENTS, grade_streaming
+
+            report = grade_streaming(
+                labs,
+                patients,
+                out,
+                events,
+                opts.load_settings(),
+                as_of,
+                chunk_patients or DEFAULT_CHUNK_PATIENTS,
+                shard_,
+                opts.skip,
+            )
+            report_skipped(report.skipped)
+            n_patients, n_labs = report.patients, report.lab_rows
+        else:
+            n_patients, n_labs = _grade_whole(labs, patients, events, out, opts)
+        dt = time.perf_counter() - t0
+        typer.echo(
+            f"graded {n_patients} patients ({n_labs} lab values) in {dt:.1f} s -> {out}", err=True
+        )

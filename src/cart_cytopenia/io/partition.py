@@ -1,0 +1,115 @@
+"""``cart-cytopenia cohort partition``: split a cohort into K shards of patients, each written
+sorted in its patient order, out of core with DuckDB.
+
+Each shard ``OUT/shard=i/`` holds ``patients.parquet``, ``labs.parquet`` (and ``events.parquet``):
+the patients whose id falls in shard i (``streaming.shard_of``: the same CRC-32 rule as
+``grade --shard i/K``), the lab rows grouped by patient in that order, which is what grading in
+chunks needs. DuckDB sorts larger-than-memory tables by spilling to disk (``memory_limit``);
+``--into 1`` is the sort pre-pass alone. Grading each shard (one after another, or on several
+machines) and concatenating the tables gives the whole cohort's rows, in shard order.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cart_cytopenia.errors import InputError, ParseError
+from cart_cytopenia.io.streaming import is_multi_file, parquet_files, read_whole, shard_of
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    shards: int
+    patients: list[int]
+    lab_rows: list[int]
+    event_rows: list[int]
+
+
+def _relation(spec: str | Path) -> str:
+    """DuckDB's reader of a CSV file (as text, like the local reader) or Parquet file(s)."""
+    p = Path(spec)
+    if not is_multi_file(spec) and p.suffix.lower() in (".csv", ".txt"):
+        if not p.exists():
+            raise ParseError(f"{p} does not exist")
+        return f"read_csv({_quote(str(p))}, header = true, all_varchar = true)"
+    files = ", ".join(_quote(str(f)) for f in parquet_files(spec))
+    hive = "true" if is_multi_file(spec) else "false"
+    return f"read_parquet([{files}], hive_partitioning = {hive}, union_by_name = true)"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_known(con: Any, name: str, spec: str | Path) -> None:
+    """Every row belongs to a patient of the patient table (a shard would silently lose it)."""
+    n, example = con.execute(
+        f"SELECT count(*), min(CAST(t.patient_id AS VARCHAR)) FROM {_relation(spec)} t "
+        "ANTI JOIN patient_keys k ON CAST(t.patient_id AS VARCHAR) = k.patient_id"
+    ).fetchone()
+    if n:
+        raise InputError(
+            f"{spec}: {n} {name} row(s) belong to patients missing from the patient table "
+            f"(e.g. '{example}'); nothing was partitioned"
+        )
+
+
+def partition_cohort(
+    labs: str | Path,
+    patients: str | Path,
+    out: str | Path,
+    into: int,
+    events: str | Path | None = None,
+    memory_limit: str = "2GB",
+) -> PartitionReport:
+    """Write ``into`` shards of the cohort under ``out`` (see the module's docstring)."""
+    import duckdb
+
+    if into < 1:
+        raise InputError("--into must be at least 1")
+    pats = read_whole(patients)
+    if "patient_id" not in pats.columns:
+        raise InputError(f"{patients}: the patient table needs a 'patient_id' column")
+    pats = pats.with_columns(pl.col("patient_id").cast(pl.String))
+    shard = shard_of(pats["patient_id"], into)
+    keys = pl.DataFrame(
+        {"patient_id": pats["patient_id"], "__shard": shard, "__pos": range(pats.height)}
+    )
+    root = Path(out)
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+        con.execute(f"SET temp_directory = {_quote(str(root / '.duckdb-tmp'))}")
+        con.register("patient_keys", keys.to_arrow())
+        for name, spec in (("labs", labs), ("events", events)):
+            if spec is not None:
+                _check_known(con, name, spec)
+        counts: dict[str, list[int]] = {"labs": [], "events": []}
+        for i in range(into):
+            d = root / f"shard={i}"
+            d.mkdir(parents=True, exist_ok=True)
+            pats.filter(pl.Series(shard == i)).write_parquet(d / "patients.parquet")
+            for name, spec in (("labs", labs), ("events", events)):
+                if spec is None:
+                    continue
+                query = (
+                    f"SELECT t.* FROM {_relation(spec)} t JOIN patient_keys k "
+                    "ON CAST(t.patient_id AS VARCHAR) = k.patient_id "
+                    f"WHERE k.__shard = {i} ORDER BY k.__pos"
+                )
+                target = _quote(str(d / f"{name}.parquet"))
+                row = con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)").fetchone()
+                counts[name].append(int(row[0]) if row else 0)
+    except duckdb.Error as exc:
+        raise ParseError(f"cannot partition the cohort: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+        shutil.rmtree(root / ".duckdb-tmp", ignore_errors=True)
+    return PartitionReport(
+        into, [int((shard == i).sum()) for i in range(into)], counts["labs"], counts["events"]
+    )
