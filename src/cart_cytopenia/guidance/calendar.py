@@ -22,9 +22,15 @@ def _status(day: int, start: int, end: int | None) -> Literal["past", "current",
     return "current"
 
 
-def build_calendar(ctx: Context) -> list[CalendarEntry]:
+Entry = tuple[
+    str, str, int, int | None, str | None
+]  # item id, text, first day, last day, condition
+
+
+def _prophylaxis_entries(ctx: Context) -> list[Entry]:
+    """Infection prophylaxis, the G-CSF check and the CD4 count that ends PJP prophylaxis."""
     s = ctx.settings
-    entries: list[tuple[str, str, int, int | None, str | None]] = []
+    entries: list[Entry] = []
 
     recovery = ctx.first_recovery_day if ctx.neutropenia_ever_severe else None
     until = "until ANC recovery (> 500/uL); extend for prolonged or late severe neutropenia"
@@ -88,6 +94,12 @@ def build_calendar(ctx: Context) -> list[CalendarEntry]:
             None if cd4_end is not None else f"repeat until CD4 > {stop}/uL",
         )
     )
+    return entries
+
+
+def _monitoring_entries(ctx: Context) -> list[Entry]:
+    """IgG and the bone marrow evaluation."""
+    entries: list[Entry] = []
     target = (ctx.target or "").upper()
     if target in ("CD19", "BCMA"):
         entries.append(
@@ -108,6 +120,13 @@ def build_calendar(ctx: Context) -> list[CalendarEntry]:
             "if cytopenia persists (prolonged or late) or G-CSF fails",
         )
     )
+    return entries
+
+
+def _management_entries(ctx: Context) -> list[Entry]:
+    """TPO-RA, the paediatric branch and follow-up at the treating centre."""
+    s = ctx.settings
+    entries: list[Entry] = []
     if not ctx.paediatric:
         entries.append(
             (
@@ -158,6 +177,11 @@ def build_calendar(ctx: Context) -> list[CalendarEntry]:
             None,
         )
     )
+    return entries
+
+
+def build_calendar(ctx: Context) -> list[CalendarEntry]:
+    entries = _prophylaxis_entries(ctx) + _monitoring_entries(ctx) + _management_entries(ctx)
     out = [
         CalendarEntry(
             item_id=item_id,

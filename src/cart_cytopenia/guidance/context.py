@@ -738,6 +738,7 @@ class Context:
         min_grade = self.t.whole("late_worsening_min_ctcae_grade")
         table = tables.ctcae(self.settings.ctcae_version)
         sex = self.course.patient.sex.value
+        prolonged_from = next(p.first_day for p in self.timing.phases if p.id == "prolonged")
         out = []
         for code, label in (("anc", "ANC"), ("platelets", "platelets"), ("hb", "Hb")):
             s = [v for v in self.series(code) if v.day >= 0]
@@ -750,7 +751,6 @@ class Context:
             if grades[-1] < min_grade or below.size == 0:
                 continue
             drop = s[int(below[-1]) + 1]  # first value of the current run at grade >= min_grade
-            prolonged_from = next(p.first_day for p in self.timing.phases if p.id == "prolonged")
             if drop.day >= prolonged_from:  # not the early cytopenia continuing
                 text = (
                     f"{label} {fmt(s[-1].value)} on day {s[-1].day} (CTCAE grade {grades[-1]}; "
