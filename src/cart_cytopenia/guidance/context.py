@@ -370,6 +370,12 @@ class Context:
         tx = self.platelets.transfusion
         return bool(tx and tx.dependent)
 
+    @property
+    def anaemia_grade_2_or_dependent(self) -> bool:
+        """Anaemia worth a haemolysis work-up: CTCAE grade >= 2 (Hb < 10 g/dL) or RBC-dependent."""
+        grade = self.red_cells.ctcae_grade
+        return self.rbc_td or (grade is not None and grade >= 2)
+
     def cytopenic(self, lineage: str) -> bool:
         """Below the lineage's CTCAE grade-3 cut-point on the last value, or transfusion-dependent."""
         lin = self.lineage(lineage)

@@ -425,15 +425,10 @@ def immune_mediated(ctx: Context) -> Triggered | None:
     )
 
 
-def haemolysis_anaemia(ctx: Context) -> bool:
-    grade = ctx.red_cells.ctcae_grade
-    return ctx.rbc_td or (grade is not None and grade >= 2)  # CTCAE grade >= 2: Hb < 10 g/dL
-
-
 @rule("differential.haemolysis")
 def haemolysis(ctx: Context) -> Triggered | None:
     markers = ctx.haemolysis_markers
-    if len(markers) < 2 or not haemolysis_anaemia(ctx):
+    if len(markers) < 2 or not ctx.anaemia_grade_2_or_dependent:
         return None
     what = ", ".join(markers)
     negatives = ctx.haemolysis_negatives

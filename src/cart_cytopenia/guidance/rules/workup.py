@@ -5,7 +5,6 @@ from __future__ import annotations
 from cart_cytopenia.domain.course import Disease, DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, drug_alternative, fmt
 from cart_cytopenia.guidance.registry import Triggered, rule
-from cart_cytopenia.guidance.rules.differential import haemolysis_anaemia
 
 
 @rule("workup.medication-review")
@@ -312,7 +311,7 @@ def _haemolysis_tests(ctx: Context) -> tuple[list[str], list[str]]:
 @rule("workup.haemolysis")
 def haemolysis(ctx: Context) -> Triggered | None:
     markers = ctx.haemolysis_markers
-    if not markers or not haemolysis_anaemia(ctx):
+    if not markers or not ctx.anaemia_grade_2_or_dependent:
         return None
     todo, have = _haemolysis_tests(ctx)
     if not todo:
