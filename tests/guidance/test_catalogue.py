@@ -13,8 +13,8 @@ import pytest
 
 from cart_cytopenia.errors import RuleTableError
 from cart_cytopenia.guidance import RecommendationSpec, catalogue
-from cart_cytopenia.guidance.engine import _checked_rules
-from cart_cytopenia.guidance.registry import RULES
+from cart_cytopenia.guidance.engine import _checked_triggers
+from cart_cytopenia.guidance.registry import TRIGGERS
 from cart_cytopenia.guidance.spec import recommendations, thresholds
 from tests.conftest import ROOT
 
@@ -74,9 +74,9 @@ def test_required_public_ids_exist() -> None:
 
 
 def test_every_recommendation_has_exactly_one_rule() -> None:
-    pairs = _checked_rules()
+    pairs = _checked_triggers()
     assert [s.id for s, _ in pairs] == [s.id for s in catalogue()]
-    assert set(RULES) == {s.id for s in catalogue()}
+    assert set(TRIGGERS) == {s.id for s in catalogue()}
 
 
 @pytest.mark.parametrize("spec", catalogue(), ids=lambda s: s.id)

@@ -7,7 +7,7 @@
 
 Each recommendation of Jain, Olson, Locke (Blood 2023) is one entry of
 ``tables/recommendations.toml`` (the quoted text, evidence, citation, summary templates) and one
-small rule in ``rules/`` over named predicates (``context.Context``); numbers live in
+small trigger in ``recommendations/`` over named predicates (``context.Context``); numbers live in
 ``tables/thresholds.toml`` or the institutional settings. See docs/guidance.md.
 """
 

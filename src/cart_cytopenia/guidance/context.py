@@ -1,4 +1,4 @@
-"""What the rules may ask about a patient on a day: named predicates over the course and assessment.
+"""What the triggers may ask about a patient on a day: named predicates over the course and assessment.
 
 A ``Context`` is built once per evaluation from the course as known on the day
 (``Course.as_of(day)``), the grading ``Assessment`` of that day and the settings. Rules read
@@ -6,7 +6,7 @@ facts through its properties (``ctx.anc``, ``ctx.crs_active``, ``ctx.paediatric`
 digging in the course, so that each rule reads like its recommendation and every fact is defined
 once. Nothing here grades: grades, phases, transfusion dependence and G-CSF response come from
 ``cart_cytopenia.grading``. Facts that cannot be told are ``None`` (missing is never normal) and
-rules say so through ``ctx.missing(...)``.
+triggers say so through ``ctx.missing(...)``.
 """
 
 from __future__ import annotations

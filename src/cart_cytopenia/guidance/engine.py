@@ -13,7 +13,7 @@ from typing import Any
 from cart_cytopenia.domain.course import Course, Dated
 from cart_cytopenia.errors import RuleTableError
 from cart_cytopenia.grading.assessment import Assessment, assess, assess_days, default_day
-from cart_cytopenia.guidance import rules as _rules  # noqa: F401 - registers the rules
+from cart_cytopenia.guidance import recommendations as _triggers  # noqa: F401 - registers the triggers
 from cart_cytopenia.guidance.calendar import build_calendar
 from cart_cytopenia.guidance.context import Context
 from cart_cytopenia.guidance.missing import general_gaps
@@ -29,7 +29,7 @@ from cart_cytopenia.guidance.model import (
     ReplayOutlier,
 )
 from cart_cytopenia.guidance.plausible import plausible_range
-from cart_cytopenia.guidance.registry import RULES, Rule, Triggered
+from cart_cytopenia.guidance.registry import TRIGGERS, Trigger, Triggered
 from cart_cytopenia.guidance.spec import recommendations, thresholds
 from cart_cytopenia.rules.settings import Settings
 
@@ -41,18 +41,18 @@ def catalogue() -> list[RecommendationSpec]:
     return list(recommendations().specs)
 
 
-def _checked_rules() -> list[tuple[RecommendationSpec, Rule]]:
+def _checked_triggers() -> list[tuple[RecommendationSpec, Trigger]]:
     specs = recommendations().specs
     ids = {s.id for s in specs}
-    no_rule = sorted(ids - set(RULES))
-    no_spec = sorted(set(RULES) - ids)
-    if no_rule or no_spec:
+    no_trigger = sorted(ids - set(TRIGGERS))
+    no_spec = sorted(set(TRIGGERS) - ids)
+    if no_trigger or no_spec:
         raise RuleTableError(
-            "guidance rules and recommendations.toml disagree: "
-            + (f"no rule for {', '.join(no_rule)}; " if no_rule else "")
-            + (f"no recommendation for rule(s) {', '.join(no_spec)}" if no_spec else "")
+            "guidance triggers and recommendations.toml disagree: "
+            + (f"no trigger for {', '.join(no_trigger)}; " if no_trigger else "")
+            + (f"no recommendation for trigger(s) {', '.join(no_spec)}" if no_spec else "")
         )
-    return [(s, RULES[s.id]) for s in specs]
+    return [(s, TRIGGERS[s.id]) for s in specs]
 
 
 def _summary(spec: RecommendationSpec, hit: Triggered) -> str:
@@ -108,7 +108,7 @@ def evaluate(course: Course, day: int | None = None, settings: Settings | None =
 
 
 def _known_on(course: Course, day: int) -> Course:
-    """``Course.as_of(day)`` without the deep copy (the rules never modify the course)."""
+    """``Course.as_of(day)`` without the deep copy (the triggers never modify the course)."""
     labs = [lab for lab in course.labs if lab.day is not None and lab.day <= day]
     events = [e for e in course.events if (start := _start(e)) is not None and start <= day]
     update: dict[str, Any] = {"labs": labs, "events": events}
@@ -130,7 +130,7 @@ def evaluate_assessed(
     by_kind: dict[str, list[tuple[int, int, GuidanceItem]]] = {
         k: [] for k in ("differential", "workup", "management", "prophylaxis", "alert")
     }
-    for order, (spec, fn) in enumerate(_checked_rules()):
+    for order, (spec, fn) in enumerate(_checked_triggers()):
         hit = fn(ctx)
         if hit is None:
             continue

@@ -1,6 +1,6 @@
 """What is missing from the course, and what that prevents (missing is never normal).
 
-General gaps are listed here; rules add their own through ``Context.missing`` when a decision
+General gaps are listed here; triggers add their own through ``Context.missing`` when a decision
 hinges on something not recorded (stored stem cells, bleeding risk, CD4 ...).
 """
 

@@ -1,10 +1,11 @@
-"""The registry tying each recommendation of ``tables/recommendations.toml`` to its rule.
+"""The registry tying each recommendation of ``tables/recommendations.toml`` to its trigger.
 
-A rule is a small function ``(ctx: Context) -> Triggered | None`` registered under the
-recommendation's id with ``@rule("management.gcsf.start")``. It returns ``None`` when its
+A trigger is a small function ``(ctx: Context) -> Triggered | None`` registered under the
+recommendation's id with ``@trigger("management.gcsf.start")``. It returns ``None`` when its
 trigger does not hold, or a ``Triggered`` naming the patient data behind it (rationale, inputs)
 and the values its summary template needs. Loading checks that every recommendation has exactly
-one rule and every rule a recommendation.
+one trigger and every trigger a recommendation. (The cited grading tables are the "rules";
+the functions here decide when a recommendation applies.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cart_cytopenia.guidance.model import Urgency
 
 @dataclass(frozen=True)
 class Triggered:
-    """A rule's answer when its trigger holds."""
+    """A trigger's answer when it holds."""
 
     rationale: str
     inputs: dict[str, Any]
@@ -30,18 +31,18 @@ class Triggered:
     weight: int | None = None  # differential items: ranking weight (higher = more likely)
 
 
-Rule = Callable[[Context], Triggered | None]
+Trigger = Callable[[Context], Triggered | None]
 
-RULES: dict[str, Rule] = {}
+TRIGGERS: dict[str, Trigger] = {}
 
 
-def rule(rec_id: str) -> Callable[[Rule], Rule]:
-    """Register ``fn`` as the rule of recommendation ``rec_id``."""
+def trigger(rec_id: str) -> Callable[[Trigger], Trigger]:
+    """Register ``fn`` as the trigger of recommendation ``rec_id``."""
 
-    def register(fn: Rule) -> Rule:
-        if rec_id in RULES:
-            raise RuleTableError(f"two rules are registered for {rec_id}")
-        RULES[rec_id] = fn
+    def register(fn: Trigger) -> Trigger:
+        if rec_id in TRIGGERS:
+            raise RuleTableError(f"two triggers are registered for {rec_id}")
+        TRIGGERS[rec_id] = fn
         return fn
 
     return register

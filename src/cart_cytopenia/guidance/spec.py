@@ -2,7 +2,7 @@
 
 ``recommendations.toml`` holds one entry per recommendation of the review (quote, evidence,
 citation, urgency, summary templates, trigger in words); ``thresholds.toml`` holds every number
-the rules compare with that is not an institutional setting, each with its unit and source.
+the triggers compare with that is not an institutional setting, each with its unit and source.
 Both open with a ``[meta]`` header (id, title, version, source, transcribed), like the grading
 tables in ``rules/tables``. Problems are reported as ``RuleTableError`` when first loaded.
 """

@@ -9,10 +9,10 @@ import re
 
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.guidance.context import Context, drug_alternative
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
-@rule("alert.gmcsf-given")
+@trigger("alert.gmcsf-given")
 def gmcsf_given(ctx: Context) -> Triggered | None:
     meds = ctx.meds_recent(DrugClass.GMCSF, ctx.t.whole("alert_lookback_days"))
     meds = [m for m in meds if m.end_day is None or m.end_day >= 0]
@@ -29,7 +29,7 @@ def gmcsf_given(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("alert.gcsf-during-crs")
+@trigger("alert.gcsf-during-crs")
 def gcsf_during_crs(ctx: Context) -> Triggered | None:
     if not (ctx.crs_active and ctx.gcsf_active) or ctx.severe_infection_active:
         return None
@@ -51,7 +51,7 @@ def gcsf_during_crs(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("alert.gcsf-during-iec-hs")
+@trigger("alert.gcsf-during-iec-hs")
 def gcsf_during_iechs(ctx: Context) -> Triggered | None:
     s = ctx.iechs
     if not (s.suspected and ctx.gcsf_active):
@@ -68,7 +68,7 @@ def gcsf_during_iechs(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("alert.myelosuppressive-drug")
+@trigger("alert.myelosuppressive-drug")
 def myelosuppressive_drug(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None

@@ -1,6 +1,6 @@
-"""The rules, one per recommendation, grouped by topic. Importing this package registers them."""
+"""The triggers, one per recommendation, grouped by topic. Importing this package registers them."""
 
-from cart_cytopenia.guidance.rules import (
+from cart_cytopenia.guidance.recommendations import (
     alerts,
     differential,
     growth_factors,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from cart_cytopenia.domain.catalogues import Cover, DrugClass
 from cart_cytopenia.domain.course import Medication
 from cart_cytopenia.guidance.context import Context, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 REVIEW_DIFFERS = "the review differs: everyone from day 0 until ANC recovery"
 EHA_DIFFERS = "EHA/EBMT differs: only CAR-HEMATOTOX high-risk patients with ANC < 500/uL"
@@ -99,7 +99,7 @@ def _covered(
     )
 
 
-@rule("prophylaxis.antibacterial")
+@trigger("prophylaxis.antibacterial")
 def antibacterial(ctx: Context) -> Triggered | None:
     indicated, why = neutropenia_prophylaxis(ctx)
     if not indicated:
@@ -107,7 +107,7 @@ def antibacterial(ctx: Context) -> Triggered | None:
     return _covered(ctx, Cover.BACTERIA, DrugClass.ANTIBACTERIAL, why, {})
 
 
-@rule("prophylaxis.antifungal")
+@trigger("prophylaxis.antifungal")
 def antifungal(ctx: Context) -> Triggered | None:
     indicated, why = neutropenia_prophylaxis(ctx)
     if not indicated:
@@ -140,7 +140,7 @@ def _mould_reasons(ctx: Context) -> list[tuple[str, str]]:
     return reasons
 
 
-@rule("prophylaxis.antifungal-mould-active")
+@trigger("prophylaxis.antifungal-mould-active")
 def antifungal_mould_active(ctx: Context) -> Triggered | None:
     reasons = _mould_reasons(ctx)
     if not reasons or ctx.meds_covering(Cover.MOULD):
@@ -180,7 +180,7 @@ def _antiviral_window(ctx: Context) -> tuple[int, int, bool]:
     return start, end, extended
 
 
-@rule("prophylaxis.antiviral")
+@trigger("prophylaxis.antiviral")
 def antiviral(ctx: Context) -> Triggered | None:
     start, end, extended = _antiviral_window(ctx)
     if not (start <= ctx.day <= end or extended):
@@ -223,7 +223,7 @@ def antiviral(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("prophylaxis.pjp")
+@trigger("prophylaxis.pjp")
 def pjp(ctx: Context) -> Triggered | None:
     pj = ctx.settings.prophylaxis
     if ctx.day < pj.pjp_start_day:
@@ -282,7 +282,7 @@ def pjp(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("alert.pjp-missing")
+@trigger("alert.pjp-missing")
 def pjp_missing(ctx: Context) -> Triggered | None:
     pj = ctx.settings.prophylaxis
     after = max(ctx.t.whole("pjp_missing_alert_after_day"), pj.pjp_start_day)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.guidance.context import Context, fmt
 from cart_cytopenia.guidance.model import Urgency
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
 def _inputs(ctx: Context) -> dict[str, object]:
@@ -84,7 +84,7 @@ def _status(ctx: Context) -> str:
     return "; ".join(parts)
 
 
-@rule("management.gcsf.start")
+@trigger("management.gcsf.start")
 def gcsf_start(ctx: Context) -> Triggered | None:
     g = ctx.settings.gcsf
     if ctx.day < g.consider_from_day:
@@ -139,7 +139,7 @@ def _start_variant(ctx: Context, during_crs: bool, caution: str) -> tuple[str, U
     return "default", "action" if ctx.severe_infection_active else None
 
 
-@rule("management.gcsf.withhold-during-crs")
+@trigger("management.gcsf.withhold-during-crs")
 def gcsf_withhold_during_crs(ctx: Context) -> Triggered | None:
     g = ctx.settings.gcsf
     if not crs_blocks_gcsf(ctx):
@@ -161,7 +161,7 @@ def gcsf_withhold_during_crs(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.gcsf.biphasic")
+@trigger("management.gcsf.biphasic")
 def gcsf_biphasic(ctx: Context) -> Triggered | None:
     g = ctx.settings.gcsf
     if not biphasic_pattern(ctx) or ctx.gcsf_active or crs_blocks_gcsf(ctx):
@@ -196,7 +196,7 @@ def gcsf_biphasic(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.gcsf.stop")
+@trigger("management.gcsf.stop")
 def gcsf_stop(ctx: Context) -> Triggered | None:
     g = ctx.settings.gcsf
     active = ctx.meds_active(DrugClass.GCSF)
@@ -216,7 +216,7 @@ def gcsf_stop(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.gmcsf.avoid")
+@trigger("management.gmcsf.avoid")
 def gmcsf_avoid(ctx: Context) -> Triggered | None:
     g = ctx.settings.gcsf
     low = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import TransfusionProduct
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
-from cart_cytopenia.guidance.rules.transfusion import ticaht_inputs, ticaht_note
+from cart_cytopenia.guidance.recommendations.transfusion import ticaht_inputs, ticaht_note
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
 def _platelet_tx_28d(ctx: Context) -> int:
@@ -48,7 +48,7 @@ def _inputs(ctx: Context) -> dict[str, object]:
     }
 
 
-@rule("management.tpo-ra.start")
+@trigger("management.tpo-ra.start")
 def tpo_ra_start(ctx: Context) -> Triggered | None:
     s = ctx.settings.tpo_ra
     if ctx.paediatric or ctx.tpo_course is not None or ctx.day < s.consider_from_day:
@@ -121,7 +121,7 @@ def _etiology_text(ctx: Context, marrow_done: bool) -> str:
     )
 
 
-@rule("management.tpo-ra.reserve")
+@trigger("management.tpo-ra.reserve")
 def tpo_ra_reserve(ctx: Context) -> Triggered | None:
     s = ctx.settings.tpo_ra
     if ctx.paediatric or ctx.tpo_course is not None or ctx.day < s.consider_from_day:
@@ -138,7 +138,7 @@ def tpo_ra_reserve(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.tpo-ra.stop")
+@trigger("management.tpo-ra.stop")
 def tpo_ra_stop(ctx: Context) -> Triggered | None:
     c = ctx.tpo_course
     if c is None:
@@ -192,7 +192,7 @@ def _no_response_text(ctx: Context) -> str:
     )
 
 
-@rule("alert.tpo-ra-no-response")
+@trigger("alert.tpo-ra-no-response")
 def tpo_ra_no_response(ctx: Context) -> Triggered | None:
     c = ctx.tpo_course
     if c is None or c.weeks < ctx.settings.tpo_ra.no_response_stop_weeks:
@@ -206,7 +206,7 @@ def tpo_ra_no_response(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("alert.paediatric-tpo-ra")
+@trigger("alert.paediatric-tpo-ra")
 def paediatric_tpo_ra(ctx: Context) -> Triggered | None:
     c = ctx.tpo_course
     if c is None or not ctx.paediatric:

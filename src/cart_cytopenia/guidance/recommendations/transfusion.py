@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cart_cytopenia.guidance.context import Context, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 # Lymphodepleting purine analogues (fludarabine, bendamustine, cladribine): after them some national
 # transfusion guidelines irradiate cellular products for life (a local policy, settings).
@@ -76,7 +76,7 @@ def _age_note(ctx: Context, day: int | None) -> str:
     return ""
 
 
-@rule("management.transfusion.rbc")
+@trigger("management.transfusion.rbc")
 def rbc(ctx: Context) -> Triggered | None:
     threshold = ctx.settings.transfusion.rbc_hb_below_g_dl
     if ctx.hb is None or ctx.hb >= threshold:
@@ -99,7 +99,7 @@ def rbc(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.transfusion.platelets")
+@trigger("management.transfusion.platelets")
 def platelets(ctx: Context) -> Triggered | None:
     s = ctx.settings.transfusion
     if ctx.plt is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cart_cytopenia.domain.course import DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
 def _weight(ctx: Context, cause: str, level: str) -> int:
@@ -21,7 +21,7 @@ def _base_inputs(ctx: Context) -> dict[str, object]:
     return {"day": ctx.day, "phase": ctx.phase, "cytopenic_lineages": ctx.cytopenic_lineages}
 
 
-@rule("differential.lymphodepletion")
+@trigger("differential.lymphodepletion")
 def lymphodepletion(ctx: Context) -> Triggered | None:
     if ctx.phase != "early" or not ctx.any_cytopenia:
         return None
@@ -40,7 +40,7 @@ def lymphodepletion(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.infection")
+@trigger("differential.infection")
 def infection(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -67,7 +67,7 @@ def infection(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.iec-hs")
+@trigger("differential.iec-hs")
 def iec_hs(ctx: Context) -> Triggered | None:
     s = ctx.iechs
     if not ctx.any_cytopenia or not s.suspected:
@@ -85,7 +85,7 @@ def iec_hs(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.inflammation")
+@trigger("differential.inflammation")
 def inflammation(ctx: Context) -> Triggered | None:
     inf = ctx.a.inflammation
     if not ctx.any_cytopenia or ctx.phase not in ("early", "prolonged"):
@@ -111,7 +111,7 @@ def inflammation(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.low-marrow-reserve")
+@trigger("differential.low-marrow-reserve")
 def low_marrow_reserve(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -153,7 +153,7 @@ def low_marrow_reserve(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.marrow-disease")
+@trigger("differential.marrow-disease")
 def marrow_disease(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -205,7 +205,7 @@ def marrow_disease(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.myeloid-neoplasm")
+@trigger("differential.myeloid-neoplasm")
 def myeloid_neoplasm(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -251,7 +251,7 @@ def myeloid_neoplasm(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.drug-effect")
+@trigger("differential.drug-effect")
 def drug_effect(ctx: Context) -> Triggered | None:
     meds = ctx.myelosuppressive_active
     if not ctx.any_cytopenia or not meds:
@@ -266,7 +266,7 @@ def drug_effect(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.viral-reactivation")
+@trigger("differential.viral-reactivation")
 def viral_reactivation(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -289,7 +289,7 @@ def viral_reactivation(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.graft-dysfunction")
+@trigger("differential.graft-dysfunction")
 def graft_dysfunction(ctx: Context) -> Triggered | None:
     if not ctx.prior_allo or not ctx.any_cytopenia:
         return None
@@ -314,7 +314,7 @@ def graft_dysfunction(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.gvhd")
+@trigger("differential.gvhd")
 def gvhd(ctx: Context) -> Triggered | None:
     if not ctx.prior_allo or not ctx.any_cytopenia:
         return None
@@ -339,7 +339,7 @@ def gvhd(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.ta-tma")
+@trigger("differential.ta-tma")
 def ta_tma(ctx: Context) -> Triggered | None:
     if not ctx.tma_suspected:
         return None
@@ -361,7 +361,7 @@ def ta_tma(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.lineage-switch")
+@trigger("differential.lineage-switch")
 def lineage_switch(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -391,7 +391,7 @@ def lineage_switch(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.immune-mediated")
+@trigger("differential.immune-mediated")
 def immune_mediated(ctx: Context) -> Triggered | None:
     if not ctx.any_cytopenia:
         return None
@@ -425,7 +425,7 @@ def immune_mediated(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("differential.haemolysis")
+@trigger("differential.haemolysis")
 def haemolysis(ctx: Context) -> Triggered | None:
     markers = ctx.haemolysis_markers
     if len(markers) < 2 or not ctx.anaemia_grade_2_or_dependent:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cart_cytopenia.domain.course import Disease, DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, drug_alternative, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
-@rule("workup.medication-review")
+@trigger("workup.medication-review")
 def medication_review(ctx: Context) -> Triggered | None:
     active = ctx.myelosuppressive_active
     # during a cytopenia, a drug with a named alternative is already the subject of the alert
@@ -53,7 +53,7 @@ def medication_review(ctx: Context) -> Triggered | None:
     return None
 
 
-@rule("workup.infection")
+@trigger("workup.infection")
 def infection(ctx: Context) -> Triggered | None:
     fevers = ctx.recent_fevers
     active = ctx.infections_active
@@ -110,7 +110,7 @@ def infection(ctx: Context) -> Triggered | None:
     return None
 
 
-@rule("workup.iec-hs")
+@trigger("workup.iec-hs")
 def iec_hs(ctx: Context) -> Triggered | None:
     s = ctx.iechs
     if not s.possible:
@@ -173,7 +173,7 @@ def _marrow_triggers(ctx: Context) -> tuple[list[str], list[str]]:
     return triggers, new
 
 
-@rule("workup.bone-marrow")
+@trigger("workup.bone-marrow")
 def bone_marrow(ctx: Context) -> Triggered | None:
     triggers, new = _marrow_triggers(ctx)
     if not triggers:
@@ -216,7 +216,7 @@ def bone_marrow(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.mrd-lineage")
+@trigger("workup.mrd-lineage")
 def mrd_lineage(ctx: Context) -> Triggered | None:
     if not (ctx.paediatric and ctx.disease == Disease.B_ALL):
         return None
@@ -246,7 +246,7 @@ def mrd_lineage(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.chimerism")
+@trigger("workup.chimerism")
 def chimerism(ctx: Context) -> Triggered | None:
     if not (ctx.prior_allo and ctx.prolonged_or_late and ctx.any_cytopenia):
         return None
@@ -257,7 +257,7 @@ def chimerism(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.ta-tma")
+@trigger("workup.ta-tma")
 def ta_tma(ctx: Context) -> Triggered | None:
     if not ctx.tma_suspected:
         return None
@@ -308,7 +308,7 @@ def _haemolysis_tests(ctx: Context) -> tuple[list[str], list[str]]:
     return todo, have
 
 
-@rule("workup.haemolysis")
+@trigger("workup.haemolysis")
 def haemolysis(ctx: Context) -> Triggered | None:
     markers = ctx.haemolysis_markers
     if not markers or not ctx.anaemia_grade_2_or_dependent:
@@ -329,7 +329,7 @@ def haemolysis(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.viral-reactivation")
+@trigger("workup.viral-reactivation")
 def viral_reactivation(ctx: Context) -> Triggered | None:
     found = ctx.viral_reactivations
     if found:
@@ -349,7 +349,7 @@ def viral_reactivation(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.cd4")
+@trigger("workup.cd4")
 def cd4(ctx: Context) -> Triggered | None:
     pj = ctx.settings.prophylaxis
     if ctx.day < pj.pjp_start_day or ctx.cd4_above_stop:
@@ -371,7 +371,7 @@ def cd4(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("workup.igg")
+@trigger("workup.igg")
 def igg(ctx: Context) -> Triggered | None:
     if not ctx.prolonged_or_late:
         return None

@@ -8,7 +8,7 @@ from dataclasses import replace
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import HCT, Finding, StemCellBoost
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
 def dependent_lineages(ctx: Context) -> list[str]:
@@ -77,7 +77,7 @@ def _hct_after_infusion(ctx: Context) -> HCT | None:
     return hcts[-1] if hcts else None
 
 
-@rule("management.stem-cell-boost")
+@trigger("management.stem-cell-boost")
 def autologous_boost(ctx: Context) -> Triggered | None:
     if _boost_given(ctx) or not ctx.prolonged_or_late:
         return None
@@ -157,7 +157,7 @@ def _graft_failure_picture(
     return True, f"marrow day {m.day}: {describe_marrow(m)}"
 
 
-@rule("management.stem-cell-boost.allogeneic")
+@trigger("management.stem-cell-boost.allogeneic")
 def allogeneic_boost(ctx: Context) -> Triggered | None:
     ok, marrow = _graft_failure_picture(ctx, prolonged_if_refractory=True)
     if not ok or _boost_given(ctx) or _hct_after_infusion(ctx):
@@ -195,7 +195,7 @@ def allogeneic_boost(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.allo-hct.second")
+@trigger("management.allo-hct.second")
 def second_allo_hct(ctx: Context) -> Triggered | None:
     ok, marrow = _graft_failure_picture(ctx)
     if not ok or _hct_after_infusion(ctx):
@@ -217,7 +217,7 @@ def second_allo_hct(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.allo-hct")
+@trigger("management.allo-hct")
 def allo_hct(ctx: Context) -> Triggered | None:
     if ctx.prior_allo or _hct_after_infusion(ctx):
         return None
@@ -267,7 +267,7 @@ def allo_hct(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.immunosuppression.lgl")
+@trigger("management.immunosuppression.lgl")
 def immunosuppression_lgl(ctx: Context) -> Triggered | None:
     lgl = ctx.findings(Finding.LARGE_GRANULAR_LYMPHOCYTOSIS)
     if not lgl or not ctx.any_cytopenia:
@@ -283,7 +283,7 @@ def immunosuppression_lgl(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.immunosuppression.immune-aplasia")
+@trigger("management.immunosuppression.immune-aplasia")
 def immunosuppression_immune_aplasia(ctx: Context) -> Triggered | None:
     if not ctx.late or len(ctx.cytopenic_lineages) < 3:  # "severe trilineage aplasia"
         return None
@@ -308,7 +308,7 @@ def immunosuppression_immune_aplasia(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.myeloid-neoplasm.referral")
+@trigger("management.myeloid-neoplasm.referral")
 def myeloid_neoplasm_referral(ctx: Context) -> Triggered | None:
     found = ctx.myeloid_neoplasm_marrow
     if found is None:
@@ -332,7 +332,7 @@ def myeloid_neoplasm_referral(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.expectant")
+@trigger("management.expectant")
 def expectant(ctx: Context) -> Triggered | None:
     if not (ctx.prolonged_or_late and ctx.any_cytopenia):
         return None
@@ -353,7 +353,7 @@ def expectant(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.growth-factors.paediatric-defer")
+@trigger("management.growth-factors.paediatric-defer")
 def paediatric_defer(ctx: Context) -> Triggered | None:
     if not (ctx.paediatric and ctx.prolonged_or_late and ctx.any_cytopenia):
         return None
@@ -369,7 +369,7 @@ def paediatric_defer(ctx: Context) -> Triggered | None:
     )
 
 
-@rule("management.follow-up")
+@trigger("management.follow-up")
 def follow_up(ctx: Context) -> Triggered | None:
     end = ctx.follow_up_end_day
     if not ctx.late or ctx.day > end:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.course import IECHS
 from cart_cytopenia.guidance.context import Context
-from cart_cytopenia.guidance.registry import Triggered, rule
+from cart_cytopenia.guidance.registry import Triggered, trigger
 
 # The review's options for refractory IEC-HS, in its order, with the class that marks them given.
 REFRACTORY_OPTIONS = (
@@ -15,7 +15,7 @@ REFRACTORY_OPTIONS = (
 )
 
 
-@rule("management.iec-hs.treat")
+@trigger("management.iec-hs.treat")
 def treat(ctx: Context) -> Triggered | None:
     s = ctx.iechs
     if not s.high:
@@ -44,7 +44,7 @@ def _given_since(ctx: Context, start: int) -> set[str]:
     }
 
 
-@rule("management.iec-hs.refractory")
+@trigger("management.iec-hs.refractory")
 def refractory(ctx: Context) -> Triggered | None:
     s = ctx.iechs
     if not s.high:
