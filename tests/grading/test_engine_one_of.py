@@ -1,11 +1,11 @@
-"""engine._one_of: membership of analyte codes by comparisons (ranges and scattered codes)."""
+"""cohort_rows._one_of: membership of analyte codes by comparisons (ranges and scattered codes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cart_cytopenia.grading.engine import _one_of
+from cart_cytopenia.grading.cohort_rows import _one_of
 
 
 @pytest.mark.parametrize("wanted", [[0, 1, 2, 3, 4], [4, 0, 3, 8, 7], [5], []])

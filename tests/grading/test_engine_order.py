@@ -7,7 +7,7 @@ import pytest
 
 from cart_cytopenia.domain.frames import CohortFrames
 from cart_cytopenia.errors import InputError
-from cart_cytopenia.grading import engine, grade_table
+from cart_cytopenia.grading import cohort_rows, engine, grade_table
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules.settings import Settings
@@ -39,7 +39,7 @@ def test_rows_indexed_in_many_slices_give_the_same_grades(monkeypatch: pytest.Mo
     frames = read_cohort(d / "labs.csv", d / "patients.csv", d / "events.csv")
     base = grade_cohort(frames, Settings(), workers=1)
     day20 = grade_cohort(frames, Settings(), as_of=20, workers=1)
-    monkeypatch.setattr(engine, "ROWS_PER_TASK", 7)
+    monkeypatch.setattr(cohort_rows, "ROWS_PER_TASK", 7)
     assert grade_cohort(frames, Settings(), workers=2).equals(base)
     assert grade_cohort(frames, Settings(), as_of=20, workers=2).equals(day20)
     shuffled = CohortFrames(

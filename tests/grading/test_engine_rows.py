@@ -7,8 +7,9 @@ import polars as pl
 import pytest
 
 from cart_cytopenia.domain.frames import ANALYTE_CODES, CohortFrames
+from cart_cytopenia.grading.cohort_rows import DayRows, _split_by_analyte
 from cart_cytopenia.grading.daily import grid_from_cells, interpolate
-from cart_cytopenia.grading.engine import DayRows, _split_by_analyte, grade_cohort
+from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.grading.timing import lineage_timing
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules import tables
