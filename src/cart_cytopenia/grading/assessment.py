@@ -9,18 +9,35 @@ result is a grade, "normal", or "cannot grade" with the reason; results on windo
 from __future__ import annotations
 
 import math
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.analytes import analyte, to_canonical
 from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
+from cart_cytopenia.grading.assessment_model import (
+    Assessment,
+    BasedOn,
+    CtcaeItem,
+    EarlyIcahtResult,
+    EasixResult,
+    GcsfStatus,
+    GradeResult,
+    GradeStatus,
+    HematotoxIgnoredValue,
+    HematotoxMarkerResult,
+    HematotoxResult,
+    InflammationStatus,
+    LateIcahtResult,
+    LineageStatus,
+    PhenotypeResult,
+    TicahtResult,
+    TransfusionStatus,
+)
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
 from cart_cytopenia.grading.hematotox import Hematotox, IgnoredValues
 from cart_cytopenia.grading.timing import phase_of_days
@@ -28,255 +45,29 @@ from cart_cytopenia.grading.transfusion import BY_REGULAR, BY_SHORT_WINDOW, basi
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class GradeStatus(StrEnum):
-    GRADED = "graded"
-    NORMAL = "normal"
-    CANNOT_GRADE = "cannot_grade"
-
-
-class GradeResult(_Out):
-    status: GradeStatus
-    grade: int | None = None
-    reason: str | None = None
-    provisional: bool = False
-    rule: str = Field(description="Rule table id and version the grade comes from.")
-
-    @classmethod
-    def of(
-        cls, grade: int, rule: str, reason: str | None = None, provisional: bool = False
-    ) -> GradeResult:
-        if grade < 0:
-            return cls(status=GradeStatus.CANNOT_GRADE, reason=reason or "no value", rule=rule)
-        status = GradeStatus.NORMAL if grade == 0 else GradeStatus.GRADED
-        return cls(status=status, grade=grade, provisional=provisional, rule=rule)
-
-    def label(self) -> str:
-        if self.status == GradeStatus.CANNOT_GRADE:
-            return f"cannot grade ({self.reason})"
-        text = "normal (grade 0)" if self.status == GradeStatus.NORMAL else f"grade {self.grade}"
-        return text + (" (provisional)" if self.provisional else "")
-
-
-class CtcaeItem(_Out):
-    analyte: str
-    term: str
-    unit: str
-    last_value: float | None
-    last_value_day: int | None
-    current: GradeResult
-    worst: GradeResult
-
-
-class EarlyIcahtResult(_Out):
-    result: GradeResult
-    window: tuple[int, int]
-    days_anc_le_500: int
-    days_anc_le_100: int
-    never_recovered: bool
-    unknown_days_in_runs: int
-
-
-class LateIcahtResult(_Out):
-    result: GradeResult
-    window_start: int
-    window_end: int
-    window_end_reason: str
-    anc_1: float | None
-    anc_2: float | None
-    n_values: int
-
-
-class TicahtResult(_Out):
-    """T-ICAHT (Rejeski et al., Blood 2025): thrombocytopenia graded early and late."""
-
-    early: GradeResult
-    early_window: tuple[int, int]
-    early_days_plt_lt_50: int = Field(description="Cumulative days < 50 x10^9/L, day 0-30")
-    early_days_plt_lt_20: int = Field(description="Cumulative days < 20 x10^9/L, day 0-30")
-    late: GradeResult
-    late_window_start: int
-    late_window_end: int
-    late_plt_1: float | None = Field(description="Lowest count in the late window (10^9/L)")
-    late_plt_2: float | None = Field(description="Second-lowest count (another day)")
-    late_days_plt_lt_20: int
-    recovery_day: int | None = Field(
-        description="First of 3 days >= 20 x10^9/L, 7 days after the last platelet transfusion"
-    )
-    not_recovered: bool = Field(description="A run < 20 x10^9/L is still open")
-    post_transfusion_counts: int = Field(
-        description="Counts at or above a cut-point within 2 days of a platelet transfusion, "
-        "not used as evidence of recovery"
-    )
-
-
-class HematotoxMarkerResult(_Out):
-    analyte: str
-    value: float | None
-    unit: str
-    day: int | None
-    points: int | None
-    band: str | None
-
-
-class HematotoxIgnoredValue(_Out):
-    """A baseline value the score does not use, and why (also named among the warnings)."""
-
-    analyte: str
-    value: float
-    unit: str
-    day: int
-    reason: str
-
-
-class HematotoxResult(_Out):
-    score: int | None
-    points_counted: int
-    max_score: int
-    risk: str | None = Field(description="'high', 'low', or None when it cannot be told")
-    markers: list[HematotoxMarkerResult]
-    missing: list[str]
-    warnings: list[str]
-    ignored: list[HematotoxIgnoredValue] = Field(
-        default_factory=list, description="Baseline values not used, with the reason"
-    )
-    rule: str
-
-
-class EasixResult(_Out):
-    """EASIX and m-EASIX (LDH x creatinine or CRP / platelets) beside CAR-HEMATOTOX."""
-
-    easix_baseline: float | None = Field(description="Before lymphodepletion; None: not computed")
-    m_easix_baseline: float | None
-    missing_easix: list[str] = Field(description="Baseline analytes missing for EASIX")
-    missing_m_easix: list[str]
-    baseline_after_ld_start: bool = Field(
-        description="A value used was drawn after lymphodepletion started (none before it)"
-    )
-    above_cutoff: bool | None = Field(
-        description="EASIX before lymphodepletion above the published cut-off; None: unknown"
-    )
-    cutoff: float
-    cutoff_outcome: str
-    cutoff_source: str
-    easix_d0_3: float | None = Field(description="Highest EASIX of a day 0-3 with all values")
-    easix_d0_3_day: int | None
-    m_easix_d0_3: float | None
-    m_easix_d0_3_day: int | None
-    rule: str
-
-
-class PhenotypeResult(_Out):
-    phenotype: str | None
-    reason: str | None
-    first_recovery_day: int | None
-    second_dip_day: int | None
-    sustained_recovery_day: int | None
-    longest_severe_run_days: int
-    rule: str
-
-
-class TransfusionStatus(_Out):
-    product: str
-    in_window: int
-    window_days: int
-    dependent: bool
-    last_day: int | None
-    units_in_long_window: int | None = Field(
-        default=None,
-        description="Units in the regular-transfusion window (None: no such rule for the product)",
-    )
-    episodes_in_long_window: int | None = None
-    long_window_days: int | None = None
-    dependent_by: Literal["short-window", "regular"] | None = Field(
-        default=None,
-        description="Which definition made the lineage dependent (the 28-day one is checked first)",
-    )
-    basis: str | None = Field(
-        default=None, description="The definition of dependence met, with the counts behind it"
-    )
-
-
-class LineageStatus(_Out):
-    lineage: str
-    analyte: str
-    unit: str
-    last_value: float | None
-    last_value_day: int | None
-    ctcae_grade: int | None
-    significant: bool = Field(
-        description="Below the lineage's CTCAE grade-3 cut-point on the last value"
-    )
-    significant_below: float
-    phase: str | None = Field(
-        description="Phase of the current episode's day (early/prolonged/late)"
-    )
-    episode_start_day: int | None
-    nadir: float | None
-    nadir_day: int | None
-    days_significant_d0_60: int
-    days_severe_d0_60: int
-    transfusion: TransfusionStatus | None
-
-
-class GcsfStatus(_Out):
-    first_day: int | None
-    days_given: int
-    response: str | None
-    anc_at_start: float | None
-    active_on_day: bool
-
-
-class InflammationStatus(_Out):
-    crs_max_grade: int
-    icans_max_grade: int
-    crs_active: bool = Field(description="CRS known to be ongoing on the day")
-    icans_active: bool = Field(description="ICANS known to be ongoing on the day")
-    crs_resolved_day: int | None
-    crs_end_unknown: bool = Field(
-        False,
-        description=(
-            "A CRS recorded without an end day, started longer ago than the timing table's "
-            "crs_record.open_read_as_ongoing_days: neither known ongoing nor known resolved"
-        ),
-    )
-    crs_end_unknown_since_day: int | None = None
-
-
-class BasedOn(_Out):
-    software: str
-    as_of_day: int
-    retrospective: bool
-    n_labs: int
-    n_events: int
-    lab_days: tuple[int, int] | None
-    rule_tables: list[str]
-    settings: dict[str, Any]
-    settings_changed: dict[str, Any]
-    drugs_not_reasoned_about: list[str]
-
-
-class Assessment(_Out):
-    patient_id: str
-    day: int
-    phase: str | None
-    ctcae_version: str
-    ctcae: list[CtcaeItem]
-    lineages: list[LineageStatus]
-    early_icaht: EarlyIcahtResult
-    late_icaht: LateIcahtResult
-    ticaht: TicahtResult
-    hematotox: HematotoxResult
-    easix: EasixResult
-    phenotype: PhenotypeResult
-    gcsf: GcsfStatus
-    inflammation: InflammationStatus
-    notes: list[str] = Field(description="What the data could not support, and other caveats")
-    based_on: BasedOn
+# the result models are importable from here, beside ``assess``
+__all__ = [
+    "Assessment",
+    "BasedOn",
+    "CtcaeItem",
+    "EarlyIcahtResult",
+    "EasixResult",
+    "GcsfStatus",
+    "GradeResult",
+    "GradeStatus",
+    "HematotoxIgnoredValue",
+    "HematotoxMarkerResult",
+    "HematotoxResult",
+    "InflammationStatus",
+    "LateIcahtResult",
+    "LineageStatus",
+    "PhenotypeResult",
+    "TicahtResult",
+    "TransfusionStatus",
+    "assess",
+    "assess_days",
+    "default_day",
+]
 
 
 def _f(x: float) -> float | None:
@@ -545,87 +336,131 @@ def _inflammation(course: Course, day: int, crs_max: int, icans_max: int) -> Inf
 def _to_assessment(
     course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int, i: int = 0
 ) -> Assessment:
-    ct = tables.ctcae(settings.ctcae_version)
-    it, pt, tt = tables.icaht(), tables.recovery_phenotype(), tables.timing()
+    """Patient ``i`` of the graded chunk ``c`` as the typed ``Assessment`` of ``course`` on
+    ``day``; every caveat found on the way goes into its notes, in the order of the sections."""
+    tt = tables.timing()
     notes: list[str] = []
+    lineages = [_lineage_status(c, i, lin, day, notes) for lin in tt.lineages]
+    early_icaht = _early_icaht(c, i, day, notes)
+    ticaht = _ticaht(c, i, notes)
+    hematotox = _hematotox_result(course, c.hematotox, i, notes)
+    meds = course.events_of(Medication)
+    unknown_drugs = sorted({m.drug for m in meds if resolve_drug(m.drug) is None})
+    notes.extend(_course_caveats(course, unknown_drugs))
+    phase = tt.phase_of(day)
+    return Assessment(
+        patient_id=course.patient.id,
+        day=day,
+        phase=phase.id if phase else None,
+        ctcae_version=settings.ctcae_version,
+        ctcae=_ctcae_items(c, i, settings),
+        lineages=lineages,
+        early_icaht=early_icaht,
+        late_icaht=_late_icaht(c, i),
+        ticaht=ticaht,
+        hematotox=hematotox,
+        easix=_easix(c, i),
+        phenotype=_phenotype(c, i),
+        gcsf=_gcsf_status(c, i, meds, day),
+        inflammation=_inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i])),
+        notes=notes,
+        based_on=_based_on(course, day, settings, n_labs, unknown_drugs),
+    )
 
-    ctcae_items = []
+
+def _ctcae_items(c: GradedChunk, i: int, settings: Settings) -> list[CtcaeItem]:
+    """The current (last value) and worst CTCAE grade of each counted analyte."""
+    ct = tables.ctcae(settings.ctcae_version)
+    items = []
     for a in ("anc", "platelets", "hb", "wbc", "alc"):
         crit = ct.criteria.get(a)
-        lv = _f(c.last_value[a][i])
         if crit is None:
             reason = f"not a CTCAE v{settings.ctcae_version} term"
             term = f"{analyte(a).label} (not in CTCAE v{settings.ctcae_version})"
         else:
             reason = "no value up to this day"
             term = crit.term
-        ctcae_items.append(
+        items.append(
             CtcaeItem(
                 analyte=a,
                 term=term,
                 unit=analyte(a).canonical_unit.ucum,
-                last_value=lv,
+                last_value=_f(c.last_value[a][i]),
                 last_value_day=_d(c.last_value_day[a][i]),
                 current=GradeResult.of(int(c.ctcae_last[a][i]), ct.meta.label, reason),
                 worst=GradeResult.of(int(c.ctcae_worst[a][i]), ct.meta.label, reason),
             )
         )
+    return items
 
-    lineage_items = []
-    for lin in tt.lineages:
-        lt = c.lineages[lin.id]
-        lv = _f(c.last_value[lin.analyte][i])
-        product = {"neutrophils": None, "platelets": "platelets", "red_cells": "rbc"}[lin.id]
-        tx = None
-        if product:
-            b = c.transfusions[product]
-            has_long = b.long_units[i] >= 0
-            tx = TransfusionStatus(
-                product=product,
-                in_window=int(b.in_window[i]),
-                window_days=tt.td_window_days,
-                dependent=bool(b.dependent[i]),
-                last_day=_d(b.last_day[i], -10_000),
-                units_in_long_window=int(b.long_units[i]) if has_long else None,
-                episodes_in_long_window=int(b.long_episodes[i]) if has_long else None,
-                long_window_days=tt.regular.window_days if has_long else None,
-                dependent_by=DEPENDENT_BY.get(int(b.basis[i])),
-                basis=basis_text(b, i, product, tt),
-            )
-        if lt.episode_start is None or lt.days_significant is None or lt.days_severe is None:
-            raise RuntimeError("assessment needs the engine's detail (iter_chunks detail=True)")
-        episode = _d(lt.episode_start[i])
-        lineage_items.append(
-            LineageStatus(
-                lineage=lin.id,
-                analyte=lin.analyte,
-                unit=analyte(lin.analyte).canonical_unit.ucum,
-                last_value=lv,
-                last_value_day=_d(c.last_value_day[lin.analyte][i]),
-                ctcae_grade=_d(c.ctcae_last[lin.analyte][i]),
-                significant=lv is not None and lv < lin.significant_below,
-                significant_below=lin.significant_below,
-                phase=phase_of_days(np.array([day]), tt)[0] if episode is not None else None,
-                episode_start_day=episode,
-                nadir=_f(lt.nadir[i]),
-                nadir_day=_d(lt.nadir_day[i]),
-                days_significant_d0_60=int(lt.days_significant[i]),
-                days_severe_d0_60=int(lt.days_severe[i]),
-                transfusion=tx,
-            )
+
+LINEAGE_PRODUCT = {"neutrophils": None, "platelets": "platelets", "red_cells": "rbc"}
+
+
+def _lineage_status(
+    c: GradedChunk, i: int, lin: tables.Lineage, day: int, notes: list[str]
+) -> LineageStatus:
+    """One lineage on the day: its last value, the current episode, nadir, days below the
+    cut-points and transfusion dependence; ``notes`` gets a missing or stale last value."""
+    tt = tables.timing()
+    lt = c.lineages[lin.id]
+    lv = _f(c.last_value[lin.analyte][i])
+    product = LINEAGE_PRODUCT[lin.id]
+    if lt.episode_start is None or lt.days_significant is None or lt.days_severe is None:
+        raise RuntimeError("assessment needs the engine's detail (iter_chunks detail=True)")
+    episode = _d(lt.episode_start[i])
+    status = LineageStatus(
+        lineage=lin.id,
+        analyte=lin.analyte,
+        unit=analyte(lin.analyte).canonical_unit.ucum,
+        last_value=lv,
+        last_value_day=_d(c.last_value_day[lin.analyte][i]),
+        ctcae_grade=_d(c.ctcae_last[lin.analyte][i]),
+        significant=lv is not None and lv < lin.significant_below,
+        significant_below=lin.significant_below,
+        phase=phase_of_days(np.array([day]), tt)[0] if episode is not None else None,
+        episode_start_day=episode,
+        nadir=_f(lt.nadir[i]),
+        nadir_day=_d(lt.nadir_day[i]),
+        days_significant_d0_60=int(lt.days_significant[i]),
+        days_severe_d0_60=int(lt.days_severe[i]),
+        transfusion=_transfusion_status(c, i, product) if product else None,
+    )
+    label = analyte(lin.analyte).label.lower()
+    last_day = int(c.last_value_day[lin.analyte][i])
+    if lv is None:
+        notes.append(f"No {label} value up to day {day}: its status is unknown, not normal.")
+    elif last_day < day - 7:
+        notes.append(
+            f"The last {label} is from day {last_day}, {day - last_day} days before day {day}."
         )
-        if lv is None:
-            notes.append(
-                f"No {analyte(lin.analyte).label.lower()} value up to day {day}: its status is unknown, not normal."
-            )
-        elif c.last_value_day[lin.analyte][i] < day - 7:
-            notes.append(
-                f"The last {analyte(lin.analyte).label.lower()} is from day {c.last_value_day[lin.analyte][i]}, "
-                f"{day - int(c.last_value_day[lin.analyte][i])} days before day {day}."
-            )
+    return status
 
-    e = c.early
-    early = EarlyIcahtResult(
+
+def _transfusion_status(c: GradedChunk, i: int, product: str) -> TransfusionStatus:
+    """Transfusions of ``product`` and whether the lineage is transfusion-dependent."""
+    tt = tables.timing()
+    b = c.transfusions[product]
+    has_long = b.long_units[i] >= 0
+    return TransfusionStatus(
+        product=product,
+        in_window=int(b.in_window[i]),
+        window_days=tt.td_window_days,
+        dependent=bool(b.dependent[i]),
+        last_day=_d(b.last_day[i], -10_000),
+        units_in_long_window=int(b.long_units[i]) if has_long else None,
+        episodes_in_long_window=int(b.long_episodes[i]) if has_long else None,
+        long_window_days=tt.regular.window_days if has_long else None,
+        dependent_by=DEPENDENT_BY.get(int(b.basis[i])),
+        basis=basis_text(b, i, product, tt),
+    )
+
+
+def _early_icaht(c: GradedChunk, i: int, day: int, notes: list[str]) -> EarlyIcahtResult:
+    """Early ICAHT (day 0-30); ``notes`` gets unknown days joined into a run and an open
+    window."""
+    it, e = tables.icaht(), c.early
+    out = EarlyIcahtResult(
         result=GradeResult.of(int(e.grade[i]), it.meta.label, e.reason[i], bool(e.provisional[i])),
         window=it.early_window,
         days_anc_le_500=int(e.days_le_500[i]),
@@ -640,86 +475,82 @@ def _to_assessment(
         )
     if e.provisional[i]:
         notes.append(f"Early ICAHT is provisional: the day 0-30 window is still open on day {day}.")
-    lt_ = c.late
-    late = LateIcahtResult(
+    return out
+
+
+def _late_icaht(c: GradedChunk, i: int) -> LateIcahtResult:
+    """Late ICAHT (from day 31 to the end of its window, and why it ended there)."""
+    it, lt = tables.icaht(), c.late
+    return LateIcahtResult(
         result=GradeResult.of(
-            int(lt_.grade[i]), it.meta.label, lt_.reason[i], bool(lt_.provisional[i])
+            int(lt.grade[i]), it.meta.label, lt.reason[i], bool(lt.provisional[i])
         ),
         window_start=it.late_window_start,
-        window_end=int(lt_.window_end[i]),
-        window_end_reason=str(lt_.window_end_reason[i]),
-        anc_1=_f(lt_.anc_1[i]),
-        anc_2=_f(lt_.anc_2[i]),
-        n_values=int(lt_.n_values[i]),
+        window_end=int(lt.window_end[i]),
+        window_end_reason=str(lt.window_end_reason[i]),
+        anc_1=_f(lt.anc_1[i]),
+        anc_2=_f(lt.anc_2[i]),
+        n_values=int(lt.n_values[i]),
     )
 
-    ticaht = _ticaht(c, i, notes)
 
-    hematotox = _hematotox_result(course, c.hematotox, i, notes)
-
+def _phenotype(c: GradedChunk, i: int) -> PhenotypeResult:
+    """The neutrophil recovery phenotype to the end of the late ICAHT window."""
     p = c.phenotype
-    phenotype = PhenotypeResult(
+    return PhenotypeResult(
         phenotype=p.phenotype[i],
         reason=p.reason[i],
         first_recovery_day=_d(p.first_recovery_day[i]),
         second_dip_day=_d(p.second_dip_day[i]),
         sustained_recovery_day=_d(p.sustained_recovery_day[i]),
         longest_severe_run_days=int(p.longest_severe_run[i]),
-        rule=pt.meta.label,
+        rule=tables.recovery_phenotype().meta.label,
     )
 
+
+def _gcsf_status(c: GradedChunk, i: int, meds: list[Medication], day: int) -> GcsfStatus:
+    """G-CSF given so far, the ANC response to it, and whether a course is running on the day."""
     g = c.gcsf
-    meds = course.events_of(Medication)
-    gcsf_active = any(m.active_on(day) for m in meds if "gcsf" in {k.value for k in m.classes})
-    gcsf = GcsfStatus(
+    return GcsfStatus(
         first_day=_d(g.first_day[i]),
         days_given=int(g.days_given[i]),
         response=g.response[i],
         anc_at_start=_f(g.anc_at_start[i]),
-        active_on_day=gcsf_active,
+        active_on_day=any(m.active_on(day) for m in meds if "gcsf" in {k.value for k in m.classes}),
     )
 
-    inflammation = _inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i]))
 
-    unknown_drugs = sorted({m.drug for m in meds if resolve_drug(m.drug) is None})
+def _course_caveats(course: Course, unknown_drugs: list[str]) -> list[str]:
+    """What the course's data could not support: drugs outside the catalogue, no counts after
+    infusion, an unknown age."""
+    notes = []
     if unknown_drugs:
         notes.append(
             "Not in the drug catalogue, so not reasoned about: " + ", ".join(unknown_drugs) + "."
         )
-    lab_days = [lab.day for lab in course.labs if lab.day is not None]
-    if not lab_days:
+    if not any(lab.day is not None for lab in course.labs):
         notes.append("No laboratory values after infusion: nothing can be graded from counts.")
     if course.patient.age_years is None and course.patient.birth_date is None:
         notes.append("Age unknown: paediatric considerations cannot be decided.")
+    return notes
 
-    phase = tt.phase_of(day)
-    return Assessment(
-        patient_id=course.patient.id,
-        day=day,
-        phase=phase.id if phase else None,
-        ctcae_version=settings.ctcae_version,
-        ctcae=ctcae_items,
-        lineages=lineage_items,
-        early_icaht=early,
-        late_icaht=late,
-        ticaht=ticaht,
-        hematotox=hematotox,
-        easix=_easix(c, i),
-        phenotype=phenotype,
-        gcsf=gcsf,
-        inflammation=inflammation,
-        notes=notes,
-        based_on=BasedOn(
-            software=f"cart-cytopenia {__version__}",
-            as_of_day=day,
-            retrospective=False,
-            n_labs=n_labs,
-            n_events=len(course.events),
-            lab_days=(min(lab_days), max(lab_days)) if lab_days else None,
-            rule_tables=[m.label for m in tables.all_tables() if not m.id.startswith("ctcae")]
-            + [ct.meta.label],
-            settings=settings.in_force(),
-            settings_changed=settings.changed_from_defaults(),
-            drugs_not_reasoned_about=unknown_drugs,
-        ),
+
+def _based_on(
+    course: Course, day: int, settings: Settings, n_labs: int, unknown_drugs: list[str]
+) -> BasedOn:
+    """The data, rule tables and settings the assessment was made from."""
+    ct = tables.ctcae(settings.ctcae_version)
+    lab_days = [lab.day for lab in course.labs if lab.day is not None]
+    return BasedOn(
+        software=f"cart-cytopenia {__version__}",
+        as_of_day=day,
+        retrospective=False,
+        n_labs=n_labs,
+        n_events=len(course.events),
+        lab_days=(min(lab_days), max(lab_days)) if lab_days else None,
+        rule_tables=[m.label for m in tables.all_tables() if not m.id.startswith("ctcae")]
+        + [ct.meta.label],
+        settings=settings.in_force(),
+        settings_changed=settings.changed_from_defaults(),
+        drugs_not_reasoned_about=unknown_drugs,
     )
