@@ -67,7 +67,7 @@ KID = "bench-rs384"
 
 def typical_course(seed: int = 3) -> Any:
     """A synthetic course with a typical lab schedule, as known on day 100."""
-    from cart_cytopenia.cohort.synthetic import generate_courses
+    from cart_cytopenia.cohort.synthetic_courses import generate_courses
 
     courses = generate_courses(6, seed)
     course = max(
@@ -120,7 +120,7 @@ class Pool:
 def build_pool(n: int, today: dt.date, held: int, seed: int = 11) -> Pool:
     """``n`` synthetic patients at days 1-100, the last ``held`` lab results of each held back."""
     from cart_cytopenia.cli.serve_cmd import shift_course
-    from cart_cytopenia.cohort.synthetic import generate_courses
+    from cart_cytopenia.cohort.synthetic_courses import generate_courses
 
     rng = random.Random(seed)
     pids: list[str] = []

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cart_cytopenia.cohort import synthetic
+from cart_cytopenia.cohort import synthetic, synthetic_courses, synthetic_labs
 from cart_cytopenia.domain.analytes import resolve_analyte
 from cart_cytopenia.domain.catalogues import products
 from cart_cytopenia.domain.course import parse_course
@@ -222,7 +222,7 @@ def test_a_failed_write_leaves_nothing_behind(
 
 
 def test_generate_courses_one_per_phenotype_and_valid_json(tmp_path: Path) -> None:
-    courses = synthetic.generate_courses(4, seed=9)
+    courses = synthetic_courses.generate_courses(4, seed=9)
     assert len(courses) == 4
     assert len({c.patient.id for c in courses}) == 4
     phen = {assess(c, None, Settings()).phenotype.phenotype for c in courses}
@@ -233,7 +233,7 @@ def test_generate_courses_one_per_phenotype_and_valid_json(tmp_path: Path) -> No
     text = json.dumps(c.model_dump(mode="json", exclude_none=True))
     again = parse_course(text)
     assert again.model_dump() == c.model_dump()
-    assert synthetic.generate_courses(4, seed=9)[2].model_dump() == courses[2].model_dump()
+    assert synthetic_courses.generate_courses(4, seed=9)[2].model_dump() == courses[2].model_dump()
 
 
 def test_outcome_gradient_by_hematotox_score(cohort: synthetic.Block) -> None:
@@ -260,7 +260,7 @@ def test_generated_values_pass_the_validator_at_the_extremes() -> None:
     extreme |= {"crp": 107.0, "ferritin": 5e6, "ldh": 1e6, "creatinine": 200.0}
     m = 2 * n_prof  # each centre's profile: one draw too high, one too low
     vals = {a: np.r_[np.full(n_prof, v), np.full(n_prof, -1.0)] for a, v in extreme.items()}
-    rows = synthetic._lab_rows(
+    rows = synthetic_labs._lab_rows(
         np.arange(m),
         np.full(m, 5),
         vals,

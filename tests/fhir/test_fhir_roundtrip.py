@@ -14,7 +14,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.codesystem import CodeSystem
 
-from cart_cytopenia.cohort.synthetic import PHENOTYPES, generate_courses
+from cart_cytopenia.cohort.synthetic import PHENOTYPES
+from cart_cytopenia.cohort.synthetic_courses import generate_courses
 from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.grading.assessment import assess
 from cart_cytopenia.io.fhir_codes import codes, project_code_system

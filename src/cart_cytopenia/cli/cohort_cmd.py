@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cart_cytopenia.cli.clinical import check_cohort_day
 from cart_cytopenia.cli.paths import not_an_input, output_dir, output_file, write_text_atomic
-from cart_cytopenia.cohort import synthetic
+from cart_cytopenia.cohort import synthetic, synthetic_courses
 from cart_cytopenia.errors import InputError, ParseError
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.omop import long_tables, read_omop
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             )
         if courses is not None:
             k = n_courses or (patients if out is None else 6)
-            docs = synthetic.generate_courses(k, seed)
+            docs = synthetic_courses.generate_courses(k, seed)
             courses.mkdir(parents=True, exist_ok=True)
             for c in docs:
                 write_text_atomic(

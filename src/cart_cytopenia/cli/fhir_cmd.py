@@ -205,7 +205,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Course(s) as FHIR R4 (the generator): what `import fhir` reads back to the same course."""
         if synthetic:
-            from cart_cytopenia.cohort.synthetic import PHENOTYPES, generate_courses
+            from cart_cytopenia.cohort.synthetic import PHENOTYPES
+            from cart_cytopenia.cohort.synthetic_courses import generate_courses
 
             output_dir(out)
 

@@ -75,7 +75,7 @@ def demo_courses(n: int, seed: int, today: dt.date) -> list[Course]:
         if path.exists():
             out.append(shift_course(parse_course(path.read_text(), str(path)), day, today))
     if n > 0:
-        from cart_cytopenia.cohort.synthetic import generate_courses
+        from cart_cytopenia.cohort.synthetic_courses import generate_courses
 
         for i, course in enumerate(generate_courses(n, seed)):
             last = course.last_lab_day or 0
