@@ -375,86 +375,116 @@ def _swimmer_events(frames: CohortFrames, ids: list[str]) -> pl.DataFrame:
     )
 
 
+class _Figures:
+    """The report's figures in order, each with its section, title, caption and image."""
+
+    def __init__(self) -> None:
+        self.figs: list[dict[str, Any]] = []
+
+    def add(self, section: str, title: str, data: bytes, caption: str) -> None:
+        self.figs.append(
+            {"section": section, "title": title, "caption": caption, **_img(data, title)}
+        )
+
+
 def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[dict[str, Any]]:
-    figs: list[dict[str, Any]] = []
-
-    def add(section: str, title: str, data: bytes, caption: str) -> None:
-        figs.append({"section": section, "title": title, "caption": caption, **_img(data, title)})
-
-    grade_cols = dict(plots.GRADE_COLOURS)
+    """Grades and durations by product and CAR-HEMATOTOX group, recovery curves, then the counts
+    of sampled patients (swimmer plot, heat map, trajectories)."""
+    f = _Figures()
     for by, label in (("product", "product"), ("CAR-HEMATOTOX", "CAR-HEMATOTOX group")):
-        add(
-            "grades",
-            f"ICAHT grades by {label}",
-            plots.stacked_shares(
-                d,
-                by,
-                [
-                    ("early ICAHT", "Early ICAHT (day 0–30)"),
-                    ("late ICAHT", "Late ICAHT (day 31–100)"),
-                ],
-                grade_cols,
-                f"EHA/EBMT ICAHT grade by {label} (% of patients)",
-            ),
-            "Early ICAHT from the longest run of ANC ≤500 and ≤100/µL in days 0–30; late ICAHT from the non-transient ANC nadir after day 30 (window ends at day 100, relapse/progression, next therapy, last follow-up or death). 'Cannot grade': no ANC in the window.",
-        )
-        add(
-            "grades",
-            f"T-ICAHT grades by {label}",
-            plots.stacked_shares(
-                d,
-                by,
-                [
-                    ("early T-ICAHT", "Early T-ICAHT (day 0–30)"),
-                    ("late T-ICAHT", "Late T-ICAHT (day 31–100)"),
-                ],
-                grade_cols,
-                f"T-ICAHT (thrombocytopenia) grade by {label} (% of patients)",
-            ),
-            "T-ICAHT (Rejeski 2025): early from the cumulative days of platelets < 50 and < 20 ×10⁹/L in days 0–30; late from the non-transient platelet nadir (< 100, < 50) and the days < 20 after day 30 (window as late ICAHT). Counts within 2 days of a platelet transfusion are not taken as recovery. 'Cannot grade': no platelet count in the window.",
-        )
-        add(
-            "grades",
-            f"CTCAE worst grades by {label}",
-            plots.stacked_shares(
-                d,
-                by,
-                [
-                    ("CTCAE neutrophils", "Neutrophil count decreased"),
-                    ("CTCAE platelets", "Platelet count decreased"),
-                    ("CTCAE anaemia", "Anaemia"),
-                ],
-                grade_cols,
-                f"CTCAE worst grade since day 0 by {label} (% of patients)",
-            ),
-            "Worst CTCAE grade of any value from day 0 (anaemia from values only: at most grade 3).",
-        )
-        add(
-            "grades",
-            f"Recovery phenotypes by {label}",
-            plots.stacked_shares(
-                d,
-                by,
-                [("recovery phenotype", "Neutrophil recovery phenotype")],
-                plots.PHENOTYPE_COLOURS,
-                f"Neutrophil recovery phenotype by {label} (% of patients)",
-            ),
-            "Quick: recovery without a second dip; intermittent: recovery then ANC ≤1000/µL after day 21; aplastic: ANC ≤500/µL for ≥14 days. 'Not called': too little follow-up or no ANC.",
-        )
-        add(
-            "durations",
-            f"Durations by {label}",
-            plots.durations(
-                d,
-                by,
-                [
-                    ("days_anc_le_500_d0_60", "Days with ANC ≤500/µL, day 0–60"),
-                    ("days_platelets_lt_50_d0_60", "Days with platelets <50 ×10⁹/L, day 0–60"),
-                ],
-                f"Duration of severe neutropenia and thrombocytopenia by {label}",
-            ),
-            "Days counted on the daily series with gaps of up to 7 days interpolated (as for ICAHT). Boxes: interquartile range; line: median; whiskers: 1.5 × IQR.",
-        )
+        _grade_figures(f, d, by, label)
+        _duration_figure(f, d, by, label)
+    _recovery_figures(f, a, d)
+    _sample_figures(f, a, d, frames)
+    return f.figs
+
+
+def _grade_figures(f: _Figures, d: pl.DataFrame, by: str, label: str) -> None:
+    """ICAHT, T-ICAHT, CTCAE worst grades and recovery phenotypes, as shares of each group."""
+    add = f.add
+    grade_cols = dict(plots.GRADE_COLOURS)
+    add(
+        "grades",
+        f"ICAHT grades by {label}",
+        plots.stacked_shares(
+            d,
+            by,
+            [
+                ("early ICAHT", "Early ICAHT (day 0–30)"),
+                ("late ICAHT", "Late ICAHT (day 31–100)"),
+            ],
+            grade_cols,
+            f"EHA/EBMT ICAHT grade by {label} (% of patients)",
+        ),
+        "Early ICAHT from the longest run of ANC ≤500 and ≤100/µL in days 0–30; late ICAHT from the non-transient ANC nadir after day 30 (window ends at day 100, relapse/progression, next therapy, last follow-up or death). 'Cannot grade': no ANC in the window.",
+    )
+    add(
+        "grades",
+        f"T-ICAHT grades by {label}",
+        plots.stacked_shares(
+            d,
+            by,
+            [
+                ("early T-ICAHT", "Early T-ICAHT (day 0–30)"),
+                ("late T-ICAHT", "Late T-ICAHT (day 31–100)"),
+            ],
+            grade_cols,
+            f"T-ICAHT (thrombocytopenia) grade by {label} (% of patients)",
+        ),
+        "T-ICAHT (Rejeski 2025): early from the cumulative days of platelets < 50 and < 20 ×10⁹/L in days 0–30; late from the non-transient platelet nadir (< 100, < 50) and the days < 20 after day 30 (window as late ICAHT). Counts within 2 days of a platelet transfusion are not taken as recovery. 'Cannot grade': no platelet count in the window.",
+    )
+    add(
+        "grades",
+        f"CTCAE worst grades by {label}",
+        plots.stacked_shares(
+            d,
+            by,
+            [
+                ("CTCAE neutrophils", "Neutrophil count decreased"),
+                ("CTCAE platelets", "Platelet count decreased"),
+                ("CTCAE anaemia", "Anaemia"),
+            ],
+            grade_cols,
+            f"CTCAE worst grade since day 0 by {label} (% of patients)",
+        ),
+        "Worst CTCAE grade of any value from day 0 (anaemia from values only: at most grade 3).",
+    )
+    add(
+        "grades",
+        f"Recovery phenotypes by {label}",
+        plots.stacked_shares(
+            d,
+            by,
+            [("recovery phenotype", "Neutrophil recovery phenotype")],
+            plots.PHENOTYPE_COLOURS,
+            f"Neutrophil recovery phenotype by {label} (% of patients)",
+        ),
+        "Quick: recovery without a second dip; intermittent: recovery then ANC ≤1000/µL after day 21; aplastic: ANC ≤500/µL for ≥14 days. 'Not called': too little follow-up or no ANC.",
+    )
+
+
+def _duration_figure(f: _Figures, d: pl.DataFrame, by: str, label: str) -> None:
+    """Days of severe neutropenia and thrombocytopenia, day 0-60, by group."""
+    add = f.add
+    add(
+        "durations",
+        f"Durations by {label}",
+        plots.durations(
+            d,
+            by,
+            [
+                ("days_anc_le_500_d0_60", "Days with ANC ≤500/µL, day 0–60"),
+                ("days_platelets_lt_50_d0_60", "Days with platelets <50 ×10⁹/L, day 0–60"),
+            ],
+            f"Duration of severe neutropenia and thrombocytopenia by {label}",
+        ),
+        "Days counted on the daily series with gaps of up to 7 days interpolated (as for ICAHT). Boxes: interquartile range; line: median; whiskers: 1.5 × IQR.",
+    )
+
+
+def _recovery_figures(f: _Figures, a: CohortAnalysis, d: pl.DataFrame) -> None:
+    """Cumulative incidence of each recovery endpoint by CAR-HEMATOTOX group and product."""
+    add = f.add
     for ep in ENDPOINTS:
         rows = a.endpoints.filter(pl.col("endpoint") == ep.id)
         for by, label in (("CAR-HEMATOTOX", "CAR-HEMATOTOX group"), ("product", "product")):
@@ -466,6 +496,11 @@ def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[d
                     plots.cumulative_incidence(curves, f"{ep.label} by {label}", HORIZON[ep.id]),
                     f"Aalen–Johansen cumulative incidence with 95% pointwise confidence bands; relapse/progression or next therapy and death are competing events. Recovery: {ep.definition}.",
                 )
+
+
+def _sample_figures(f: _Figures, a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> None:
+    """Swimmer plot, heat map and trajectories of a random sample of patients."""
+    add = f.add
     # samples: swimmer, heat map, trajectories
     s_ids = a.samples["patient_id"].unique().to_list()
     ds = d.filter(pl.col("patient_id").is_in(s_ids)).sort(
@@ -513,7 +548,6 @@ def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[d
             ),
             "Median and interquartile range across patients of each day's value (gaps of up to 7 days interpolated; days with at least 5 patients). Dashed: ANC 100/500/1000/µL; platelets 20/50 ×10⁹/L.",
         )
-    return figs
 
 
 def _definitions() -> list[tuple[str, str]]:
@@ -581,39 +615,63 @@ def build_report(
             how="left",
         )
     )
-    dist = pl.concat([distribution(d, by, MEASURES) for by in DISTRIBUTION_BY])
-    durs = pl.concat([duration_summary(d, by) for by in DURATION_BY])
-    easix_tab = easix_by_outcome(d)
+    csvs = _report_tables(a, d, frames)
+    page = _render(a, d, frames, csvs, settings, title, source, out.stem + "_tables")
+    tables_dir = _write(out, csvs, page)
+    return ReportFiles(out, tables_dir, d.height)
+
+
+def _report_tables(
+    a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames
+) -> dict[str, pl.DataFrame]:
+    """The report's tables, written beside it as CSV: characteristics, grade distributions,
+    durations, EASIX by outcome, cumulative incidence, published comparison, the grades."""
     cif_at, cif_curves = cif_tables(a, d)
-    cal = calibration.measure(a.graded, frames)
-    chars = characteristics(d)
-    csvs = {
-        "characteristics": chars,
-        "grade_distributions": dist,
-        "durations": durs,
-        "easix_by_outcome": easix_tab,
+    return {
+        "characteristics": characteristics(d),
+        "grade_distributions": pl.concat([distribution(d, by, MEASURES) for by in DISTRIBUTION_BY]),
+        "durations": pl.concat([duration_summary(d, by) for by in DURATION_BY]),
+        "easix_by_outcome": easix_by_outcome(d),
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
         "recovery_endpoints": a.endpoints.with_columns(
             pl.col("cause").replace_strict(CAUSES, return_dtype=pl.String).alias("cause_label")
         ),
-        "published_comparison": cal,
+        "published_comparison": calibration.measure(a.graded, frames),
         "grades": a.graded,
     }
+
+
+def _render(
+    a: CohortAnalysis,
+    d: pl.DataFrame,
+    frames: CohortFrames,
+    csvs: dict[str, pl.DataFrame],
+    settings: Settings,
+    title: str,
+    source: str,
+    tables_dir: str,
+) -> str:
+    """The HTML page: figures embedded, the main tables shown, definitions and rule tables."""
+    dist, durs, cif_at = (
+        csvs["grade_distributions"],
+        csvs["durations"],
+        csvs["cumulative_incidence_at_days"],
+    )
     figs = _figures(a, d, frames)
     icaht_tab = dist.filter(
         pl.col("measure").is_in(["early ICAHT", "late ICAHT", "early T-ICAHT", "late T-ICAHT"])
         & (pl.col("by") != "disease")
     )
     env = Environment(autoescape=select_autoescape(["html"]))
-    page = env.from_string(_template()).render(
+    return env.from_string(_template()).render(
         title=title,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         source=source,
         software=f"cart-cytopenia {__version__}",
         n=d.height,
         figures=figs,
-        characteristics=_html_table(chars),
+        characteristics=_html_table(csvs["characteristics"]),
         icaht_table=_html_table(
             icaht_tab.pivot(
                 on="category",
@@ -624,7 +682,7 @@ def build_report(
             pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
         ),
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
-        easix_table=_html_table(easix_tab, max_rows=40),
+        easix_table=_html_table(csvs["easix_by_outcome"], max_rows=40),
         easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
         cif_at=_html_table(
             cif_at.filter(pl.col("day").is_in([30, 60, 100])),
@@ -632,7 +690,7 @@ def build_report(
             max_rows=120,
         ),
         calibration=_html_table(
-            cal.select(
+            csvs["published_comparison"].select(
                 "metric",
                 "group",
                 "published",
@@ -647,8 +705,13 @@ def build_report(
         rules=[m.label + " — " + m.source for m in tables.all_tables()],
         settings_changed=settings.changed_from_defaults(),
         csv_names=sorted(csvs),
-        tables_dir=out.stem + "_tables",
+        tables_dir=tables_dir,
     )
+
+
+def _write(out: Path, csvs: dict[str, pl.DataFrame], page: str) -> Path:
+    """Write the page and its tables folder atomically (a temporary folder moved into place);
+    the tables folder, ``<report>_tables``, is returned."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tables_dir = out.with_name(out.stem + "_tables")
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
@@ -664,4 +727,4 @@ def build_report(
         (tmp / "report.html").replace(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ReportFiles(out, tables_dir, d.height)
+    return tables_dir
