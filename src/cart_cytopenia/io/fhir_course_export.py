@@ -28,6 +28,7 @@ from cart_cytopenia.domain.course import (
     LabObservation,
     Medication,
     NextTherapy,
+    PriorHCT,
     Relapse,
     StemCellBoost,
     Transfusion,
@@ -448,8 +449,8 @@ def _stem_cell_boost(w: ResourceWriter, course: Course, ev: StemCellBoost) -> No
     )
 
 
-def _hct(w: ResourceWriter, course: Course, ev: HCT) -> None:
-    """An HCT after day 0: a Procedure with graft source and donor type."""
+def _hct(w: ResourceWriter, course: Course, ev: HCT | PriorHCT) -> None:
+    """An HCT (after day 0, or a prior one): a Procedure with graft source and donor type."""
     ext = [extension("graft-source", valueCode=ev.kind.value)]
     if ev.donor_type is not None:
         ext.append(extension("donor-type", valueCode=ev.donor_type.value))
@@ -612,20 +613,7 @@ def _patient_facts(w: ResourceWriter, course: Course) -> None:
 def _prior_hcts(w: ResourceWriter, course: Course) -> None:
     """Transplants before CAR-T: a Procedure each, with graft source and donor type."""
     for h in course.patient.prior_hct:
-        ext = [extension("graft-source", valueCode=h.kind.value)]
-        if h.donor_type is not None:
-            ext.append(extension("donor-type", valueCode=h.donor_type.value))
-        w.add(
-            _procedure(
-                w,
-                course,
-                "hct",
-                date_of(course, h.date, h.day),
-                _hct_codings(h.kind),
-                extensions=ext,
-            ),
-            "hct",
-        )
+        _hct(w, course, h)
 
 
 def _car_t_infusion(w: ResourceWriter, course: Course) -> None:
