@@ -1,4 +1,4 @@
-"""FHIR R4 import (io/fhir_import.py): mapping of each resource kind, and nothing dropped silently."""
+"""FHIR R4 import (io/fhir_import/): mapping of each resource kind, and nothing dropped silently."""
 
 from __future__ import annotations
 

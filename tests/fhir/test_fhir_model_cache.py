@@ -1,4 +1,4 @@
-"""Validated models by content (io/fhir_import.py ModelCache): same import, fewer validations."""
+"""Validated models by content (io/fhir_import/reading.py ModelCache): same import, fewer validations."""
 
 from __future__ import annotations
 

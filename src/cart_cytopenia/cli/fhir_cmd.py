@@ -95,163 +95,165 @@ def print_report(result: FhirImport, out: Any = None) -> None:
 def register(app: typer.Typer) -> None:
     imp = group(app, "import", "Import patient data into course documents.")
     exp = group(app, "export", "Export courses, assessments and guidance in standard formats.")
+    imp.command(name="fhir")(import_fhir)
+    exp.command(name="fhir")(export_fhir)
+    exp.command(name="fhir-bundle")(export_fhir_bundle)
+    exp.command(name="fhir-codesystem")(export_codesystem)
 
-    @imp.command(name="fhir")
-    def import_fhir(
-        files: list[Path] = typer.Argument(
-            ...,
-            metavar="FILE...",
-            help="FHIR JSON (Bundle or resource), NDJSON, or directories of them.",
-        ),
-        out: Path | None = typer.Option(
-            None,
-            "--out",
-            help="Directory for the course files (<patient>.json); default: stdout (one course).",
-        ),
-        report: Path | None = typer.Option(
-            None,
-            "--report",
-            help="Write the full import report (JSON): every resource not used, with why.",
-        ),
-    ) -> None:
-        """FHIR R4 Bundle(s) or bulk NDJSON -> course files, reporting everything not used."""
-        if out is not None:
-            output_dir(out, files)
-        if report is not None:
-            output_file(report, files)
-        result = read_fhir(files)
-        docs = [c.model_dump(mode="json", exclude_none=True) for c in result.courses]
-        targets = (
-            _file_names([_safe_name(c.patient.id) for c in result.courses], out, files)
-            if out is not None
-            else []
+
+def import_fhir(
+    files: list[Path] = typer.Argument(
+        ...,
+        metavar="FILE...",
+        help="FHIR JSON (Bundle or resource), NDJSON, or directories of them.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Directory for the course files (<patient>.json); default: stdout (one course).",
+    ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Write the full import report (JSON): every resource not used, with why.",
+    ),
+) -> None:
+    """FHIR R4 Bundle(s) or bulk NDJSON -> course files, reporting everything not used."""
+    if out is not None:
+        output_dir(out, files)
+    if report is not None:
+        output_file(report, files)
+    result = read_fhir(files)
+    docs = [c.model_dump(mode="json", exclude_none=True) for c in result.courses]
+    targets = (
+        _file_names([_safe_name(c.patient.id) for c in result.courses], out, files)
+        if out is not None
+        else []
+    )
+    if out is None and len(docs) > 1:
+        raise ParseError(
+            f"{len(docs)} patients in the input: give --out DIR to write one file each"
         )
-        if out is None and len(docs) > 1:
-            raise ParseError(
-                f"{len(docs)} patients in the input: give --out DIR to write one file each"
-            )
-        print_report(result)
-        if report is not None:
-            write_json(report, result.report())
-        if out is not None:
-            out.mkdir(exist_ok=True)
-            for path, doc in zip(targets, docs, strict=True):
-                write_json(path, doc)
-            typer.echo(f"wrote {len(docs)} course file(s) to {out}", err=True)
-        elif len(docs) == 1:
-            sys.stdout.write(json.dumps(docs[0], indent=2, ensure_ascii=False) + "\n")
-        if not result.courses or result.failed:
-            raise typer.Exit(1)
+    print_report(result)
+    if report is not None:
+        write_json(report, result.report())
+    if out is not None:
+        out.mkdir(exist_ok=True)
+        for path, doc in zip(targets, docs, strict=True):
+            write_json(path, doc)
+        typer.echo(f"wrote {len(docs)} course file(s) to {out}", err=True)
+    elif len(docs) == 1:
+        sys.stdout.write(json.dumps(docs[0], indent=2, ensure_ascii=False) + "\n")
+    if not result.courses or result.failed:
+        raise typer.Exit(1)
 
-    @exp.command(name="fhir")
-    def export_fhir(
-        course_file: Path = typer.Argument(..., metavar="COURSE.json"),
-        out: Path = typer.Option(..., "--out", help="The FHIR Bundle to write (JSON)."),
-        day: int | None = typer.Option(
-            None, "--day", help="Assess as of this day (default: last day with data)."
-        ),
-        settings_file: Path | None = typer.Option(
-            None, "--settings", help="Institutional settings (TOML)."
-        ),
-        cards: Path | None = typer.Option(
-            None, "--cards", help="Also write the CDS Hooks cards (JSON)."
-        ),
-    ) -> None:
-        """Grades (Observations) and guidance (RequestGroup of proposals, DetectedIssue) as FHIR."""
-        from cart_cytopenia.guidance import evaluate
 
-        inputs = (course_file, settings_file)
-        output_file(out, inputs)
-        if cards is not None:
-            output_file(cards, (*inputs, out))
-        settings = load_settings(settings_file)
-        course = load_course(course_file)
-        check_day(course, day)
-        guidance = evaluate(course, day, settings)
-        bundle = assessment_bundle(
-            course, guidance.assessment, guidance.items(), dt.datetime.now(dt.UTC)
+def export_fhir(
+    course_file: Path = typer.Argument(..., metavar="COURSE.json"),
+    out: Path = typer.Option(..., "--out", help="The FHIR Bundle to write (JSON)."),
+    day: int | None = typer.Option(
+        None, "--day", help="Assess as of this day (default: last day with data)."
+    ),
+    settings_file: Path | None = typer.Option(
+        None, "--settings", help="Institutional settings (TOML)."
+    ),
+    cards: Path | None = typer.Option(
+        None, "--cards", help="Also write the CDS Hooks cards (JSON)."
+    ),
+) -> None:
+    """Grades (Observations) and guidance (RequestGroup of proposals, DetectedIssue) as FHIR."""
+    from cart_cytopenia.guidance import evaluate
+
+    inputs = (course_file, settings_file)
+    output_file(out, inputs)
+    if cards is not None:
+        output_file(cards, (*inputs, out))
+    settings = load_settings(settings_file)
+    course = load_course(course_file)
+    check_day(course, day)
+    guidance = evaluate(course, day, settings)
+    bundle = assessment_bundle(
+        course, guidance.assessment, guidance.items(), dt.datetime.now(dt.UTC)
+    )
+    write_json(out, bundle)
+    if cards is not None:
+        deck = patient_view_cards(
+            course, guidance.assessment, guidance.items(), [], guidance.missing_data
         )
-        write_json(out, bundle)
-        if cards is not None:
-            deck = patient_view_cards(
-                course, guidance.assessment, guidance.items(), [], guidance.missing_data
-            )
-            write_json(cards, {"cards": with_uuids(deck)})
-        typer.echo(
-            f"wrote {len(bundle['entry'])} resources (day {guidance.day}) to {out}", err=True
+        write_json(cards, {"cards": with_uuids(deck)})
+    typer.echo(f"wrote {len(bundle['entry'])} resources (day {guidance.day}) to {out}", err=True)
+
+
+def export_fhir_bundle(
+    course_files: list[Path] = typer.Argument(None, metavar="COURSE.json...", help="Course files."),
+    out: Path = typer.Option(
+        ..., "--out", help="Bundle file (one course), NDJSON file, or a directory."
+    ),
+    bundle_type: BundleType = typer.Option(BundleType.COLLECTION, "--type", help="Bundle type."),
+    ndjson: bool = typer.Option(
+        False, "--ndjson", help="Write bulk-data NDJSON (all courses, one file)."
+    ),
+    synthetic: bool = typer.Option(
+        False,
+        "--synthetic",
+        help="Generate synthetic courses: one Bundle per recovery phenotype in --out DIR.",
+    ),
+    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic generator."),
+    as_of: int | None = typer.Option(None, "--as-of", help="Only what was known on this day."),
+) -> None:
+    """Course(s) as FHIR R4 (the generator): what `import fhir` reads back to the same course."""
+    if synthetic:
+        _synthetic_bundles(out, bundle_type, seed, as_of)
+        return
+    if not course_files:
+        raise ParseError("give COURSE.json file(s), or --synthetic")
+    one_file = ndjson or (len(course_files) == 1 and not out.is_dir())
+    (output_file if one_file else output_dir)(out, course_files)
+    courses = [load_course(f) for f in course_files]
+    for c in courses:
+        check_day(c, as_of, "--as-of")
+    if as_of is not None:
+        courses = [c.as_of(as_of) for c in courses]
+    if ndjson:
+        write_text_atomic(out, courses_to_ndjson(courses))
+    elif one_file:
+        write_json(out, course_to_bundle(courses[0], bundle_type.value))
+    else:
+        targets = _file_names([_safe_name(c.patient.id) for c in courses], out, course_files)
+        out.mkdir(exist_ok=True)
+        for path, c in zip(targets, courses, strict=True):
+            write_json(path, course_to_bundle(c, bundle_type.value))
+    typer.echo(f"wrote {len(courses)} course(s) as FHIR to {out}", err=True)
+
+
+def export_codesystem(
+    out: Path = typer.Option(..., "--out", help="Where to write the CodeSystem (JSON)."),
+) -> None:
+    """The cart-cytopenia code system (concepts without a standard code) as a FHIR CodeSystem."""
+    write_json(output_file(out), project_code_system())
+    typer.echo(f"wrote {out}", err=True)
+
+
+def _synthetic_bundles(out: Path, bundle_type: BundleType, seed: int, as_of: int | None) -> None:
+    """One Bundle per recovery phenotype, from the synthetic generator, in ``out``."""
+    from cart_cytopenia.cohort.synthetic import PHENOTYPES
+    from cart_cytopenia.cohort.synthetic_courses import generate_courses
+
+    output_dir(out)
+    courses = generate_courses(max(3, len(PHENOTYPES)), seed)
+    by_phenotype: dict[str, Any] = {}
+    for c in courses:
+        ph = assess(c).phenotype.phenotype
+        if ph and ph not in by_phenotype:
+            by_phenotype[ph] = c
+    out.mkdir(exist_ok=True)
+    for ph, c in sorted(by_phenotype.items()):
+        c = c.as_of(as_of) if as_of is not None else c
+        write_json(
+            out / f"{ph}-{_safe_name(c.patient.id)}.json",
+            course_to_bundle(c, bundle_type.value),
         )
-
-    @exp.command(name="fhir-bundle")
-    def export_fhir_bundle(
-        course_files: list[Path] = typer.Argument(
-            None, metavar="COURSE.json...", help="Course files."
-        ),
-        out: Path = typer.Option(
-            ..., "--out", help="Bundle file (one course), NDJSON file, or a directory."
-        ),
-        bundle_type: BundleType = typer.Option(
-            BundleType.COLLECTION, "--type", help="Bundle type."
-        ),
-        ndjson: bool = typer.Option(
-            False, "--ndjson", help="Write bulk-data NDJSON (all courses, one file)."
-        ),
-        synthetic: bool = typer.Option(
-            False,
-            "--synthetic",
-            help="Generate synthetic courses: one Bundle per recovery phenotype in --out DIR.",
-        ),
-        seed: int = typer.Option(7, "--seed", help="Seed of the synthetic generator."),
-        as_of: int | None = typer.Option(None, "--as-of", help="Only what was known on this day."),
-    ) -> None:
-        """Course(s) as FHIR R4 (the generator): what `import fhir` reads back to the same course."""
-        if synthetic:
-            from cart_cytopenia.cohort.synthetic import PHENOTYPES
-            from cart_cytopenia.cohort.synthetic_courses import generate_courses
-
-            output_dir(out)
-
-            courses = generate_courses(max(3, len(PHENOTYPES)), seed)
-            by_phenotype: dict[str, Any] = {}
-            for c in courses:
-                ph = assess(c).phenotype.phenotype
-                if ph and ph not in by_phenotype:
-                    by_phenotype[ph] = c
-            out.mkdir(exist_ok=True)
-            for ph, c in sorted(by_phenotype.items()):
-                c = c.as_of(as_of) if as_of is not None else c
-                write_json(
-                    out / f"{ph}-{_safe_name(c.patient.id)}.json",
-                    course_to_bundle(c, bundle_type.value),
-                )
-            typer.echo(
-                f"wrote {len(by_phenotype)} Bundles ({', '.join(sorted(by_phenotype))}) to {out}",
-                err=True,
-            )
-            return
-        if not course_files:
-            raise ParseError("give COURSE.json file(s), or --synthetic")
-        one_file = ndjson or (len(course_files) == 1 and not out.is_dir())
-        (output_file if one_file else output_dir)(out, course_files)
-        courses = [load_course(f) for f in course_files]
-        for c in courses:
-            check_day(c, as_of, "--as-of")
-        if as_of is not None:
-            courses = [c.as_of(as_of) for c in courses]
-        if ndjson:
-            write_text_atomic(out, courses_to_ndjson(courses))
-        elif one_file:
-            write_json(out, course_to_bundle(courses[0], bundle_type.value))
-        else:
-            targets = _file_names([_safe_name(c.patient.id) for c in courses], out, course_files)
-            out.mkdir(exist_ok=True)
-            for path, c in zip(targets, courses, strict=True):
-                write_json(path, course_to_bundle(c, bundle_type.value))
-        typer.echo(f"wrote {len(courses)} course(s) as FHIR to {out}", err=True)
-
-    @exp.command(name="fhir-codesystem")
-    def export_codesystem(
-        out: Path = typer.Option(..., "--out", help="Where to write the CodeSystem (JSON)."),
-    ) -> None:
-        """The cart-cytopenia code system (concepts without a standard code) as a FHIR CodeSystem."""
-        write_json(output_file(out), project_code_system())
-        typer.echo(f"wrote {out}", err=True)
+    typer.echo(
+        f"wrote {len(by_phenotype)} Bundles ({', '.join(sorted(by_phenotype))}) to {out}",
+        err=True,
+    )

@@ -22,7 +22,6 @@ from cart_cytopenia.errors import ParseError
 from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.io.fhir_codes import codes, project_code_system
 from cart_cytopenia.io.fhir_export import (
-    _Writer,
     assessment_to_resources,
     course_to_bundle,
     course_to_resources,
@@ -42,6 +41,7 @@ from cart_cytopenia.io.fhir_import import (
     resources_from_json,
     resources_from_text,
 )
+from cart_cytopenia.io.fhir_resources import ResourceWriter
 
 __all__ = [
     "FailedPatient",
@@ -102,7 +102,7 @@ def assessment_bundle(
     issued: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Grades (Observations), guidance (RequestGroup + DetectedIssue) and the Patient they are about."""
-    w = _Writer(course.patient.id)
+    w = ResourceWriter(course.patient.id)
     patient = {"resourceType": "Patient", "id": w.prefix}
     entries: list[tuple[str, dict[str, Any]]] = [(w.patient_url, patient)]
     for res in assessment_to_resources(course, assessment, w.patient_url, issued):

@@ -187,6 +187,31 @@ def summary_card(
     a = assessment
     product = course.product.catalogue_entry()
     pname = product.id if product else course.product.name
+    lines = _grades_md(a, pname)
+    notes = [*a.notes, *missing_data]
+    if notes:
+        lines += ["", "**What the data could not support:**", *[f"- {md_text(n)}" for n in notes]]
+    lines += _items_md(extra_items)
+    b = a.based_on
+    days = f"days {b.lab_days[0]}–{b.lab_days[1]}" if b.lab_days else "no labs"
+    lines += [
+        "",
+        f"_Based on {b.n_labs} lab values ({days}) and {b.n_events} events from the EHR; rules: "
+        f"{md_text('; '.join(b.rule_tables))}; {b.software}. It supports clinicians; it never orders anything._",
+    ]
+    card: dict[str, Any] = {
+        "summary": _summary(a, pname),
+        "indicator": "info",
+        "detail": "\n".join(lines),
+        "source": _source(None, None, "assessment", "assessment"),
+    }
+    if links:
+        card["links"] = [dict(link) for link in links]
+    return card
+
+
+def _summary(a: Assessment, pname: str) -> str:
+    """The card's summary line (< 140 characters): day, product, ANC and the grades called."""
     anc = next((c for c in a.ctcae if c.analyte == "anc"), None)
     bits = [f"Day {a.day} after CAR-T ({pname})"]
     if anc is not None and anc.last_value is not None:
@@ -201,14 +226,19 @@ def summary_card(
         bits.append(f"CAR-HEMATOTOX {a.hematotox.risk}")
     if a.phenotype.phenotype:
         bits.append(f"{a.phenotype.phenotype} recovery")
-    summary = short(bits[0] + ": " + ", ".join(bits[1:])) if len(bits) > 1 else short(bits[0])
+    return short(bits[0] + ": " + ", ".join(bits[1:])) if len(bits) > 1 else short(bits[0])
 
+
+def _grades_md(a: Assessment, pname: str) -> list[str]:
+    """Day and phase, the CTCAE table, ICAHT, CAR-HEMATOTOX, phenotype and active CRS/ICANS."""
     rows = ["| | Last value (day) | Current | Worst since day 0 |", "|---|---|---|---|"]
     for c in a.ctcae:
         when = f" (day {c.last_value_day})" if c.last_value_day is not None else ""
         rows.append(
             f"| {c.term} | {_fmt(c.last_value, c.unit)}{when} | {_grade_text(c.current)} | {_grade_text(c.worst)} |"
         )
+    early = a.early_icaht.result
+    late = a.late_icaht.result
     h = a.hematotox
     hx = (
         f"{h.score}/{h.max_score}"
@@ -236,19 +266,19 @@ def summary_card(
         )
         + ".",
     ]
-    if a.inflammation.crs_active or a.inflammation.icans_active:
-        active = [
-            n
-            for n, on in (
-                ("CRS", a.inflammation.crs_active),
-                ("ICANS", a.inflammation.icans_active),
-            )
-            if on
-        ]
+    active = [
+        n
+        for n, on in (("CRS", a.inflammation.crs_active), ("ICANS", a.inflammation.icans_active))
+        if on
+    ]
+    if active:
         lines.append(f"- Active today: {', '.join(active)}.")
-    notes = [*a.notes, *missing_data]
-    if notes:
-        lines += ["", "**What the data could not support:**", *[f"- {md_text(n)}" for n in notes]]
+    return lines
+
+
+def _items_md(extra_items: Sequence[Any]) -> list[str]:
+    """Guidance items shown on the card: the differential diagnosis, then the others."""
+    lines: list[str] = []
     differential = [it for it in extra_items if str(getattr(it, "kind", "")) == "differential"]
     others = [it for it in extra_items if str(getattr(it, "kind", "")) != "differential"]
     for title, group in (("Differential diagnosis", differential), ("Also", others)):
@@ -258,23 +288,7 @@ def summary_card(
         for it in group:
             label, _url = _citation(it)
             lines.append(f"- {md_text(it.summary)}" + (f" _({md_text(label)})_" if label else ""))
-    b = a.based_on
-    days = f"days {b.lab_days[0]}–{b.lab_days[1]}" if b.lab_days else "no labs"
-    lines += [
-        "",
-        f"_Based on {b.n_labs} lab values ({days}) and {b.n_events} events from the EHR; rules: "
-        f"{md_text('; '.join(b.rule_tables))}; {b.software}. It supports clinicians; it never orders anything._",
-    ]
-    worst = "info"
-    card: dict[str, Any] = {
-        "summary": summary,
-        "indicator": worst,
-        "detail": "\n".join(lines),
-        "source": _source(None, None, "assessment", "assessment"),
-    }
-    if links:
-        card["links"] = [dict(link) for link in links]
-    return card
+    return lines
 
 
 KIND_ORDER = {"alert": 0, "management": 1, "workup": 2, "prophylaxis": 3, "differential": 4}

@@ -149,43 +149,8 @@ def codes() -> FhirCodes:
     text = resources.files("cart_cytopenia.io").joinpath(DATA_FILE).read_text(encoding="utf-8")
     raw: dict[str, Any] = tomllib.loads(text)
     systems: dict[str, str] = dict(raw["systems"])
-    concepts: dict[str, Concept] = {}
-    for c in raw["concept"]:
-        matches = []
-        for m in c.get("match", []):
-            if m["system"] not in systems:
-                raise RuleTableError(
-                    f"{DATA_FILE}: concept {c['code']}: unknown system {m['system']}"
-                )
-            matches.append(
-                CodeMatch(
-                    system=systems[m["system"]],
-                    codes=frozenset(x.upper() for x in m.get("codes", [])),
-                    prefixes=tuple(x.upper() for x in m.get("prefixes", [])),
-                    exclude_prefixes=tuple(x.upper() for x in m.get("exclude_prefixes", [])),
-                    graded={k.upper(): int(v) for k, v in m.get("graded", {}).items()},
-                    verified=bool(m.get("verified", False)),
-                )
-            )
-        if c["code"] in concepts:
-            raise RuleTableError(f"{DATA_FILE}: concept {c['code']} defined twice")
-        concepts[c["code"]] = Concept(
-            code=c["code"],
-            display=c["display"],
-            definition=c["definition"],
-            kind=c["kind"],
-            matches=tuple(matches),
-            text=_patterns(c.get("text", []), f"concept {c['code']}"),
-            meddra=c.get("meddra"),
-            meddra_verified=bool(c.get("meddra_verified", False)),
-        )
-    values: dict[str, str] = {}
-    for v in raw.get("value", []):
-        for item in v["values"]:
-            code = v["prefix"] + item
-            if code in concepts or code in values:
-                raise RuleTableError(f"{DATA_FILE}: value code {code} clashes with another code")
-            values[code] = v["display"].format(v=item)
+    concepts = _concepts(raw, systems)
+    values = _value_codes(raw, concepts)
     diseases = tuple(
         DiseaseCodes(
             disease=d["disease"],
@@ -243,6 +208,53 @@ def codes() -> FhirCodes:
         },
         verified_groups={k: bool(v) for k, v in raw.get("verified", {}).items()},
     )
+
+
+def _concepts(raw: dict[str, Any], systems: dict[str, str]) -> dict[str, Concept]:
+    """The project concepts with the codes (by system) and texts that name them."""
+    concepts: dict[str, Concept] = {}
+    for c in raw["concept"]:
+        matches = []
+        for m in c.get("match", []):
+            if m["system"] not in systems:
+                raise RuleTableError(
+                    f"{DATA_FILE}: concept {c['code']}: unknown system {m['system']}"
+                )
+            matches.append(
+                CodeMatch(
+                    system=systems[m["system"]],
+                    codes=frozenset(x.upper() for x in m.get("codes", [])),
+                    prefixes=tuple(x.upper() for x in m.get("prefixes", [])),
+                    exclude_prefixes=tuple(x.upper() for x in m.get("exclude_prefixes", [])),
+                    graded={k.upper(): int(v) for k, v in m.get("graded", {}).items()},
+                    verified=bool(m.get("verified", False)),
+                )
+            )
+        if c["code"] in concepts:
+            raise RuleTableError(f"{DATA_FILE}: concept {c['code']} defined twice")
+        concepts[c["code"]] = Concept(
+            code=c["code"],
+            display=c["display"],
+            definition=c["definition"],
+            kind=c["kind"],
+            matches=tuple(matches),
+            text=_patterns(c.get("text", []), f"concept {c['code']}"),
+            meddra=c.get("meddra"),
+            meddra_verified=bool(c.get("meddra_verified", False)),
+        )
+    return concepts
+
+
+def _value_codes(raw: dict[str, Any], concepts: dict[str, Concept]) -> dict[str, str]:
+    """The value codes (prefix + item) and their displays; none may clash with a concept."""
+    values: dict[str, str] = {}
+    for v in raw.get("value", []):
+        for item in v["values"]:
+            code = v["prefix"] + item
+            if code in concepts or code in values:
+                raise RuleTableError(f"{DATA_FILE}: value code {code} clashes with another code")
+            values[code] = v["display"].format(v=item)
+    return values
 
 
 def project_display(code: str) -> str:
@@ -329,24 +341,47 @@ def _therapy_codes_markdown() -> list[str]:
 def codes_markdown() -> str:
     """The code tables of docs/interoperability.md, generated from the data file."""
     c = codes()
-    names = {uri: SYSTEM_NAMES.get(k, k) for k, uri in c.systems.items()}
-    out = [
+    sections = [
+        _intro_md(c),
+        _concepts_md(c),
+        _therapy_codes_markdown(),
+        _diseases_md(c),
+        _infections_md(c),
+        _findings_md(c),
+        _other_codes_md(c),
+        _code_system_md(c),
+    ]
+    out = [line for section in sections for line in ("", *section)][1:]
+    return "\n".join(out) + "\n"
+
+
+def _esc(t: str) -> str:
+    """Text for a Markdown table cell (a '|' escaped)."""
+    return t.replace("|", "\\|")
+
+
+def _intro_md(c: FhirCodes) -> list[str]:
+    """Where the tables come from; the project code system and the extension base."""
+    out: list[str] = [
         f"Generated from `src/cart_cytopenia/io/data/fhir_codes.toml` (version {c.version}) by "
         "`python -m cart_cytopenia.io.fhir_codes`; external codes marked † are pending "
         "verification against the terminology (docs/sources-verification.md).",
         "",
         f"Project code system: `{c.project_system}`; guidance items: `{c.guidance_system}` "
         f"(the codes are the guidance item ids); extensions: `{c.extension_base}<name>`.",
-        "",
+    ]
+    return out
+
+
+def _concepts_md(c: FhirCodes) -> list[str]:
+    """Course concepts (procedures, conditions) with the codes and texts recognised for them."""
+    out: list[str] = [
         "### Course concepts and the codes recognised for them",
         "",
         "| project code | meaning | also recognised (code) | also recognised (text, regular expressions) |",
         "|---|---|---|---|",
     ]
-
-    def esc(t: str) -> str:
-        return t.replace("|", "\\|")
-
+    names = {uri: SYSTEM_NAMES.get(k, k) for k, uri in c.systems.items()}
     for k in c.concepts.values():
         if k.kind not in ("procedure", "condition"):
             continue
@@ -359,10 +394,17 @@ def codes_markdown() -> str:
             if m.exclude_prefixes:
                 items.append("not " + ", ".join(f"{p}*" for p in m.exclude_prefixes))
             recog.append(f"{sys_name}{mark}: " + ", ".join(items))
-        text = ", ".join(f"`{esc(p.pattern)}`" for p in k.text)
-        out.append(f"| `{k.code}` | {esc(k.display)} | {'; '.join(recog) or '—'} | {text or '—'} |")
-    out += ["", *_therapy_codes_markdown(), "", "### Malignancy (Condition)"]
-    out += [
+        text = ", ".join(f"`{_esc(p.pattern)}`" for p in k.text)
+        out.append(
+            f"| `{k.code}` | {_esc(k.display)} | {'; '.join(recog) or '—'} | {text or '—'} |"
+        )
+    return out
+
+
+def _diseases_md(c: FhirCodes) -> list[str]:
+    """Malignancies: ICD-10 prefixes (and the code written on export), SNOMED CT, text."""
+    out: list[str] = [
+        "### Malignancy (Condition)",
         "",
         "| disease | ICD-10(-CM) prefixes (written on export) | SNOMED CT | text |",
         "|---|---|---|---|",
@@ -373,10 +415,14 @@ def codes_markdown() -> str:
             f" ({d.icd10_export})" if d.icd10_export else ""
         )
         snomed = ", ".join(sorted(d.snomed))
-        text = ", ".join(f"`{esc(p.pattern)}`" for p in d.text)
+        text = ", ".join(f"`{_esc(p.pattern)}`" for p in d.text)
         out.append(f"| {d.disease} | {icd}{mark} | {snomed + mark if snomed else '—'} | {text} |")
-    out += [
-        "",
+    return out
+
+
+def _infections_md(c: FhirCodes) -> list[str]:
+    """Infection categories: ICD-10 ranges (first match wins), SNOMED CT, text."""
+    out: list[str] = [
         "### Infection category",
         "",
         "ICD-10 ranges are checked in the data file's order and the first that holds a code "
@@ -399,10 +445,14 @@ def codes_markdown() -> str:
             )
             or "—"
         )
-        pats = ", ".join(f"`{esc(p.pattern)}`" for p in texts.get(cat, ())) or "—"
+        pats = ", ".join(f"`{_esc(p.pattern)}`" for p in texts.get(cat, ())) or "—"
         out.append(f"| {cat} | {ranges} | {snomed}{snomed_mark} | {pats} |")
-    out += [
-        "",
+    return out
+
+
+def _findings_md(c: FhirCodes) -> list[str]:
+    """Clinical findings: ICD-10 prefixes, SNOMED CT, text."""
+    out: list[str] = [
         "### Clinical findings (Condition)",
         "",
         "| finding | ICD-10(-CM) prefixes | SNOMED CT | text |",
@@ -414,11 +464,15 @@ def codes_markdown() -> str:
         snomed = ", ".join(sorted(f.snomed))
         out.append(
             f"| {f.finding} | {icd + mark if icd else '—'} | {snomed + mark if snomed else '—'} | "
-            + (", ".join(f"`{esc(p.pattern)}`" for p in f.text) or "—")
+            + (", ".join(f"`{_esc(p.pattern)}`" for p in f.text) or "—")
             + " |"
         )
-    out += [
-        "",
+    return out
+
+
+def _other_codes_md(c: FhirCodes) -> list[str]:
+    """Vital signs, panels, lymphodepleting agents, severity, labs and medications."""
+    out: list[str] = [
         "### Other codes",
         "",
         f"- Body temperature (LOINC): {', '.join(sorted(c.body_temperature))}; a fever is "
@@ -449,7 +503,13 @@ def codes_markdown() -> str:
             or "none"
         )
         + ".",
-        "",
+    ]
+    return out
+
+
+def _code_system_md(c: FhirCodes) -> list[str]:
+    """The project code system: concepts and value codes."""
+    out: list[str] = [
         "### Project code system (concepts and value codes)",
         "",
         "| code | display | definition |",
@@ -457,10 +517,10 @@ def codes_markdown() -> str:
     ]
     for k in c.concepts.values():
         extra = f" MedDRA {k.meddra}{'' if k.meddra_verified else '†'}." if k.meddra else ""
-        out.append(f"| `{k.code}` | {esc(k.display)} | {esc(k.definition)}{extra} |")
+        out.append(f"| `{k.code}` | {_esc(k.display)} | {_esc(k.definition)}{extra} |")
     for code, display in c.values.items():
-        out.append(f"| `{code}` | {esc(display)} | value code |")
-    return "\n".join(out) + "\n"
+        out.append(f"| `{code}` | {_esc(display)} | value code |")
+    return out
 
 
 if __name__ == "__main__":
