@@ -54,6 +54,21 @@ def counts(
     return series("anc", ds, anc) + series("platelets", ds, plt) + series("hb", ds, hb)
 
 
+def hematotox_baseline(risk: str | None) -> list[dict[str, Any]]:
+    """Baseline labs scoring CAR-HEMATOTOX high (platelets 60: 2 points, ANC 900: 1, Hb 8.5: 1),
+    low (0 points), or None: no baseline (cannot be scored)."""
+    if risk is None:
+        return []
+    plt, anc, hb = (60, 900, 8.5) if risk == "high" else (250, 4000, 13.0)
+    return [
+        {"analyte": "platelets", "value": plt, "unit": "10*3/uL"},
+        {"analyte": "anc", "value": anc, "unit": "/uL"},
+        {"analyte": "hb", "value": hb, "unit": "g/dL"},
+        {"analyte": "crp", "value": 0.5, "unit": "mg/dL"},
+        {"analyte": "ferritin", "value": 300, "unit": "ng/mL"},
+    ]
+
+
 def med(drug: str, start: int, end: int | None = None, **kw: Any) -> dict[str, Any]:
     e: dict[str, Any] = {"type": "medication", "drug": drug, "start_day": start, **kw}
     if end is not None:

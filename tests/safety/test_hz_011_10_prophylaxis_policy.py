@@ -6,25 +6,16 @@ from __future__ import annotations
 from cart_cytopenia.domain.course import parse_course
 from cart_cytopenia.guidance import evaluate
 from cart_cytopenia.rules.settings import settings_from_dict
-from tests.guidance.builders import counts, course, med
+from tests.guidance.builders import counts, course, hematotox_baseline, med
 
 EHA = settings_from_dict({"prophylaxis": {"antibacterial_antifungal": "eha-ebmt"}})
 
 
-def _baseline(high: bool) -> list[dict[str, object]]:
-    plt, anc, hb = (60, 900, 8.5) if high else (250, 4000, 13.0)
-    return [
-        {"analyte": "platelets", "value": plt, "unit": "10*3/uL"},
-        {"analyte": "anc", "value": anc, "unit": "/uL"},
-        {"analyte": "hb", "value": hb, "unit": "g/dL"},
-        {"analyte": "crp", "value": 0.5, "unit": "mg/dL"},
-        {"analyte": "ferritin", "value": 300, "unit": "ng/mL"},
-    ]
-
-
 def _course(anc: float, high: bool):
     c = course(counts(range(0, 11), anc=anc))
-    return parse_course(c.model_dump(mode="json") | {"baseline_labs": _baseline(high)})
+    return parse_course(
+        c.model_dump(mode="json") | {"baseline_labs": hematotox_baseline("high" if high else "low")}
+    )
 
 
 def test_review_default_from_day_0_and_says_eha_ebmt_differs() -> None:

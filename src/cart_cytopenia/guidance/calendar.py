@@ -64,6 +64,7 @@ def _prophylaxis_entries(ctx: Context) -> list[Entry]:
         )
     )
     g = s.gcsf
+    entries += _prophylactic_gcsf_entry(ctx)
     entries.append(
         (
             "management.gcsf.start",
@@ -95,6 +96,24 @@ def _prophylaxis_entries(ctx: Context) -> list[Entry]:
         )
     )
     return entries
+
+
+def _prophylactic_gcsf_entry(ctx: Context) -> list[Entry]:
+    """EHA/EBMT prophylactic G-CSF from day +2, only with settings gcsf.prophylactic_high_risk on
+    and a CAR-HEMATOTOX high-risk patient (the review's day 7-10 check follows it)."""
+    g = ctx.settings.gcsf
+    if not g.prophylactic_high_risk or ctx.a.hematotox.risk != "high":
+        return []
+    return [
+        (
+            "management.gcsf.prophylactic-high-risk",
+            "Prophylactic G-CSF (filgrastim 5 ug/kg daily): CAR-HEMATOTOX high risk (EHA/EBMT; the "
+            "review waits to day 7-10); not during CRS or ICANS; never GM-CSF",
+            ctx.t.whole("gcsf_prophylactic_from_day"),
+            g.consider_from_day - 1,
+            None,
+        )
+    ]
 
 
 def _monitoring_entries(ctx: Context) -> list[Entry]:

@@ -16,6 +16,7 @@ Example ``settings.toml``::
     [gcsf]
     consider_from_day = 7
     consider_by_day = 10
+    prophylactic_high_risk = false
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ class GcsfSettings(_Section):
     biphasic_below_anc_per_ul: float = Field(750, gt=0)
     biphasic_target_anc_per_ul: float = Field(1500, gt=0)
     withhold_during_crs: bool = True
+    prophylactic_high_risk: bool = Field(
+        False,
+        description=(
+            "EHA/EBMT (Rejeski 2023, Table 3): prophylactic G-CSF from day +2 for CAR-HEMATOTOX "
+            "high-risk patients. Off (default) = the review: 'If the ANC has not recovered to "
+            ">500/mm3 by day 7 to 10, we consider the institution of ... G-CSF'"
+        ),
+    )
 
 
 class IcahtSettings(_Section):

@@ -1,7 +1,10 @@
 """Myeloid growth factors: G-CSF timing, CRS, the biphasic drop, stopping, never GM-CSF.
 
 Timing comes from the institutional settings ``[gcsf]`` (defaults: the review's day 7-10,
-ANC > 500/uL, biphasic drop < 750/uL treated until > 1500/uL).
+ANC > 500/uL, biphasic drop < 750/uL treated until > 1500/uL). Where the sources differ on
+prophylactic G-CSF (EHA/EBMT: from day +2 for CAR-HEMATOTOX high risk; the review: from day
+7-10), ``gcsf.prophylactic_high_risk`` chooses (default off: the review) and the rationale of a
+high-risk patient's G-CSF item names the other source's position.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def gcsf_start(ctx: Context) -> Triggered | None:
             f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day} (nadir {fmt(nadir.nadir)}/uL on day {nadir.nadir_day}), "
             f"not recovered above {fmt(g.recovery_anc_per_ul)}/uL by day {ctx.day} "
             f"(consider from day {g.consider_from_day} to {g.consider_by_day}); {_status(ctx)}."
-            f"{caution}{crs_end_caution(ctx)}{paed}{stale}"
+            f"{caution}{crs_end_caution(ctx)}{paed}{stale}{prophylaxis_policy(ctx)}"
         ),
         inputs={**_inputs(ctx), "iec_hs_level": ctx.iechs.level, "crs_state": ctx.crs_state},
         values={
@@ -137,6 +140,99 @@ def _start_variant(ctx: Context, during_crs: bool, caution: str) -> tuple[str, U
     if during_crs:
         return "infection", "action"
     return "default", "action" if ctx.severe_infection_active else None
+
+
+REVIEW_TIMING = (
+    "the review waits: 'If the ANC has not recovered to >500/mm3 by day 7 to 10, we consider' "
+    "G-CSF, with a 'theoretical concern that early use of G-CSF may worsen CRS and ICANS'"
+)
+EHA_TIMING = (
+    "EHA/EBMT (Rejeski 2023, Table 3) considers prophylactic G-CSF (5 ug/kg daily) from day +2 "
+    "for CAR-HEMATOTOX high risk"
+)
+
+
+def prophylaxis_policy(ctx: Context) -> str:
+    """For a CAR-HEMATOTOX high-risk patient: which source's G-CSF timing is in force, and the
+    other's position (settings gcsf.prophylactic_high_risk); '' for other patients."""
+    if ctx.a.hematotox.risk != "high":
+        return ""
+    if ctx.settings.gcsf.prophylactic_high_risk:
+        return f" Policy EHA/EBMT (settings gcsf.prophylactic_high_risk on); {REVIEW_TIMING}."
+    return f" Policy: the review (settings gcsf.prophylactic_high_risk off); {EHA_TIMING}."
+
+
+def prophylactic_window(ctx: Context) -> bool:
+    """Setting on, CAR-HEMATOTOX high risk, from day +2 until the review's G-CSF check begins."""
+    return (
+        ctx.settings.gcsf.prophylactic_high_risk
+        and ctx.a.hematotox.risk == "high"
+        and ctx.t.whole("gcsf_prophylactic_from_day")
+        <= ctx.day
+        < ctx.settings.gcsf.consider_from_day
+    )
+
+
+def _prophylactic_hold(ctx: Context) -> str:
+    """What blocks elective G-CSF now ('CRS', 'ICANS', 'CRS and ICANS'), or ''. Unlike
+    therapeutic G-CSF, a severe infection does not lift it: that is the therapeutic item's call."""
+    active = [name for name, on in (("CRS", ctx.crs_active), ("ICANS", ctx.icans_active)) if on]
+    return " and ".join(active)
+
+
+def _score_text(ctx: Context) -> str:
+    score = ctx.a.hematotox.score
+    if score is None:
+        return "high risk (score incomplete, but the points present already make it high)"
+    return f"{score} (high risk)"
+
+
+def _prophylactic_variant(hold: str, caution: str) -> tuple[str, Urgency | None]:
+    """Held (information) while CRS/ICANS is active; caution (warning) with suspected IEC-HS."""
+    if hold:
+        return "held", "info"
+    if caution:
+        return "iechs_caution", "warning"
+    return "default", None
+
+
+@trigger("management.gcsf.prophylactic-high-risk")
+def gcsf_prophylactic_high_risk(ctx: Context) -> Triggered | None:
+    g = ctx.settings.gcsf
+    if not g.prophylactic_high_risk or ctx.day < ctx.t.whole("gcsf_prophylactic_from_day"):
+        return None
+    if ctx.day >= g.consider_from_day or ctx.gcsf_active:
+        return None  # from day 7 the review's check (management.gcsf.start) decides
+    if ctx.a.hematotox.risk is None:
+        ctx.missing(
+            "CAR-HEMATOTOX cannot be scored: prophylactic G-CSF from day +2 (EHA/EBMT, settings "
+            "gcsf.prophylactic_high_risk on) cannot be decided; an unscored patient is not low risk."
+        )
+        return None
+    if not prophylactic_window(ctx):
+        return None  # low risk: 'G-CSF probably not necessary' (EHA/EBMT)
+    hold = _prophylactic_hold(ctx)
+    caution = iechs_caution(ctx)
+    variant, urgency = _prophylactic_variant(hold, caution)
+    paed = " Child: prolonged growth factors are often deferred." if ctx.paediatric else ""
+    anc = f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}" if ctx.anc is not None else "no ANC yet"
+    return Triggered(
+        rationale=(
+            f"CAR-HEMATOTOX {_score_text(ctx)}; day {ctx.day}; {anc}; {_status(ctx)}."
+            + (f" Held: no G-CSF while {hold} is active." if hold else "")
+            + f" Never GM-CSF.{caution}{crs_end_caution(ctx)}{paed}{prophylaxis_policy(ctx)}"
+        ),
+        inputs={
+            **_inputs(ctx),
+            "hematotox_score": ctx.a.hematotox.score,
+            "hematotox_risk": ctx.a.hematotox.risk,
+            "iec_hs_level": ctx.iechs.level,
+            "setting_prophylactic_high_risk": g.prophylactic_high_risk,
+        },
+        values={"day": ctx.day, "why": hold},
+        variant=variant,
+        urgency=urgency,
+    )
 
 
 @trigger("management.gcsf.withhold-during-crs")
@@ -224,9 +320,15 @@ def gmcsf_avoid(ctx: Context) -> Triggered | None:
         and ctx.anc is not None
         and ctx.anc < g.biphasic_below_anc_per_ul
     )
-    if not (ctx.gcsf_active or low):
+    if not (ctx.gcsf_active or low or prophylactic_window(ctx)):
         return None
-    why = "on G-CSF" if ctx.gcsf_active else f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}"
+    why = (
+        "on G-CSF"
+        if ctx.gcsf_active
+        else f"ANC {fmt(ctx.anc)}/uL on day {ctx.anc_day}"
+        if low
+        else "prophylactic G-CSF for CAR-HEMATOTOX high risk (EHA/EBMT)"
+    )
     return Triggered(
         rationale=f"A myeloid growth factor is in question ({why}). GM-CSF is raised in CRS and ICANS; its blockade abrogates them in animal models.",
         inputs=_inputs(ctx),

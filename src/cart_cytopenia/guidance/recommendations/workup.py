@@ -369,31 +369,3 @@ def cd4(ctx: Context) -> Triggered | None:
         },
         values={"cd4_stop": fmt(pj.cd4_stop_above_per_ul), "last": text},
     )
-
-
-@trigger("workup.igg")
-def igg(ctx: Context) -> Triggered | None:
-    if not ctx.prolonged_or_late:
-        return None
-    target = ctx.target
-    if target is None:
-        ctx.missing(
-            "Product target unknown: hypogammaglobulinaemia monitoring (CD19, BCMA) cannot be decided."
-        )
-        return None
-    if target.upper() not in ("CD19", "BCMA"):
-        return None
-    last = ctx.latest("igg")
-    if last is not None and ctx.day - last.day <= ctx.t.num("igg_recheck_days"):
-        return None
-    text = f"last IgG {fmt(last.value)} mg/dL on day {last.day}" if last else "no IgG recorded"
-    return Triggered(
-        rationale=f"{target}-directed CAR-T ({ctx.course.product.id}); {text}.",
-        inputs={
-            "day": ctx.day,
-            "target": target,
-            "igg": last.value if last else None,
-            "igg_day": last.day if last else None,
-        },
-        values={"target": target, "last": text},
-    )
