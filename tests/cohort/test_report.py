@@ -219,3 +219,49 @@ def test_report_on_a_tiny_cohort_without_events(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "12 patients" in out.read_text(encoding="utf-8")
     assert pl.read_csv(tmp_path / "tiny_tables" / "grades.csv").height == 12
+
+
+def test_easix_by_prolonged_cytopenia(built: report.ReportFiles) -> None:
+    """EASIX by prolonged cytopenia (significant cytopenia on or after day 30; 'no' only with
+    follow-up to day 30) and by severe neutropenia >= 14 days, counted against the grade table."""
+    tab = pl.read_csv(built.tables / "easix_by_outcome.csv", infer_schema=False)
+    g = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    phases = g.select(report.LATEST_PHASE_COLUMNS)
+    prolonged = phases.select(
+        pl.any_horizontal(
+            [pl.col(c).is_in(["prolonged", "late"]).fill_null(False) for c in phases.columns]
+        )
+    ).to_series()
+    rows = tab.filter(
+        (pl.col("outcome") == "prolonged cytopenia (day >= 30)")
+        & (pl.col("score") == "EASIX before LD")
+    )
+    n = {r["with_outcome"]: int(r["n"]) for r in rows.iter_rows(named=True)}
+    assert n["yes"] == int(prolonged.sum()) > 0
+    assert 0 < n["no"] <= g.height - n["yes"]
+    # the median shown is the median of the grade table's EASIX in that group
+    yes = g.filter(prolonged)["easix_baseline"].drop_nulls().to_numpy()
+    shown = rows.filter(pl.col("with_outcome") == "yes")["median_iqr"][0]
+    assert shown.startswith(f"{np.quantile(yes, 0.5):.1f} (")
+    severe = tab.filter(
+        (pl.col("outcome") == "severe neutropenia >= 14 days (day 0-60)")
+        & (pl.col("score") == "EASIX before LD")
+        & (pl.col("with_outcome") == "yes")
+    )
+    assert int(severe["n"][0]) == int((g["days_anc_le_500_d0_60"] >= 14).sum()) > 0
+    assert "above_cutoff" in tab.columns and severe["above_cutoff"][0]
+
+
+def test_prolonged_cytopenia_unknown_without_follow_up_to_day_30() -> None:
+    d = pl.DataFrame(
+        {
+            "neutropenia_latest_phase": ["prolonged", None, None, "early"],
+            "thrombocytopenia_latest_phase": [None, None, None, None],
+            "anaemia_latest_phase": [None, "late", None, None],
+            "last_followup_day": [20, 200, 20, 120],
+            "days_anc_le_500_d0_60": [14, 13, None, 0],
+        }
+    )
+    out = d.select(**report.prolonged_cytopenia_outcomes())
+    assert out["prolonged cytopenia (day >= 30)"].to_list() == [True, True, None, False]
+    assert out["severe neutropenia >= 14 days (day 0-60)"].to_list() == [True, False, None, False]

@@ -177,6 +177,30 @@ EASIX_SCORES = {
 }
 
 
+LATEST_PHASE_COLUMNS = (
+    "neutropenia_latest_phase",
+    "thrombocytopenia_latest_phase",
+    "anaemia_latest_phase",
+)
+
+
+def prolonged_cytopenia_outcomes() -> dict[str, pl.Expr]:
+    """The prolonged-cytopenia outcomes EASIX is reported against; null where it cannot be told.
+
+    "prolonged cytopenia": significant cytopenia (any lineage, timing table) on or after day 30
+    (the review's prolonged or late phase); "no" only when follow-up reached day 30, so a patient
+    followed for 20 days is left out, not counted as recovered. "severe neutropenia >= 14 days":
+    ANC <= 500/uL on >= 14 days of day 0-60, the CAR-HEMATOTOX outcome (Rejeski 2021)."""
+    prolonged = pl.any_horizontal(
+        [pl.col(c).is_in(["prolonged", "late"]).fill_null(False) for c in LATEST_PHASE_COLUMNS]
+    )
+    followed = pl.col("last_followup_day") >= 30
+    return {
+        "prolonged cytopenia (day >= 30)": pl.when(prolonged | followed).then(prolonged),
+        "severe neutropenia >= 14 days (day 0-60)": pl.col("days_anc_le_500_d0_60") >= 14,
+    }
+
+
 def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
     """Median (IQR) of each EASIX score in patients with and without each outcome (patients whose
     outcome cannot be graded are left out), and the share above the published cut-off of EASIX
@@ -187,6 +211,7 @@ def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
         "ICANS grade >= 3": pl.col("icans_max_grade") >= 3,
         "early ICAHT grade >= 3": pl.col("early_icaht_grade") >= 3,
         "early T-ICAHT grade >= 3": pl.col("early_ticaht_grade") >= 3,
+        **prolonged_cytopenia_outcomes(),
     }
     rows = []
     for outcome, cond in outcomes.items():
@@ -682,7 +707,7 @@ def _render(
             pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
         ),
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
-        easix_table=_html_table(csvs["easix_by_outcome"], max_rows=40),
+        easix_table=_html_table(csvs["easix_by_outcome"], max_rows=60),
         easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
         cif_at=_html_table(
             cif_at.filter(pl.col("day").is_in([30, 60, 100])),
