@@ -56,6 +56,8 @@ bench: setup
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/cds_hooks_bench.py --results benchmarks/cds_hooks_results.md
 	$(BIN)/python benchmarks/run.py
+	# the cost of the issue-12 columns (T-ICAHT, EASIX), appended to RESULTS.md
+	$(BIN)/python benchmarks/issue12_cost.py
 	$(BIN)/python benchmarks/scale.py
 	# the web service under load, SQLite then PostgreSQL (CART_CYTOPENIA_BENCH_POSTGRES_URL,
 	# a database of its own: it is emptied); no wrk needed
