@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         db=db,
         clinical=clinical,
         cache=cache,
-        jobs=JobRunner(),
+        jobs=JobRunner(db, replace(settings.pool_options(), pool_size=1, max_overflow=1)),
         worklist=source,
         refresher=WorklistRefresher(source),
     )
