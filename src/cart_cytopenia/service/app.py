@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
 from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
+from cart_cytopenia.service.answers import AnswerCache
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import (
@@ -45,6 +47,7 @@ from cart_cytopenia.service.openapi import truthful_openapi
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource, settings_key
+from cart_cytopenia.store import accounts
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
@@ -186,6 +189,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         jobs=JobRunner(db, replace(settings.pool_options(), pool_size=1, max_overflow=1)),
         worklist=source,
         refresher=WorklistRefresher(source),
+        answers=AnswerCache(settings.answer_cache_bytes),
     )
 
 
@@ -198,6 +202,7 @@ def create_app(
     if check_schema:
         check_current(db)
     ctx = _context(settings, db)
+    accounts.limit_hashing(settings.hash_concurrency or os.cpu_count() or 2)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
