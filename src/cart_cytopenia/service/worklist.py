@@ -234,11 +234,13 @@ def view(
 ) -> dict[str, Any]:
     """The stored rows of a view, after computing the few that are out of date (more are left
     to the background refresher, and counted for the page's notice)."""
-    source.refresh_some(INLINE_REFRESH)
     today = source.today()
     missing, old = rows.count_stale(session, today, source.key)
-    if missing or old:
-        refresher.wake()
+    if missing or old:  # up to date (the usual case): one query, no search for stale rows
+        if source.refresh_some(INLINE_REFRESH):
+            missing, old = rows.count_stale(session, today, source.key)
+        if missing or old:
+            refresher.wake()
     found, n_match = rows.page(session, query, offset)
     return {
         "rows": page_rows(found, today, source.key),
