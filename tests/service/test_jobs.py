@@ -7,9 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from cart_cytopenia.errors import ParseError, Problem
 from cart_cytopenia.service.jobs import Job, JobRunner, Progress, Task
 from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.errors import NotFoundError
 
 
 def where_am_i(db: Database, progress: Progress, wait: float) -> tuple[str, str]:
@@ -82,11 +85,19 @@ def test_a_job_is_shown_only_to_its_owner(tmp_path: Path) -> None:
     try:
         job = runner.submit("upload", 1, "/back", Task(where_am_i, (0,)))
         finished(runner, job)
-        try:
+        with pytest.raises(NotFoundError, match="no such job"):
             runner.get(job.id, 2)
-        except Exception as exc:
-            assert "no such job" in str(exc)
-        else:
-            raise AssertionError("another user saw the job")
     finally:
         runner.shutdown()
+
+
+def test_the_worker_may_take_longer_than_a_request() -> None:
+    from cart_cytopenia.service.jobs import JOB_TIMEOUT_MS, job_pool_options
+    from cart_cytopenia.store.db import PoolOptions
+
+    service = PoolOptions(pool_size=20, statement_timeout_ms=30_000, busy_timeout_ms=5_000)
+    worker = job_pool_options(service)
+    assert worker.statement_timeout_ms == JOB_TIMEOUT_MS > service.statement_timeout_ms
+    assert (worker.pool_size, worker.busy_timeout_ms) == (1, 5_000)
+    assert job_pool_options(PoolOptions(statement_timeout_ms=JOB_TIMEOUT_MS * 2)) \
+        .statement_timeout_ms == JOB_TIMEOUT_MS * 2  # fmt: skip

@@ -16,7 +16,6 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from cart_cytopenia.service.deps import (
     ServiceContext,
     audit_refusal,
 )
-from cart_cytopenia.service.jobs import JobRunner
+from cart_cytopenia.service.jobs import JobRunner, job_pool_options
 from cart_cytopenia.service.limits import BodyLimit
 from cart_cytopenia.service.openapi import truthful_openapi
 from cart_cytopenia.service.problems import ProblemError, to_problem
@@ -186,7 +185,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         db=db,
         clinical=clinical,
         cache=cache,
-        jobs=JobRunner(db, replace(settings.pool_options(), pool_size=1, max_overflow=1)),
+        jobs=JobRunner(db, job_pool_options(settings.pool_options())),
         worklist=source,
         refresher=WorklistRefresher(source),
         answers=AnswerCache(settings.answer_cache_bytes),

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cart_cytopenia.errors import InputError, Problem
@@ -38,6 +38,9 @@ from cart_cytopenia.store.db import Database, PoolOptions
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 
 JOB_KEEP_SECONDS = 3600
+# a job checks a whole file inside its transaction: PostgreSQL's statement and
+# idle-in-transaction limits for the worker's connection are at least this long
+JOB_TIMEOUT_MS = 600_000
 STATES = ("queued", "running", "done", "failed")
 log = logging.getLogger("cart_cytopenia.service")
 
@@ -131,6 +134,13 @@ def _in_worker(job_id: str, task: Task) -> Outcome:
 
 
 # ------------------------------------------------------------------ in the server
+
+
+def job_pool_options(service: PoolOptions) -> PoolOptions:
+    """The worker's connection: one (and one spare), with the service's timeouts raised to
+    ``JOB_TIMEOUT_MS`` (checking 300,000 rows against a course is longer than any request)."""
+    timeout = max(service.statement_timeout_ms, JOB_TIMEOUT_MS)
+    return replace(service, pool_size=1, max_overflow=1, statement_timeout_ms=timeout)
 
 
 def uses_processes(db: Database) -> bool:

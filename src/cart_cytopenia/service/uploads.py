@@ -40,11 +40,13 @@ def save_lab_csv(
     """Check and save a lab CSV into course ``course_id`` in one transaction."""
     patient_id: int | None = None
     try:
+        with db.session() as session:  # read, then no transaction open while parsing
+            rec = repo.get_course(session, course_id)
+            patient_id, pseudonym = rec.patient_id, rec.patient.pseudonym
+        progress.stage(f"reading {filename}")
+        labs, rows = parse_lab_csv(data, filename, pseudonym)
         with db.transaction() as session:
             rec = repo.get_course(session, course_id)
-            patient_id = rec.patient_id
-            progress.stage(f"reading {filename}")
-            labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
             progress.stage(f"checking {len(labs):,} rows with the whole course")
             new = repo.add_labs(
                 session, rec, labs, expected_version=version, user=viewer.username,
