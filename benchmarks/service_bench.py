@@ -22,8 +22,9 @@ Nothing is asserted (the script always finishes): each scenario is judged agains
 (pass, FAIL, or n/a for a ``--quick`` run or fewer than 10,000 courses where the target is
 stated at 10,000), with the 1-minute load average before and after it (the machine is shared:
 above about 2 on two cores, other work competes with the server and the generator). The
-figures are printed and appended to ``--results`` (Markdown) beside the previous run's, which
-are kept in ``benchmarks/service_results.json``. The bulk load (``demo load --n``) is timed
+figures are printed and appended to ``--results`` (Markdown; default
+``benchmarks/service_results.md``, which ``benchmarks/run.py`` includes in RESULTS.md) beside
+the previous run's, which are kept in ``benchmarks/service_results.json``. The bulk load (``demo load --n``) is timed
 and judged too (target: 10,000 courses in under a minute).
 """
 
@@ -310,6 +311,18 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool], int]] = {
 }
 
 
+def commit() -> str:
+    """The commit measured (``+changes`` when the work tree differs from it)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + (
+        "+changes" if git("status", "--porcelain", "--untracked-files=no").strip() else ""
+    )
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 1)
 
@@ -402,7 +415,8 @@ def write_results(path: Path, rows: list[dict[str, Any]], a: argparse.Namespace)
     kept = json.loads(store.read_text()) if store.exists() else {}
     before = {(r["database"], r["key"]): r for r in kept.get(mode, {}).get("rows", [])}
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    head = (f"\n## Service load, {stamp}{' (--quick smoke run)' if a.quick else ''}\n\n"
+    head = (f"\n### Service load, {stamp}{' (--quick smoke run)' if a.quick else ''}, "
+            f"commit {commit()}\n\n"
             f"{os.cpu_count()} cores, shared with other work while measured (load average, 1 min, "
             f"before -> after each scenario beside it); server: one `cart-cytopenia serve` "
             f"process; generator: asyncio/httpx in one process on the same machine. "
@@ -440,7 +454,7 @@ def main() -> None:
     ap.add_argument("--courses", type=int, default=10_000)
     ap.add_argument("--upload-rows", type=int, default=300_000)
     ap.add_argument("--backends", default="sqlite,postgresql")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "service_results.md")
     a = ap.parse_args()
     if a.quick:
         a.clients, a.seconds, a.courses, a.upload_rows = 20, 10, 200, 30_000
