@@ -461,6 +461,9 @@ def write_results(r: dict, path: Path) -> None:
     cds = HERE / "cds_hooks_results.md"  # written by benchmarks/cds_hooks_bench.py --results
     if cds.exists():
         lines += ["", cds.read_text(encoding="utf-8").strip()]
+    service = HERE / "service_results.md"  # written by benchmarks/service_bench.py
+    if service.exists():
+        lines += ["", service.read_text(encoding="utf-8").strip()]
     analysis = HERE / "ANALYSIS.md"
     if analysis.exists():
         lines += ["", analysis.read_text(encoding="utf-8").strip()]

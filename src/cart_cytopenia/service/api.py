@@ -373,6 +373,29 @@ def assessment_out(snap: CourseSnapshot) -> AssessmentOut:
     )
 
 
+def assessment_body(
+    ctx: ServiceContext, session: Session, course_id: int, day: int | None
+) -> tuple[int, int, int, bytes]:
+    """(course id, patient id, day shown, JSON body) of a course's assessment: the body kept
+    for the course's current version (``service.answers``), or computed and kept."""
+    cid, patient_id, version, infusion, n_actions, last_action = repo.course_stamp(
+        session, course_id
+    )
+    today = ctx.today()
+    shown = max(0, (today - infusion).days) if day is None else day
+    key = ("assessment", cid, version, n_actions, last_action, shown, today, id(ctx.clinical))
+    body = ctx.answers.get(key)
+    if body is None:
+        rec = _course(session, course_id)
+        snap = snapshot(rec, today, ctx.clinical, ctx.cache, day=day)
+        body = assessment_out(snap).model_dump_json().encode()
+        acts = rec.guidance_actions  # the key of what was computed, read with it
+        last = max((a.id for a in acts), default=0)
+        key = ("assessment", rec.id, rec.version, len(acts), last, snap.day, today, key[-1])
+        ctx.answers.put(key, body)
+    return cid, patient_id, shown, body
+
+
 # --------------------------------------------------------------------------- routes
 
 
@@ -640,11 +663,9 @@ def get_assessment(
 ) -> Response:
     """Serialised once by pydantic (the model built from the snapshot is already valid: FastAPI
     would validate the whole assessment a second time, about half of the request's CPU)."""
-    ctx = get_ctx(request)
-    rec = _course(session, course_id)
-    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
-    record(session, viewer, "read", "assessment", rec.id, rec.patient_id, detail=f"day {snap.day}")
-    return Response(assessment_out(snap).model_dump_json(), media_type="application/json")
+    cid, patient_id, shown, body = assessment_body(get_ctx(request), session, course_id, day)
+    record(session, viewer, "read", "assessment", cid, patient_id, detail=f"day {shown}")
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
 from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
+from cart_cytopenia.service.answers import AnswerCache
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import (
@@ -38,12 +40,13 @@ from cart_cytopenia.service.deps import (
     ServiceContext,
     audit_refusal,
 )
-from cart_cytopenia.service.jobs import JobRunner
+from cart_cytopenia.service.jobs import JobRunner, job_pool_options
 from cart_cytopenia.service.limits import BodyLimit
 from cart_cytopenia.service.openapi import truthful_openapi
 from cart_cytopenia.service.problems import ProblemError, to_problem
 from cart_cytopenia.service.smart import routes as smart
 from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource, settings_key
+from cart_cytopenia.store import accounts
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
@@ -182,9 +185,10 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         db=db,
         clinical=clinical,
         cache=cache,
-        jobs=JobRunner(),
+        jobs=JobRunner(db, job_pool_options(settings.pool_options())),
         worklist=source,
         refresher=WorklistRefresher(source),
+        answers=AnswerCache(settings.answer_cache_bytes),
     )
 
 
@@ -197,6 +201,7 @@ def create_app(
     if check_schema:
         check_current(db)
     ctx = _context(settings, db)
+    accounts.limit_hashing(settings.hash_concurrency or os.cpu_count() or 2)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -92,6 +92,12 @@ class ServiceSettings(BaseModel):
     worker_threads: int = Field(
         20, ge=2, le=200, description="Thread pool for routes (database, hashing, grading)"
     )
+    answer_cache_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Memory for answers kept per course version"
+    )
+    hash_concurrency: int = Field(
+        0, ge=0, le=64, description="Password checks at once (0: one per CPU core)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     smart: SmartSettings = Field(
         default_factory=SmartSettings, description="SMART on FHIR app launch ([smart] table)"

@@ -19,7 +19,7 @@ import functools
 import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, Request
@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from cart_cytopenia.rules.settings import Settings
+from cart_cytopenia.service.answers import AnswerCache
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.jobs import JobRunner
@@ -50,6 +51,7 @@ class ServiceContext:
     jobs: JobRunner
     worklist: WorklistSource
     refresher: WorklistRefresher
+    answers: AnswerCache = field(default_factory=AnswerCache)
 
     def today(self) -> dt.date:
         return self.settings.today or dt.date.today()

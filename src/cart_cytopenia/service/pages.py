@@ -232,7 +232,7 @@ def worklist_search(
 def _worklist(request: Request, viewer: Viewer, session: Session, query: WorklistQuery) -> Response:
     ctx = get_ctx(request)
     view = wl.view(ctx.worklist, ctx.refresher, session, query)
-    totals = stored.totals(session)
+    totals = view["totals"]
     detail = (
         f"worklist page {query.page} ({len(view['rows'])} of {view['n_match']} rows); "
         f"product={query.product or '-'} phase={query.phase or '-'} "

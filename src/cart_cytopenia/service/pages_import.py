@@ -1,8 +1,9 @@
 """Uploads and imports: a lab CSV into a course, a course JSON document, and their job pages.
 
 A small file is saved within the request (in the thread pool, like every route). A file larger
-than ``background_upload_bytes`` is handed to a background job (``service.jobs``) and the user
-is sent to its status page, so a 300,000-row export never holds up anybody else's requests.
+than ``background_upload_bytes`` is handed to a background job (``service.jobs``: a worker
+process) and the user is sent to its status page, so a 300,000-row export never holds up
+anybody else's requests. The work itself is in ``service.uploads``.
 Either way the file is checked whole and saved all or none, and the audit log records the
 outcome (rejections included) by record id only.
 """
@@ -16,7 +17,6 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from cart_cytopenia.domain.course import parse_course
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem
 from cart_cytopenia.service.deps import (
     DB,
@@ -31,9 +31,9 @@ from cart_cytopenia.service.deps import (
     web_role,
     web_viewer,
 )
-from cart_cytopenia.service.forms import parse_lab_csv
-from cart_cytopenia.service.jobs import Progress, Work
+from cart_cytopenia.service.jobs import Task
 from cart_cytopenia.service.pages import _int, _patient_url, _redirect, render
+from cart_cytopenia.service.uploads import audit_rejected, import_course_json, save_lab_csv
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import ConflictError
 
@@ -59,68 +59,7 @@ def _upload_bytes(ctx: ServiceContext, upload: Any, what: str) -> tuple[bytes, s
     return data, upload.filename
 
 
-def _audit_rejected(ctx: ServiceContext, viewer: Viewer, resource: str, patient_id: int | None,
-                    detail: str) -> None:  # fmt: skip
-    """A rejected upload is audited in its own transaction (the upload's was rolled back)."""
-    with ctx.db.transaction() as session:
-        record(session, viewer, "create", resource, None, patient_id, outcome="rejected",
-               detail=detail)  # fmt: skip
-
-
-def _lab_csv_work(
-    ctx: ServiceContext, viewer: Viewer, course_id: int, version: int | None, data: bytes,
-    filename: str,
-) -> Work:  # fmt: skip
-    """Check and save a lab CSV in one transaction; the rejection is audited if it fails."""
-
-    def work(progress: Progress) -> tuple[str, str]:
-        patient_id: int | None = None
-        try:
-            with ctx.db.transaction() as session:
-                rec = repo.get_course(session, course_id)
-                patient_id = rec.patient_id
-                progress.stage(f"reading {filename}")
-                labs, rows = parse_lab_csv(data, filename, rec.patient.pseudonym)
-                progress.stage(f"checking {len(labs):,} rows with the whole course")
-                new = repo.add_labs(
-                    session, rec, labs, expected_version=version, user=viewer.username,
-                    source="csv", rows=rows, source_name=filename,
-                )  # fmt: skip
-                progress.stage(f"saving {len(new):,} lab results")
-                record(session, viewer, "create", "observation", None, rec.patient_id,
-                       detail=f"course {rec.id}: {len(new)} from CSV")  # fmt: skip
-        except (InputError, ConflictError):
-            _audit_rejected(ctx, viewer, "observation", patient_id,
-                            f"course {course_id}: CSV upload")  # fmt: skip
-            raise
-        message = f"Saved {len(new)} lab result(s) from {filename}."
-        return message, _patient_url(rec)
-
-    return work
-
-
-def _course_json_work(ctx: ServiceContext, viewer: Viewer, data: bytes, filename: str) -> Work:
-    """Check and store a course JSON document in one transaction."""
-
-    def work(progress: Progress) -> tuple[str, str]:
-        try:
-            progress.stage(f"checking {filename}")
-            course = parse_course(data, source=filename)
-            progress.stage("saving the course")
-            with ctx.db.transaction() as session:
-                rec = repo.import_course(session, course, user=viewer.username, source="json")
-                record(session, viewer, "create", "course", rec.id, rec.patient_id,
-                       detail="JSON upload")  # fmt: skip
-        except (InputError, ConflictError):
-            _audit_rejected(ctx, viewer, "course", None, "JSON upload")
-            raise
-        message = f"Imported course of {course.patient.id}."
-        return message, _patient_url(rec)
-
-    return work
-
-
-def _run(request: Request, viewer: Viewer, size: int, job_title: str, back: str, work: Work,
+def _run(request: Request, viewer: Viewer, size: int, job_title: str, back: str, work: Task,
          page: str, **context: Any) -> Response:  # fmt: skip
     """Run ``work`` now (a small file) or as a background job (a large one)."""
     ctx = get_ctx(request)
@@ -128,7 +67,7 @@ def _run(request: Request, viewer: Viewer, size: int, job_title: str, back: str,
         job = ctx.jobs.submit(job_title, viewer.user_id, back, work)
         return _redirect(f"/jobs/{job.id}")
     try:
-        message, url = work(Progress.detached())
+        message, url = ctx.jobs.run_now(work)
     except (InputError, ConflictError) as exc:
         problems = exc.problems if isinstance(exc, InputError) else [Problem(str(exc))]
         summary = exc.message if isinstance(exc, InputError) else str(exc)
@@ -165,10 +104,11 @@ def upload_labs(
     try:
         data, filename = _upload_bytes(ctx, form.get("file"), "CSV")
     except InputError as exc:
-        _audit_rejected(ctx, viewer, "observation", rec.patient_id, f"course {rec.id}: CSV upload")
+        audit_rejected(ctx.db, viewer, "observation", rec.patient_id,
+                       f"course {rec.id}: CSV upload")  # fmt: skip
         return render(request, "upload_labs.html", viewer, status=422, errors=exc.problems,
                       summary=exc.message, **context)  # fmt: skip
-    work = _lab_csv_work(ctx, viewer, rec.id, _int(form.get("version")), data, filename)
+    work = Task(save_lab_csv, (viewer, rec.id, _int(form.get("version")), data, filename))
     back = _patient_url(rec)
     return _run(request, viewer, len(data), f"Lab upload {filename}", back, work,
                 "upload_labs.html", **context)  # fmt: skip
@@ -190,10 +130,10 @@ def import_course(
     try:
         data, filename = _upload_bytes(ctx, form.get("file"), "course JSON")
     except InputError as exc:
-        _audit_rejected(ctx, viewer, "course", None, "JSON upload")
+        audit_rejected(ctx.db, viewer, "course", None, "JSON upload")
         return render(request, "import.html", viewer, status=422, title="Import a course",
                       errors=exc.problems, summary=exc.message)  # fmt: skip
-    work = _course_json_work(ctx, viewer, data, filename)
+    work = Task(import_course_json, (viewer, data, filename))
     return _run(request, viewer, len(data), f"Course import {filename}", "/import", work,
                 "import.html", title="Import a course")  # fmt: skip
 

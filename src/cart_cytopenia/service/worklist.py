@@ -234,15 +234,18 @@ def view(
 ) -> dict[str, Any]:
     """The stored rows of a view, after computing the few that are out of date (more are left
     to the background refresher, and counted for the page's notice)."""
-    source.refresh_some(INLINE_REFRESH)
     today = source.today()
-    missing, old = rows.count_stale(session, today, source.key)
-    if missing or old:
-        refresher.wake()
-    found, n_match = rows.page(session, query, offset)
+    counts = rows.overview(session, today, source.key)
+    if counts.missing or counts.old:  # up to date (the usual case): no search for stale rows
+        if source.refresh_some(INLINE_REFRESH):
+            counts = rows.overview(session, today, source.key)
+        if counts.missing or counts.old:
+            refresher.wake()
+    found, n_match = rows.page(session, query, offset, shown=counts.total)
     return {
         "rows": page_rows(found, today, source.key),
         "n_match": n_match,
-        "n_missing": missing,
-        "n_old": old,
+        "n_missing": counts.missing,
+        "n_old": counts.old,
+        "totals": {"total": counts.total, "action": counts.action, "consider": counts.consider},
     }

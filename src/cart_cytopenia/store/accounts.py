@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,22 @@ from cart_cytopenia.store.models import (
 )
 
 _hasher = PasswordHasher()
+# argon2 checks running at once: each takes 64 MiB and a core for tens of milliseconds, so a
+# burst of sign-ins queues here (memory bounded) instead of thrashing every core at once
+_hash_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
+
+
+def limit_hashing(at_once: int) -> None:
+    """Allow ``at_once`` password hashes/checks at the same time (the service sets it)."""
+    global _hash_slots
+    _hash_slots = threading.BoundedSemaphore(max(1, at_once))
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    with _hash_slots:
+        return bool(_hasher.verify(password_hash, password))
+
+
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 MIN_PASSWORD = 10
 TOKEN_PREFIX = "cct_"
@@ -49,7 +67,8 @@ def token_hash(token: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _hash_slots:
+        return _hasher.hash(password)
 
 
 def _check_password(password: str) -> None:
@@ -191,9 +210,9 @@ def authenticate(
     ok = False
     try:
         if user is not None:
-            ok = _hasher.verify(user.password_hash, password)
+            ok = _verify(user.password_hash, password)
         else:
-            _hasher.verify(_DUMMY_HASH, password)
+            _verify(_DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         ok = False
     ok = ok and user is not None and user.active

@@ -57,6 +57,25 @@ def get_course(session: Session, course_id: int) -> CourseRecord:
     return rec
 
 
+def course_stamp(session: Session, course_id: int) -> tuple[int, int, int, dt.date, int, int]:
+    """What identifies a course's current state without loading its records: (id, patient id,
+    version, infusion date, number of guidance actions, last action id). The version changes
+    with every edit of the course; guidance actions are only ever added."""
+    actions = select(GuidanceAction.id).where(GuidanceAction.course_id == course_id).subquery()
+    row = session.execute(
+        select(
+            CourseRecord.id, CourseRecord.patient_id, CourseRecord.version,
+            CourseRecord.infusion_date,
+            select(func.count()).select_from(actions).scalar_subquery(),
+            select(func.coalesce(func.max(actions.c.id), 0)).scalar_subquery(),
+        ).where(CourseRecord.id == course_id)
+    ).one_or_none()  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"course {course_id} does not exist")
+    cid, pid, version, infusion, n, last = row
+    return int(cid), int(pid), int(version), infusion, int(n), int(last)
+
+
 def get_patient(session: Session, patient_id: int) -> Patient:
     p = session.get(Patient, patient_id)
     if p is None:

@@ -62,20 +62,35 @@ def stale_course_ids(
     return list(session.scalars(stmt))
 
 
-def count_stale(session: Session, as_of: dt.date, settings_key: str) -> tuple[int, int]:
-    """(rows missing, rows out of date) among the active courses."""
-    missing, old = session.execute(
+@dataclass(frozen=True)
+class Overview:
+    """The whole worklist in numbers, from one pass over the active courses: rows missing and
+    out of date, and among the shown rows (no error) those needing action or with items to
+    consider."""
+
+    missing: int
+    old: int
+    total: int
+    action: int
+    consider: int
+
+
+def overview(session: Session, as_of: dt.date, settings_key: str) -> Overview:
+    e = WorklistEntry
+    shown = and_(e.course_id.is_not(None), e.error.is_(None))
+    counts = session.execute(
         select(
-            func.count(case((WorklistEntry.course_id.is_(None), 1))),
-            func.count(
-                case((and_(WorklistEntry.course_id.is_not(None), ~_fresh(as_of, settings_key)), 1))
-            ),
+            func.count(case((e.course_id.is_(None), 1))),
+            func.count(case((and_(e.course_id.is_not(None), ~_fresh(as_of, settings_key)), 1))),
+            func.count(case((shown, 1))),
+            func.count(case((and_(shown, e.needs_action.is_(True)), 1))),
+            func.count(case((and_(shown, e.needs_action.is_(False), e.n_decisions > 0), 1))),
         )
         .select_from(CourseRecord)
-        .outerjoin(WorklistEntry, WorklistEntry.course_id == CourseRecord.id)
+        .outerjoin(e, e.course_id == CourseRecord.id)
         .where(CourseRecord.status == "active")
     ).one()
-    return int(missing), int(old)
+    return Overview(*(int(n) for n in counts))
 
 
 def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None:
@@ -141,11 +156,18 @@ def _filtered(
     return stmt
 
 
-def page(session: Session, q: WorklistQuery, offset: int | None = None) -> tuple[list[Any], int]:
+def page(
+    session: Session, q: WorklistQuery, offset: int | None = None, shown: int | None = None
+) -> tuple[list[Any], int]:
     """(rows of the page: entry, product, patient id, pseudonym; rows matching in all).
-    ``offset`` (the API's) replaces the page number."""
+    ``offset`` (the API's) replaces the page number; ``shown`` (``Overview.total``, when known)
+    is the number matching a query without filters, which then is not counted again."""
     stmt = _filtered(_base(), q)
-    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    unfiltered = not (q.product or q.phase or q.needs_action or q.q.strip())
+    if shown is not None and unfiltered:
+        total = shown
+    else:
+        total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
     order = []
     for col in SORT_COLUMNS.get(q.sort, SORT_COLUMNS["urgency"]):
         order.append(col.is_(None))  # missing last, whichever direction
@@ -154,25 +176,6 @@ def page(session: Session, q: WorklistQuery, offset: int | None = None) -> tuple
     start = offset if offset is not None else (max(q.page, 1) - 1) * q.per_page
     stmt = stmt.limit(q.per_page).offset(start)
     return list(session.execute(stmt)), total
-
-
-def totals(session: Session) -> dict[str, int]:
-    """Active courses with a row, those needing action and those with items to consider."""
-    n, n_action, n_consider = session.execute(
-        select(
-            func.count(),
-            func.count(case((WorklistEntry.needs_action.is_(True), 1))),
-            func.count(
-                case(
-                    (and_(WorklistEntry.needs_action.is_(False), WorklistEntry.n_decisions > 0), 1)
-                )
-            ),
-        )
-        .select_from(WorklistEntry)
-        .join(CourseRecord, CourseRecord.id == WorklistEntry.course_id)
-        .where(CourseRecord.status == "active", WorklistEntry.error.is_(None))
-    ).one()
-    return {"total": int(n), "action": int(n_action), "consider": int(n_consider)}
 
 
 def products(session: Session) -> list[str]:
