@@ -260,30 +260,46 @@ def _cells_from(grid: DailyGrid, start_col: int) -> _Cells:
 def _scan(
     cells: _Cells | None, n: int, threshold: float, min_recovered: int, window: tuple[int, int]
 ) -> RunScan:
-    w0, w1 = window
-    best_win = np.zeros(n, np.int32)
-    best_all = np.zeros(n, np.int32)
-    first_start = np.full(n, -1, np.int32)
-    first_recovery = np.full(n, -1, np.int32)
-    first_length = np.zeros(n, np.int32)
-    last_recovery = np.full(n, -1, np.int32)
-    open_end = np.zeros(n, bool)
-    unknown_in_run = np.zeros(n, np.int32)
-    total_win = np.zeros(n, np.int32)
-    # the arrays are filled in place below; the result holds them from the start
-    result = RunScan(
-        best_win,
-        best_all,
-        first_start,
-        first_recovery,
-        first_length,
-        last_recovery,
-        open_end,
-        unknown_in_run,
-        total_win,
+    """Runs at or below ``threshold`` joined unless separated by ``min_recovered`` known days
+    above it, summarised per patient (``RunScan``)."""
+    out = RunScan(
+        longest_in_window=np.zeros(n, np.int32),
+        longest_overall=np.zeros(n, np.int32),
+        first_start=np.full(n, -1, np.int32),
+        first_recovery=np.full(n, -1, np.int32),
+        first_length=np.zeros(n, np.int32),
+        last_recovery=np.full(n, -1, np.int32),
+        open_at_end=np.zeros(n, bool),
+        unknown_days_in_runs=np.zeros(n, np.int32),
+        total_in_window=np.zeros(n, np.int32),
     )
     if cells is None:
-        return result
+        return out
+    runs = _runs(cells, threshold, min_recovered)
+    _run_lengths(out, runs, window)
+    _first_and_last_runs(out, runs)
+    return out
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The joined runs of one scan, in patient, day order. The cells are cut into segments,
+    each starting at a patient's first cell or at a recovery streak; a segment holds at most
+    one run (its cells at or below the threshold, first to last)."""
+
+    seg: NDArray[np.intp]  # each run's segment
+    row: NDArray[np.intp]  # each run's patient
+    start: NDArray[np.int64]  # first day at/below the threshold
+    end: NDArray[np.int64]  # last day at/below the threshold
+    known_days: NDArray[np.int64]  # cells from the first to the last, i.e. known days
+    seg_row: NDArray[np.intp]  # each segment's patient
+    closed: B  # per segment: a recovery streak of the same patient follows it
+    recovery: NDArray[np.int64]  # per segment: the first day of that streak (-1: none)
+
+
+def _runs(cells: _Cells, threshold: float, min_recovered: int) -> _Runs:
+    """Find the runs: recovery streaks (at least ``min_recovered`` consecutive known days above
+    the threshold) cut each patient's cells into segments."""
     rows, day, new_row, consec = cells.rows, cells.day, cells.new_row, cells.consec
     k = rows.size
     with np.errstate(invalid="ignore"):
@@ -322,32 +338,47 @@ def _scan(
     recovery[inner] = day[np.minimum(nxt[inner], k - 1)]
     recovery[~closed] = -1
     r_idx = np.flatnonzero(has_run)
-    r_row = seg_row[r_idx]
     p_first, p_last = below_at[first_b[r_idx]], below_at[last_b[r_idx]]
-    r_s, r_e = day[p_first], day[p_last]
+    return _Runs(
+        r_idx, seg_row[r_idx], day[p_first], day[p_last], p_last - p_first + 1, seg_row, closed,
+        recovery,
+    )  # fmt: skip
+
+
+def _run_lengths(out: RunScan, runs: _Runs, window: tuple[int, int]) -> None:
+    """Each patient's longest run (anywhere, and clipped to the window), the days of all runs
+    in the window, and the unknown days inside runs."""
+    w0, w1 = window
+    r_row, r_s, r_e = runs.row, runs.start, runs.end
     length = (r_e - r_s + 1).astype(np.int32)
     clipped = np.maximum(0, np.minimum(r_e, w1) - np.maximum(r_s, w0) + 1).astype(np.int32)
-    np.maximum.at(best_all, r_row, length)
-    np.maximum.at(best_win, r_row, clipped)
-    np.add.at(total_win, r_row, clipped)
-    unknown = (r_e - r_s + 1) - (p_last - p_first + 1)
-    np.add.at(unknown_in_run, r_row, unknown.astype(np.int32))
+    np.maximum.at(out.longest_overall, r_row, length)
+    np.maximum.at(out.longest_in_window, r_row, clipped)
+    np.add.at(out.total_in_window, r_row, clipped)
+    unknown = (r_e - r_s + 1) - runs.known_days
+    np.add.at(out.unknown_days_in_runs, r_row, unknown.astype(np.int32))
+
+
+def _first_and_last_runs(out: RunScan, runs: _Runs) -> None:
+    """The first run of each patient (start, length, recovery), whether the last is still open,
+    and the last recovery."""
+    r_row, r_idx = runs.row, runs.seg
+    length = (runs.end - runs.start + 1).astype(np.int32)
     # first run of each patient (runs are in patient, day order)
     is_first = np.ones(r_idx.size, bool)
     is_first[1:] = r_row[1:] != r_row[:-1]
     fr = r_row[is_first]
-    first_start[fr] = r_s[is_first]
-    first_length[fr] = length[is_first]
-    first_recovery[fr] = recovery[r_idx[is_first]]
+    out.first_start[fr] = runs.start[is_first]
+    out.first_length[fr] = length[is_first]
+    out.first_recovery[fr] = runs.recovery[r_idx[is_first]]
     # the last run: open at the end unless closed; the last closing gives the last recovery
     is_last = np.ones(r_idx.size, bool)
     is_last[:-1] = r_row[:-1] != r_row[1:]
     lr = r_row[is_last]
-    open_end[lr] = ~closed[r_idx[is_last]]
-    c_idx = r_idx[closed[r_idx]]
+    out.open_at_end[lr] = ~runs.closed[r_idx[is_last]]
+    c_idx = r_idx[runs.closed[r_idx]]
     if c_idx.size:
-        c_row = seg_row[c_idx]
+        c_row = runs.seg_row[c_idx]
         last_c = np.ones(c_idx.size, bool)
         last_c[:-1] = c_row[:-1] != c_row[1:]
-        last_recovery[c_row[last_c]] = recovery[c_idx[last_c]]
-    return result
+        out.last_recovery[c_row[last_c]] = runs.recovery[c_idx[last_c]]

@@ -210,11 +210,48 @@ def _missing_data(c: GradedChunk) -> pl.Series:
     return pl.Series(texts.tolist(), dtype=pl.String)
 
 
+# float columns whose NaN (no value) is written as null
+NAN_FREE = (
+    "anc_nadir",
+    "platelet_nadir",
+    "hb_nadir",
+    "late_anc_1",
+    "late_anc_2",
+    "late_plt_1",
+    "late_plt_2",
+    "easix_baseline",
+    "m_easix_baseline",
+    "easix_d0_3",
+    "m_easix_d0_3",
+)
+
+
 def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
-    """One row per patient in ``GRADE_SCHEMA`` (docs/grade-table-schema.json)."""
-    risk = RISK_TEXT[c.hematotox.high_risk + 1]  # (-1: cannot tell, 0 low, 1 high)
+    """One row per patient in ``GRADE_SCHEMA`` (docs/grade-table-schema.json), its columns in
+    the schema's order; counts and durations without the data behind them are emptied."""
     cols: dict[str, object] = {
         "patient_id": c.patient_ids,
+        **_icaht_columns(c),
+        **_ticaht_columns(c),
+        **_ctcae_columns(c, settings),
+        **_lineage_columns(c),
+        **_score_columns(c),
+        **_event_columns(c),
+    }
+    df = pl.DataFrame(cols, schema=GRADE_SCHEMA, strict=False)
+    emptied = [
+        pl.when(pl.Series(c.seen[key])).then(pl.col(name)).alias(name)
+        for key, names in EMPTIED_BY.items()
+        if not c.seen[key].all()
+        for name in names
+    ]
+    nan_free = [pl.col(name).fill_nan(None) for name in NAN_FREE]
+    return df.with_columns(*nan_free, *emptied)
+
+
+def _icaht_columns(c: GradedChunk) -> dict[str, object]:
+    """Early and late ICAHT (neutropenia)."""
+    return {
         "early_icaht_grade": _nullable_int(c.early.grade),
         "early_icaht_provisional": c.early.provisional,
         "early_days_anc_le_500": c.early.days_le_500,
@@ -228,6 +265,12 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "late_window_end_day": c.late.window_end,
         "late_window_end_reason": list(c.late.window_end_reason),
         "late_icaht_reason": list(c.late.reason),
+    }
+
+
+def _ticaht_columns(c: GradedChunk) -> dict[str, object]:
+    """Early and late T-ICAHT (thrombocytopenia) and platelet recovery."""
+    return {
         "early_ticaht_grade": _nullable_int(c.ticaht.early.grade),
         "early_ticaht_provisional": c.ticaht.early.provisional,
         "early_days_plt_lt_50": _when_graded(c.ticaht.early.days_lt_50, c.ticaht.early.grade),
@@ -240,12 +283,24 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "late_days_plt_lt_20": _when_graded(c.ticaht.late.days_lt_20, c.ticaht.late.grade),
         "late_ticaht_reason": list(c.ticaht.late.reason),
         "platelet_recovery_day": _nullable_int(c.ticaht.recovery_day),
+    }
+
+
+def _ctcae_columns(c: GradedChunk, settings: Settings) -> dict[str, object]:
+    """The worst CTCAE grade of each count since day 0."""
+    return {
         "ctcae_version": [settings.ctcae_version] * len(c.patient_ids),
         "ctcae_worst_neutrophils": _nullable_int(c.ctcae_worst["anc"]),
         "ctcae_worst_platelets": _nullable_int(c.ctcae_worst["platelets"]),
         "ctcae_worst_anaemia": _nullable_int(c.ctcae_worst["hb"]),
         "ctcae_worst_wbc": _nullable_int(c.ctcae_worst["wbc"]),
         "ctcae_worst_lymphocytes": _nullable_int(c.ctcae_worst["alc"]),
+    }
+
+
+def _lineage_columns(c: GradedChunk) -> dict[str, object]:
+    """Nadirs, days below the cut-points and the latest phase of each lineage."""
+    return {
         "anc_nadir": c.lineages["neutrophils"].nadir,
         "anc_nadir_day": _nullable_int(c.lineages["neutrophils"].nadir_day),
         "platelet_nadir": c.lineages["platelets"].nadir,
@@ -257,6 +312,13 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "neutropenia_latest_phase": list(c.lineages["neutrophils"].latest_phase),
         "thrombocytopenia_latest_phase": list(c.lineages["platelets"].latest_phase),
         "anaemia_latest_phase": list(c.lineages["red_cells"].latest_phase),
+    }
+
+
+def _score_columns(c: GradedChunk) -> dict[str, object]:
+    """Recovery phenotype, CAR-HEMATOTOX and EASIX."""
+    risk = RISK_TEXT[c.hematotox.high_risk + 1]  # (-1: cannot tell, 0 low, 1 high)
+    return {
         "phenotype": list(c.phenotype.phenotype),
         "phenotype_reason": list(c.phenotype.reason),
         "first_recovery_day": _nullable_int(c.phenotype.first_recovery_day),
@@ -273,6 +335,12 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "easix_baseline_missing": c.easix.baseline_missing["easix"].tolist(),
         "easix_d0_3": c.easix.early["easix"],
         "m_easix_d0_3": c.easix.early["m_easix"],
+    }
+
+
+def _event_columns(c: GradedChunk) -> dict[str, object]:
+    """Transfusions, G-CSF, CRS/ICANS, the last ANC and what data were missing."""
+    return {
         "rbc_transfusions_d0_30": c.transfusions["rbc"].d0_30,
         "rbc_transfusions_d31_100": c.transfusions["rbc"].d31_100,
         "platelet_transfusions_d0_30": c.transfusions["platelets"].d0_30,
@@ -284,27 +352,3 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         "last_anc_day": _nullable_int(c.last_anc_day, -10_000),
         "missing_data": _missing_data(c),
     }
-    df = pl.DataFrame(cols, schema=GRADE_SCHEMA, strict=False)
-    emptied = [
-        pl.when(pl.Series(c.seen[key])).then(pl.col(name)).alias(name)
-        for key, names in EMPTIED_BY.items()
-        if not c.seen[key].all()
-        for name in names
-    ]
-    nan_free = [
-        pl.col(name).fill_nan(None)
-        for name in (
-            "anc_nadir",
-            "platelet_nadir",
-            "hb_nadir",
-            "late_anc_1",
-            "late_anc_2",
-            "late_plt_1",
-            "late_plt_2",
-            "easix_baseline",
-            "m_easix_baseline",
-            "easix_d0_3",
-            "m_easix_d0_3",
-        )
-    ]
-    return df.with_columns(*nan_free, *emptied)

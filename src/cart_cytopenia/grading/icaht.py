@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from cart_cytopenia.grading.daily import DailyGrid, interpolate, scan_runs_many
+from cart_cytopenia.grading.daily import DailyGrid, RunScan, interpolate, scan_runs_many
 from cart_cytopenia.rules.settings import IcahtSettings
 from cart_cytopenia.rules.tables import IcahtConventions, IcahtTable
 
@@ -107,41 +107,14 @@ def grade_early(
     usable = ~np.isnan(raw_win) & (days[None, :] <= as_of[:, None])
     has_values = usable.any(axis=1)
 
-    # last known ANC up to as_of (raw), for the never-recovered rule
-    all_days = anc.days()
-    ok = ~np.isnan(anc.values) & (all_days[None, :] <= as_of[:, None]) & (all_days[None, :] >= w0)
-    last_col = anc.n_days - 1 - np.argmax(ok[:, ::-1], axis=1)
-    last_val = np.where(ok.any(axis=1), anc.values[np.arange(n), last_col], np.nan)
-
     provisional = ~complete & (as_of < w1)
-    first_end = s500.first_start + s500.first_length - 1
-    with np.errstate(invalid="ignore"):
-        onset_early = (s500.first_start >= w0) & (
-            s500.first_start <= conv.never_recovered_onset_by_day
-        )
-        # never above 500 in the window: the first (joined) run lasts through day 30 ...
-        through_window = (as_of >= w1) & (first_end >= w1)
-        # ... or never recovers before the last value of a complete course (death, follow-up)
-        open_to_end = (
-            complete
-            & s500.open_at_end
-            & (s500.first_recovery < 0)
-            & (last_val <= table.severe_threshold)
-        )
-        never = settings.never_recovered_rule & onset_early & (through_window | open_to_end)
-
+    never = _never_recovered(anc, as_of, complete, s500, table, settings)
     measures = {
         "days_le_severe": s500.longest_in_window,
         "days_le_profound": s100.longest_in_window,
         "never_recovered": never.astype(np.int32),
     }
-    grade = np.zeros(n, np.int8)
-    for g in table.early_grades:
-        holds = np.zeros(n, bool)
-        for cond in g.any:
-            m = measures[cond.measure]
-            holds |= (m >= cond.min) & (m <= cond.max)
-        grade[holds] = g.grade  # grades listed in increasing order: the highest wins
+    grade = _early_grade(measures, table, n)
     grade[~has_values] = -1
     reason = np.full(n, None, dtype=object)
     reason[~has_values] = f"no ANC value between day {w0} and day {w1}" + (
@@ -156,6 +129,55 @@ def grade_early(
         unknown_days=s500.unknown_days_in_runs,
         reason=reason,
     )
+
+
+def _never_recovered(
+    anc: DailyGrid,
+    as_of: I32,
+    complete: B,
+    s500: RunScan,
+    table: IcahtTable,
+    settings: IcahtSettings,
+) -> B:
+    """The never-recovered rule (grade 4 whatever the days): the first run of ANC <= 500 starts
+    early and lasts through the window, or never recovers before the last value of a complete
+    course (death, follow-up); off when the settings turn the rule off."""
+    conv = effective_conventions(table, settings)
+    w0, w1 = table.early_window
+    n = anc.values.shape[0]
+    # last known ANC up to as_of (raw), for the never-recovered rule
+    all_days = anc.days()
+    ok = ~np.isnan(anc.values) & (all_days[None, :] <= as_of[:, None]) & (all_days[None, :] >= w0)
+    last_col = anc.n_days - 1 - np.argmax(ok[:, ::-1], axis=1)
+    last_val = np.where(ok.any(axis=1), anc.values[np.arange(n), last_col], np.nan)
+    first_end = s500.first_start + s500.first_length - 1
+    with np.errstate(invalid="ignore"):
+        onset_early = (s500.first_start >= w0) & (
+            s500.first_start <= conv.never_recovered_onset_by_day
+        )
+        # never above 500 in the window: the first (joined) run lasts through day 30 ...
+        through_window = (as_of >= w1) & (first_end >= w1)
+        # ... or never recovers before the last value of a complete course (death, follow-up)
+        open_to_end = (
+            complete
+            & s500.open_at_end
+            & (s500.first_recovery < 0)
+            & (last_val <= table.severe_threshold)
+        )
+        never: B = settings.never_recovered_rule & onset_early & (through_window | open_to_end)
+    return never
+
+
+def _early_grade(measures: dict[str, NDArray[np.int32]], table: IcahtTable, n: int) -> I8:
+    """The highest early grade of the table whose conditions any measure meets (0: none)."""
+    grade = np.zeros(n, np.int8)
+    for g in table.early_grades:
+        holds = np.zeros(n, bool)
+        for cond in g.any:
+            m = measures[cond.measure]
+            holds |= (m >= cond.min) & (m <= cond.max)
+        grade[holds] = g.grade  # grades listed in increasing order: the highest wins
+    return grade
 
 
 def late_window_end(
