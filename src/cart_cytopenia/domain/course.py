@@ -592,99 +592,50 @@ class Course(_Model):
 
     @model_validator(mode="after")
     def _resolve(self) -> Course:
-        problems: list[Problem] = []
-        pid = self.patient.id
-        infusion = self.infusion_date
+        """Every date turned into a day since infusion (and checked against the day given), and
+        the timeline checked; all problems found are raised together."""
+        t = _DayResolver(self.patient.id, self.infusion_date, self.patient.birth_date)
+        if t.birth is not None and t.infusion < t.birth:
+            t.timeline_error("infusion date is before birth", "infusion_date")
+        self._resolve_before_infusion(t)
+        self._resolve_labs(t)
+        self._resolve_events(t)
+        self.last_followup_day = t.to_day(
+            self.last_followup_date, self.last_followup_day, "last_followup"
+        )
+        self._check_death(t)
+        t.raise_problems()
+        return self
 
-        def to_day(date: dt.date | None, day: int | None, where: str) -> int | None:
-            if date is None and day is not None and not is_calendar_day(infusion, day):
-                problems.append(
-                    Problem(
-                        f"day {day} is not a calendar date (infusion {infusion} + {day} days)",
-                        Location(patient_id=pid, field=where),
-                    )
-                )
-                return None
-            if date is not None:
-                d = (date - infusion).days
-                if day is not None and day != d:
-                    problems.append(
-                        Problem(
-                            f"date {date} is day {d}, but day {day} was given",
-                            Location(patient_id=pid, field=where),
-                        )
-                    )
-                return d
-            return day
-
-        birth = self.patient.birth_date
-        if birth is not None and infusion < birth:
-            problems.append(
-                _tag(
-                    Problem(
-                        "infusion date is before birth",
-                        Location(patient_id=pid, field="infusion_date"),
-                    ),
-                    TimelineError,
-                )
-            )
-
-        def check_birth(date: dt.date | None, day: int | None, where: str) -> None:
-            if birth is None:
-                return
-            when = date if date is not None else (infusion + dt.timedelta(days=day or 0))
-            if (date is not None or day is not None) and when < birth:
-                problems.append(
-                    _tag(
-                        Problem(
-                            f"{when} is before birth ({birth})",
-                            Location(patient_id=pid, field=where),
-                        ),
-                        TimelineError,
-                    )
-                )
-
+    def _resolve_before_infusion(self, t: _DayResolver) -> None:
+        """Lymphodepletion, leukapheresis and prior transplants: on their days, before day 0."""
         if self.lymphodepletion is not None:
             ld = self.lymphodepletion
-            ld.start_day = to_day(ld.start_date, ld.start_day, "lymphodepletion.start")
+            ld.start_day = t.to_day(ld.start_date, ld.start_day, "lymphodepletion.start")
             if ld.start_day is not None and ld.start_day > 0:
-                problems.append(
-                    _tag(
-                        Problem(
-                            f"lymphodepletion starts on day {ld.start_day}, after the infusion",
-                            Location(patient_id=pid, field="lymphodepletion.start_day"),
-                        ),
-                        TimelineError,
-                    )
+                t.timeline_error(
+                    f"lymphodepletion starts on day {ld.start_day}, after the infusion",
+                    "lymphodepletion.start_day",
                 )
-
         if self.leukapheresis is not None:
             lk = self.leukapheresis
-            lk.day = to_day(lk.date, lk.day, "leukapheresis")
+            lk.day = t.to_day(lk.date, lk.day, "leukapheresis")
             if lk.day is not None and lk.day >= 0:
-                problems.append(
-                    _tag(
-                        Problem(
-                            f"leukapheresis on day {lk.day}: it must be before the infusion",
-                            Location(patient_id=pid, field="leukapheresis.day"),
-                        ),
-                        TimelineError,
-                    )
+                t.timeline_error(
+                    f"leukapheresis on day {lk.day}: it must be before the infusion",
+                    "leukapheresis.day",
                 )
-
         for i, h in enumerate(self.patient.prior_hct):
-            h.day = to_day(h.date, h.day, f"patient.prior_hct[{i}]")
+            h.day = t.to_day(h.date, h.day, f"patient.prior_hct[{i}]")
             if h.day is not None and h.day > 0:
-                problems.append(
-                    _tag(
-                        Problem(
-                            "a prior HCT must be before the CAR-T infusion (record a later one as an 'hct' event)",
-                            Location(patient_id=pid, field=f"patient.prior_hct[{i}]"),
-                        ),
-                        TimelineError,
-                    )
+                t.timeline_error(
+                    "a prior HCT must be before the CAR-T infusion (record a later one as an 'hct' event)",
+                    f"patient.prior_hct[{i}]",
                 )
 
+    def _resolve_labs(self, t: _DayResolver) -> None:
+        """Each lab's day (a baseline lab without one: the day before lymphodepletion), unit and
+        value checked."""
         for list_name, labs in (("baseline_labs", self.baseline_labs), ("labs", self.labs)):
             for i, lab in enumerate(labs):
                 where = f"{list_name}[{i}]"
@@ -692,83 +643,52 @@ class Course(_Model):
                     if list_name == "baseline_labs":
                         lab.day = self.ld_start_day - 1
                     else:
-                        problems.append(
-                            Problem(
-                                "a lab needs a date or a day", Location(patient_id=pid, field=where)
-                            )
-                        )
+                        t.problem("a lab needs a date or a day", where)
                         continue
                 else:
-                    lab.day = to_day(lab.date, lab.day, where)
-                check_birth(lab.date, lab.day, where)
-                problems.extend(_check_lab(lab, pid, where))
+                    lab.day = t.to_day(lab.date, lab.day, where)
+                t.check_birth(lab.date, lab.day, where)
+                t.problems.extend(_check_lab(lab, t.pid, where))
 
+    def _resolve_events(self, t: _DayResolver) -> None:
+        """Each event's day (a span: its start and end, the end not before the start)."""
         for i, ev in enumerate(self.events):
             where = f"events[{i}] ({ev.type})"
             if isinstance(ev, Dated):
                 if ev.date is None and ev.day is None:
-                    problems.append(
-                        Problem(
-                            "an event needs a date or a day", Location(patient_id=pid, field=where)
-                        )
-                    )
+                    t.problem("an event needs a date or a day", where)
                     continue
-                ev.day = to_day(ev.date, ev.day, where)
-                check_birth(ev.date, ev.day, where)
-            else:
-                span: Span = ev
-                if span.start_date is None and span.start_day is None:
-                    problems.append(
-                        Problem(
-                            "an event needs a start_date or a start_day",
-                            Location(patient_id=pid, field=where),
-                        )
-                    )
-                    continue
-                span.start_day = to_day(span.start_date, span.start_day, where + ".start")
-                span.end_day = to_day(span.end_date, span.end_day, where + ".end")
-                check_birth(span.start_date, span.start_day, where)
-                if (
-                    span.end_day is not None
-                    and span.start_day is not None
-                    and span.end_day < span.start_day
-                ):
-                    problems.append(
-                        _tag(
-                            Problem(
-                                f"ends (day {span.end_day}) before it starts (day {span.start_day})",
-                                Location(patient_id=pid, field=where),
-                            ),
-                            TimelineError,
-                        )
-                    )
+                ev.day = t.to_day(ev.date, ev.day, where)
+                t.check_birth(ev.date, ev.day, where)
+                continue
+            span: Span = ev
+            if span.start_date is None and span.start_day is None:
+                t.problem("an event needs a start_date or a start_day", where)
+                continue
+            span.start_day = t.to_day(span.start_date, span.start_day, where + ".start")
+            span.end_day = t.to_day(span.end_date, span.end_day, where + ".end")
+            t.check_birth(span.start_date, span.start_day, where)
+            if (
+                span.end_day is not None
+                and span.start_day is not None
+                and span.end_day < span.start_day
+            ):
+                t.timeline_error(
+                    f"ends (day {span.end_day}) before it starts (day {span.start_day})", where
+                )
 
-        self.last_followup_day = to_day(
-            self.last_followup_date, self.last_followup_day, "last_followup"
-        )
+    def _check_death(self, t: _DayResolver) -> None:
+        """At most one death, and no lab after it."""
         deaths = self.events_of(Death)
         if len(deaths) > 1:
-            problems.append(Problem("more than one death event", Location(patient_id=pid)))
+            t.problems.append(Problem("more than one death event", Location(patient_id=t.pid)))
         if deaths and deaths[0].day is not None:
             dday = deaths[0].day
             for i, lab in enumerate(self.labs):
                 if lab.day is not None and lab.day > dday:
-                    problems.append(
-                        _tag(
-                            Problem(
-                                f"lab on day {lab.day} is after death (day {dday})",
-                                Location(patient_id=pid, field=f"labs[{i}]"),
-                            ),
-                            TimelineError,
-                        )
+                    t.timeline_error(
+                        f"lab on day {lab.day} is after death (day {dday})", f"labs[{i}]"
                     )
-
-        if problems:
-            # the most specific class that covers the problems found
-            kinds = {p.kind for p in problems}
-            cls = _ERROR_CLASSES.get(kinds.pop(), SchemaError) if len(kinds) == 1 else SchemaError
-            raise cls(f"course of patient {pid} is invalid ({len(problems)} problem(s))", problems)
-        return self
 
 
 # no day since an infusion can be further from it than this and still be a date (years 1-9999)
@@ -795,6 +715,55 @@ _ERROR_CLASSES: dict[str, type[InputError]] = {
     c.__name__: c
     for c in (SchemaError, ImplausibleValueError, TimelineError, UnitError, UnknownAnalyteError)
 }
+
+
+class _DayResolver:
+    """Turns a course's dates into days since infusion, collecting the problems found."""
+
+    def __init__(self, pid: str, infusion: dt.date, birth: dt.date | None) -> None:
+        self.pid, self.infusion, self.birth = pid, infusion, birth
+        self.problems: list[Problem] = []
+
+    def problem(self, text: str, where: str) -> None:
+        self.problems.append(Problem(text, Location(patient_id=self.pid, field=where)))
+
+    def timeline_error(self, text: str, where: str) -> None:
+        self.problems.append(
+            _tag(Problem(text, Location(patient_id=self.pid, field=where)), TimelineError)
+        )
+
+    def to_day(self, date: dt.date | None, day: int | None, where: str) -> int | None:
+        """The day of ``date`` (checked against ``day`` when both are given), else ``day``."""
+        if date is None and day is not None and not is_calendar_day(self.infusion, day):
+            self.problem(
+                f"day {day} is not a calendar date (infusion {self.infusion} + {day} days)", where
+            )
+            return None
+        if date is not None:
+            d = (date - self.infusion).days
+            if day is not None and day != d:
+                self.problem(f"date {date} is day {d}, but day {day} was given", where)
+            return d
+        return day
+
+    def check_birth(self, date: dt.date | None, day: int | None, where: str) -> None:
+        """A problem when the date (or the day) falls before birth."""
+        birth = self.birth
+        if birth is None:
+            return
+        when = date if date is not None else (self.infusion + dt.timedelta(days=day or 0))
+        if (date is not None or day is not None) and when < birth:
+            self.timeline_error(f"{when} is before birth ({birth})", where)
+
+    def raise_problems(self) -> None:
+        """All problems found, as the most specific error class that covers them."""
+        if self.problems:
+            kinds = {p.kind for p in self.problems}
+            cls = _ERROR_CLASSES.get(kinds.pop(), SchemaError) if len(kinds) == 1 else SchemaError
+            raise cls(
+                f"course of patient {self.pid} is invalid ({len(self.problems)} problem(s))",
+                self.problems,
+            )
 
 
 def _check_lab(lab: LabObservation, pid: str, where: str) -> list[Problem]:

@@ -171,6 +171,42 @@ def normalise_labs(
     into the given distinct texts, without missing values (io.tables reads a Parquet file's texts
     so, from its dictionary pages); the rows are read exactly as if they held the texts.
     """
+    coded_texts = _checked_codes(raw, coded)
+    df, is_coded = _lab_columns(raw, coded_texts)
+    nulls, problems = _missing_fields(df, source)
+    if nulls.height:
+        df = df.drop_nulls(["patient_id", "day", "analyte", "value"])
+    conv = _convert(df, coded_texts, is_coded)
+    problems += _conversion_problems(df, conv, source)
+    if problems:
+        kinds = {p.kind for p in problems}
+        cls = ImplausibleValueError if kinds == {"ImplausibleValueError"} else InputError
+        n_bad = nulls.height + int(conv.unresolved.sum()) + int(conv.implausible.sum())
+        if skipped is None:
+            raise cls(f"{source or 'lab table'}: {n_bad} bad row(s); nothing was loaded", problems)
+        skipped.append(Problem(f"{source or 'lab table'}: {n_bad} bad row(s) left out"))
+        skipped.extend(problems)
+        keep = ~(conv.unresolved | conv.implausible)
+        df, canonical, codes = df.filter(pl.Series(keep)), conv.canonical[keep], conv.codes[keep]
+    else:
+        canonical, codes = conv.canonical, conv.codes
+    return pl.DataFrame(
+        {
+            "patient_id": df["patient_id"],
+            "day": df["day"],
+            # (positions handed to ``gather`` as a Series: from a numpy array they are first
+            # converted one by one, ~0.1 s for 16.9M rows)
+            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(pl.Series(codes)),
+            "value": canonical,
+            "row": df["row"],
+        }
+    )
+
+
+def _checked_codes(
+    raw: pl.DataFrame, coded: dict[str, Sequence[str]] | None
+) -> dict[str, Sequence[str]]:
+    """The ``coded`` columns checked: lab text columns of unsigned codes into their texts."""
     coded_texts = dict(coded or {})
     for col, texts_of_col in coded_texts.items():
         if col not in ("analyte", "unit") or col not in raw.columns:
@@ -179,6 +215,14 @@ def normalise_labs(
             raise ValueError(f"coded column {col!r} must be unsigned integer codes, none missing")
         if raw.height and int(raw[col].max()) >= len(texts_of_col):  # type: ignore[arg-type]
             raise ValueError(f"coded column {col!r} has codes beyond its {len(texts_of_col)} texts")
+    return coded_texts
+
+
+def _lab_columns(
+    raw: pl.DataFrame, coded_texts: dict[str, Sequence[str]]
+) -> tuple[pl.DataFrame, dict[str, bool]]:
+    """The lab columns in their types (a ``row`` number added when missing), and whether the
+    analyte and unit columns are codes (``coded_texts`` gets the texts of Enum columns)."""
     if "row" not in raw.columns:
         raw = raw.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
     missing_cols = [
@@ -210,10 +254,15 @@ def normalise_labs(
         ),
         pl.col("row").cast(pl.Int64),
     )
+    return df, is_coded
 
-    def loc(r: dict[str, Any], field: str) -> Location:
-        return Location(patient_id=r["patient_id"], row=r["row"], field=field, source=source)
 
+def _location(r: dict[str, Any], field: str, source: str | None) -> Location:
+    return Location(patient_id=r["patient_id"], row=r["row"], field=field, source=source)
+
+
+def _missing_fields(df: pl.DataFrame, source: str | None) -> tuple[pl.DataFrame, list[Problem]]:
+    """The rows missing a required field, and a problem for each (the first ones listed)."""
     problems: list[Problem] = []
     required = ("patient_id", "day", "analyte", "value")
     has_nulls = any(df[c].null_count() for c in required)
@@ -225,16 +274,81 @@ def normalise_labs(
                 "missing "
                 + ", ".join(k for k in ("patient_id", "day", "analyte", "value") if r[k] is None)
                 + " (a missing value is never read as normal: remove the row or fill it in)",
-                loc(r, "value"),
+                _location(r, "value", source),
             ),
         )
         if nulls.height > MAX_PROBLEMS_LISTED:
             problems.append(Problem(f"... {nulls.height} rows with missing fields in all"))
-        df = df.drop_nulls(["patient_id", "day", "analyte", "value"])
+    return nulls, problems
 
-    # distinct analyte and unit texts -> small integer codes -> a (analyte x unit) lookup table.
-    # The per-row work runs on slices of the rows in parallel threads (polars and numpy release
-    # the GIL); each slice's temporaries are small and made one at a time.
+
+@dataclass(frozen=True)
+class _PairTable:
+    """Each (analyte text, unit text) pair resolved once: the factor to the canonical unit, the
+    plausible range, whether counts per microlitre must be whole, the analyte's catalogue
+    position; or why the pair does not resolve (``bad``)."""
+
+    factor: NDArray[np.float64]
+    lo: NDArray[np.float64]
+    hi: NDArray[np.float64]
+    per_ul: NDArray[np.bool_]
+    code_idx: NDArray[np.uint8]
+    bad: dict[tuple[int, int], str]
+    resolved: dict[tuple[int, int], tuple[Analyte, Any]]
+
+
+def _resolve_pairs(
+    analyte_texts: list[str], unit_texts: list[str], to_resolve: Sequence[int]
+) -> _PairTable:
+    """Resolve the pairs ``to_resolve`` (positions in the analyte x unit table)."""
+    shape = (len(analyte_texts), len(unit_texts))
+    factor = np.full(shape, np.nan)
+    lo = np.full(shape, np.nan)
+    hi = np.full(shape, np.nan)
+    per_ul = np.zeros(shape, bool)
+    code_idx = np.zeros(shape, np.uint8)  # (pairs that do not resolve are never read)
+    bad: dict[tuple[int, int], str] = {}
+    resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
+    analyte_of: dict[str, Any] = {}  # each text resolved once (or its error)
+    unit_of: dict[str, Any] = {}
+    for key in to_resolve:
+        ai, ui = divmod(int(key), shape[1])
+        try:
+            a = _resolved_once(analyte_of, analyte_texts[ai], resolve_analyte)
+            u = _resolved_once(unit_of, unit_texts[ui], resolve_unit)
+            factor[ai, ui] = a.factor_from(u)
+        except (UnknownAnalyteError, UnitError) as exc:
+            bad[(ai, ui)] = exc.message
+            continue
+        resolved[(ai, ui)] = (a, u)
+        lo[ai, ui], hi[ai, ui] = a.plausible_low, a.plausible_high
+        per_ul[ai, ui] = u.ucum == "/uL" and a.canonical_unit.ucum in ("/uL", "10*3/uL")
+        code_idx[ai, ui] = ANALYTE_CODES.index(a.code)
+
+    return _PairTable(factor, lo, hi, per_ul, code_idx, bad, resolved)
+
+
+@dataclass(frozen=True)
+class _Converted:
+    """Every row converted: canonical value, analyte's catalogue position, whether its pair did
+    not resolve or its value is implausible, and (when a row is bad) each row's pair."""
+
+    canonical: NDArray[np.float64]
+    codes: NDArray[np.uint8]
+    unresolved: NDArray[np.bool_]
+    implausible: NDArray[np.bool_]
+    pair: NDArray[np.int32]
+    n_units: int  # a pair is analyte position * n_units + unit position
+    table: _PairTable
+
+
+def _convert(
+    df: pl.DataFrame, coded_texts: dict[str, Sequence[str]], is_coded: dict[str, bool]
+) -> _Converted:
+    """Convert every row by a table lookup: distinct analyte and unit texts -> small integer
+    codes -> a (analyte x unit) lookup table. The per-row work runs on slices of the rows in
+    parallel threads (polars and numpy release the GIL); each slice's temporaries are small and
+    made one at a time."""
     slices = _row_slices(df.height)
     # one course (a single slice) is converted in the calling thread: no pool to start
     pool = ThreadPoolExecutor(max_workers=2) if len(slices) > 1 else None
@@ -250,27 +364,11 @@ def normalise_labs(
             parts = pmap(lambda ab: df[col].slice(ab[0], ab[1] - ab[0]).unique(), slices)
             return sorted(set().union(*(p.to_list() for p in parts)))
 
-        analyte_texts = texts("analyte")
-        unit_texts = texts("unit")
-        # (analyte, unit) pair of each row as one int32 index into the small lookup tables
-        shape = (len(analyte_texts), len(unit_texts))
-        a_enum, u_enum = pl.Enum(analyte_texts), pl.Enum(unit_texts)
-
-        def codes_of(s: pl.Series, enum: pl.Enum) -> NDArray[np.int32]:
-            return (
-                (s if is_coded[s.name] else s.cast(enum).to_physical()).to_numpy().astype(np.int32)
-            )
-
-        def pairs_of(ab: tuple[int, int]) -> NDArray[np.int32]:
-            sub = df.slice(ab[0], ab[1] - ab[0])
-            pr = codes_of(sub["analyte"], a_enum)
-            pr *= shape[1]
-            pr += codes_of(sub["unit"], u_enum)
-            return pr
-
+        analyte_texts, unit_texts = texts("analyte"), texts("unit")
+        pairs_of = _pair_codes(df, analyte_texts, unit_texts, is_coded)
         # Which (analyte, unit) pairs to resolve: every combination of the texts when there are
         # few (then the rows are read once, below), else those present (one more pass first)
-        n_pairs = shape[0] * shape[1]
+        n_pairs = len(analyte_texts) * len(unit_texts)
         pair_parts: list[NDArray[np.int32]] | None = None
         if n_pairs <= ALL_PAIRS_UP_TO:
             to_resolve: Sequence[int] = range(n_pairs)
@@ -280,36 +378,15 @@ def normalise_labs(
             for pr in pair_parts:
                 present[pr] = True
             to_resolve = np.flatnonzero(present).tolist()
-        factor = np.full(shape, np.nan)
-        lo = np.full(shape, np.nan)
-        hi = np.full(shape, np.nan)
-        per_ul = np.zeros(shape, bool)
-        code_idx = np.zeros(shape, np.uint8)  # (pairs that do not resolve are never read)
-        bad: dict[tuple[int, int], str] = {}
-        resolved: dict[tuple[int, int], tuple[Analyte, Any]] = {}
-        analyte_of: dict[str, Any] = {}  # each text resolved once (or its error)
-        unit_of: dict[str, Any] = {}
-        for key in to_resolve:
-            ai, ui = divmod(int(key), shape[1])
-            try:
-                a = _resolved_once(analyte_of, analyte_texts[ai], resolve_analyte)
-                u = _resolved_once(unit_of, unit_texts[ui], resolve_unit)
-                factor[ai, ui] = a.factor_from(u)
-            except (UnknownAnalyteError, UnitError) as exc:
-                bad[(ai, ui)] = exc.message
-                continue
-            resolved[(ai, ui)] = (a, u)
-            lo[ai, ui], hi[ai, ui] = a.plausible_low, a.plausible_high
-            per_ul[ai, ui] = u.ucum == "/uL" and a.canonical_unit.ucum in ("/uL", "10*3/uL")
-            code_idx[ai, ui] = ANALYTE_CODES.index(a.code)
-
-        values_all = df["value"]
+        table = _resolve_pairs(analyte_texts, unit_texts, to_resolve)
         canonical = np.empty(df.height)
         unresolved = np.empty(df.height, bool)
         implausible = np.empty(df.height, bool)
         codes = np.empty(df.height, np.uint8)  # catalogue position of each row's analyte
+        values_all = df["value"]
 
         def convert(k: int) -> None:
+            factor, lo, hi, per_ul = table.factor, table.lo, table.hi, table.per_ul
             a0, a1 = slices[k]
             part = pair_parts[k] if pair_parts is not None else pairs_of(slices[k])
             pr = part.astype(np.intp)  # widened once for the five lookups below
@@ -327,24 +404,53 @@ def normalise_labs(
                 whole = np.flatnonzero(per_ul.ravel()[pr])  # counts per microlitre: whole numbers
                 imp[whole] |= values[whole] % 1 != 0
                 imp &= ~unres
-            np.take(code_idx.ravel(), pr, out=codes[a0:a1])
+            np.take(table.code_idx.ravel(), pr, out=codes[a0:a1])
 
         pmap(convert, range(len(slices)))
     finally:
         if pool is not None:
             pool.shutdown()
-    any_unresolved, any_implausible = bool(unresolved.any()), bool(implausible.any())
     # each row's pair, only to name the pairs of bad rows
     pair = (
         np.concatenate(pair_parts or [pairs_of(ab) for ab in slices])
-        if any_unresolved or any_implausible
+        if unresolved.any() or implausible.any()
         else np.empty(0, np.int32)
     )
-    if any_unresolved:
+    return _Converted(canonical, codes, unresolved, implausible, pair, len(unit_texts), table)
+
+
+def _pair_codes(
+    df: pl.DataFrame, analyte_texts: list[str], unit_texts: list[str], is_coded: dict[str, bool]
+) -> Callable[[tuple[int, int]], NDArray[np.int32]]:
+    """For a slice of the rows, each row's (analyte, unit) pair as one int32 index into the
+    small lookup tables."""
+    n_units = len(unit_texts)
+    a_enum, u_enum = pl.Enum(analyte_texts), pl.Enum(unit_texts)
+
+    def codes_of(s: pl.Series, enum: pl.Enum) -> NDArray[np.int32]:
+        return (s if is_coded[s.name] else s.cast(enum).to_physical()).to_numpy().astype(np.int32)
+
+    def pairs_of(ab: tuple[int, int]) -> NDArray[np.int32]:
+        sub = df.slice(ab[0], ab[1] - ab[0])
+        pr = codes_of(sub["analyte"], a_enum)
+        pr *= n_units
+        pr += codes_of(sub["unit"], u_enum)
+        return pr
+
+    return pairs_of
+
+
+def _conversion_problems(df: pl.DataFrame, conv: _Converted, source: str | None) -> list[Problem]:
+    """A problem for each row whose analyte or unit is unknown or unfit, and for each
+    implausible value naming the likely mix-up (the first ones listed, then the count)."""
+    problems: list[Problem] = []
+    unresolved, implausible, pair = conv.unresolved, conv.implausible, conv.pair
+    bad, resolved, n_units = conv.table.bad, conv.table.resolved, conv.n_units
+    if unresolved.any():
         rows = df.filter(pl.Series(unresolved))
-        keys = [divmod(int(k), shape[1]) for k in pair[unresolved][:MAX_PROBLEMS_LISTED]]
+        keys = [divmod(int(k), n_units) for k in pair[unresolved][:MAX_PROBLEMS_LISTED]]
         problems += [
-            Problem(bad[(int(ai), int(ui))], loc(r, "analyte/unit"))
+            Problem(bad[(int(ai), int(ui))], _location(r, "analyte/unit", source))
             for r, (ai, ui) in zip(
                 rows.head(MAX_PROBLEMS_LISTED).iter_rows(named=True), keys, strict=True
             )
@@ -353,9 +459,9 @@ def normalise_labs(
             problems.append(
                 Problem(f"... {rows.height} rows with an unknown analyte or unit in all")
             )
-    if any_implausible:
+    if implausible.any():
         rows = df.filter(pl.Series(implausible))
-        keys = [divmod(int(k), shape[1]) for k in pair[implausible][:MAX_PROBLEMS_LISTED]]
+        keys = [divmod(int(k), n_units) for k in pair[implausible][:MAX_PROBLEMS_LISTED]]
         for r, (ai, ui) in zip(
             rows.head(MAX_PROBLEMS_LISTED).iter_rows(named=True), keys, strict=True
         ):
@@ -364,36 +470,13 @@ def normalise_labs(
             problems.append(
                 Problem(
                     f"implausible {a.label} ({a.code}): {why}",
-                    loc(r, "value"),
+                    _location(r, "value", source),
                     kind="ImplausibleValueError",
                 )
             )
         if rows.height > MAX_PROBLEMS_LISTED:
             problems.append(Problem(f"... {rows.height} implausible values in all"))
-    if problems:
-        kinds = {p.kind for p in problems}
-        cls = ImplausibleValueError if kinds == {"ImplausibleValueError"} else InputError
-        n_bad = nulls.height + int(unresolved.sum()) + int(implausible.sum())
-        if skipped is None:
-            raise cls(f"{source or 'lab table'}: {n_bad} bad row(s); nothing was loaded", problems)
-        skipped.append(Problem(f"{source or 'lab table'}: {n_bad} bad row(s) left out"))
-        skipped.extend(problems)
-        keep = ~(unresolved | implausible)
-        df, canonical, codes = df.filter(pl.Series(keep)), canonical[keep], codes[keep]
-    return pl.DataFrame(
-        {
-            "patient_id": df["patient_id"],
-            "day": df["day"],
-            # (positions handed to ``gather`` as a Series: from a numpy array they are first
-            # converted one by one, ~0.1 s for 16.9M rows)
-            "analyte": pl.Series(ANALYTE_CODES, dtype=ANALYTE_ENUM).gather(pl.Series(codes)),
-            "value": canonical,
-            "row": df["row"],
-        }
-    )
-
-
-# --------------------------------------------------------------------------- course -> frames
+    return problems
 
 
 def _event_rows(course: Course) -> list[dict[str, Any]]:
