@@ -74,8 +74,19 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def render_assessment(a: Assessment, course: Course, console: Console) -> None:
-    from rich.table import Table
+    """The assessment as a clinician reads it: the patient, counts and CTCAE grades, ICAHT and
+    T-ICAHT, the baseline scores, each lineage's cytopenia, G-CSF and CRS/ICANS, then the notes
+    and what it was based on."""
+    _print_patient(a, course, console)
+    _print_counts(a, console)
+    _print_icaht(a, console)
+    _print_ticaht(console, a)
+    _print_scores_and_phenotype(a, console)
+    _print_lineages(a, console)
+    _print_treatment_and_notes(a, console)
 
+
+def _print_patient(a: Assessment, course: Course, console: Console) -> None:
     p = course.patient
     product = course.product.catalogue_entry()
     prod = (
@@ -95,6 +106,10 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
             "Prior HCT: " + ", ".join(f"{h.kind.value} (day {h.day})" for h in p.prior_hct)
         )
 
+
+def _print_counts(a: Assessment, console: Console) -> None:
+    from rich.table import Table
+
     t = Table(title=f"Blood counts and CTCAE v{a.ctcae_version} grades", show_lines=False)
     for col in ("Term", "Last value", "Day", "Current grade", "Worst since day 0"):
         t.add_column(col)
@@ -107,6 +122,10 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
             _grade_text(c.worst),
         )
     console.print(t)
+
+
+def _print_icaht(a: Assessment, console: Console) -> None:
+    from rich.table import Table
 
     e, lt = a.early_icaht, a.late_icaht
     t = Table(title="EHA/EBMT ICAHT")
@@ -124,8 +143,9 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
         f"lowest ANC {_fmt(lt.anc_1, '/µL')}, second {_fmt(lt.anc_2, '/µL')} ({lt.n_values} values)",
     )
     console.print(t)
-    _print_ticaht(console, a)
 
+
+def _print_scores_and_phenotype(a: Assessment, console: Console) -> None:
     h = a.hematotox
     risk = {"high": "[red]HIGH risk[/]", "low": "[green]low risk[/]"}.get(
         h.risk or "", "risk cannot be told"
@@ -152,6 +172,10 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
         )
     else:
         console.print(f"[bold]Neutrophil recovery phenotype[/]: not yet called — {ph.reason}")
+
+
+def _print_lineages(a: Assessment, console: Console) -> None:
+    from rich.table import Table
 
     t = Table(title="Cytopenias by lineage")
     for col in (
@@ -191,6 +215,9 @@ def render_assessment(a: Assessment, course: Course, console: Console) -> None:
             tx,
         )
     console.print(t)
+
+
+def _print_treatment_and_notes(a: Assessment, console: Console) -> None:
     g = a.gcsf
     if g.first_day is not None:
         console.print(

@@ -79,6 +79,20 @@ def _item(console: Console, item: GuidanceItem, show_rank: bool) -> None:
 
 
 def render_guidance(g: Guidance, course: Course, settings: Settings, console: Console) -> None:
+    """The day's consult: who and where the patient is, the guidance by section, the dated
+    plan, missing data, the settings in force."""
+    _print_patient(g, course, console)
+    _print_counts(g, console)
+    _print_items(g, console)
+    _print_plan(g, course, console)
+    _settings(g.settings_in_force, settings, console)
+    console.print(
+        "[dim]Decision support following Jain, Olson, Locke, Blood 2023 and the standards cited; "
+        "it never orders anything. Day 0 = CAR-T infusion.[/]"
+    )
+
+
+def _print_patient(g: Guidance, course: Course, console: Console) -> None:
     p = course.patient
     product = course.product.catalogue_entry()
     prod = (
@@ -101,6 +115,10 @@ def render_guidance(g: Guidance, course: Course, settings: Settings, console: Co
             "Prior HCT: " + ", ".join(f"{h.kind.value} (day {h.day})" for h in p.prior_hct),
             highlight=False,
         )
+
+
+def _print_counts(g: Guidance, console: Console) -> None:
+    """The last count of each lineage, then CRS/ICANS, early ICAHT and CAR-HEMATOTOX."""
     counts = []
     for lin in g.assessment.lineages:
         label = {"neutrophils": "ANC", "platelets": "Platelets", "red_cells": "Hb"}[lin.lineage]
@@ -125,6 +143,11 @@ def render_guidance(g: Guidance, course: Course, settings: Settings, console: Co
         f"{a.hematotox.risk or 'cannot be told'}.",
         highlight=False,
     )
+
+
+def _print_items(g: Guidance, console: Console) -> None:
+    """The guidance items section by section (the differential ranked)."""
+    a = g.assessment
     if not g.items():
         console.print("\nNo guidance items today.")
     for attr, title in _SECTIONS:
@@ -142,6 +165,9 @@ def render_guidance(g: Guidance, course: Course, settings: Settings, console: Co
         )
         console.print(f"\n[bold underline]Differential[/]\n [dim]none: {reason}[/]")
 
+
+def _print_plan(g: Guidance, course: Course, console: Console) -> None:
+    """The dated prophylaxis and monitoring plan, and the data missing."""
     console.print("\n[bold underline]Plan[/] (dated prophylaxis and monitoring)")
     marks = {"current": "[green]now [/]", "past": "[dim]done[/]", "upcoming": "[dim]next[/]"}
     for e in g.calendar:
@@ -158,11 +184,6 @@ def render_guidance(g: Guidance, course: Course, settings: Settings, console: Co
         console.print("\n[bold underline]Missing data[/] (missing is not normal)")
         for m in g.missing_data:
             console.print(f" • {escape(m)}", highlight=False)
-    _settings(g.settings_in_force, settings, console)
-    console.print(
-        "[dim]Decision support following Jain, Olson, Locke, Blood 2023 and the standards cited; "
-        "it never orders anything. Day 0 = CAR-T infusion.[/]"
-    )
 
 
 def _settings(in_force: dict[str, Any], settings: Settings, console: Console) -> None:
