@@ -14,10 +14,13 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from cart_cytopenia.domain.course import Course, Death, parse_course
 from cart_cytopenia.errors import InputError, SettingsError
@@ -26,6 +29,7 @@ from cart_cytopenia.store import accounts
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.migrate import current_revision, downgrade, head_revision, upgrade
+from cart_cytopenia.store.models import User
 
 CONFIG = typer.Option(
     None, "--config", help="Service settings file (TOML); default: $CART_CYTOPENIA_CONFIG"
@@ -114,6 +118,40 @@ def _serve(settings: ServiceSettings, migrate: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """The web service's commands: ``serve``, ``db``, ``users``, ``demo``."""
+    _register_serve(app)
+    app.add_typer(_db_commands(), name="db")
+    app.add_typer(_users_commands(), name="users")
+    app.add_typer(_demo_commands(), name="demo")
+
+
+def _password(given: str | None) -> str:
+    """A new password: given, else $CART_CYTOPENIA_NEW_PASSWORD, standard input or a prompt."""
+    if given:
+        return given
+    env = os.environ.get("CART_CYTOPENIA_NEW_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise typer.BadParameter("the passwords differ")
+    return first
+
+
+@contextmanager
+def _account(config: Path | None, username: str) -> Iterator[tuple[Session, User]]:
+    """A transaction on the store with the account ``username`` (refused when there is none)."""
+    db = _db(_settings(config))
+    with db.transaction() as s:
+        u = accounts.get_user_by_name(s, username)
+        if u is None:
+            raise InputError(f"no user {username!r}")
+        yield s, u
+
+
+def _register_serve(app: typer.Typer) -> None:
     @app.command(name="serve")
     def serve(
         host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)"),
@@ -126,6 +164,8 @@ def register(app: typer.Typer) -> None:
         """Start the web app (worklist, patient pages, JSON API under /api/v1)."""
         _serve(_settings(config, host=host, port=port), migrate)
 
+
+def _db_commands() -> typer.Typer:
     db_app = typer.Typer(help="Database schema (Alembic migrations shipped in the package).")
 
     @db_app.command(name="upgrade")
@@ -145,22 +185,11 @@ def register(app: typer.Typer) -> None:
             f"database: {current_revision(db) or 'empty'}; this version needs {head_revision()}"
         )
 
-    app.add_typer(db_app, name="db")
+    return db_app
 
+
+def _users_commands() -> typer.Typer:
     users_app = typer.Typer(help="Accounts: roles admin, clinician, read-only.")
-
-    def _password(given: str | None) -> str:
-        if given:
-            return given
-        env = os.environ.get("CART_CYTOPENIA_NEW_PASSWORD")
-        if env:
-            return env
-        if not sys.stdin.isatty():
-            return sys.stdin.readline().rstrip("\n")
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != first:
-            raise typer.BadParameter("the passwords differ")
-        return first
 
     @users_app.command(name="create")
     def users_create(
@@ -191,22 +220,14 @@ def register(app: typer.Typer) -> None:
     @users_app.command(name="set-role")
     def users_set_role(username: str, role: str, config: Path | None = CONFIG) -> None:
         """Change the role of an account."""
-        db = _db(_settings(config))
-        with db.transaction() as s:
-            u = accounts.get_user_by_name(s, username)
-            if u is None:
-                raise InputError(f"no user {username!r}")
+        with _account(config, username) as (s, u):
             accounts.set_role(s, u, role)
         typer.echo(f"{username}: role {role}")
 
     @users_app.command(name="deactivate")
     def users_deactivate(username: str, config: Path | None = CONFIG) -> None:
         """Deactivate an account (its sessions end; its API tokens stop working)."""
-        db = _db(_settings(config))
-        with db.transaction() as s:
-            u = accounts.get_user_by_name(s, username)
-            if u is None:
-                raise InputError(f"no user {username!r}")
+        with _account(config, username) as (s, u):
             accounts.set_active(s, u, False)
         typer.echo(f"{username}: deactivated")
 
@@ -215,11 +236,7 @@ def register(app: typer.Typer) -> None:
         username: str, password: str | None = typer.Option(None), config: Path | None = CONFIG
     ) -> None:
         """Set a new password (ends the account's sessions)."""
-        db = _db(_settings(config))
-        with db.transaction() as s:
-            u = accounts.get_user_by_name(s, username)
-            if u is None:
-                raise InputError(f"no user {username!r}")
+        with _account(config, username) as (s, u):
             accounts.set_password(s, u, _password(password))
         typer.echo(f"{username}: password changed")
 
@@ -231,16 +248,14 @@ def register(app: typer.Typer) -> None:
         config: Path | None = CONFIG,
     ) -> None:
         """Create an API token for an account and print it (shown once)."""
-        db = _db(_settings(config))
-        with db.transaction() as s:
-            u = accounts.get_user_by_name(s, username)
-            if u is None:
-                raise InputError(f"no user {username!r}")
+        with _account(config, username) as (s, u):
             token, _ = accounts.create_api_token(s, u, name, days)
         typer.echo(token)
 
-    app.add_typer(users_app, name="users")
+    return users_app
 
+
+def _demo_commands() -> typer.Typer:
     demo_app = typer.Typer(help="Demonstration data for the web app (development only).")
 
     @demo_app.command(name="load")
@@ -286,4 +301,4 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps({"username": username, "password": password}))
         typer.echo(f"demo account: user name '{username}', password '{password}'")
 
-    app.add_typer(demo_app, name="demo")
+    return demo_app

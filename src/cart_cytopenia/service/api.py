@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -26,7 +27,7 @@ from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.service import worklist as wl
 from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
 from cart_cytopenia.service.deps import (
-    DB,
+    DbSession,
     ServiceContext,
     ServiceRoute,
     Viewer,
@@ -44,8 +45,6 @@ from cart_cytopenia.store.models import (
     AuditEvent,
     CourseRecord,
     EventRecord,
-    GuidanceAction,
-    Observation,
     Patient,
 )
 from cart_cytopenia.store.worklist import WorklistQuery
@@ -55,11 +54,18 @@ router = APIRouter(prefix="/api/v1", tags=["api"], route_class=ServiceRoute)
 READ = api_role("read-only")
 WRITE = api_role("clinician")
 ADMIN = api_role("admin")
+Reader = Annotated[Viewer, Depends(READ)]
+Writer = Annotated[Viewer, Depends(WRITE)]
+Admin = Annotated[Viewer, Depends(ADMIN)]
+Version = Annotated[int | None, Query()]  # the course version read (optimistic locking)
+Day = Annotated[int | None, Query(ge=0, le=3650)]  # day since infusion; default: today's
 
 
 # --------------------------------------------------------------------------- models
 
+M = TypeVar("M", bound=BaseModel)
 STRICT = ConfigDict(extra="forbid")  # input models: a misspelt field is an error, not ignored
+FROM_RECORD = ConfigDict(from_attributes=True)  # output models read from a stored record
 
 
 class CourseSummary(BaseModel):
@@ -92,6 +98,8 @@ class CourseOut(BaseModel):
 
 
 class ObservationOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     baseline: bool
     day: int
@@ -155,6 +163,8 @@ class GuidanceActionIn(BaseModel):
 
 
 class GuidanceActionOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     item_id: str
     day: int
@@ -211,6 +221,8 @@ class UserIn(BaseModel):
 
 
 class UserOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     username: str
     display_name: str
@@ -220,6 +232,8 @@ class UserOut(BaseModel):
 
 
 class AuditOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     at: dt.datetime
     username: str
@@ -236,31 +250,20 @@ class AuditOut(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
+def _stored(model: type[M], record: object, **computed: Any) -> M:
+    """``model`` from the stored ``record``'s attributes of the same names, plus ``computed``."""
+    names = [n for n in model.model_fields if n not in computed]
+    return model(**{n: getattr(record, n) for n in names}, **computed)
+
+
 def _summary(c: CourseRecord, counts: tuple[int, int] | None = None) -> CourseSummary:
     """The course's summary; ``counts`` (lab results, events) from ``repo.record_counts``."""
     n_obs, n_events = counts if counts is not None else (len(c.observations), len(c.events))
-    return CourseSummary(
-        id=c.id,
-        patient_id=c.patient_id,
-        status=c.status,
-        infusion_date=c.infusion_date,
-        product=c.product,
-        disease=c.disease,
-        version=c.version,
-        n_observations=n_obs,
-        n_events=n_events,
-        updated_at=c.updated_at,
-        updated_by=c.updated_by,
-    )
+    return _stored(CourseSummary, c, n_observations=n_obs, n_events=n_events)
 
 
 def _patient_out(p: Patient, counts: dict[int, tuple[int, int]]) -> PatientOut:
-    return PatientOut(
-        id=p.id,
-        pseudonym=p.pseudonym,
-        created_at=p.created_at,
-        courses=[_summary(c, counts[c.id]) for c in p.courses],
-    )
+    return _stored(PatientOut, p, courses=[_summary(c, counts[c.id]) for c in p.courses])
 
 
 def _patients_out(session: Session, patients: list[Patient]) -> list[PatientOut]:
@@ -268,46 +271,8 @@ def _patients_out(session: Session, patients: list[Patient]) -> list[PatientOut]
     return [_patient_out(p, counts) for p in patients]
 
 
-def _obs_out(o: Observation) -> ObservationOut:
-    return ObservationOut(
-        id=o.id,
-        baseline=o.baseline,
-        day=o.day,
-        analyte=o.analyte,
-        value=o.value,
-        unit=o.unit,
-        comparator=o.comparator,
-        source=o.source,
-        created_at=o.created_at,
-        created_by=o.created_by,
-    )
-
-
 def _event_out(e: EventRecord) -> EventOut:
-    return EventOut(
-        id=e.id,
-        type=e.type,
-        start_day=e.start_day,
-        end_day=e.end_day,
-        event=e.payload,
-        source=e.source,
-        created_at=e.created_at,
-        created_by=e.created_by,
-    )
-
-
-def action_out(a: GuidanceAction) -> GuidanceActionOut:
-    return GuidanceActionOut(
-        id=a.id,
-        item_id=a.item_id,
-        day=a.day,
-        action=a.action,
-        reason=a.reason,
-        urgency=a.urgency,
-        summary=a.summary,
-        username=a.username,
-        created_at=a.created_at,
-    )
+    return _stored(EventOut, e, event=e.payload)
 
 
 def _item_out(s: ItemState) -> GuidanceItemOut:
@@ -315,7 +280,7 @@ def _item_out(s: ItemState) -> GuidanceItemOut:
         section=s.section,
         item=s.item.model_dump(mode="json"),
         handled=s.handled,
-        handled_by=action_out(s.action) if s.action else None,
+        handled_by=GuidanceActionOut.model_validate(s.action) if s.action else None,
     )
 
 
@@ -335,7 +300,70 @@ def _version(if_match: str | None, version: int | None) -> int | None:
 
 
 def _course(session: Session, course_id: int) -> CourseRecord:
+    """The stored course (404 problem when there is none): every course route loads it here."""
     return repo.get_course(session, course_id)
+
+
+def _course_rows(
+    session: Session,
+    viewer: Viewer,
+    course_id: int,
+    resource: str,
+    rows: Callable[[CourseRecord], Iterable[Any]],
+    out: Callable[[Any], BaseModel],
+) -> list[Any]:
+    """The lab results or events of a course (``rows``) as ``out`` models; the read audited."""
+    rec = _course(session, course_id)
+    record(session, viewer, "read", resource, None, rec.patient_id, detail=f"course {rec.id}")
+    return [out(r) for r in rows(rec)]
+
+
+def _add_to_course(
+    session: Session,
+    viewer: Viewer,
+    course_id: int,
+    resource: str,
+    add: Callable[..., Sequence[Any]],
+    items: list[dict[str, Any]],
+    version: int | None,
+    **options: Any,
+) -> WriteResult:
+    """Add lab results or events (all or none) to the course at the version read; audited."""
+    rec = _course(session, course_id)
+    new = add(
+        session, rec, items, expected_version=version, user=viewer.username, source="api",
+        **options,
+    )  # fmt: skip
+    record(
+        session, viewer, "create", resource, None, rec.patient_id,
+        detail=f"course {rec.id}: {len(new)} added",
+    )  # fmt: skip
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[x.id for x in new])
+
+
+def _delete_from_course(
+    session: Session,
+    viewer: Viewer,
+    course_id: int,
+    resource: str,
+    delete: Callable[..., Any],
+    item_id: int,
+    version: int | None,
+) -> WriteResult:
+    """Delete one lab result or event of the course at the version read; audited."""
+    rec = _course(session, course_id)
+    delete(session, rec, item_id, expected_version=version, user=viewer.username)
+    record(session, viewer, "delete", resource, item_id, rec.patient_id)
+    return WriteResult(course_id=rec.id, version=rec.version, ids=[item_id])
+
+
+def _course_snapshot(
+    request: Request, session: Session, course_id: int, day: int | None
+) -> tuple[ServiceContext, CourseRecord, CourseSnapshot]:
+    """The course with its grades and guidance on ``day`` (default: today's day)."""
+    ctx = get_ctx(request)
+    rec = _course(session, course_id)
+    return ctx, rec, snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
 
 
 def worklist_row(r: Row) -> WorklistRow:
@@ -359,16 +387,11 @@ def worklist_row(r: Row) -> WorklistRow:
 
 
 def assessment_out(snap: CourseSnapshot) -> AssessmentOut:
-    g = snap.guidance
-    guidance = g.model_dump(mode="json", exclude={"assessment"})
-    return AssessmentOut(
+    return _stored(
+        AssessmentOut,
+        snap,
         course_id=snap.record_id,
-        patient_id=snap.patient_id,
-        version=snap.version,
-        day=snap.day,
-        today_day=snap.today_day,
-        assessment=snap.assessment,
-        guidance=guidance,
+        guidance=snap.guidance.model_dump(mode="json", exclude={"assessment"}),
         items=[_item_out(s) for s in snap.items],
     )
 
@@ -400,15 +423,15 @@ def assessment_body(
 
 
 @router.get("/me", summary="The account behind the token")
-def me(viewer: Viewer = Depends(READ)) -> dict[str, Any]:
+def me(viewer: Reader) -> dict[str, Any]:
     return {"username": viewer.username, "role": viewer.role, "display_name": viewer.display_name}
 
 
 @router.get("/worklist", summary="Active courses with their counts, grades and open items")
 def worklist(
     request: Request,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    viewer: Reader,
+    session: DbSession,
     limit: int = Query(200, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> list[WorklistRow]:
@@ -423,8 +446,8 @@ def worklist(
 
 @router.get("/patients", summary="Patients and their courses")
 def list_patients(
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    viewer: Reader,
+    session: DbSession,
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0, le=10_000_000),  # bounded: a 64-bit overflow was a 500
 ) -> list[PatientOut]:
@@ -437,18 +460,14 @@ def list_patients(
 
 
 @router.get("/patients/{patient_id}", summary="One patient and their courses")
-def get_patient(
-    patient_id: int, viewer: Viewer = Depends(READ), session: Session = DB
-) -> PatientOut:
+def get_patient(patient_id: int, viewer: Reader, session: DbSession) -> PatientOut:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id)
     return _patients_out(session, [p])[0]
 
 
 @router.get("/patients/{patient_id}/courses", summary="The courses of one patient")
-def get_patient_courses(
-    patient_id: int, viewer: Viewer = Depends(READ), session: Session = DB
-) -> list[CourseSummary]:
+def get_patient_courses(patient_id: int, viewer: Reader, session: DbSession) -> list[CourseSummary]:
     p = repo.get_patient(session, patient_id)
     record(session, viewer, "read", "patient", p.id, p.id, detail="courses")
     counts = repo.record_counts(session, [c.id for c in p.courses])
@@ -473,10 +492,7 @@ def _course_out(rec: Any, response: Response) -> CourseOut:
     summary="Store a course document (a new patient, or a new course of a known patient)",
 )
 def create_course(
-    document: dict[str, Any],
-    response: Response,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    document: dict[str, Any], response: Response, viewer: Writer, session: DbSession
 ) -> CourseOut:
     course = parse_course(document, source="request body")
     rec = repo.import_course(session, course, user=viewer.username, source="api")
@@ -486,12 +502,7 @@ def create_course(
 
 
 @router.get("/courses/{course_id}", summary="A course document with its version (ETag)")
-def get_course(
-    course_id: int,
-    response: Response,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
-) -> CourseOut:
+def get_course(course_id: int, response: Response, viewer: Reader, session: DbSession) -> CourseOut:
     rec = _course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id)
     return _course_out(rec, response)
@@ -502,10 +513,10 @@ def replace_course(
     course_id: int,
     document: dict[str, Any],
     response: Response,
+    viewer: Writer,
+    session: DbSession,
     version: int | None = Query(None, description="The version you read (or If-Match)"),
     if_match: str | None = Header(None),
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
 ) -> CourseOut:
     expected = _version(if_match, version)
     if expected is None:
@@ -525,10 +536,7 @@ def replace_course(
 
 @router.post("/courses/{course_id}/status", summary="Close or reopen a course")
 def set_course_status(
-    course_id: int,
-    body: StatusIn,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    course_id: int, body: StatusIn, viewer: Writer, session: DbSession
 ) -> CourseSummary:
     rec = _course(session, course_id)
     repo.set_status(session, rec, body.status, expected_version=body.version, user=viewer.username)
@@ -537,9 +545,7 @@ def set_course_status(
 
 
 @router.delete("/courses/{course_id}", status_code=204, summary="Delete a course (admin)")
-def delete_course(
-    course_id: int, viewer: Viewer = Depends(ADMIN), session: Session = DB
-) -> Response:
+def delete_course(course_id: int, viewer: Admin, session: DbSession) -> Response:
     rec = _course(session, course_id)
     pid = rec.patient_id
     repo.delete_course(session, rec)
@@ -548,39 +554,23 @@ def delete_course(
 
 
 @router.get("/courses/{course_id}/observations", summary="Lab results of a course")
-def list_observations(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
-) -> list[ObservationOut]:
-    rec = _course(session, course_id)
-    record(session, viewer, "read", "observation", None, rec.patient_id, detail=f"course {rec.id}")
-    return [_obs_out(o) for o in rec.observations]
+def list_observations(course_id: int, viewer: Reader, session: DbSession) -> list[ObservationOut]:
+    return _course_rows(
+        session, viewer, course_id, "observation", lambda rec: rec.observations,
+        ObservationOut.model_validate,
+    )  # fmt: skip
 
 
 @router.post(
     "/courses/{course_id}/observations", status_code=201, summary="Add lab results (all or none)"
 )
 def add_observations(
-    course_id: int,
-    body: ObservationsIn,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    course_id: int, body: ObservationsIn, viewer: Writer, session: DbSession
 ) -> WriteResult:
-    rec = _course(session, course_id)
-    new = repo.add_labs(
-        session,
-        rec,
-        body.observations,
-        expected_version=body.version,
-        user=viewer.username,
-        source="api",
-        baseline=body.baseline,
-        source_name="observations",
-    )
-    record(
-        session, viewer, "create", "observation", None, rec.patient_id,
-        detail=f"course {rec.id}: {len(new)} added",
+    return _add_to_course(
+        session, viewer, course_id, "observation", repo.add_labs, body.observations,
+        body.version, baseline=body.baseline, source_name="observations",
     )  # fmt: skip
-    return WriteResult(course_id=rec.id, version=rec.version, ids=[o.id for o in new])
 
 
 @router.delete(
@@ -588,65 +578,34 @@ def add_observations(
     summary="Delete a lab result",
 )
 def delete_observation(
-    course_id: int,
-    observation_id: int,
-    version: int | None = Query(None),
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    course_id: int, observation_id: int, viewer: Writer, session: DbSession, version: Version = None
 ) -> WriteResult:
-    rec = _course(session, course_id)
-    repo.delete_observation(
-        session, rec, observation_id, expected_version=version, user=viewer.username
-    )
-    record(session, viewer, "delete", "observation", observation_id, rec.patient_id)
-    return WriteResult(course_id=rec.id, version=rec.version, ids=[observation_id])
+    return _delete_from_course(
+        session, viewer, course_id, "observation", repo.delete_observation, observation_id,
+        version,
+    )  # fmt: skip
 
 
 @router.get("/courses/{course_id}/events", summary="Events of a course")
-def list_events(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
-) -> list[EventOut]:
-    rec = _course(session, course_id)
-    record(session, viewer, "read", "event", None, rec.patient_id, detail=f"course {rec.id}")
-    return [_event_out(e) for e in rec.events]
+def list_events(course_id: int, viewer: Reader, session: DbSession) -> list[EventOut]:
+    return _course_rows(session, viewer, course_id, "event", lambda rec: rec.events, _event_out)
 
 
 @router.post("/courses/{course_id}/events", status_code=201, summary="Add events (all or none)")
-def add_events(
-    course_id: int,
-    body: EventsIn,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> WriteResult:
-    rec = _course(session, course_id)
-    new = repo.add_events(
-        session,
-        rec,
-        body.events,
-        expected_version=body.version,
-        user=viewer.username,
-        source="api",
+def add_events(course_id: int, body: EventsIn, viewer: Writer, session: DbSession) -> WriteResult:
+    return _add_to_course(
+        session, viewer, course_id, "event", repo.add_events, body.events, body.version,
         source_name="events",
-    )
-    record(
-        session, viewer, "create", "event", None, rec.patient_id,
-        detail=f"course {rec.id}: {len(new)} added",
     )  # fmt: skip
-    return WriteResult(course_id=rec.id, version=rec.version, ids=[e.id for e in new])
 
 
 @router.delete("/courses/{course_id}/events/{event_id}", summary="Delete an event")
 def delete_event(
-    course_id: int,
-    event_id: int,
-    version: int | None = Query(None),
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    course_id: int, event_id: int, viewer: Writer, session: DbSession, version: Version = None
 ) -> WriteResult:
-    rec = _course(session, course_id)
-    repo.delete_event(session, rec, event_id, expected_version=version, user=viewer.username)
-    record(session, viewer, "delete", "event", event_id, rec.patient_id)
-    return WriteResult(course_id=rec.id, version=rec.version, ids=[event_id])
+    return _delete_from_course(
+        session, viewer, course_id, "event", repo.delete_event, event_id, version
+    )
 
 
 @router.get(
@@ -655,11 +614,7 @@ def delete_event(
     response_model=AssessmentOut,
 )
 def get_assessment(
-    course_id: int,
-    request: Request,
-    day: int | None = Query(None, ge=0, le=3650),
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    course_id: int, request: Request, viewer: Reader, session: DbSession, day: Day = None
 ) -> Response:
     """Serialised once by pydantic (the model built from the snapshot is already valid: FastAPI
     would validate the whole assessment a second time, about half of the request's CPU)."""
@@ -675,26 +630,20 @@ def get_assessment(
     responses={200: {"content": {"image/svg+xml": {}}}},
 )
 def get_timeline(
-    course_id: int,
-    request: Request,
-    day: int | None = Query(None, ge=0, le=3650),
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    course_id: int, request: Request, viewer: Reader, session: DbSession, day: Day = None
 ) -> Response:
-    ctx = get_ctx(request)
-    rec = _course(session, course_id)
-    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=day)
+    ctx, rec, snap = _course_snapshot(request, session, course_id, day)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="timeline")
     return Response(timeline_svg(snap.course, snap.day, ctx.clinical), media_type="image/svg+xml")
 
 
 @router.get("/courses/{course_id}/guidance/actions", summary="Acknowledgements and dismissals")
 def list_guidance_actions(
-    course_id: int, viewer: Viewer = Depends(READ), session: Session = DB
+    course_id: int, viewer: Reader, session: DbSession
 ) -> list[GuidanceActionOut]:
     rec = _course(session, course_id)
     record(session, viewer, "read", "guidance-action", None, rec.patient_id)
-    return [action_out(a) for a in repo.guidance_actions(session, rec.id)]
+    return [GuidanceActionOut.model_validate(a) for a in repo.guidance_actions(session, rec.id)]
 
 
 @router.post(
@@ -707,12 +656,10 @@ def act_on_item(
     item_id: str,
     body: GuidanceActionIn,
     request: Request,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    viewer: Writer,
+    session: DbSession,
 ) -> GuidanceActionOut:
-    ctx = get_ctx(request)
-    rec = _course(session, course_id)
-    snap = snapshot(rec, ctx.today(), ctx.clinical, ctx.cache, day=body.day)
+    _ctx, rec, snap = _course_snapshot(request, session, course_id, body.day)
     state = find_item(snap, item_id)
     if state is None:
         raise ProblemError(
@@ -732,7 +679,7 @@ def act_on_item(
         username=viewer.username,
     )
     record(session, viewer, "create", "guidance-action", ga.id, rec.patient_id, detail=item_id)
-    return action_out(ga)
+    return GuidanceActionOut.model_validate(ga)
 
 
 def _rename(exc: InputError, tmp: Path, names: dict[str, str]) -> InputError:
@@ -764,12 +711,12 @@ def _rename(exc: InputError, tmp: Path, names: dict[str, str]) -> InputError:
 )
 def grade_uploaded_cohort(
     request: Request,
+    viewer: Reader,
+    session: DbSession,
     labs: UploadFile = File(description="Long-format labs (CSV or Parquet)"),
     patients: UploadFile = File(description="Patient table (CSV or Parquet)"),
     events: UploadFile | None = File(None, description="Optional event table"),
     as_of: int | None = Form(None, description="Grade as of this day (default: all data)"),
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
 ) -> JSONResponse:
     ctx: ServiceContext = get_ctx(request)
     with tempfile.TemporaryDirectory(prefix="cc-cohort-") as tmp_name:
@@ -815,38 +762,21 @@ def grade_uploaded_cohort(
 
 
 @router.get("/users", summary="Accounts (admin)")
-def list_users(viewer: Viewer = Depends(ADMIN), session: Session = DB) -> list[UserOut]:
-    return [
-        UserOut(
-            id=u.id,
-            username=u.username,
-            display_name=u.display_name,
-            role=u.role,
-            active=u.active,
-            created_at=u.created_at,
-        )
-        for u in accounts.list_users(session)
-    ]
+def list_users(viewer: Admin, session: DbSession) -> list[UserOut]:
+    return [UserOut.model_validate(u) for u in accounts.list_users(session)]
 
 
 @router.post("/users", status_code=201, summary="Create an account (admin)")
-def create_user(body: UserIn, viewer: Viewer = Depends(ADMIN), session: Session = DB) -> UserOut:
+def create_user(body: UserIn, viewer: Admin, session: DbSession) -> UserOut:
     u = accounts.create_user(session, body.username, body.password, body.role, body.display_name)
     record(session, viewer, "create", "user", u.id)
-    return UserOut(
-        id=u.id,
-        username=u.username,
-        display_name=u.display_name,
-        role=u.role,
-        active=u.active,
-        created_at=u.created_at,
-    )
+    return UserOut.model_validate(u)
 
 
 @router.get("/audit", summary="The audit log (admin)")
 def get_audit(
-    viewer: Viewer = Depends(ADMIN),
-    session: Session = DB,
+    viewer: Admin,
+    session: DbSession,
     patient_id: int | None = Query(None, ge=1, le=2**63 - 1),  # database integer range
     username: str | None = Query(None),
     limit: int = Query(200, ge=1, le=5000),
@@ -854,22 +784,7 @@ def get_audit(
     rows: list[AuditEvent] = audit.entries(
         session, limit=limit, patient_id=patient_id, username=username
     )
-    return [
-        AuditOut(
-            id=r.id,
-            at=r.at,
-            username=r.username,
-            action=r.action,
-            resource=r.resource,
-            resource_id=r.resource_id,
-            patient_id=r.patient_id,
-            channel=r.channel,
-            client=r.client,
-            outcome=r.outcome,
-            detail=r.detail,
-        )
-        for r in rows
-    ]
+    return [AuditOut.model_validate(r) for r in rows]
 
 
 @router.get("/problems", summary="The problem types this API answers with (RFC 9457)")

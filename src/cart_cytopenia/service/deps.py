@@ -20,9 +20,10 @@ import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +36,7 @@ from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.jobs import JobRunner
 from cart_cytopenia.service.limits import id_out_of_range
 from cart_cytopenia.service.problems import ProblemError
-from cart_cytopenia.service.security import CSRF_FIELD, SESSION_COOKIE, same, unsign
+from cart_cytopenia.service.security import CSRF_FIELD, SESSION_COOKIE, same, sign, unsign
 from cart_cytopenia.service.worklist import WorklistRefresher, WorklistSource
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.db import Database
@@ -105,6 +106,7 @@ def db_session(request: Request) -> Iterator[Session]:
 # function returns, *before* the response is sent, so a browser following a redirect after a
 # write always sees it (a yield dependency's default "request" scope would commit afterwards).
 DB = Depends(db_session, scope="function")
+DbSession = Annotated[Session, DB]
 
 
 def _in_one_thread(endpoint: Callable[..., Any], path_params: list[str]) -> Callable[..., Any]:
@@ -181,6 +183,9 @@ def web_viewer(viewer: Viewer | None = Depends(optional_web_viewer)) -> Viewer:
     return viewer
 
 
+SignedIn = Annotated[Viewer, Depends(web_viewer)]
+
+
 def web_role(minimum: str) -> Callable[..., Viewer]:
     def dep(viewer: Viewer = Depends(web_viewer)) -> Viewer:
         if not viewer.can(minimum):
@@ -198,6 +203,7 @@ async def posted_form(request: Request) -> FormData:
 # The form of a POST page; declare it after the viewer, so the user is known before the body is
 # read, and before the route (a plain def) runs in the thread pool.
 FORM = Depends(posted_form)
+Posted = Annotated[FormData, FORM]  # check its CSRF token (``check_csrf``) before using it
 
 
 async def raw_body(request: Request) -> bytes:
@@ -223,6 +229,44 @@ async def close_form(request: Request) -> AsyncIterator[None]:
     form = getattr(request, "_form", None)
     if form is not None:
         await form.close()
+
+
+def set_signed_cookie(
+    response: Response,
+    request: Request,
+    cookie: str,
+    signed: tuple[str, str],
+    samesite: Literal["strict", "lax"],
+    max_age: int,
+) -> None:
+    """Set ``cookie`` to the value of ``signed`` (purpose, value) signed with the secret key:
+    HTTP-only, ``Secure`` when the settings say so, for the whole site."""
+    settings = get_ctx(request).settings
+    response.set_cookie(
+        cookie,
+        sign(settings.secret_key, *signed),
+        max_age=max_age,
+        httponly=True,
+        samesite=samesite,
+        secure=settings.secure_cookies,
+    )
+
+
+def page_router(prefix: str = "") -> APIRouter:
+    """A router of server-rendered pages: not in the API document, the uploaded files of a form
+    closed after the request, each route run in one thread (``ServiceRoute``)."""
+    return APIRouter(
+        prefix=prefix,
+        include_in_schema=False,
+        dependencies=[Depends(close_form)],
+        route_class=ServiceRoute,
+    )
+
+
+# Who may see a page: the signed-in user (``SignedIn``) of at least this role.
+PageReader = Annotated[Viewer, Depends(web_role("read-only"))]
+PageWriter = Annotated[Viewer, Depends(web_role("clinician"))]
+PageAdmin = Annotated[Viewer, Depends(web_role("admin"))]
 
 
 def api_viewer(request: Request, session: Session = DB) -> Viewer:

@@ -17,11 +17,10 @@ Authentication, audit and errors as the rest of the API (``service/api.py``).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from cart_cytopenia.errors import ParseError
 from cart_cytopenia.io.fhir import (
@@ -32,14 +31,14 @@ from cart_cytopenia.io.fhir import (
 )
 from cart_cytopenia.service.clinical import snapshot
 from cart_cytopenia.service.deps import (
-    DB,
     RAW_BODY,
+    DbSession,
     ServiceRoute,
+    SignedIn,
     Viewer,
     api_role,
     get_ctx,
     record,
-    web_viewer,
 )
 from cart_cytopenia.service.problems import ProblemError
 from cart_cytopenia.store import courses as repo
@@ -49,6 +48,8 @@ router = APIRouter(tags=["FHIR"], route_class=ServiceRoute)
 
 READ = api_role("read-only")
 WRITE = api_role("clinician")
+Reader = Annotated[Viewer, Depends(READ)]
+Writer = Annotated[Viewer, Depends(WRITE)]
 FHIR_JSON = "application/fhir+json"
 
 
@@ -78,10 +79,10 @@ IMPORT_BODY = {
     },
 )
 def fhir_import(
+    viewer: Reader,
+    session: DbSession,
     store: bool = Query(False, description="Store the courses (all or none); role clinician"),
-    viewer: Viewer = Depends(READ),
     body: bytes = RAW_BODY,
-    session: Session = DB,
 ) -> Response:
     if not body.strip():
         raise ParseError("the request body is empty: send a FHIR Bundle or NDJSON")
@@ -116,9 +117,9 @@ def fhir_import(
 )
 def course_fhir(
     course_id: int,
+    viewer: Reader,
+    session: DbSession,
     bundle_type: Literal["collection", "transaction", "batch"] = Query("collection", alias="type"),
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
 ) -> Response:
     rec = repo.get_course(session, course_id)
     course = repo.load_course(rec)
@@ -135,9 +136,9 @@ def course_fhir(
 def assessment_fhir(
     course_id: int,
     request: Request,
+    viewer: Reader,
+    session: DbSession,
     day: int | None = Query(None, ge=0, le=3650),
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
 ) -> Response:
     ctx = get_ctx(request)
     rec = repo.get_course(session, course_id)
@@ -160,16 +161,12 @@ def assessment_fhir(
     response_class=Response,
     responses=FHIR_OUT,
 )
-def code_system(viewer: Viewer = Depends(READ)) -> Response:
+def code_system(viewer: Reader) -> Response:
     return _fhir(project_code_system())
 
 
 @router.get("/fhir/patient-page/{fhir_patient_id}", include_in_schema=False)
-def patient_page(
-    fhir_patient_id: str,
-    viewer: Viewer = Depends(web_viewer),
-    session: Session = DB,
-) -> Response:
+def patient_page(fhir_patient_id: str, viewer: SignedIn, session: DbSession) -> Response:
     """The patient's page for a FHIR patient id (the CDS Hooks card link)."""
     patient = repo.find_patient(session, fhir_patient_id)
     if patient is None:

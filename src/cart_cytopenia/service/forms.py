@@ -12,7 +12,7 @@ import csv
 import io
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -226,6 +226,45 @@ def parse_lab_csv(
     ``patient_id`` (which must then be this patient's). Values such as ``<0.1`` set the
     comparator. Every problem is reported with its row and column; nothing is saved on error.
     """
+    reader = _csv_reader(data, filename)
+    labs: list[dict[str, Any]] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    for row in reader:
+        i = reader.line_num  # the file's line (blank lines are skipped by the reader)
+        cells = {k: (v or "").strip() for k, v in row.items() if k}
+        if not any(cells.values()):
+            continue
+
+        def loc(f: str, i: int = i) -> Location:
+            return Location(patient_id=patient_pseudonym, row=i, field=f, source=filename)
+
+        pid = cells.get("patient_id")
+        if pid and pid != patient_pseudonym:
+            problems.append(
+                Problem(
+                    f"row is for patient {pid!r}, this page is patient {patient_pseudonym!r}",
+                    loc("patient_id"),
+                )
+            )
+            continue
+        lab, row_problems = _csv_lab(cells, loc)
+        problems += row_problems
+        labs.append(lab)
+        rows.append(i)
+    if problems:
+        raise ParseError(f"{filename}: {len(problems)} problem(s); nothing was saved", problems)
+    if not labs:
+        raise ParseError(
+            f"{filename} has no lab rows",
+            [Problem("the file has no data rows", Location(source=filename))],
+        )
+    return labs, rows
+
+
+def _csv_reader(data: bytes, filename: str) -> csv.DictReader[str]:
+    """The CSV's rows by lower-case column name (delimiter sniffed: comma, semicolon or tab),
+    refused with what to fix when it is not UTF-8, empty or lacks a needed column."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -260,66 +299,45 @@ def parse_lab_csv(
                 for c in missing
             ],
         )
-    labs: list[dict[str, Any]] = []
-    rows: list[int] = []
+    return reader
+
+
+def _csv_lab(
+    cells: dict[str, str], loc: Callable[[str], Location]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """One CSV row as a lab in course JSON form, with its problems: a date or day, a number
+    (``<0.1`` sets the comparator; a decimal comma is read), analyte and unit, and the checks
+    the course makes of one lab (date, analyte, unit, plausible value)."""
     problems: list[Problem] = []
-    for row in reader:
-        i = reader.line_num  # the file's line (blank lines are skipped by the reader)
-        cells = {k: (v or "").strip() for k, v in row.items() if k}
-        if not any(cells.values()):
-            continue
-
-        def loc(f: str, i: int = i) -> Location:
-            return Location(patient_id=patient_pseudonym, row=i, field=f, source=filename)
-
-        pid = cells.get("patient_id")
-        if pid and pid != patient_pseudonym:
-            problems.append(
-                Problem(
-                    f"row is for patient {pid!r}, this page is patient {patient_pseudonym!r}",
-                    loc("patient_id"),
-                )
-            )
-            continue
-        lab: dict[str, Any] = {}
-        if cells.get("date"):
-            lab["date"] = cells["date"][:10]
-        if cells.get("day"):
-            lab["day"] = cells["day"]
-        if "date" not in lab and "day" not in lab:
-            problems.append(Problem("a date or a day is needed", loc("date")))
-        value = cells.get("value", "")
-        for c in (">=", "<=", "<", ">"):
-            if value.startswith(c):
-                lab["comparator"] = c
-                value = value[len(c) :].strip()
-                break
-        if cells.get("comparator"):
-            lab["comparator"] = cells["comparator"]
-        try:
-            lab["value"] = (
-                float(value.replace(",", "."))
-                if value.count(",") == 1 and "." not in value
-                else float(value)
-            )
-        except ValueError:
-            problems.append(Problem(f"'{cells.get('value', '')}' is not a number", loc("value")))
-        row_problems = [
-            Problem(f"'{f}' is empty", loc(f)) for f in ("analyte", "unit") if not cells.get(f)
-        ]
-        lab |= {f: cells[f] for f in ("analyte", "unit") if cells.get(f)}
-        if not row_problems and "value" in lab and ("date" in lab or "day" in lab):
-            # the row on its own as the course will check it (date, analyte, unit, plausible):
-            # every bad row of the file is listed at once
-            row_problems = lab_problems(lab, loc("value"))
-        problems += row_problems
-        labs.append(lab)
-        rows.append(i)
-    if problems:
-        raise ParseError(f"{filename}: {len(problems)} problem(s); nothing was saved", problems)
-    if not labs:
-        raise ParseError(
-            f"{filename} has no lab rows",
-            [Problem("the file has no data rows", Location(source=filename))],
+    lab: dict[str, Any] = {}
+    if cells.get("date"):
+        lab["date"] = cells["date"][:10]
+    if cells.get("day"):
+        lab["day"] = cells["day"]
+    if "date" not in lab and "day" not in lab:
+        problems.append(Problem("a date or a day is needed", loc("date")))
+    value = cells.get("value", "")
+    for c in (">=", "<=", "<", ">"):
+        if value.startswith(c):
+            lab["comparator"] = c
+            value = value[len(c) :].strip()
+            break
+    if cells.get("comparator"):
+        lab["comparator"] = cells["comparator"]
+    try:
+        lab["value"] = (
+            float(value.replace(",", "."))
+            if value.count(",") == 1 and "." not in value
+            else float(value)
         )
-    return labs, rows
+    except ValueError:
+        problems.append(Problem(f"'{cells.get('value', '')}' is not a number", loc("value")))
+    row_problems = [
+        Problem(f"'{f}' is empty", loc(f)) for f in ("analyte", "unit") if not cells.get(f)
+    ]
+    lab |= {f: cells[f] for f in ("analyte", "unit") if cells.get(f)}
+    if not row_problems and "value" in lab and ("date" in lab or "day" in lab):
+        # the row on its own as the course will check it (date, analyte, unit, plausible):
+        # every bad row of the file is listed at once
+        row_problems = lab_problems(lab, loc("value"))
+    return lab, problems + row_problems

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -40,16 +42,17 @@ from cart_cytopenia.service.clinical import (
     snapshot,
 )
 from cart_cytopenia.service.deps import (
-    DB,
-    FORM,
-    ServiceRoute,
+    DbSession,
+    PageReader,
+    PageWriter,
+    Posted,
+    SignedIn,
     Viewer,
     check_csrf,
-    close_form,
     get_ctx,
+    page_router,
     record,
-    web_role,
-    web_viewer,
+    set_signed_cookie,
 )
 from cart_cytopenia.service.forms import (
     EVENT_TYPES,
@@ -60,7 +63,7 @@ from cart_cytopenia.service.forms import (
     lab_fields,
     timing_problems,
 )
-from cart_cytopenia.service.security import CSRF_FIELD, sign, unsign
+from cart_cytopenia.service.security import CSRF_FIELD, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as stored
@@ -70,12 +73,8 @@ from cart_cytopenia.store.worklist import WorklistQuery
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
-router = APIRouter(
-    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
-)
+router = page_router()
 
-READ = web_role("read-only")
-WRITE = web_role("clinician")
 
 GRADE_CLASS = {None: "g-na", 0: "g0", 1: "g1", 2: "g2", 3: "g3", 4: "g4", 5: "g4"}
 
@@ -138,16 +137,8 @@ def _redirect(url: str, request: Request | None = None, flash: str = "") -> Redi
     signed cookie, never in the URL (URLs end up in proxy logs; messages may hold values)."""
     response = RedirectResponse(url, status_code=303)
     if flash and request is not None:
-        settings = get_ctx(request).settings
         token = base64.urlsafe_b64encode(flash[:500].encode()).decode()
-        response.set_cookie(
-            FLASH_COOKIE,
-            sign(settings.secret_key, "flash", token),
-            max_age=120,
-            httponly=True,
-            samesite="lax",
-            secure=settings.secure_cookies,
-        )
+        set_signed_cookie(response, request, FLASH_COOKIE, ("flash", token), "lax", 120)
     return response
 
 
@@ -183,13 +174,15 @@ def _snap(request: Request, rec: CourseRecord, day: int | None = None) -> Course
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(viewer: Viewer = Depends(web_viewer)) -> Response:
+def home(viewer: SignedIn) -> Response:
     return _redirect("/worklist")
 
 
 @router.get("/worklist", response_class=HTMLResponse)
 def worklist_page(
     request: Request,
+    viewer: PageReader,
+    session: DbSession,
     product: str = "",
     phase: str = "",
     needs_action: str = "",
@@ -197,8 +190,6 @@ def worklist_page(
     dir: str = "",
     page: int = Query(1, ge=1, le=1_000_000),
     per_page: int = 50,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
 ) -> Response:
     """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
     A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
@@ -212,7 +203,7 @@ def worklist_page(
 
 @router.post("/worklist", response_class=HTMLResponse)
 def worklist_search(
-    request: Request, viewer: Viewer = Depends(READ), form: FormData = FORM, session: Session = DB
+    request: Request, viewer: PageReader, form: Posted, session: DbSession
 ) -> Response:
     """The worklist filtered by a pseudonym (and the URL's filters), sent in the form body."""
     check_csrf(form, viewer)
@@ -353,68 +344,82 @@ def _patient_context(
     }
 
 
+def _shown(session: Session, viewer: Viewer, rec: CourseRecord, detail: str) -> CourseRecord:
+    """``rec``, its reading by a page written to the audit log as ``detail``."""
+    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail=detail)
+    return rec
+
+
+def _posted_course(
+    session: Session, course_id: int, viewer: Viewer, form: FormData
+) -> CourseRecord:
+    """The course a form was posted for, after checking the form's CSRF token."""
+    check_csrf(form, viewer)
+    return repo.get_course(session, course_id)
+
+
+def _refused(session: Session, write: Callable[[], object]) -> InputError | ConflictError | None:
+    """Run a version-checked write; what refused it (the session rolled back), or None."""
+    try:
+        write()
+    except (ConflictError, InputError) as exc:
+        session.rollback()
+        return exc
+    return None
+
+
+@dataclass
+class PatientView:
+    """Which course of the patient (default: the latest) on which day (default: today's)."""
+
+    course: int | None = None
+    day: int | None = None
+
+
+ShownCourse = Annotated[PatientView, Depends()]
+
+
+def _patient_view(
+    request: Request, session: Session, viewer: Viewer, patient_id: int, view: PatientView
+) -> tuple[CourseRecord, dict[str, Any]]:
+    """The course shown on the patient page or its print view, and the page's context."""
+    rec = _course_for_patient(session, patient_id, view.course)
+    return rec, _patient_context(request, session, rec, view.day)
+
+
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
 def patient_page(
-    request: Request,
-    patient_id: int,
-    course: int | None = None,
-    day: int | None = None,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    request: Request, patient_id: int, viewer: PageReader, session: DbSession, view: ShownCourse
 ) -> Response:
-    rec = _course_for_patient(session, patient_id, course)
-    if day is not None and day < 0:
-        day = 0
-    context = _patient_context(request, session, rec, day)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="patient page")
-    return render(
-        request,
-        "patient.html",
-        viewer,
-        title=f"Patient {rec.patient.pseudonym}",
-        **context,
-    )
+    if view.day is not None and view.day < 0:
+        view.day = 0
+    rec, context = _patient_view(request, session, viewer, patient_id, view)
+    _shown(session, viewer, rec, "patient page")
+    title = f"Patient {rec.patient.pseudonym}"
+    return render(request, "patient.html", viewer, title=title, **context)
 
 
 @router.get("/patients/{patient_id}/print", response_class=HTMLResponse)
 def print_page(
-    request: Request,
-    patient_id: int,
-    course: int | None = None,
-    day: int | None = None,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
+    request: Request, patient_id: int, viewer: PageReader, session: DbSession, view: ShownCourse
 ) -> Response:
-    rec = _course_for_patient(session, patient_id, course)
-    context = _patient_context(request, session, rec, day)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="print view")
-    return render(
-        request,
-        "print.html",
-        viewer,
-        title=f"Consult note — {rec.patient.pseudonym}",
-        printed_at=dt.datetime.now(dt.UTC),
-        **context,
-    )
+    rec, context = _patient_view(request, session, viewer, patient_id, view)
+    _shown(session, viewer, rec, "print view")
+    now = dt.datetime.now(dt.UTC)
+    title = f"Consult note — {rec.patient.pseudonym}"
+    return render(request, "print.html", viewer, title=title, printed_at=now, **context)
 
 
 @router.get("/patients/{patient_id}/data", response_class=HTMLResponse)
 def data_page(
     request: Request,
     patient_id: int,
+    viewer: PageReader,
+    session: DbSession,
     course: int | None = None,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
 ) -> Response:
-    rec = _course_for_patient(session, patient_id, course)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="data page")
-    return render(
-        request,
-        "data.html",
-        viewer,
-        title=f"Data — {rec.patient.pseudonym}",
-        rec=rec,
-    )
+    rec = _shown(session, viewer, _course_for_patient(session, patient_id, course), "data page")
+    return render(request, "data.html", viewer, title=f"Data — {rec.patient.pseudonym}", rec=rec)
 
 
 def _patient_url(rec: CourseRecord, anchor: str = "") -> str:
@@ -426,12 +431,11 @@ def acknowledge(
     request: Request,
     course_id: int,
     item_id: str,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    viewer: PageWriter,
+    form: Posted,
+    session: DbSession,
 ) -> Response:
-    check_csrf(form, viewer)
-    rec = repo.get_course(session, course_id)
+    rec = _posted_course(session, course_id, viewer, form)
     day_text = str(form.get("day") or "")
     day = int(day_text) if day_text.isdigit() else None
     snap = _snap(request, rec, day)
@@ -475,21 +479,17 @@ def acknowledge(
 
 @router.post("/courses/{course_id}/status", response_class=HTMLResponse)
 def set_status(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, form: Posted, session: DbSession
 ) -> Response:
-    check_csrf(form, viewer)
-    rec = repo.get_course(session, course_id)
+    rec = _posted_course(session, course_id, viewer, form)
     status = str(form.get("status") or "")
-    version = _int(form.get("version"))
-    try:
-        repo.set_status(session, rec, status, expected_version=version, user=viewer.username)
-    except (ConflictError, InputError) as exc:
-        session.rollback()
-        return _redirect(_patient_url(rec), request, str(exc))
+    refused = _refused(
+        session, lambda: repo.set_status(
+            session, rec, status, expected_version=_version(form), user=viewer.username
+        ),
+    )  # fmt: skip
+    if refused is not None:
+        return _redirect(_patient_url(rec), request, str(refused))
     record(session, viewer, "update", "course", rec.id, rec.patient_id, detail=status)
     return _redirect(_patient_url(rec), request, f"Course {status}.")
 
@@ -501,18 +501,18 @@ def _int(v: Any) -> int | None:
         return None
 
 
+def _version(form: FormData) -> int | None:
+    """The course version the form was made from (optimistic locking: the store refuses a write
+    when the course changed since)."""
+    return _int(form.get("version"))
+
+
 # --------------------------------------------------------------------------- data entry
 
 
 @router.get("/courses/{course_id}/labs/new", response_class=HTMLResponse)
-def new_lab(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
-) -> Response:
-    rec = repo.get_course(session, course_id)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="lab form")
+def new_lab(request: Request, course_id: int, viewer: PageWriter, session: DbSession) -> Response:
+    rec = _shown(session, viewer, repo.get_course(session, course_id), "lab form")
     today = get_ctx(request).today()
     state = FormState(values={"date": today.isoformat(), "unit": ""})
     return render(
@@ -521,65 +521,76 @@ def new_lab(
     )  # fmt: skip
 
 
+def _save_entry(
+    request: Request,
+    session: Session,
+    viewer: Viewer,
+    rec: CourseRecord,
+    entry: tuple[str, Callable[[CourseRecord], object], Callable[[], str]],
+    form: tuple[FormState, list[Any], dict[str, Any] | None],
+    page: str,
+    **context: Any,
+) -> Response:
+    """Add a form's lab result or event to the course unless the form has problems.
+
+    ``entry`` is (audited resource, the store's version-checked add, the message once saved);
+    ``form`` (its state, field specs, typed values to show back). Problems of the form, of the
+    store or a version conflict give the form again with them (422, audited as rejected)."""
+    resource, add, done = entry
+    state, specs, typed = form
+    if state.ok:
+        refused = _refused(session, lambda: add(rec))
+        if refused is not None:
+            rec = repo.get_course(session, rec.id)
+            if isinstance(refused, InputError):
+                apply_errors(state, refused, {s.name for s in specs}, typed)
+            else:
+                state.add(None, str(refused))
+    if not state.ok:
+        record(session, viewer, "create", resource, None, rec.patient_id,
+               outcome="rejected", detail=f"course {rec.id}")  # fmt: skip
+        return render(
+            request, page, viewer, status=422, rec=rec, fields=specs, state=state, **context
+        )
+    record(session, viewer, "create", resource, None, rec.patient_id, detail=f"course {rec.id}")
+    return _redirect(_patient_url(rec), request, done())
+
+
 @router.post("/courses/{course_id}/labs/new", response_class=HTMLResponse)
 def create_lab(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, form: Posted, session: DbSession
 ) -> Response:
-    check_csrf(form, viewer)
-    rec = repo.get_course(session, course_id)
+    rec = _posted_course(session, course_id, viewer, form)
     specs = lab_fields()
     doc, typed = form_to_dict(specs, form)
     baseline = form.get("baseline") == "yes"
     state = FormState(values=typed)
-    version = _int(form.get("version"))
     if "date" in doc and "day" in doc:
         doc.pop("day")  # the date wins; the day is computed from it
-    problems = timing_problems(doc, dated=True) if not baseline else []
-    for p in problems:
+    for p in timing_problems(doc, dated=True) if not baseline else []:
         state.add(p.location.field, p.message)
-    if state.ok:
-        try:
-            repo.add_labs(
-                session, rec, [doc], expected_version=version, user=viewer.username,
-                source="form", baseline=baseline,
-            )  # fmt: skip
-        except (InputError, ConflictError) as exc:
-            session.rollback()
-            rec = repo.get_course(session, course_id)
-            if isinstance(exc, InputError):
-                apply_errors(state, exc, {s.name for s in specs})
-            else:
-                state.add(None, str(exc))
-    if not state.ok:
-        record(session, viewer, "create", "observation", None, rec.patient_id,
-               outcome="rejected", detail=f"course {rec.id}")  # fmt: skip
-        return render(
-            request, "lab_form.html", viewer, status=422, title="Add lab result", rec=rec,
-            fields=specs, state=state, baseline=baseline,
+
+    def add(rec: CourseRecord) -> object:
+        return repo.add_labs(
+            session, rec, [doc], expected_version=_version(form), user=viewer.username,
+            source="form", baseline=baseline,
         )  # fmt: skip
-    record(
-        session, viewer, "create", "observation", None, rec.patient_id, detail=f"course {rec.id}"
-    )
-    a = analyte_of(doc["analyte"]).label if doc.get("analyte") else "lab"
-    return _redirect(
-        _patient_url(rec), request, f"Saved: {a} {typed.get('value')} {typed.get('unit')}."
-    )
+
+    def done() -> str:
+        a = analyte_of(doc["analyte"]).label if doc.get("analyte") else "lab"
+        return f"Saved: {a} {typed.get('value')} {typed.get('unit')}."
+
+    return _save_entry(
+        request, session, viewer, rec, ("observation", add, done), (state, specs, None),
+        "lab_form.html", title="Add lab result", baseline=baseline,
+    )  # fmt: skip
 
 
 @router.get("/courses/{course_id}/events/new", response_class=HTMLResponse)
 def new_event(
-    request: Request,
-    course_id: int,
-    type: str = "",
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, session: DbSession, type: str = ""
 ) -> Response:
-    rec = repo.get_course(session, course_id)
-    record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="event form")
+    rec = _shown(session, viewer, repo.get_course(session, course_id), "event form")
     fields = event_fields(type) if type in EVENT_TYPES else []
     return render(
         request, "event_form.html", viewer, title="Add event", rec=rec, event_type=type,
@@ -589,47 +600,30 @@ def new_event(
 
 @router.post("/courses/{course_id}/events/new", response_class=HTMLResponse)
 def create_event(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, form: Posted, session: DbSession
 ) -> Response:
-    check_csrf(form, viewer)
-    rec = repo.get_course(session, course_id)
     event_type = str(form.get("type") or "")
+    rec = _posted_course(session, course_id, viewer, form)
     if event_type not in EVENT_TYPES:
         return _redirect(f"/courses/{rec.id}/events/new")
     specs = event_fields(event_type)
     doc, typed = form_to_dict(specs, form)
     doc["type"] = event_type
     state = FormState(values=typed)
-    model, _ = EVENT_TYPES[event_type]
-    dated = issubclass(model, Dated)
-    for p in timing_problems(doc, dated):
+    model, label = EVENT_TYPES[event_type]
+    for p in timing_problems(doc, issubclass(model, Dated)):
         state.add(p.location.field, p.message)
-    if state.ok:
-        try:
-            repo.add_events(
-                session, rec, [doc], expected_version=_int(form.get("version")),
-                user=viewer.username, source="form",
-            )  # fmt: skip
-        except (InputError, ConflictError) as exc:
-            session.rollback()
-            rec = repo.get_course(session, course_id)
-            if isinstance(exc, InputError):
-                apply_errors(state, exc, {s.name for s in specs}, typed)
-            else:
-                state.add(None, str(exc))
-    if not state.ok:
-        record(session, viewer, "create", "event", None, rec.patient_id,
-               outcome="rejected", detail=f"course {rec.id}")  # fmt: skip
-        return render(
-            request, "event_form.html", viewer, status=422, title="Add event", rec=rec,
-            event_type=event_type, event_types=EVENT_TYPES, fields=specs, state=state,
+
+    def add(rec: CourseRecord) -> object:
+        return repo.add_events(
+            session, rec, [doc], expected_version=_version(form), user=viewer.username,
+            source="form",
         )  # fmt: skip
-    record(session, viewer, "create", "event", None, rec.patient_id, detail=f"course {rec.id}")
-    return _redirect(_patient_url(rec), request, f"Saved: {EVENT_TYPES[event_type][1]}.")
+
+    entry = ("event", add, lambda: f"Saved: {label}.")
+    return _save_entry(
+        request, session, viewer, rec, entry, (state, specs, typed), "event_form.html", title="Add event", event_type=event_type, event_types=EVENT_TYPES,
+    )  # fmt: skip
 
 
 def _delete_item(
@@ -644,16 +638,16 @@ def _delete_item(
     session: Session,
 ) -> Response:
     """Delete one lab result or event of a course (version-checked) and go back to its data page."""
-    check_csrf(form, viewer)
-    rec = repo.get_course(session, course_id)
+    rec = _posted_course(session, course_id, viewer, form)
     back = f"/patients/{rec.patient_id}/data?course={rec.id}"
-    try:
-        delete(
-            session, rec, item_id, expected_version=_int(form.get("version")), user=viewer.username
-        )
-    except (ConflictError, InputError) as exc:
-        session.rollback()
-        return _redirect(back, request, str(exc))
+    refused = _refused(
+        session,
+        lambda: delete(
+            session, rec, item_id, expected_version=_version(form), user=viewer.username
+        ),
+    )
+    if refused is not None:
+        return _redirect(back, request, str(refused))
     record(session, viewer, "delete", kind, item_id, rec.patient_id)
     return _redirect(back, request, done)
 
@@ -663,9 +657,9 @@ def remove_observation(
     request: Request,
     course_id: int,
     obs_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    viewer: PageWriter,
+    form: Posted,
+    session: DbSession,
 ) -> Response:
     return _delete_item(
         request, course_id, obs_id, "observation", repo.delete_observation,
@@ -678,9 +672,9 @@ def remove_event(
     request: Request,
     course_id: int,
     event_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    viewer: PageWriter,
+    form: Posted,
+    session: DbSession,
 ) -> Response:
     return _delete_item(
         request, course_id, event_id, "event", repo.delete_event, "Event deleted.", viewer, form,
@@ -689,7 +683,7 @@ def remove_event(
 
 
 @router.get("/help", response_class=HTMLResponse)
-def help_page(request: Request, viewer: Viewer = Depends(web_viewer)) -> Response:
+def help_page(request: Request, viewer: SignedIn) -> Response:
     return render(
         request, "help.html", viewer, title="Help",
         products=sorted(products().values(), key=lambda p: p.id),

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.service.deps import (
-    DB,
-    FORM,
-    ServiceRoute,
+    DbSession,
+    PageAdmin,
+    Posted,
+    SignedIn,
     Viewer,
     check_csrf,
     client_of,
-    close_form,
     get_ctx,
     optional_web_viewer,
+    page_router,
     record,
-    web_role,
-    web_viewer,
+    set_signed_cookie,
 )
 from cart_cytopenia.service.pages import render
 from cart_cytopenia.service.security import (
@@ -28,16 +28,13 @@ from cart_cytopenia.service.security import (
     SESSION_COOKIE,
     new_login_csrf,
     same,
-    sign,
     unsign,
 )
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.errors import ConflictError, NotFoundError, RateLimitedError
+from cart_cytopenia.store.models import User
 
-router = APIRouter(
-    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
-)
-ADMIN = web_role("admin")
+router = page_router()
 
 
 def _safe_next(target: str | None) -> str:
@@ -49,7 +46,6 @@ def _safe_next(target: str | None) -> str:
 def _login_page(
     request: Request, error: str = "", status: int = 200, username: str = ""
 ) -> HTMLResponse:
-    ctx = get_ctx(request)
     token = new_login_csrf()
     response = render(
         request,
@@ -62,14 +58,7 @@ def _login_page(
         next=_safe_next(request.query_params.get("next")),
         username=username,
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        sign(ctx.settings.secret_key, "login", token),
-        httponly=True,
-        samesite="strict",
-        secure=ctx.settings.secure_cookies,
-        max_age=3600,
-    )
+    set_signed_cookie(response, request, LOGIN_CSRF_COOKIE, ("login", token), "strict", 3600)
     return response
 
 
@@ -81,7 +70,7 @@ def login_form(request: Request, viewer: Viewer | None = Depends(optional_web_vi
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, form: FormData = FORM, session: Session = DB) -> Response:
+def login(request: Request, form: Posted, session: DbSession) -> Response:
     ctx = get_ctx(request)
     username = str(form.get("username") or "").strip()
     password = str(form.get("password") or "")
@@ -110,26 +99,14 @@ def login(request: Request, form: FormData = FORM, session: Session = DB) -> Res
     audit.record(session, user_id=user.id, username=user.username, action="login",
                  resource="session", channel="web", client=client)  # fmt: skip
     redirect = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
-    redirect.set_cookie(
-        SESSION_COOKIE,
-        sign(ctx.settings.secret_key, "session", token),
-        httponly=True,
-        samesite="lax",
-        secure=ctx.settings.secure_cookies,
-        max_age=int(ctx.settings.session_hours * 3600),
-        path="/",
-    )
+    age = int(ctx.settings.session_hours * 3600)
+    set_signed_cookie(redirect, request, SESSION_COOKIE, ("session", token), "lax", age)
     redirect.delete_cookie(LOGIN_CSRF_COOKIE)
     return redirect
 
 
 @router.post("/logout")
-def logout(
-    request: Request,
-    viewer: Viewer = Depends(web_viewer),
-    form: FormData = FORM,
-    session: Session = DB,
-) -> Response:
+def logout(request: Request, viewer: SignedIn, form: Posted, session: DbSession) -> Response:
     check_csrf(form, viewer)
     token = unsign(
         get_ctx(request).settings.secret_key, "session", request.cookies.get(SESSION_COOKIE)
@@ -169,22 +146,20 @@ def _account_page(
     )
 
 
+def _own_account(session: Session, viewer: Viewer, form: FormData) -> User:
+    """The signed-in user's account, for a form posted on the account page (CSRF checked)."""
+    check_csrf(form, viewer)
+    return accounts.get_user(session, viewer.user_id)
+
+
 @router.get("/account", response_class=HTMLResponse)
-def account(
-    request: Request, viewer: Viewer = Depends(web_viewer), session: Session = DB
-) -> Response:
+def account(request: Request, viewer: SignedIn, session: DbSession) -> Response:
     return _account_page(request, viewer, session)
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
-def create_token(
-    request: Request,
-    viewer: Viewer = Depends(web_viewer),
-    form: FormData = FORM,
-    session: Session = DB,
-) -> Response:
-    check_csrf(form, viewer)
-    user = accounts.get_user(session, viewer.user_id)
+def create_token(request: Request, viewer: SignedIn, form: Posted, session: DbSession) -> Response:
+    user = _own_account(session, viewer, form)
     try:
         token, t = accounts.create_api_token(
             session, user, str(form.get("name") or ""), get_ctx(request).settings.api_token_days
@@ -200,14 +175,9 @@ def create_token(
 
 @router.post("/account/tokens/{token_id}/revoke", response_class=HTMLResponse)
 def revoke_token(
-    request: Request,
-    token_id: int,
-    viewer: Viewer = Depends(web_viewer),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, token_id: int, viewer: SignedIn, form: Posted, session: DbSession
 ) -> Response:
-    check_csrf(form, viewer)
-    user = accounts.get_user(session, viewer.user_id)
+    user = _own_account(session, viewer, form)
     try:
         accounts.revoke_api_token(session, user, token_id)
     except NotFoundError as exc:
@@ -218,14 +188,10 @@ def revoke_token(
 
 @router.post("/account/password", response_class=HTMLResponse)
 def change_password(
-    request: Request,
-    viewer: Viewer = Depends(web_viewer),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, viewer: SignedIn, form: Posted, session: DbSession
 ) -> Response:
     ctx = get_ctx(request)
-    check_csrf(form, viewer)
-    user = accounts.get_user(session, viewer.user_id)
+    user = _own_account(session, viewer, form)
     limits = accounts.LoginLimits(
         ctx.settings.login_max_failures,
         ctx.settings.login_max_failures_per_client,
@@ -270,16 +236,12 @@ def _users_page(
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
-def users_page(
-    request: Request, viewer: Viewer = Depends(ADMIN), session: Session = DB
-) -> Response:
+def users_page(request: Request, viewer: PageAdmin, session: DbSession) -> Response:
     return _users_page(request, viewer, session)
 
 
 @router.post("/admin/users", response_class=HTMLResponse)
-def create_user(
-    request: Request, viewer: Viewer = Depends(ADMIN), form: FormData = FORM, session: Session = DB
-) -> Response:
+def create_user(request: Request, viewer: PageAdmin, form: Posted, session: DbSession) -> Response:
     check_csrf(form, viewer)
     try:
         u = accounts.create_user(
@@ -301,11 +263,7 @@ def create_user(
 
 @router.post("/admin/users/{user_id}", response_class=HTMLResponse)
 def update_user(
-    request: Request,
-    user_id: int,
-    viewer: Viewer = Depends(ADMIN),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, user_id: int, viewer: PageAdmin, form: Posted, session: DbSession
 ) -> Response:
     check_csrf(form, viewer)
     user = accounts.get_user(session, user_id)
@@ -329,10 +287,10 @@ def update_user(
 @router.get("/admin/audit", response_class=HTMLResponse)
 def audit_page(
     request: Request,
+    viewer: PageAdmin,
+    session: DbSession,
     patient: int | None = None,
     user: str | None = None,
-    viewer: Viewer = Depends(ADMIN),
-    session: Session = DB,
 ) -> Response:
     rows = audit.entries(session, limit=500, patient_id=patient, username=user or None)
     return render(
@@ -342,7 +300,7 @@ def audit_page(
 
 
 @router.get("/api", response_class=HTMLResponse)
-def api_page(request: Request, viewer: Viewer = Depends(web_viewer)) -> Response:
+def api_page(request: Request, viewer: SignedIn) -> Response:
     schema = request.app.openapi()
     ops = []
     for path, methods in schema.get("paths", {}).items():

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.orm import Session
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem
 from cart_cytopenia.service.deps import (
-    DB,
-    FORM,
+    DbSession,
+    PageWriter,
+    Posted,
     ServiceContext,
-    ServiceRoute,
+    SignedIn,
     Viewer,
     check_csrf,
-    close_form,
     get_ctx,
+    page_router,
     record,
-    web_role,
-    web_viewer,
 )
 from cart_cytopenia.service.jobs import Task
 from cart_cytopenia.service.pages import _int, _patient_url, _redirect, render
@@ -37,10 +35,7 @@ from cart_cytopenia.service.uploads import audit_rejected, import_course_json, s
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import ConflictError
 
-router = APIRouter(
-    include_in_schema=False, dependencies=[Depends(close_form)], route_class=ServiceRoute
-)
-WRITE = web_role("clinician")
+router = page_router()
 
 
 def _upload_bytes(ctx: ServiceContext, upload: Any, what: str) -> tuple[bytes, str]:
@@ -78,10 +73,7 @@ def _run(request: Request, viewer: Viewer, size: int, job_title: str, back: str,
 
 @router.get("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
 def upload_labs_form(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, session: DbSession
 ) -> Response:
     rec = repo.get_course(session, course_id)
     record(session, viewer, "read", "course", rec.id, rec.patient_id, detail="upload form")
@@ -90,11 +82,7 @@ def upload_labs_form(
 
 @router.post("/courses/{course_id}/labs/upload", response_class=HTMLResponse)
 def upload_labs(
-    request: Request,
-    course_id: int,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
+    request: Request, course_id: int, viewer: PageWriter, form: Posted, session: DbSession
 ) -> Response:
     check_csrf(form, viewer)
     ctx = get_ctx(request)
@@ -115,16 +103,12 @@ def upload_labs(
 
 
 @router.get("/import", response_class=HTMLResponse)
-def import_form(request: Request, viewer: Viewer = Depends(WRITE)) -> Response:
+def import_form(request: Request, viewer: PageWriter) -> Response:
     return render(request, "import.html", viewer, title="Import a course", errors=None)
 
 
 @router.post("/import", response_class=HTMLResponse)
-def import_course(
-    request: Request,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-) -> Response:
+def import_course(request: Request, viewer: PageWriter, form: Posted) -> Response:
     check_csrf(form, viewer)
     ctx = get_ctx(request)
     try:
@@ -139,7 +123,7 @@ def import_course(
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, viewer: Viewer = Depends(web_viewer)) -> Response:
+def job_page(request: Request, job_id: str, viewer: SignedIn) -> Response:
     """Where a background upload stands; refreshes itself until it is done."""
     job = get_ctx(request).jobs.get(job_id, viewer.user_id)
     status = 422 if job.state == "failed" else 200

@@ -10,29 +10,30 @@ patient data (the EHR patient's page is addressed by a random id); tokens never 
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import astuple, dataclass
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 
 from cart_cytopenia.errors import EhrAccessError, InputError, TokenRefusedError
 from cart_cytopenia.io.fhir_server_source import EhrCourse, read_course
 from cart_cytopenia.service.cds_hooks import prefetch_templates
 from cart_cytopenia.service.clinical import unsaved_snapshot
 from cart_cytopenia.service.deps import (
-    DB,
-    FORM,
+    DbSession,
+    PageReader,
+    PageWriter,
+    Posted,
     ServiceContext,
-    ServiceRoute,
+    SignedIn,
     Viewer,
     check_csrf,
-    close_form,
     get_ctx,
+    page_router,
     record,
-    web_role,
 )
 from cart_cytopenia.service.pages import _redirect, clinical_context, render
 from cart_cytopenia.service.smart import oauth
@@ -46,14 +47,7 @@ from cart_cytopenia.service.smart.settings import SmartSettings
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.errors import ConflictError
 
-READ = web_role("read-only")
-WRITE = web_role("clinician")
-router = APIRouter(
-    prefix="/smart",
-    include_in_schema=False,
-    dependencies=[Depends(close_form)],
-    route_class=ServiceRoute,
-)
+router = page_router("/smart")
 
 
 def new_launch_store(settings: SmartSettings) -> LaunchStore:
@@ -67,6 +61,31 @@ def launch_store(request: Request) -> LaunchStore:
 
 
 STORE = Depends(launch_store)
+Store = Annotated[LaunchStore, STORE]
+
+
+@dataclass
+class EhrLaunch:
+    """The query of an EHR launch (SMART App Launch): the EHR's FHIR base URL and its launch."""
+
+    iss: str = ""
+    launch: str = ""
+
+
+Launch = Annotated[EhrLaunch, Depends()]
+
+
+@dataclass
+class AuthorizationReply:
+    """The query of the authorization server's redirect back to ``/smart/callback``."""
+
+    state: str = ""
+    code: str = ""
+    error: str = ""
+    error_description: str = ""
+
+
+Reply = Annotated[AuthorizationReply, Depends()]
 
 
 def patient_queries(patient_id: str) -> dict[str, str]:
@@ -165,23 +184,15 @@ def _start(
 
 @router.get("/launch", response_class=HTMLResponse)
 def ehr_launch(
-    request: Request,
-    iss: str = "",
-    launch: str = "",
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
-    store: LaunchStore = STORE,
+    request: Request, viewer: PageReader, session: DbSession, ehr: Launch, store: Store
 ) -> Response:
     """EHR launch: the EHR opens this URL with its FHIR base URL ('iss') and 'launch'."""
-    return _start(request, viewer, session, store, "ehr", iss, launch)
+    return _start(request, viewer, session, store, "ehr", ehr.iss, ehr.launch)
 
 
 @router.get("/standalone", response_class=HTMLResponse)
 def standalone_launch(
-    request: Request,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
-    store: LaunchStore = STORE,
+    request: Request, viewer: PageReader, session: DbSession, store: Store
 ) -> Response:
     """Standalone launch: the user picks the patient at the EHR's authorization server."""
     issuer = get_ctx(request).settings.smart.standalone_issuer
@@ -190,16 +201,10 @@ def standalone_launch(
 
 @router.get("/callback", response_class=HTMLResponse)
 def callback(
-    request: Request,
-    state: str = "",
-    code: str = "",
-    error: str = "",
-    error_description: str = "",
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
-    store: LaunchStore = STORE,
+    request: Request, viewer: PageReader, session: DbSession, reply: Reply, store: Store
 ) -> Response:
     """The authorization server sends the browser back here with a code (or an error)."""
+    state, code, error, error_description = astuple(reply)
     launch = store.take_pending(state, viewer.user_id) if state else None
     if launch is None:
         record(session, viewer, "read", "smart-launch", None, outcome="refused",
@@ -233,10 +238,10 @@ def callback(
 def ehr_patient_page(
     request: Request,
     context_id: str,
+    viewer: PageReader,
+    session: DbSession,
+    store: Store,
     day: int | None = None,
-    viewer: Viewer = Depends(READ),
-    session: Session = DB,
-    store: LaunchStore = STORE,
 ) -> Response:
     """The patient page of the course read from the EHR (not in the store)."""
     ehr = store.patient(context_id, viewer.user_id)
@@ -255,42 +260,28 @@ def ehr_patient_page(
     )  # fmt: skip
 
 
-def _posted_patient(
-    request: Request, viewer: Viewer, form: FormData, context_id: str
+def _opened_patient(
+    request: Request, context_id: str, viewer: SignedIn, form: Posted
 ) -> EhrPatient | None:
-    """The user's open EHR patient of a form post, once its CSRF token is checked."""
+    """The user's open EHR patient a form was posted for, once the form's CSRF token is checked
+    (None: the user has no such patient open, or not any more)."""
     check_csrf(form, viewer)
     return launch_store(request).patient(context_id, viewer.user_id)
 
 
+Opened = Annotated[EhrPatient | None, Depends(_opened_patient)]
+
+
 @router.post("/patients/{context_id}/reload", response_class=HTMLResponse)
-def reload(
-    request: Request,
-    context_id: str,
-    viewer: Viewer = Depends(READ),
-    form: FormData = FORM,
-    session: Session = DB,
-) -> Response:
+def reload(request: Request, viewer: PageReader, session: DbSession, ehr: Opened) -> Response:
     """Read the patient's record from the EHR again (refreshing an expired access token)."""
-    ehr = _posted_patient(request, viewer, form, context_id)
-    if ehr is None:
-        return _gone(request, viewer)
-    return _reload(request, session, viewer, ehr)
+    return _gone(request, viewer) if ehr is None else _reload(request, session, viewer, ehr)
 
 
 @router.post("/patients/{context_id}/save", response_class=HTMLResponse)
-def save(
-    request: Request,
-    context_id: str,
-    viewer: Viewer = Depends(WRITE),
-    form: FormData = FORM,
-    session: Session = DB,
-) -> Response:
+def save(request: Request, viewer: PageWriter, session: DbSession, ehr: Opened) -> Response:
     """Store the course read from the EHR (a new patient, or a new course of one)."""
-    ehr = _posted_patient(request, viewer, form, context_id)
-    if ehr is None:
-        return _gone(request, viewer)
-    return _save(request, session, viewer, ehr)
+    return _gone(request, viewer) if ehr is None else _save(request, session, viewer, ehr)
 
 
 def _complete(ctx: ServiceContext, launch: PendingLaunch, code: str) -> EhrPatient:
