@@ -34,7 +34,7 @@ class Result:
 
 def invoke(*args: str) -> Result:
     out, err = io.StringIO(), io.StringIO()
-    # (a batch command that succeeded would end the process at once: cli/batch.py)
+    # (no allocator settings in the test process: they are process-wide)
     env = {"CART_CYTOPENIA_BATCH_TUNING": "off", "COLUMNS": "200", "NO_COLOR": "1"}
     code = 0
     with (

@@ -1,4 +1,4 @@
-"""cli.batch: the allocator settings and the fast exit of batch commands, only where they apply."""
+"""cli.batch: the allocator settings of batch commands, only where they apply."""
 
 from __future__ import annotations
 
@@ -24,23 +24,21 @@ def test_allocator_settings_take_effect_on_glibc() -> None:
 def test_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CART_CYTOPENIA_BATCH_TUNING", "off")
     assert batch.tune_allocator() is False
-    batch.finish(0)  # returns instead of ending the process
 
 
-def test_only_batch_commands_are_tuned_and_end_early(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_batch_commands_are_tuned(monkeypatch: pytest.MonkeyPatch) -> None:
     from cart_cytopenia.cli import main as cli_main
 
     calls: list[str] = []
     monkeypatch.setattr(batch, "tune_allocator", lambda: calls.append("tuned") or True)
-    monkeypatch.setattr(batch, "finish", lambda code: calls.append(f"finish {code}"))
 
     def app() -> None:
         raise SystemExit(0)
 
     monkeypatch.setattr(cli_main, "build_app", lambda modules: app)
     for argv, expected in (
-        (["cart-cytopenia", "grade", "--labs", "x"], ["tuned", "finish 0"]),
-        (["cart-cytopenia", "cohort", "report", "d"], ["tuned", "finish 0"]),
+        (["cart-cytopenia", "grade", "--labs", "x"], ["tuned"]),
+        (["cart-cytopenia", "cohort", "report", "d"], ["tuned"]),
         (["cart-cytopenia", "serve"], []),
         (["cart-cytopenia", "assess", "c.json"], []),
     ):
@@ -51,9 +49,9 @@ def test_only_batch_commands_are_tuned_and_end_early(monkeypatch: pytest.MonkeyP
         assert calls == expected, argv
 
 
-def test_a_graded_file_is_complete_when_the_process_ends_early(tmp_path: Path) -> None:
-    """The real command, in its own process: exit code 0, the message on standard error, and
-    the output file whole (written and renamed before the process ends)."""
+def test_a_graded_file_is_complete_when_the_process_ends(tmp_path: Path) -> None:
+    """The real command, in its own process with the allocator set: exit code 0, the message on
+    standard error, and the output file whole (written and renamed)."""
     d = EXAMPLES / "cohort"
     out = tmp_path / "grades.csv"
     cmd = [

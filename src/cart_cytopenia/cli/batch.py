@@ -1,31 +1,30 @@
 """How the process runs one large batch job (``grade``, ``cohort ...``): the C allocator set
-before any thread runs, and the interpreter's teardown skipped once the job has succeeded.
+before any thread runs.
 
-*Allocator.* Grading a large cohort makes and frees arrays of tens to hundreds of megabytes.
-With glibc's defaults each is mapped fresh from the kernel and handed back when freed, and
-every first touch of a fresh page is a page fault in which the kernel zeroes the page: for
-100,000 patients about 390,000 faults and 1-1.6 s of system time (benchmarks/ANALYSIS.md).
-Three settings keep freed memory in the process for the next array instead (one arena for all
-threads, freed memory not trimmed, a fixed mapping threshold), which cut that to about 290,000
-faults and 0.7 s, with a lower peak. They are process-wide and only take effect reliably before
-other threads exist, so the command line applies them at its start, for batch commands only: a
-long-running server (``serve``) keeps the defaults and gives memory back. Only glibc has
-``mallopt``; elsewhere (macOS, musl) nothing is changed.
+Grading a large cohort makes and frees arrays of tens to hundreds of megabytes. With glibc's
+defaults each is mapped fresh from the kernel and handed back when freed, and every first touch
+of a fresh page is a page fault in which the kernel zeroes the page: for 100,000 patients about
+390,000 faults and 1-1.6 s of system time (benchmarks/ANALYSIS.md). Three settings keep freed
+memory in the process for the next array instead (one arena for all threads, freed memory not
+trimmed, a fixed mapping threshold), which cut that to about 290,000 faults and 0.7 s, with a
+lower peak. They are process-wide and only take effect reliably before other threads exist, so
+the command line applies them at its start, for batch commands only: a long-running server
+(``serve``) keeps the defaults and gives memory back. Only glibc has ``mallopt``; elsewhere
+(macOS, musl) nothing is changed.
 
-*Exit.* Once a batch command has finished and every output file is written, closed and renamed
-into place, tearing the interpreter down (clearing thousands of modules' objects one by one,
-about 0.1 s after grading 100,000 patients) serves nothing: the process ends at once after
-flushing standard output, standard error and the logging handlers (``finish``). A command that
-fails ends the usual way.
+What it buys (issue 16, benchmarks/ANALYSIS.md): 11% of the CPU time of a 100,000-patient
+grading (7.58 -> 6.75 s, median of 3 alternating runs; wall time could not be told at load 30).
+A batch command also used to end without the interpreter's teardown; with the allocator set that
+bought 1% more (6.75 -> 6.69 s: the teardown's frees are cheap once freed memory stays in the
+process), under the 10% bar, so it was removed.
 
-``CART_CYTOPENIA_BATCH_TUNING=off`` turns both off.
+``CART_CYTOPENIA_BATCH_TUNING=off`` turns the allocator settings off.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
 import sys
 
@@ -57,14 +56,3 @@ def tune_allocator() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in BATCH_SETTINGS)
-
-
-def finish(code: int) -> None:
-    """End a batch command that succeeded (``code`` 0) without the interpreter's teardown;
-    returns (and the caller exits the usual way) for any other code or when turned off."""
-    if code != 0 or not enabled():
-        return
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

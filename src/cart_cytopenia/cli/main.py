@@ -77,14 +77,13 @@ def __getattr__(name: str) -> Any:  # ``from cart_cytopenia.cli.main import app`
 
 
 # Commands that grade or build whole cohorts run as one large batch job (cli/batch.py): the C
-# allocator is set before anything else runs, and a job that succeeded ends without teardown.
+# allocator is set before anything else runs.
 BATCH_COMMANDS = frozenset({"grade", "cohort"})
 
 
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    is_batch = first in BATCH_COMMANDS
-    if is_batch:
+    if first in BATCH_COMMANDS:
         batch.tune_allocator()
     module = COMMAND_MODULES.get(first or "")
     if sys.argv[1:] == ["--version"]:  # (no command group needs to be loaded for it)
@@ -96,10 +95,6 @@ def main() -> None:
     except CartCytopeniaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except SystemExit as done:
-        if is_batch and done.code in (0, None):
-            batch.finish(0)
-        raise
 
 
 if __name__ == "__main__":

@@ -58,7 +58,12 @@ class Who:
 
     def sv(self, attr: str) -> F:
         """A characteristic of each patient's stratum."""
-        return np.array([getattr(s, attr) for s in STRATA], dtype=float)[self.stratum]
+        return _of_stratum(self.stratum, attr)
+
+
+def _of_stratum(stratum: IA, attr: str) -> F:
+    """A characteristic (``Stratum`` field) of each patient's stratum."""
+    return np.array([getattr(s, attr) for s in STRATA], dtype=float)[stratum]
 
 
 def draw_who(rng: np.random.Generator, n: int) -> Who:
@@ -66,7 +71,7 @@ def draw_who(rng: np.random.Generator, n: int) -> Who:
     st_idx = _choice(rng, [s.weight for s in STRATA], n)
 
     def sv(attr: str) -> F:
-        return np.array([getattr(s, attr) for s in STRATA], dtype=float)[st_idx]
+        return _of_stratum(st_idx, attr)
 
     product = np.array([s.product for s in STRATA], dtype=object)[st_idx]
     disease = np.array([s.disease for s in STRATA], dtype=object)[st_idx]
