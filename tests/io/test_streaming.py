@@ -13,7 +13,7 @@ import pytest
 from cart_cytopenia.cohort import synthetic
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading.engine import grade_cohort
-from cart_cytopenia.io import streaming
+from cart_cytopenia.io import patient_rows
 from cart_cytopenia.io.streaming import grade_streaming, shard_of
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.rules.settings import Settings
@@ -46,7 +46,7 @@ def _stream(cohort: Path, out: Path, labs: str | Path | None = None, **kw: objec
 def test_chunks_give_the_whole_file_rows(
     cohort: Path, whole: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(streaming, "BATCH_ROWS", 5_000)  # many batches, patients cut across them
+    monkeypatch.setattr(patient_rows, "BATCH_ROWS", 5_000)  # many batches, patients cut across them
     for chunk in (1, 37, 10_000):
         assert _stream(cohort, tmp_path / f"g{chunk}.parquet", chunk_patients=chunk).equals(whole)
     assert _stream(cohort, tmp_path / "g.csv", chunk_patients=100).height == whole.height
@@ -174,3 +174,70 @@ def test_partition_refuses_rows_of_unknown_patients(cohort: Path, tmp_path: Path
     pl.concat([labs, orphan]).write_parquet(tmp_path / "labs.parquet")
     with pytest.raises(InputError, match="1 labs row\\(s\\) belong to patients missing"):
         partition_cohort(tmp_path / "labs.parquet", cohort / "patients.parquet", tmp_path / "p", 2)
+
+
+def test_patient_and_event_tables_are_streamed_not_read_whole(
+    cohort: Path, whole: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peak memory is one chunk's: no table of Parquet input is read whole (the patients, labs
+    and events come a batch at a time), and the rows are still the whole file's."""
+    monkeypatch.setattr(patient_rows, "BATCH_ROWS", 3_000)
+
+    def refused(spec: object) -> None:
+        raise AssertionError(f"{spec} read whole")
+
+    monkeypatch.setattr(patient_rows, "read_whole", refused)
+    seen: list[int] = []
+    real = patient_rows.PatientRows.take
+
+    def take(self: patient_rows.PatientRows, chunk: dict[str, int]) -> pl.DataFrame:
+        rows = real(self, chunk)
+        assert set(rows["patient_id"].unique().to_list()) <= set(chunk)
+        seen.append(len(chunk))
+        return rows
+
+    monkeypatch.setattr(patient_rows.PatientRows, "take", take)
+    assert _stream(cohort, tmp_path / "g.parquet", chunk_patients=70).equals(whole)
+    assert max(seen) == 70 and sum(seen) == 2 * whole.height  # labs and events, by chunk
+
+
+def test_csv_patient_and_event_tables_give_the_same_rows(
+    cohort: Path, whole: pl.DataFrame, tmp_path: Path
+) -> None:
+    for name in ("patients", "events"):
+        pl.read_parquet(cohort / f"{name}.parquet").write_csv(tmp_path / f"{name}.csv")
+    grade_streaming(
+        cohort / "labs.parquet", tmp_path / "patients.csv", tmp_path / "g.parquet",
+        tmp_path / "events.csv", chunk_patients=77,
+    )  # fmt: skip
+    assert pl.read_parquet(tmp_path / "g.parquet").equals(whole)
+
+
+def _events_reordered(cohort: Path, tmp_path: Path) -> Path:
+    events = pl.read_parquet(cohort / "events.parquet")
+    first = events["patient_id"][0]
+    moved = pl.concat([events.filter(pl.col("patient_id") != first), events.head(1)])
+    moved.write_parquet(tmp_path / "events.parquet")
+    return tmp_path / "events.parquet"
+
+
+def test_rows_left_behind_are_refused_and_nothing_is_written(cohort: Path, tmp_path: Path) -> None:
+    """An event of the first patient at the end of the table (after later patients' rows), a
+    lab row of no patient, a patient id twice in different chunks: each named, no output."""
+    out = tmp_path / "g.parquet"
+    events = _events_reordered(cohort, tmp_path)
+    with pytest.raises(InputError, match="event rows are not grouped by patient.*partition"):
+        grade_streaming(
+            cohort / "labs.parquet", cohort / "patients.parquet", out, events, chunk_patients=50
+        )
+    labs = pl.read_parquet(cohort / "labs.parquet")
+    orphan = labs.slice(1_000, 1).with_columns(pl.lit("NOBODY").alias("patient_id"))
+    pl.concat([labs.head(1_000), orphan, labs.slice(1_000)]).write_parquet(tmp_path / "l.parquet")
+    with pytest.raises(InputError, match=r"lab rows belong to patients missing.*\['NOBODY'\]"):
+        grade_streaming(tmp_path / "l.parquet", cohort / "patients.parquet", out, chunk_patients=50)
+    pats = pl.read_parquet(cohort / "patients.parquet")
+    twice = pats["patient_id"][3]
+    pl.concat([pats, pats.slice(3, 1)]).write_parquet(tmp_path / "p.parquet")
+    with pytest.raises(InputError, match=f"ids must be unique.*{twice}"):
+        grade_streaming(cohort / "labs.parquet", tmp_path / "p.parquet", out, chunk_patients=50)
+    assert not out.exists() and not list(tmp_path.glob(".g.parquet*"))

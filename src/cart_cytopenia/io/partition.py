@@ -19,7 +19,9 @@ from typing import Any
 import polars as pl
 
 from cart_cytopenia.errors import InputError, ParseError
-from cart_cytopenia.io.streaming import is_multi_file, parquet_files, read_whole, shard_of
+from cart_cytopenia.io.patient_rows import duckdb_relation, quote
+from cart_cytopenia.io.streaming import shard_of
+from cart_cytopenia.io.table_files import read_whole
 
 
 @dataclass(frozen=True)
@@ -30,26 +32,10 @@ class PartitionReport:
     event_rows: list[int]
 
 
-def _relation(spec: str | Path) -> str:
-    """DuckDB's reader of a CSV file (as text, like the local reader) or Parquet file(s)."""
-    p = Path(spec)
-    if not is_multi_file(spec) and p.suffix.lower() in (".csv", ".txt"):
-        if not p.exists():
-            raise ParseError(f"{p} does not exist")
-        return f"read_csv({_quote(str(p))}, header = true, all_varchar = true)"
-    files = ", ".join(_quote(str(f)) for f in parquet_files(spec))
-    hive = "true" if is_multi_file(spec) else "false"
-    return f"read_parquet([{files}], hive_partitioning = {hive}, union_by_name = true)"
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _check_known(con: Any, name: str, spec: str | Path) -> None:
     """Every row belongs to a patient of the patient table (a shard would silently lose it)."""
     n, example = con.execute(
-        f"SELECT count(*), min(CAST(t.patient_id AS VARCHAR)) FROM {_relation(spec)} t "
+        f"SELECT count(*), min(CAST(t.patient_id AS VARCHAR)) FROM {duckdb_relation(spec)} t "
         "ANTI JOIN patient_keys k ON CAST(t.patient_id AS VARCHAR) = k.patient_id"
     ).fetchone()
     if n:
@@ -83,8 +69,8 @@ def partition_cohort(
     root = Path(out)
     con = duckdb.connect()
     try:
-        con.execute(f"SET memory_limit = {_quote(memory_limit)}")
-        con.execute(f"SET temp_directory = {_quote(str(root / '.duckdb-tmp'))}")
+        con.execute(f"SET memory_limit = {quote(memory_limit)}")
+        con.execute(f"SET temp_directory = {quote(str(root / '.duckdb-tmp'))}")
         con.register("patient_keys", keys.to_arrow())
         for name, spec in (("labs", labs), ("events", events)):
             if spec is not None:
@@ -98,11 +84,11 @@ def partition_cohort(
                 if spec is None:
                     continue
                 query = (
-                    f"SELECT t.* FROM {_relation(spec)} t JOIN patient_keys k "
+                    f"SELECT t.* FROM {duckdb_relation(spec)} t JOIN patient_keys k "
                     "ON CAST(t.patient_id AS VARCHAR) = k.patient_id "
                     f"WHERE k.__shard = {i} ORDER BY k.__pos"
                 )
-                target = _quote(str(d / f"{name}.parquet"))
+                target = quote(str(d / f"{name}.parquet"))
                 row = con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)").fetchone()
                 counts[name].append(int(row[0]) if row else 0)
     except duckdb.Error as exc:
