@@ -114,3 +114,53 @@ def test_bad_input_fails_with_the_local_message(spark: Any, tmp_path: Path) -> N
     assert not (tmp_path / "g.csv").exists()
     with pytest.raises(InputError, match="patients_per_group"):
         grade(spark, spark.range(1), spark.range(1), patients_per_group=0)
+
+
+def _with_bad_rows(tmp_path: Path) -> Path:
+    """The example cohort with an unknown analyte and an implausible CRP (1070 mg/L)."""
+    d = EXAMPLES / "cohort"
+    labs = pl.read_csv(d / "labs.csv", infer_schema=False)
+    crp = labs.with_row_index("i").filter(pl.col("analyte").str.to_lowercase() == "crp")["i"][0]
+    at = pl.int_range(pl.len())
+    labs = labs.with_columns(
+        pl.when(at == 3).then(pl.lit("ANC x")).otherwise("analyte").alias("analyte"),
+        pl.when(at == crp).then(pl.lit("1070")).otherwise("value").alias("value"),
+        pl.when(at == crp).then(pl.lit("mg/L")).otherwise("unit").alias("unit"),
+    )
+    labs.write_csv(tmp_path / "labs.csv")
+    return tmp_path / "labs.csv"
+
+
+def test_on_bad_row_skip_leaves_the_rows_out_and_lists_them(spark: Any, tmp_path: Path) -> None:
+    """`--on-bad-row skip` on Spark: the local command's rows and the same problems (patient,
+    field, message; rows are numbered within a group on Spark)."""
+    from cart_cytopenia.spark.grading import grade_skipping_bad_rows
+
+    labs, patients = _with_bad_rows(tmp_path), EXAMPLES / "cohort" / "patients.csv"
+    skipped: list[Any] = []
+    want = grade_cohort(read_cohort(labs, patients, None, skipped), Settings())
+    csv = spark.read.option("header", True)
+    graded, problems = grade_skipping_bad_rows(spark, csv.csv(str(labs)), csv.csv(str(patients)))
+    got = pl.from_arrow(graded.toArrow())
+    assert isinstance(got, pl.DataFrame)
+    assert got.sort("patient_id").equals(want.sort("patient_id"))
+    graded.unpersist()
+
+    def what(ps: list[Any]) -> list[tuple[str, str, str]]:
+        """(patient, field, message), the local file's name read as the Spark table's."""
+        return sorted((p.location.patient_id or "", p.location.field or "", p.message) for p in ps)
+
+    for p in skipped:
+        p.message = p.message.replace(str(labs), "labs")
+
+    assert len(problems) >= 3 and what(problems) == what(skipped)
+    assert any("1070" in p.message for p in problems)
+    out = tmp_path / "g.csv"
+    r = run(
+        "grade", "--labs", str(labs), "--patients", str(patients), "--engine", "spark",
+        "--master", "local[2]", "--on-bad-row", "skip", "--out", str(out),
+    )  # fmt: skip
+    assert "left out bad lab rows" in r.stderr and "ANC x" in r.stderr and "1070" in r.stderr
+    assert pl.read_csv(out, schema=GRADE_SCHEMA).equals(
+        want.sort("patient_id").cast(GRADE_SCHEMA)  # type: ignore[arg-type]
+    )

@@ -5,9 +5,10 @@ writes the same rows (docs/grade-table-schema.json); docs/scale-out.md says whic
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -53,6 +54,20 @@ def report_skipped(skipped: list[Problem]) -> None:
         typer.echo(f"  - {p}", err=True)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What every way of grading takes besides the tables."""
+
+    settings_file: Path | None
+    as_of: int | None
+    skip: bool
+
+    def load_settings(self) -> Settings:
+        from cart_cytopenia.rules.settings import load_settings
+
+        return load_settings(self.settings_file)
+
+
 def _grade_whole(
     labs: Path, patients: Path, events: Path | None, out: Path, opts: _Options
 ) -> tuple[int, int]:
@@ -75,122 +90,169 @@ def _grade_whole(
     return table.height, frames.labs.height
 
 
-class _Options:
-    def __init__(self, settings_file: Path | None, as_of: int | None, skip: bool) -> None:
-        self.settings_file, self.as_of, self.skip = settings_file, as_of, skip
+def _grade_streamed(
+    labs: Path,
+    patients: Path,
+    events: Path | None,
+    out: Path,
+    opts: _Options,
+    chunk_patients: int | None,
+    shard: tuple[int, int] | None,
+) -> tuple[int, int]:
+    """The cohort a chunk of patients at a time (bounded memory), or one shard of it."""
+    from cart_cytopenia.io.streaming import DEFAULT_CHUNK_PATIENTS, grade_streaming
 
-    def load_settings(self) -> Settings:
-        from cart_cytopenia.rules.settings import load_settings
+    report = grade_streaming(
+        labs,
+        patients,
+        out,
+        events,
+        opts.load_settings(),
+        opts.as_of,
+        chunk_patients or DEFAULT_CHUNK_PATIENTS,
+        shard,
+        opts.skip,
+    )
+    report_skipped(report.skipped)
+    return report.patients, report.lab_rows
 
-        return load_settings(self.settings_file)
+
+def _grade_here(
+    labs: Path | None,
+    patients: Path | None,
+    events: Path | None,
+    out: Path,
+    opts: _Options,
+    chunk_patients: int | None,
+    shard: str | None,
+) -> str:
+    """``--engine local``: whole, or streamed when asked or when the labs are many files."""
+    from cart_cytopenia.io.streaming import is_multi_file
+
+    if labs is None or patients is None:
+        raise InputError("grade needs --labs and --patients")
+    shard_ = parse_shard(shard)
+    if chunk_patients is not None or shard_ is not None or is_multi_file(labs):
+        n, n_labs = _grade_streamed(labs, patients, events, out, opts, chunk_patients, shard_)
+    else:
+        n, n_labs = _grade_whole(labs, patients, events, out, opts)
+    return f"graded {n} patients ({n_labs} lab values)"
+
+
+def _check_output(out: Path, engine: Engine, given: tuple[Path | None, ...]) -> None:
+    """A file (.csv/.parquet) that is not an input; with Spark, a Parquet data set directory."""
+    from cart_cytopenia.cli.paths import output_dir, output_file
+    from cart_cytopenia.io.tables import table_format
+
+    if engine == Engine.SPARK and out.suffix.lower() not in (".csv", ".parquet"):
+        output_dir(out, given)  # (a Parquet data set written by the executors)
+    else:
+        table_format(output_file(out, given))
+
+
+Labs = Annotated[
+    Path | None,
+    typer.Option("--labs", help="Labs: CSV or Parquet file, or a directory/glob of Parquet."),
+]
+Patients = Annotated[
+    Path | None,
+    typer.Option("--patients", help="Patient table (CSV or Parquet; directory/glob too)."),
+]
+Out = Annotated[
+    Path,
+    typer.Option("--out", help=".csv or .parquet file; with --engine spark also a directory."),
+]
+Events = Annotated[
+    Path | None, typer.Option("--events", help="Optional event table (CSV or Parquet).")
+]
+AsOf = Annotated[
+    int | None,
+    typer.Option("--as-of", help="Grade as of this day (default: all data, retrospective)."),
+]
+SettingsFile = Annotated[
+    Path | None, typer.Option("--settings", help="Institutional settings (TOML).")
+]
+OnBadRow = Annotated[
+    BadRow,
+    typer.Option(
+        "--on-bad-row",
+        help="fail: a bad lab row loads nothing; skip: leave bad lab rows out, report them.",
+    ),
+]
+ChunkPatients = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk-patients",
+        help="Stream: grade and write this many patients at a time (bounded memory; "
+        "Parquet tables grouped by patient in the patient table's order).",
+    ),
+]
+Shard = Annotated[
+    str | None,
+    typer.Option("--shard", help="i/K: grade only shard i of K (patients by CRC-32 of the id)."),
+]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="local or spark.")]
+Master = Annotated[str, typer.Option("--master", help="Spark master URL (with --engine spark).")]
+LabsTable = Annotated[
+    str | None, typer.Option("--labs-table", help="Spark: read the labs from this table.")
+]
+PatientsTable = Annotated[
+    str | None,
+    typer.Option("--patients-table", help="Spark: read the patients from this table."),
+]
+EventsTable = Annotated[
+    str | None, typer.Option("--events-table", help="Spark: read the events from this table.")
+]
+PartitionBy = Annotated[
+    str | None,
+    typer.Option(
+        "--partition-by",
+        help="Spark, directory output: partition the Parquet data set by this patient-"
+        "table column (e.g. product or centre).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
     @app.command(name="grade")
     def grade_cmd(
-        labs: Path | None = typer.Option(
-            None, "--labs", help="Labs: CSV or Parquet file, or a directory/glob of Parquet."
-        ),
-        patients: Path | None = typer.Option(
-            None, "--patients", help="Patient table (CSV or Parquet; directory/glob too)."
-        ),
-        out: Path = typer.Option(
-            ..., "--out", help=".csv or .parquet file; with --engine spark also a directory."
-        ),
-        events: Path | None = typer.Option(
-            None, "--events", help="Optional event table (CSV or Parquet)."
-        ),
-        as_of: int | None = typer.Option(
-            None, "--as-of", help="Grade as of this day (default: all data, retrospective)."
-        ),
-        settings_file: Path | None = typer.Option(
-            None, "--settings", help="Institutional settings (TOML)."
-        ),
-        on_bad_row: BadRow = typer.Option(
-            BadRow.FAIL,
-            "--on-bad-row",
-            help="fail: a bad lab row loads nothing; skip: leave bad lab rows out, report them.",
-        ),
-        chunk_patients: int | None = typer.Option(
-            None,
-            "--chunk-patients",
-            help="Stream: grade and write this many patients at a time (bounded memory; "
-            "Parquet labs grouped by patient in the patient table's order).",
-        ),
-        shard: str | None = typer.Option(
-            None, "--shard", help="i/K: grade only shard i of K (patients by CRC-32 of the id)."
-        ),
-        engine: Engine = typer.Option(Engine.LOCAL, "--engine", help="local or spark."),
-        master: str = typer.Option(
-            "local[*]", "--master", help="Spark master URL (with --engine spark)."
-        ),
-        labs_table: str | None = typer.Option(
-            None, "--labs-table", help="Spark: read the labs from this table."
-        ),
-        patients_table: str | None = typer.Option(
-            None, "--patients-table", help="Spark: read the patients from this table."
-        ),
-        events_table: str | None = typer.Option(
-            None, "--events-table", help="Spark: read the events from this table."
-        ),
-        partition_by: str | None = typer.Option(
-            None,
-            "--partition-by",
-            help="Spark, directory output: partition the Parquet data set by this patient-"
-            "table column (e.g. product or centre).",
-        ),
+        out: Out,
+        labs: Labs = None,
+        patients: Patients = None,
+        events: Events = None,
+        as_of: AsOf = None,
+        settings_file: SettingsFile = None,
+        on_bad_row: OnBadRow = BadRow.FAIL,
+        chunk_patients: ChunkPatients = None,
+        shard: Shard = None,
+        engine: EngineOpt = Engine.LOCAL,
+        master: Master = "local[*]",
+        labs_table: LabsTable = None,
+        patients_table: PatientsTable = None,
+        events_table: EventsTable = None,
+        partition_by: PartitionBy = None,
     ) -> None:
         """Grade many patients at once (same grading code as assess); one row per patient."""
         from cart_cytopenia.cli.clinical import check_cohort_day
-        from cart_cytopenia.cli.paths import output_dir, output_file
-        from cart_cytopenia.io.tables import table_format
 
         check_cohort_day(as_of)
-        given = (labs, patients, events, settings_file)
-        if engine == Engine.SPARK and out.suffix.lower() not in (".csv", ".parquet"):
-            output_dir(out, given)  # (a Parquet data set written by the executors)
-        else:
-            table_format(output_file(out, given))
+        _check_output(out, engine, (labs, patients, events, settings_file))
         t0 = time.perf_counter()
         opts = _Options(settings_file, as_of, on_bad_row == BadRow.SKIP)
         if engine == Engine.SPARK:
             from cart_cytopenia.cli.spark_grade import SparkInputs, grade_on_spark
 
             inputs = SparkInputs(labs, patients, events, labs_table, patients_table, events_table)
-            n = grade_on_spark(inputs, out, opts.load_settings(), as_of, master, partition_by)
-            typer.echo(
-                f"graded {n} patients on Spark in {time.perf_counter() - t0:.1f} s -> {out}",
-                err=True,
+            n, skipped = grade_on_spark(
+                inputs, out, opts.load_settings(), as_of, master, partition_by, opts.skip
             )
-            return
-        if labs_table or patients_table or events_table or partition_by:
-            raise InputError(
-                "--labs-table/--patients-table/--events-table/--partition-by need --engine spark"
-            )
-        if labs is None or patients is None:
-            raise InputError("grade needs --labs and --patients")
-        shard_ = parse_shard(shard)
-        from cart_cytopenia.io.streaming import is_multi_file
-
-        if chunk_patients is not None or shard_ is not None or is_multi_file(labs):
-            from cart_cytopenia.io.streaming import DEFAULT_CHUNK_PATIENTS, grade_streaming
-
-            report = grade_streaming(
-                labs,
-                patients,
-                out,
-                events,
-                opts.load_settings(),
-                as_of,
-                chunk_patients or DEFAULT_CHUNK_PATIENTS,
-                shard_,
-                opts.skip,
-            )
-            report_skipped(report.skipped)
-            n_patients, n_labs = report.patients, report.lab_rows
+            report_skipped(skipped)
+            done = f"graded {n} patients on Spark"
         else:
-            n_patients, n_labs = _grade_whole(labs, patients, events, out, opts)
-        dt = time.perf_counter() - t0
-        typer.echo(
-            f"graded {n_patients} patients ({n_labs} lab values) in {dt:.1f} s -> {out}", err=True
-        )
+            if labs_table or patients_table or events_table or partition_by:
+                raise InputError(
+                    "--labs-table/--patients-table/--events-table/--partition-by need "
+                    "--engine spark"
+                )
+            done = _grade_here(labs, patients, events, out, opts, chunk_patients, shard)
+        typer.echo(f"{done} in {time.perf_counter() - t0:.1f} s -> {out}", err=True)

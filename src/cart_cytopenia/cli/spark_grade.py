@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from rich.console import Console
 
+    from cart_cytopenia.errors import Problem
     from cart_cytopenia.rules.settings import Settings
 
 
@@ -72,6 +73,18 @@ def write_output(
     return int(patients.count())
 
 
+def read_inputs(
+    spark: SparkSession, inputs: SparkInputs
+) -> tuple[DataFrame, DataFrame, DataFrame | None]:
+    """The labs, patients and (if given) events, from paths or catalogue tables."""
+    labs = read_input(spark, inputs.labs, inputs.labs_table, "labs")
+    patients = read_input(spark, inputs.patients, inputs.patients_table, "patients")
+    events = None
+    if inputs.events is not None or inputs.events_table is not None:
+        events = read_input(spark, inputs.events, inputs.events_table, "events")
+    return labs, patients, events
+
+
 def grade_on_spark(
     inputs: SparkInputs,
     out: Path,
@@ -79,19 +92,22 @@ def grade_on_spark(
     as_of: int | None,
     master: str,
     partition_by: str | None,
-) -> int:
+    skip_bad_rows: bool = False,
+) -> tuple[int, list[Problem]]:
+    """The patients graded (one row each) and, with ``skip_bad_rows``, the lab rows left out."""
     from cart_cytopenia.spark import grading
     from cart_cytopenia.spark.session import session
 
     spark = session(master)
     try:
-        labs = read_input(spark, inputs.labs, inputs.labs_table, "labs")
-        patients = read_input(spark, inputs.patients, inputs.patients_table, "patients")
-        events = None
-        if inputs.events is not None or inputs.events_table is not None:
-            events = read_input(spark, inputs.events, inputs.events_table, "events")
-        graded = grading.grade(spark, labs, patients, events, settings, as_of)
-        return write_output(graded, patients, out, partition_by)
+        labs, patients, events = read_inputs(spark, inputs)
+        if not skip_bad_rows:
+            graded = grading.grade(spark, labs, patients, events, settings, as_of)
+            return write_output(graded, patients, out, partition_by), []
+        graded, skipped = grading.grade_skipping_bad_rows(
+            spark, labs, patients, events, settings, as_of
+        )
+        return write_output(graded, patients, out, partition_by), skipped
     except Exception as exc:
         raise _clear(exc) from None
     finally:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cart_cytopenia.errors import InputError
+from cart_cytopenia.domain.frames import CohortFrames
+from cart_cytopenia.errors import InputError, Location, Problem
 from cart_cytopenia.grading.engine import DEFAULT_CHUNK, grade_cohort
 from cart_cytopenia.grading.grade_table import GRADE_COLUMNS, LOGICAL_TYPES
 from cart_cytopenia.io.tables import FrameSource, read_cohort
@@ -27,26 +28,42 @@ from cart_cytopenia.rules.settings import Settings
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
+    from pyspark.sql.group import GroupedData
 
 KIND, GROUP = "__table", "__group"
 PREFIXES = {"labs": "l__", "patients": "p__", "events": "e__"}
 # the marker that lets the driver find a bad-input message in a failed task's Python traceback
 INPUT_ERROR = "cart-cytopenia input error: "
 SPARK_TYPES = {"string": "string", "int32": "int", "double": "double", "boolean": "boolean"}
+SPARK_TYPES["int64"] = "bigint"
+# a lab row left out by ``on_bad_row="skip"``: its problem, as rows beside the grade rows
+PROBLEM_COLUMNS = {
+    "__problem": "string",
+    "__problem_patient": "string",
+    "__problem_row": "int64",
+    "__problem_field": "string",
+    "__problem_source": "string",
+}
 
 
-def spark_schema() -> str:
+def _columns(with_problems: bool) -> list[tuple[str, str]]:
+    """(name, logical type) of the grade table, then of a left-out row's problem if asked."""
+    cols = [(c.name, LOGICAL_TYPES[c.dtype]) for c in GRADE_COLUMNS]
+    return cols + (list(PROBLEM_COLUMNS.items()) if with_problems else [])
+
+
+def spark_schema(with_problems: bool = False) -> str:
     """The grade table's schema as Spark DDL, from the one declaration (``GRADE_COLUMNS``)."""
-    return ", ".join(f"`{c.name}` {SPARK_TYPES[LOGICAL_TYPES[c.dtype]]}" for c in GRADE_COLUMNS)
+    return ", ".join(f"`{n}` {SPARK_TYPES[t]}" for n, t in _columns(with_problems))
 
 
-def arrow_schema() -> pa.Schema:
+def arrow_schema(with_problems: bool = False) -> pa.Schema:
     """The grade table's schema as Arrow types Spark accepts (plain ``string``, not large)."""
     import pyarrow as pa
 
     types = {"string": pa.string(), "int32": pa.int32(), "double": pa.float64()}
-    types["boolean"] = pa.bool_()
-    return pa.schema([(c.name, types[LOGICAL_TYPES[c.dtype]]) for c in GRADE_COLUMNS])
+    types |= {"boolean": pa.bool_(), "int64": pa.int64()}
+    return pa.schema([(n, types[t]) for n, t in _columns(with_problems)])
 
 
 def _tagged(df: DataFrame, kind: str, groups: int) -> DataFrame:
@@ -59,7 +76,7 @@ def _tagged(df: DataFrame, kind: str, groups: int) -> DataFrame:
     return df.select(F.lit(kind).alias(KIND), group.alias(GROUP), *cols)
 
 
-def _split(table: pa.Table) -> dict[str, pl.DataFrame]:
+def split(table: pa.Table) -> dict[str, pl.DataFrame]:
     """One group's union back into its tables, each with its own column names."""
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -71,25 +88,60 @@ def _split(table: pa.Table) -> dict[str, pl.DataFrame]:
     return out
 
 
+def read_group(
+    table: pa.Table, with_events: bool, skipped: list[Problem] | None = None
+) -> CohortFrames:
+    """One group's rows read and checked by the local readers (``read_cohort``); bad input
+    fails the task with a message without patient data (``_without_patients``)."""
+    parts = split(table)
+    try:
+        return read_cohort(
+            FrameSource("labs", parts["labs"]),
+            FrameSource("patients", parts["patients"]),
+            FrameSource("events", parts["events"]) if with_events else None,
+            skipped,
+        )
+    except InputError as exc:
+        raise RuntimeError(INPUT_ERROR + _without_patients(exc)) from None
+
+
 def _grade_group(
-    settings: Settings, as_of: int | None, with_events: bool
+    settings: Settings, as_of: int | None, with_events: bool, skip: bool = False
 ) -> Callable[[pa.Table], pa.Table]:
-    """The function Spark runs on each group (pickled with its arguments to the executors)."""
+    """The function Spark runs on each group (pickled with its arguments to the executors);
+    ``skip``: bad lab rows left out and returned as rows of ``PROBLEM_COLUMNS``."""
 
     def run(table: pa.Table) -> pa.Table:
-        parts = _split(table)
-        try:
-            frames = read_cohort(
-                FrameSource("labs", parts["labs"]),
-                FrameSource("patients", parts["patients"]),
-                FrameSource("events", parts["events"]) if with_events else None,
-            )
-            graded = grade_cohort(frames, settings, as_of=as_of, workers=1)
-        except InputError as exc:
-            raise RuntimeError(INPUT_ERROR + _without_patients(exc)) from None
-        return graded.to_arrow().cast(arrow_schema())
+        skipped: list[Problem] | None = [] if skip else None
+        frames = read_group(table, with_events, skipped)
+        graded = grade_cohort(frames, settings, as_of=as_of, workers=1).to_arrow()
+        if not skip:
+            return graded.cast(arrow_schema())
+        return _with_problems(graded, skipped or [])
 
     return run
+
+
+def _with_problems(graded: pa.Table, problems: list[Problem]) -> pa.Table:
+    """The grade rows (problem columns empty) followed by the problems (grade columns empty)."""
+    import pyarrow as pa
+
+    found = {
+        "__problem": [p.message for p in problems],
+        "__problem_patient": [p.location.patient_id for p in problems],
+        "__problem_row": [p.location.row for p in problems],
+        "__problem_field": [p.location.field for p in problems],
+        "__problem_source": [p.location.source for p in problems],
+    }
+    graded = graded.cast(arrow_schema())
+    columns = []
+    for f in arrow_schema(with_problems=True):
+        if f.name in found:
+            head, tail = pa.nulls(graded.num_rows, f.type), pa.array(found[f.name], f.type)
+        else:
+            head, tail = graded.column(f.name).combine_chunks(), pa.nulls(len(problems), f.type)
+        columns.append(pa.concat_arrays([head, tail]))
+    return pa.Table.from_arrays(columns, schema=arrow_schema(with_problems=True))
 
 
 def _without_patients(exc: InputError) -> str:
@@ -128,6 +180,18 @@ def grade(
     group, not as in the file). ``patients_per_group``: patients handed to the engine at once
     (memory per task: docs/scale-out.md)."""
     del spark  # (the DataFrames carry their session; kept for the documented signature)
+    run = _grade_group(settings or Settings(), as_of, events is not None)
+    return grouped(labs, patients, events, patients_per_group).applyInArrow(run, spark_schema())
+
+
+def grouped(
+    labs: DataFrame,
+    patients: DataFrame,
+    events: DataFrame | None,
+    patients_per_group: int = DEFAULT_CHUNK,
+) -> GroupedData:
+    """The three tables' rows tagged with their patient's group and grouped by it (a group's
+    Arrow table is split back into the tables by ``split``)."""
     if patients_per_group < 1:
         raise InputError("patients_per_group must be at least 1")
     groups = max(1, math.ceil(patients.count() / patients_per_group))
@@ -137,8 +201,34 @@ def grade(
     union = tables[0]
     for t in tables[1:]:
         union = union.unionByName(t, allowMissingColumns=True)
-    run = _grade_group(settings or Settings(), as_of, events is not None)
-    return union.groupBy(GROUP).applyInArrow(run, spark_schema())
+    return union.groupBy(GROUP)
+
+
+def grade_skipping_bad_rows(
+    spark: Any,
+    labs: DataFrame,
+    patients: DataFrame,
+    events: DataFrame | None = None,
+    settings: Settings | None = None,
+    as_of: int | None = None,
+    patients_per_group: int = DEFAULT_CHUNK,
+) -> tuple[DataFrame, list[Problem]]:
+    """``grade`` with ``--on-bad-row skip``: lab rows that cannot be read as a value (missing,
+    unknown analyte or unit, implausible) are left out, as the local command does, and returned
+    as problems (to the driver, not to Spark's logs; rows numbered within a group). The grade
+    table is persisted (computed once with the problems): ``unpersist()`` it when done."""
+    del spark
+    run = _grade_group(settings or Settings(), as_of, events is not None, skip=True)
+    both = grouped(labs, patients, events, patients_per_group).applyInArrow(
+        run, spark_schema(with_problems=True)
+    )
+    both = both.persist()
+    found = both.filter(both["__problem"].isNotNull()).select(*PROBLEM_COLUMNS).collect()
+    problems = [
+        Problem(r[0], Location(patient_id=r[1], row=r[2], field=r[3], source=r[4])) for r in found
+    ]
+    grades = both.filter(both["__problem"].isNull()).select(*(c.name for c in GRADE_COLUMNS))
+    return grades, problems
 
 
 def input_error_message(exc: BaseException) -> str | None:
