@@ -72,14 +72,17 @@ def machine() -> dict[str, str]:
     }
 
 
-def child(args: list[str]) -> tuple[float, float, str]:
-    """Run a child process; (wall seconds, peak RSS in GB, stderr)."""
+def child(args: list[str], cpu: dict[str, float] | None = None) -> tuple[float, float, str]:
+    """Run a child process; (wall seconds, peak RSS in GB, stderr); ``cpu``: gets its user and
+    system CPU seconds (``cpu_s``), less sensitive than the wall time to a shared machine."""
     t0 = time.perf_counter()
     p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     out, err = p.communicate()
     code = os.waitstatus_to_exitcode(status)
+    if cpu is not None:
+        cpu["cpu_s"] = usage.ru_utime + usage.ru_stime
     if code != 0:
         raise SystemExit(f"command failed ({code}): {' '.join(args)}\n{err}")
     return wall, usage.ru_maxrss / 1024**2, err + out

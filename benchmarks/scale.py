@@ -27,7 +27,10 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import CLI, DATA, child, ensure_cohort, machine  # noqa: E402
+import run  # noqa: E402
+from run import CLI, child, machine  # noqa: E402
+
+DATA = run.DATA  # (--data: where the cohorts and outputs go)
 
 SPARK_PROBE = r"""
 import json, sys, time
@@ -62,22 +65,50 @@ def _load() -> float:
     return round(os.getloadavg()[0], 1)
 
 
+def ensure_cohort(n: int, seed: str) -> Path:
+    """The cohort of ``n`` patients: generated (an integer seed) or, for a seed such as ``11x3``,
+    the seed-11 cohort of n/3 patients three times over with prefixed ids (``replicate``)."""
+    if "x" not in seed:
+        return run.ensure_cohort(n, int(seed))[0]
+    base, k = (int(x) for x in seed.split("x"))
+    return replicate(run.ensure_cohort(n // k, base)[0], k, DATA / f"cohort-{n}-seed{seed}")
+
+
+def replicate(cohort: Path, k: int, out: Path) -> Path:
+    """``cohort`` k times over, ids prefixed ``r0-``, ``r1-`` ...: a larger cohort in a minute
+    (streamed by polars, in order, so the tables stay grouped by patient in patient order)."""
+    if all((out / f"{t}.parquet").exists() for t in ("patients", "labs", "events")):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("patients", "events", "labs"):
+        parts = [
+            pl.scan_parquet(cohort / f"{name}.parquet").with_columns(
+                (pl.lit(f"r{i}-") + pl.col("patient_id").cast(pl.String)).alias("patient_id")
+            )
+            for i in range(k)
+        ]
+        pl.concat(parts).sink_parquet(out / f"{name}.parquet", row_group_size=1 << 20)
+    return out
+
+
 def streamed(
-    sizes: list[int], seeds: list[int], chunk: int, whole_max: int
+    sizes: list[int], seeds: list[str], chunk: int, whole_max: int
 ) -> list[dict[str, Any]]:
     rows = []
     for n, seed in zip(sizes, seeds, strict=True):
-        cohort, _ = ensure_cohort(n, seed)
+        cohort = ensure_cohort(n, seed)
         ins = ["--labs", str(cohort / "labs.parquet"), "--patients", str(cohort / "patients.parquet"),
                "--events", str(cohort / "events.parquet")]  # fmt: skip
         row: dict[str, Any] = {"patients": n, "seed": seed, "chunk": chunk}
         out_s = DATA / f"stream-{n}.parquet"
         row["load_before"] = _load()
+        cpu: dict[str, float] = {}
         wall, gb, _ = child(
-            [*CLI, "grade", *ins, "--chunk-patients", str(chunk), "--out", str(out_s)]
+            [*CLI, "grade", *ins, "--chunk-patients", str(chunk), "--out", str(out_s)], cpu
         )
         row |= {
             "stream_s": round(wall, 2),
+            "stream_cpu_s": round(cpu["cpu_s"], 2),
             "stream_gb": round(gb, 2),
             "stream_pps": round(n / wall),
         }
@@ -97,7 +128,7 @@ def streamed(
 
 
 def on_spark(n: int, seed: int) -> dict[str, Any]:
-    cohort, _ = ensure_cohort(n, seed)
+    cohort = ensure_cohort(n, str(seed))
     ins = ["--labs", str(cohort / "labs.parquet"), "--patients", str(cohort / "patients.parquet"),
            "--events", str(cohort / "events.parquet")]  # fmt: skip
     res: dict[str, Any] = {"patients": n, "load_before": _load()}
@@ -136,13 +167,19 @@ def markdown(
         "",
         "## One machine: streamed in chunks vs the whole file",
         "",
-        "| patients | chunk | streamed s | peak GB | patients/s | whole s | whole GB | identical | load |",
-        "|---:|---:|---:|---:|---:|---:|---:|:--:|---|",
+        "| patients | chunk | streamed s | CPU s | CPU s / 100k (x first) | peak GB (x first) "
+        "| patients/s | whole s | whole GB | identical | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--:|---|",
     ]
+    first = stream[0] if stream else {}
     for r in stream:
+        per = r.get("stream_cpu_s", 0) / r["patients"] * 1e5
+        per0 = first.get("stream_cpu_s", 0) / first["patients"] * 1e5
         lines.append(
             f"| {r['patients']:,} (seed {r['seed']}) | {r['chunk']:,} | {r['stream_s']} | "
-            f"{r['stream_gb']} | {r['stream_pps']:,} | {r.get('whole_s', '—')} | "
+            f"{r.get('stream_cpu_s', '—')} | {per:.1f} ({per / per0 if per0 else 0:.2f}) | "
+            f"{r['stream_gb']} ({r['stream_gb'] / first['stream_gb']:.2f}) | "
+            f"{r['stream_pps']:,} | {r.get('whole_s', '—')} | "
             f"{r.get('whole_gb', '—')} | {r.get('identical', '—')} | "
             f"{r['load_before']} / {r['load_after']} |"
         )
@@ -150,7 +187,7 @@ def markdown(
         s = spark
         lines += [
             "",
-            f"## Spark local[2], {s['patients']:,} patients",
+            f"## Spark local[2], {s['patients']:,} patients (run {s.get('run', '—')} UTC)",
             "",
             "| step | seconds |",
             "|---|---:|",
@@ -180,11 +217,17 @@ def markdown(
 
 
 def main() -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--seeds", default="42,11", help="one per size (11: the 1M cohort of issue 14)")
+    ap.add_argument("--sizes", default="100000,1000000,3000000")
+    ap.add_argument(
+        "--seeds",
+        default="42,11,11x3",
+        help="one per size (11: the 1M cohort of issue 14; 11x3: it three times over)",
+    )
+    ap.add_argument("--data", type=Path, default=DATA, help="where cohorts and outputs go")
     ap.add_argument("--chunk", type=int, default=20_000)
-    ap.add_argument("--whole-max", type=int, default=300_000)
+    ap.add_argument("--whole-max", type=int, default=100_000)
     ap.add_argument("--spark-patients", type=int, default=100_000, help="0: no Spark run")
     ap.add_argument("--out", type=Path, default=HERE / "SCALE.md")
     ap.add_argument("--render", action="store_true", help="rewrite --out from scale.json only")
@@ -197,12 +240,20 @@ def main() -> None:
         )
         return
     sizes = [int(x) for x in args.sizes.split(",") if x]
-    seeds = [int(x) for x in args.seeds.split(",") if x]
+    seeds = [x for x in args.seeds.split(",") if x]
+    DATA = run.DATA = args.data
     DATA.mkdir(parents=True, exist_ok=True)
     stream = streamed(sizes, seeds, args.chunk, args.whole_max)
-    spark = on_spark(args.spark_patients, 42) if args.spark_patients else None
     info = machine()
     when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
+    spark = on_spark(args.spark_patients, 42) if args.spark_patients else None
+    saved = args.out.with_suffix(".json")
+    if spark is None and saved.exists():  # --spark-patients 0: keep the last Spark run's figures
+        spark = json.loads(saved.read_text()).get("spark")
+        if spark is not None:
+            spark.setdefault("run", json.loads(saved.read_text())["run"])
+    elif spark is not None:
+        spark["run"] = when
     args.out.write_text(markdown(stream, spark, info, when), encoding="utf-8")
     record = {"run": when, "machine": info, "streamed": stream, "spark": spark}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

@@ -220,6 +220,13 @@ def report_cmd(
     ),
     as_of: int | None = typer.Option(None, "--as-of", help="Grade as of this day."),
     settings_file: Path | None = typer.Option(None, "--settings", help="Institutional settings."),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="local, or spark: the tables aggregated on Spark, the report written here from "
+        "them (docs/scale-out.md).",
+    ),
+    master: str = typer.Option("local[*]", "--master", help="Spark master URL (--engine spark)."),
 ) -> None:
     """HTML report (figures embedded) and CSV tables: grades, durations, recovery, calibration."""
     from cart_cytopenia.cohort.report import build_report  # matplotlib: only when reporting
@@ -234,11 +241,21 @@ def report_cmd(
     not_an_input(tables, inputs)
     if any(f is not None and tables.resolve() in f.resolve().parents for f in inputs):
         raise InputError(f"{tables} (the report's tables) holds input files; choose another --out")
+    if engine not in ("local", "spark"):
+        raise InputError(f"--engine {engine!r}: use local or spark")
     console = Console(stderr=True)
     settings = load_settings(settings_file)
     t0 = time.perf_counter()
-    frames = read_cohort(labs, patients, events)
-    result = build_report(frames, settings, out, title=title, source=str(directory), as_of=as_of)
+    if engine == "spark":
+        from cart_cytopenia.cli.spark_grade import SparkInputs, report_on_spark
+
+        spark_inputs = SparkInputs(labs, patients, events, None, None, None)
+        result = report_on_spark(spark_inputs, out, settings, as_of, master, title, str(directory))
+    else:
+        frames = read_cohort(labs, patients, events)
+        result = build_report(
+            frames, settings, out, title=title, source=str(directory), as_of=as_of
+        )
     console.print(
         f"report on {result.n_patients:,} patients in {time.perf_counter() - t0:.1f} s -> "
         f"{result.html} (tables: {result.tables})",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from rich.console import Console
 
+    from cart_cytopenia.cohort.report import ReportFiles
     from cart_cytopenia.errors import Problem
     from cart_cytopenia.rules.settings import Settings
 
@@ -140,6 +141,32 @@ def grade_omop_on_spark(
         raise _clear(exc) from None
     finally:
         spark.stop()
+
+
+def report_on_spark(
+    inputs: SparkInputs,
+    out: Path,
+    settings: Settings,
+    as_of: int | None,
+    master: str,
+    title: str,
+    source: str,
+) -> ReportFiles:
+    """``cohort report --engine spark``: the report's tables aggregated on Spark
+    (``spark.report.report_aggregates``), the HTML report written here from them."""
+    from cart_cytopenia.cohort.report import write_aggregate_report
+    from cart_cytopenia.spark.report import report_aggregates
+    from cart_cytopenia.spark.session import session
+
+    spark = session(master)
+    try:
+        labs, patients, events = read_inputs(spark, inputs)
+        n, aggregates = report_aggregates(labs, patients, events, settings=settings, as_of=as_of)
+    except Exception as exc:
+        raise _clear(exc) from None
+    finally:
+        spark.stop()
+    return write_aggregate_report(n, aggregates, settings, out, title=title, source=source)
 
 
 def _clear(exc: Exception) -> Exception:

@@ -30,25 +30,20 @@ from cart_cytopenia.cohort import calibration, plots
 from cart_cytopenia.cohort.analysis import (
     CAUSES,
     COMPETING_WITHIN_DAYS,
-    DEATH,
     ENDPOINTS,
-    RECOVERY,
-    RELAPSE,
     SUPPORT_DAYS,
     CohortAnalysis,
     analyse,
 )
 from cart_cytopenia.cohort.csv_safety import spreadsheet_safe
-from cart_cytopenia.cohort.survival import Curve, aalen_johansen
+from cart_cytopenia.cohort.incidence import cif_tables, curves, endpoint_counts
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import CohortFrames, drug_class_expr
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
-CIF_DAYS = (14, 30, 60, 100, 180)
 HORIZON = {"neutrophil": 90, "platelet20": 180, "platelet50": 180}
-MIN_GROUP = 20  # smaller groups are not drawn as separate curves (they stay in the tables)
 
 
 @dataclass(frozen=True)
@@ -271,82 +266,6 @@ def duration_summary(d: pl.DataFrame, by: str) -> pl.DataFrame:
     )
 
 
-def _curves(ep_rows: pl.DataFrame, d: pl.DataFrame, by: str | None) -> dict[str, Curve]:
-    x = ep_rows.join(d.select("patient_id", *([by] if by else [])), on="patient_id")
-    out: dict[str, Curve] = {}
-    if by is None:
-        if x.height:
-            out["all patients"] = aalen_johansen(
-                x["time"].to_numpy(), x["cause"].to_numpy(), RECOVERY
-            )
-        return out
-    order = {"high risk": 0, "low risk": 1, "incomplete": 2}
-    for g in sorted(x[by].unique().to_list(), key=lambda v: (order.get(str(v), 9), str(v))):
-        sub = x.filter(pl.col(by) == g)
-        if sub.height >= MIN_GROUP:
-            out[str(g)] = aalen_johansen(sub["time"].to_numpy(), sub["cause"].to_numpy(), RECOVERY)
-    return out
-
-
-def cif_tables(a: CohortAnalysis, d: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    at_days, curves = [], []
-    for ep in ENDPOINTS:
-        rows = a.endpoints.filter(pl.col("endpoint") == ep.id)
-        for by in (None, "CAR-HEMATOTOX", "product", "recovery phenotype"):
-            for g, c in _curves(rows, d, by).items():
-                est, lo, hi = c.at(np.array(CIF_DAYS, float))
-                for k, day in enumerate(CIF_DAYS):
-                    at_days.append((ep.id, by or "all", g, day, c.n, est[k], lo[k], hi[k]))
-                curves.append(
-                    pl.DataFrame(
-                        {
-                            "endpoint": ep.id,
-                            "by": by or "all",
-                            "group": g,
-                            "day": c.time,
-                            "cumulative_incidence": c.estimate,
-                            "lower_95": c.lower,
-                            "upper_95": c.upper,
-                            "at_risk": c.at_risk,
-                            "events": c.events,
-                        }
-                    )
-                )
-        # competing causes, whole cohort
-        if rows.height:
-            for cause in (RELAPSE, DEATH):
-                c = aalen_johansen(rows["time"].to_numpy(), rows["cause"].to_numpy(), cause)
-                est, lo, hi = c.at(np.array(CIF_DAYS, float))
-                for k, day in enumerate(CIF_DAYS):
-                    at_days.append(
-                        (
-                            ep.id,
-                            "all",
-                            f"competing: {CAUSES[cause]}",
-                            day,
-                            c.n,
-                            est[k],
-                            lo[k],
-                            hi[k],
-                        )
-                    )
-    table = pl.DataFrame(
-        at_days,
-        schema=[
-            "endpoint",
-            "by",
-            "group",
-            "day",
-            "n",
-            "cumulative_incidence",
-            "lower_95",
-            "upper_95",
-        ],
-        orient="row",
-    ).with_columns(pl.col("cumulative_incidence", "lower_95", "upper_95").round(4))
-    return table, pl.concat(curves) if curves else pl.DataFrame()
-
-
 def _img(data: bytes, alt: str) -> dict[str, str]:
     return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"), "alt": alt}
 
@@ -412,14 +331,16 @@ class _Figures:
         )
 
 
-def _figures(a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames) -> list[dict[str, Any]]:
+def _figures(
+    a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames, counts: pl.DataFrame
+) -> list[dict[str, Any]]:
     """Grades and durations by product and CAR-HEMATOTOX group, recovery curves, then the counts
     of sampled patients (swimmer plot, heat map, trajectories)."""
     f = _Figures()
     for by, label in (("product", "product"), ("CAR-HEMATOTOX", "CAR-HEMATOTOX group")):
         _grade_figures(f, d, by, label)
         _duration_figure(f, d, by, label)
-    _recovery_figures(f, a, d)
+    _recovery_figures(f, counts)
     _sample_figures(f, a, d, frames)
     return f.figs
 
@@ -507,18 +428,16 @@ def _duration_figure(f: _Figures, d: pl.DataFrame, by: str, label: str) -> None:
     )
 
 
-def _recovery_figures(f: _Figures, a: CohortAnalysis, d: pl.DataFrame) -> None:
+def _recovery_figures(f: _Figures, counts: pl.DataFrame) -> None:
     """Cumulative incidence of each recovery endpoint by CAR-HEMATOTOX group and product."""
-    add = f.add
     for ep in ENDPOINTS:
-        rows = a.endpoints.filter(pl.col("endpoint") == ep.id)
         for by, label in (("CAR-HEMATOTOX", "CAR-HEMATOTOX group"), ("product", "product")):
-            curves = _curves(rows, d, by)
-            if curves:
-                add(
+            by_group = curves(counts, ep.id, by)
+            if by_group:
+                f.add(
                     "recovery",
                     f"{ep.label} by {label}",
-                    plots.cumulative_incidence(curves, f"{ep.label} by {label}", HORIZON[ep.id]),
+                    plots.cumulative_incidence(by_group, f"{ep.label} by {label}", HORIZON[ep.id]),
                     f"Aalen–Johansen cumulative incidence with 95% pointwise confidence bands; relapse/progression or next therapy and death are competing events. Recovery: {ep.definition}.",
                 )
 
@@ -608,14 +527,19 @@ def _definitions() -> list[tuple[str, str]]:
 
 
 TEMPLATE = "report.html"
+AGGREGATE_TEMPLATE = "aggregate_report.html"
 
 
-def _template() -> str:
-    return (
-        resources.files("cart_cytopenia.cohort")
-        .joinpath(f"templates/{TEMPLATE}")
-        .read_text(encoding="utf-8")
-    )
+def _template(name: str = TEMPLATE) -> str:
+    """The page: the shared head (style, title) and tail (definitions, tables), ``name``'s
+    sections between them."""
+    parts = ("report_head.html", name, "report_tail.html")
+    return "".join(_template_part(p) for p in parts)
+
+
+def _template_part(name: str) -> str:
+    folder = resources.files("cart_cytopenia.cohort").joinpath("templates")
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def build_report(
@@ -627,9 +551,7 @@ def build_report(
     as_of: int | None = None,
 ) -> ReportFiles:
     """Grade the cohort and write the HTML report and its CSV tables (atomically)."""
-    out = Path(out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"{out}: the report is an HTML file (name it .html)")
+    out = _report_path(out)
     a = analyse(frames, settings, as_of=as_of, sample_size=600)
     d = categories(
         a.graded.join(
@@ -651,12 +573,14 @@ def _report_tables(
 ) -> dict[str, pl.DataFrame]:
     """The report's tables, written beside it as CSV: characteristics, grade distributions,
     durations, EASIX by outcome, cumulative incidence, published comparison, the grades."""
-    cif_at, cif_curves = cif_tables(a, d)
+    counts = endpoint_counts(a.endpoints, d)
+    cif_at, cif_curves = cif_tables(counts)
     return {
         "characteristics": characteristics(d),
         "grade_distributions": pl.concat([distribution(d, by, MEASURES) for by in DISTRIBUTION_BY]),
         "durations": pl.concat([duration_summary(d, by) for by in DURATION_BY]),
         "easix_by_outcome": easix_by_outcome(d),
+        "cumulative_incidence_inputs": counts,
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
         "recovery_endpoints": a.endpoints.with_columns(
@@ -683,11 +607,7 @@ def _render(
         csvs["durations"],
         csvs["cumulative_incidence_at_days"],
     )
-    figs = _figures(a, d, frames)
-    icaht_tab = dist.filter(
-        pl.col("measure").is_in(["early ICAHT", "late ICAHT", "early T-ICAHT", "late T-ICAHT"])
-        & (pl.col("by") != "disease")
-    )
+    figs = _figures(a, d, frames, csvs["cumulative_incidence_inputs"])
     env = Environment(autoescape=select_autoescape(["html"]))
     return env.from_string(_template()).render(
         title=title,
@@ -697,23 +617,11 @@ def _render(
         n=d.height,
         figures=figs,
         characteristics=_html_table(csvs["characteristics"]),
-        icaht_table=_html_table(
-            icaht_tab.pivot(
-                on="category",
-                index=["measure", "by", "group", "n_group"],
-                values="share",
-                aggregate_function="first",
-            ).sort("measure", "by", "group"),
-            pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
-        ),
+        icaht_table=_icaht_table(dist),
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
         easix_table=_html_table(csvs["easix_by_outcome"], max_rows=60),
         easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
-        cif_at=_html_table(
-            cif_at.filter(pl.col("day").is_in([30, 60, 100])),
-            pct_cols=("cumulative_incidence", "lower_95", "upper_95"),
-            max_rows=120,
-        ),
+        recovery_section=_recovery_section(figs, cif_at),
         calibration=_html_table(
             csvs["published_comparison"].select(
                 "metric",
@@ -753,3 +661,88 @@ def _write(out: Path, csvs: dict[str, pl.DataFrame], page: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tables_dir
+
+
+def _icaht_table(dist: pl.DataFrame) -> str:
+    """The ICAHT and T-ICAHT grade shares by product and CAR-HEMATOTOX group, as HTML."""
+    icaht = dist.filter(
+        pl.col("measure").is_in(["early ICAHT", "late ICAHT", "early T-ICAHT", "late T-ICAHT"])
+        & (pl.col("by") != "disease")
+    )
+    return _html_table(
+        icaht.pivot(
+            on="category",
+            index=["measure", "by", "group", "n_group"],
+            values="share",
+            aggregate_function="first",
+        ).sort("measure", "by", "group"),
+        pct_cols=("0", "1", "2", "3", "4", "cannot grade"),
+    )
+
+
+def _recovery_section(figs: list[dict[str, Any]], cif_at: pl.DataFrame) -> str:
+    """The cumulative incidence section: its figures and the table at days 30, 60 and 100."""
+    return (
+        Environment(autoescape=select_autoescape(["html"]))
+        .from_string(_template_part("report_recovery.html"))
+        .render(
+            figures=figs,
+            cif_at=_html_table(
+                cif_at.filter(pl.col("day").is_in([30, 60, 100])),
+                pct_cols=("cumulative_incidence", "lower_95", "upper_95"),
+                max_rows=120,
+            ),
+        )
+    )
+
+
+def _report_path(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{out}: the report is an HTML file (name it .html)")
+    return out
+
+
+def write_aggregate_report(
+    n_patients: int,
+    aggregates: dict[str, pl.DataFrame],
+    settings: Settings,
+    out: str | Path,
+    title: str = "Cohort report: cytopenias after CAR T-cell therapy",
+    source: str = "",
+) -> ReportFiles:
+    """The report written from its aggregate tables alone (``grade_distributions``,
+    ``durations``, ``cumulative_incidence_inputs``: counted on Spark by
+    ``cart_cytopenia.spark.report``); the sections that need each patient's values are left
+    out and named."""
+    out = _report_path(out)
+    counts = aggregates["cumulative_incidence_inputs"]
+    cif_at, cif_curves = cif_tables(counts)
+    f = _Figures()
+    _recovery_figures(f, counts)
+    csvs = dict(aggregates) | {
+        "cumulative_incidence_at_days": cif_at,
+        "cumulative_incidence_curves": cif_curves,
+    }
+    page = (
+        Environment(autoescape=select_autoescape(["html"]))
+        .from_string(_template(AGGREGATE_TEMPLATE))
+        .render(
+            title=title,
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            source=source,
+            software=f"cart-cytopenia {__version__}",
+            n=n_patients,
+            icaht_table=_icaht_table(aggregates["grade_distributions"]),
+            durations=_html_table(
+                aggregates["durations"].drop("by"), pct_cols=("share_severe_ge_14_days",)
+            ),
+            recovery_section=_recovery_section(f.figs, cif_at),
+            definitions=_definitions(),
+            rules=[m.label + " — " + m.source for m in tables.all_tables()],
+            settings_changed=settings.changed_from_defaults(),
+            csv_names=sorted(csvs),
+            tables_dir=out.stem + "_tables",
+        )
+    )
+    return ReportFiles(out, _write(out, csvs, page), n_patients)

@@ -131,6 +131,7 @@ def check_unique_ids(spec: str | Path, memory_limit: str = "512MB") -> None:
     con = duckdb.connect()
     try:
         con.execute(f"SET memory_limit = {quote(memory_limit)}")
+        con.execute("SET enable_progress_bar = false")
         repeated = con.execute(
             f"SELECT CAST(patient_id AS VARCHAR) AS id FROM {duckdb_relation(spec)} "
             "GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 10"

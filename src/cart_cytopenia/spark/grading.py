@@ -46,24 +46,25 @@ PROBLEM_COLUMNS = {
 }
 
 
-def _columns(with_problems: bool) -> list[tuple[str, str]]:
-    """(name, logical type) of the grade table, then of a left-out row's problem if asked."""
+def _columns(extra: dict[str, str] | None) -> list[tuple[str, str]]:
+    """(name, logical type) of the grade table, then of ``extra`` columns (rows of another kind
+    returned beside the grade rows: ``PROBLEM_COLUMNS`` ...)."""
     cols = [(c.name, LOGICAL_TYPES[c.dtype]) for c in GRADE_COLUMNS]
-    return cols + (list(PROBLEM_COLUMNS.items()) if with_problems else [])
+    return cols + list((extra or {}).items())
 
 
-def spark_schema(with_problems: bool = False) -> str:
+def spark_schema(extra: dict[str, str] | None = None) -> str:
     """The grade table's schema as Spark DDL, from the one declaration (``GRADE_COLUMNS``)."""
-    return ", ".join(f"`{n}` {SPARK_TYPES[t]}" for n, t in _columns(with_problems))
+    return ", ".join(f"`{n}` {SPARK_TYPES[t]}" for n, t in _columns(extra))
 
 
-def arrow_schema(with_problems: bool = False) -> pa.Schema:
+def arrow_schema(extra: dict[str, str] | None = None) -> pa.Schema:
     """The grade table's schema as Arrow types Spark accepts (plain ``string``, not large)."""
     import pyarrow as pa
 
     types = {"string": pa.string(), "int32": pa.int32(), "double": pa.float64()}
     types |= {"boolean": pa.bool_(), "int64": pa.int64()}
-    return pa.schema([(n, types[t]) for n, t in _columns(with_problems)])
+    return pa.schema([(n, types[t]) for n, t in _columns(extra)])
 
 
 def _tagged(df: DataFrame, kind: str, groups: int) -> DataFrame:
@@ -123,25 +124,34 @@ def _grade_group(
 
 
 def _with_problems(graded: pa.Table, problems: list[Problem]) -> pa.Table:
-    """The grade rows (problem columns empty) followed by the problems (grade columns empty)."""
-    import pyarrow as pa
-
-    found = {
+    """The grade rows followed by one row per problem (``PROBLEM_COLUMNS``)."""
+    found: dict[str, list[Any]] = {
         "__problem": [p.message for p in problems],
         "__problem_patient": [p.location.patient_id for p in problems],
         "__problem_row": [p.location.row for p in problems],
         "__problem_field": [p.location.field for p in problems],
         "__problem_source": [p.location.source for p in problems],
     }
+    return stacked(graded, found, PROBLEM_COLUMNS)
+
+
+def stacked(graded: pa.Table, extra: dict[str, list[Any]], types: dict[str, str]) -> pa.Table:
+    """The grade rows (``types``' columns empty), then rows of ``extra`` (a column of each of
+    ``types``, and grade columns it names such as ``patient_id``; the others empty)."""
+    import pyarrow as pa
+
+    n_extra = len(next(iter(extra.values())))
     graded = graded.cast(arrow_schema())
     columns = []
-    for f in arrow_schema(with_problems=True):
-        if f.name in found:
-            head, tail = pa.nulls(graded.num_rows, f.type), pa.array(found[f.name], f.type)
-        else:
-            head, tail = graded.column(f.name).combine_chunks(), pa.nulls(len(problems), f.type)
+    for f in arrow_schema(types):
+        head = (
+            graded.column(f.name).combine_chunks()
+            if f.name in graded.column_names
+            else pa.nulls(graded.num_rows, f.type)
+        )
+        tail = pa.array(extra[f.name], f.type) if f.name in extra else pa.nulls(n_extra, f.type)
         columns.append(pa.concat_arrays([head, tail]))
-    return pa.Table.from_arrays(columns, schema=arrow_schema(with_problems=True))
+    return pa.Table.from_arrays(columns, schema=arrow_schema(types))
 
 
 def _without_patients(exc: InputError) -> str:
@@ -220,7 +230,7 @@ def grade_skipping_bad_rows(
     del spark
     run = _grade_group(settings or Settings(), as_of, events is not None, skip=True)
     both = grouped(labs, patients, events, patients_per_group).applyInArrow(
-        run, spark_schema(with_problems=True)
+        run, spark_schema(PROBLEM_COLUMNS)
     )
     both = both.persist()
     found = both.filter(both["__problem"].isNotNull()).select(*PROBLEM_COLUMNS).collect()
