@@ -136,6 +136,25 @@ def _expired(token: dict[str, Any], leeway: float = 30) -> bool:
     return expires_at is not None and float(expires_at) - leeway <= time.time()
 
 
+# Why a launch is refused before anything is sent to the EHR (the page's text).
+NOT_SET_UP = (
+    "This cart-cytopenia has no SMART on FHIR client registration "
+    "(settings [smart] client_id and issuers)."
+)
+NO_STANDALONE = (
+    "No EHR is set for the standalone launch ([smart] standalone_issuer); "
+    "open cart-cytopenia from the EHR instead."
+)
+ISSUER_NOT_ALLOWED = (
+    "The EHR that launched cart-cytopenia (its 'iss') is not on this installation's list of "
+    "allowed EHRs; nothing was sent to it. Ask the administrator to add it to [smart] issuers "
+    "if it should be."
+)
+NO_LAUNCH = (
+    "An EHR launch needs the EHR's 'launch' parameter; open cart-cytopenia from the EHR again."
+)
+
+
 def _start(
     request: Request,
     viewer: Viewer,
@@ -148,25 +167,16 @@ def _start(
     """Check the issuer, discover its endpoints and send the browser to its authorization."""
     settings = get_ctx(request).settings.smart
     if not settings.enabled:
-        return _refused(request, viewer, 404, "SMART launch is not set up",
-                        "This cart-cytopenia has no SMART on FHIR client registration "
-                        "(settings [smart] client_id and issuers).")  # fmt: skip
+        return _refused(request, viewer, 404, "SMART launch is not set up", NOT_SET_UP)
     if flow == "standalone" and not iss:
-        return _refused(request, viewer, 404, "Standalone launch is not set up",
-                        "No EHR is set for the standalone launch ([smart] standalone_issuer); "
-                        "open cart-cytopenia from the EHR instead.")  # fmt: skip
+        return _refused(request, viewer, 404, "Standalone launch is not set up", NO_STANDALONE)
     allowed = settings.allowed(iss)
     if allowed is None:
         record(session, viewer, "read", "smart-launch", None, outcome="refused",
                detail=f"issuer not allow-listed: {iss[:180]}")  # fmt: skip
-        return _refused(request, viewer, 400, "Launch refused",
-                        "The EHR that launched cart-cytopenia (its 'iss') is not on this "
-                        "installation's list of allowed EHRs; nothing was sent to it. Ask "
-                        "the administrator to add it to [smart] issuers if it should be.")  # fmt: skip
+        return _refused(request, viewer, 400, "Launch refused", ISSUER_NOT_ALLOWED)
     if flow == "ehr" and not launch:
-        return _refused(request, viewer, 400, "Launch refused",
-                        "An EHR launch needs the EHR's 'launch' parameter; open "
-                        "cart-cytopenia from the EHR again.")  # fmt: skip
+        return _refused(request, viewer, 400, "Launch refused", NO_LAUNCH)
     try:
         config = oauth.discover(allowed, flow, settings)
         redirect_uri = _redirect_uri(request, settings)
