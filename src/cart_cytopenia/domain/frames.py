@@ -482,9 +482,11 @@ def _conversion_problems(df: pl.DataFrame, conv: _Converted, source: str | None)
 def _event_rows(course: Course) -> list[dict[str, Any]]:
     from cart_cytopenia.domain.course import (
         CRS,
+        GVHD,
         HCT,
         ICANS,
         IECHS,
+        ClinicalFinding,
         Dated,
         Infection,
         Medication,
@@ -521,6 +523,11 @@ def _event_rows(course: Course) -> list[dict[str, Any]]:
             row["grade"] = {"mild": 1, "moderate": 2, "severe": 3, "life-threatening": 4}.get(
                 ev.severity.value if ev.severity else ""
             )
+        elif isinstance(ev, ClinicalFinding):  # the finding in ``product``, 1 present / 0 absent
+            row["product"] = ev.finding.value
+            row["grade"] = int(ev.present)
+        elif isinstance(ev, GVHD):
+            row["grade"] = ev.grade
         elif isinstance(ev, (StemCellBoost, HCT)):
             row["product"] = ev.source.value if isinstance(ev, StemCellBoost) else ev.kind.value
         elif isinstance(ev, Span):
