@@ -377,6 +377,19 @@ def _reference(pts: _Points, met_n: NDArray[np.int64], meets: B, n: int) -> tupl
     return ref, first
 
 
+def _open(pts: _Points, could: B, paired: B) -> B:
+    """Points that could still make the criteria met, had the missing values been taken: they
+    could reach the count (every criterion not assessable counted as met) and either their
+    consecutive neighbour within the window could too, or no next time point was taken within
+    the window (the second time point is missing). ``paired``: the point and the one before it
+    are of one patient and within the window."""
+    nxt = np.r_[paired[1:], False]  # the next point is of the patient and within the window
+    with_prev = could & paired & np.r_[False, could[:-1]]
+    with_next = could & nxt & np.r_[could[1:], False]
+    out: B = (could & ~nxt) | with_prev | with_next
+    return out
+
+
 def _count(flags: dict[str, B]) -> I64:
     out = np.zeros(next(iter(flags.values())).size, np.int64)
     for c in TATMA_CRITERIA:
@@ -414,12 +427,12 @@ def evaluate(inp: TatmaInputs, refs: ReferenceRanges, t: TatmaTable) -> Tatma:
     meets = reach & same & close & np.r_[False, reach[:-1]]
     ref, first = _reference(pts, met_n, meets, n)
     prior = np.where((ref > 0) & _at(same, ref, False).astype(bool), ref - 1, -1)
-    could = met_n + (len(TATMA_CRITERIA) - known_n) >= t.required
-    could_any = np.zeros(n, bool)
-    could_any[pts.idx[could]] = True
+    open_points = _open(pts, met_n + (len(TATMA_CRITERIA) - known_n) >= t.required, same & close)
+    undecided = np.zeros(n, bool)
+    undecided[pts.idx[open_points]] = True
     n_points = np.bincount(pts.idx, minlength=n).astype(np.int32)
     status = np.full(n, INSUFFICIENT, dtype=object)
-    status[(n_points > 0) & ~could_any] = NOT_MET
+    status[(n_points > 0) & ~undecided] = NOT_MET
     status[first >= 0] = MEETS
     present, known = _high_risk(inp, f_post, pts, rd, refs, t, st)
     return Tatma(

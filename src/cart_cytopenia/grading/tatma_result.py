@@ -86,6 +86,11 @@ class TatmaResult(_Out):
                 f"; >= {self.required} of {self.total} also on day {self.prior_day}: meets the "
                 f"criteria (first met day {self.first_met_day})"
             )
+        elif self.criteria_met >= self.required:
+            text += (
+                f": {self.status} (met on one time point: a second time point within "
+                f"{self.window_days} days is needed)"
+            )
         else:
             text += f": {self.status}"
         return text
