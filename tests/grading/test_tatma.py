@@ -149,7 +149,7 @@ def test_four_of_seven_on_two_time_points_within_14_days() -> None:
     r = tma(course({**on(10, **MET4), **on(23, **MET4)}))  # 13 days apart: one 14-day span
     assert r.status == "meets"
     assert (r.criteria_met, r.assessable, r.first_met_day, r.prior_day) == (4, 7, 23, 10)
-    assert "LDH > ULN (> 250; day 23: 400 U/L)" in r.evidence
+    assert "LDH > ULN (> 250 U/L (ULN); day 23: 400 U/L)" in r.evidence
     # 14 days apart: the two time points do not lie within 14 days; nothing was taken between
     # them, so the second time point is missing (not "not met")
     far = tma(course({**on(10, **MET4), **on(24, **MET4)}))

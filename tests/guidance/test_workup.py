@@ -142,7 +142,7 @@ def test_ta_tma_markers_alone_after_allo() -> None:
     item = g.item("workup.ta-tma")
     assert item is not None
     assert "TA-TMA harmonised criteria 3 of 7 met" in item.rationale
-    assert "LDH > ULN (> 250, day 40: 600 U/L)" in item.rationale
+    assert "LDH > ULN (> 250 U/L (ULN), day 40: 600 U/L)" in item.rationale
     assert "sC5b-9" in item.rationale and "sC5b-9" in item.summary  # not assessable: named
     one_marker = counts(range(0, 41, 2), anc=300, plt=30, hb=8) + series("ldh", [40], 600)
     assert "workup.ta-tma" not in ids(course(one_marker, prior_hct=allo), 40)

@@ -269,17 +269,23 @@ def _lab_criteria(
     pts: _Points, rd: _Read, refs: ReferenceRanges, t: TatmaTable, st: _State
 ) -> None:
     n = pts.key.size
-    for cid, a, limit, strict in (
-        ("ldh", "ldh", refs.ldh_uln_u_l * t.cut["ldh_above_uln"], True),
-        ("sc5b9", "sc5b9", refs.sc5b9_uln_ng_ml * t.cut["sc5b9_at_least_uln"], False),
-        ("proteinuria", "upcr", t.cut["upcr_mg_mg"], False),
+    for cid, a, limit, strict, unit in (
+        ("ldh", "ldh", refs.ldh_uln_u_l * t.cut["ldh_above_uln"], True, "U/L (ULN)"),
+        (
+            "sc5b9",
+            "sc5b9",
+            refs.sc5b9_uln_ng_ml * t.cut["sc5b9_at_least_uln"],
+            False,
+            "ng/mL (ULN)",
+        ),
+        ("proteinuria", "upcr", t.cut["upcr_mg_mg"], False, "mg/mg"),
     ):
         v, has = rd.value[a], rd.has(a)
         met = has & ((v > limit) if strict else (v >= limit))
         st.met[cid], st.known[cid] = met, has
         sign = ">" if strict else ">="
         st.how[cid] = _labelled(
-            n, (met, f"{sign} {limit:g}"), (has & ~met, f"below {sign} {limit:g}")
+            n, (met, f"{sign} {limit:g} {unit}"), (has & ~met, f"not {sign} {limit:g} {unit}")
         )
         st.evidence_day[cid], st.evidence_value[cid] = rd.day[a], v
 

@@ -121,13 +121,15 @@ def result(z: tatma.Tatma, i: int, refs: ReferenceRanges) -> TatmaResult:
         known = bool(z.criterion_known[c.id][i])
         a = analyte(EVIDENCE_ANALYTE[c.id])
         value = _f(z.evidence_value[c.id][i]) if known else None
+        if a.canonical_unit.ucum == "{presence}":  # (the result says present / absent)
+            value = None
         crits.append(
             TatmaCriterionResult(
                 id=c.id,
                 label=c.label,
                 met=bool(z.criterion_met[c.id][i]) if known else None,
                 how=str(z.evidence_how[c.id][i]),
-                day=_d(int(z.evidence_day[c.id][i])) if known and value is not None else None,
+                day=_d(int(z.evidence_day[c.id][i])) if known else None,
                 value=value,
                 unit=a.canonical_unit.ucum if value is not None else None,
             )
