@@ -16,6 +16,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from cart_cytopenia.domain.analytes import analyte
+from cart_cytopenia.domain.frames import RAW_LAB_SCHEMA
 
 F = NDArray[np.float64]
 B = NDArray[np.bool_]
@@ -80,13 +81,7 @@ def tatma_extras(
                     "value": vals[a][take],
                     "unit": [an.canonical_unit.ucum] * int(take.sum()),
                 },
-                schema={
-                    "patient_id": pl.String,
-                    "day": pl.Int32,
-                    "analyte": pl.String,
-                    "value": pl.Float64,
-                    "unit": pl.String,
-                },
+                schema=RAW_LAB_SCHEMA,
             )
         )
     treated = tma & (onset + 2 <= np.asarray(last_day))

@@ -82,6 +82,15 @@ LAB_SCHEMA: dict[str, Any] = {
     "row": pl.Int64,
 }
 
+# raw long lab rows, before ``normalise_labs`` (analyte and unit as written)
+RAW_LAB_SCHEMA: dict[str, Any] = {
+    "patient_id": pl.String,
+    "day": pl.Int32,
+    "analyte": pl.String,
+    "value": pl.Float64,
+    "unit": pl.String,
+}
+
 EVENT_SCHEMA: dict[str, Any] = {
     "patient_id": pl.String,
     "type": pl.String,
@@ -574,14 +583,7 @@ def course_to_frames(course: Course) -> CohortFrames:
         normalise_labs(
             pl.DataFrame(
                 raw_labs,
-                schema={
-                    "patient_id": pl.String,
-                    "day": pl.Int32,
-                    "analyte": pl.String,
-                    "value": pl.Float64,
-                    "unit": pl.String,
-                    "row": pl.Int64,
-                },
+                schema={**RAW_LAB_SCHEMA, "row": pl.Int64},
             ),
             source=f"course {pid}",
         )
