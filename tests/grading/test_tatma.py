@@ -52,8 +52,11 @@ def course(
     events: list[dict[str, Any]] = (),  # type: ignore[assignment]
     age: float | None = 50,
     baseline: dict[str, float] | None = None,
+    prior_allo: bool = False,
 ) -> Any:
     patient: dict[str, Any] = {"id": "t1", "disease": "B-ALL", "sex": "female"}
+    if prior_allo:
+        patient["prior_hct"] = [{"kind": "allogeneic", "day": -300}]
     if age is not None:
         patient["age_years"] = age
     return parse_course(
