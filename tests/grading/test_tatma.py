@@ -240,3 +240,18 @@ def test_as_of_day_sees_only_what_was_known() -> None:
     c = course({**on(10, **MET4), **on(12, **MET4)})
     assert tma(c, 11).status == "insufficient data"  # one time point by day 11
     assert tma(c, 12).status == "meets"
+
+
+def test_rows_far_from_the_time_points_stay_with_their_patient() -> None:
+    # keys are patient * width + day: a transfusion days beyond the last time point must not
+    # fall into the next patient's range
+    import numpy as np
+
+    from cart_cytopenia.grading.tatma import SHIFT, _Points
+
+    width = 10 + 2 * SHIFT + 2
+    idx, day = np.array([0, 1]), np.array([5, 5])
+    pts = _Points(idx, day, idx * width + day + SHIFT, width)
+    far = np.array([width + 2])  # patient 0: its key would be patient 1's day 2
+    assert not pts.recent(np.array([0]), far, 7).any()
+    assert pts.recent(np.array([1]), np.array([2]), 7).tolist() == [False, True]

@@ -140,7 +140,8 @@ class _Points:
 
     def recent(self, idx: NDArray[np.integer], day: NDArray[np.integer], within: int) -> B:
         """Points with a row of their patient on the point or up to ``within`` days before."""
-        key = np.sort(self.keys(idx, day))
+        inside = (day >= -SHIFT) & (day <= self.width - SHIFT - 1)  # (a key stays its patient's)
+        key = np.sort(self.keys(idx[inside], day[inside]))
         hi = np.searchsorted(key, self.key, side="right")
         lo = np.searchsorted(key, np.maximum(self.key - within, self.idx * self.width), "left")
         out: B = hi > lo
