@@ -41,6 +41,7 @@ class _Out(BaseModel):
 class TatmaCriterionResult(_Out):
     id: str
     label: str
+    analyte: str = Field(description="The analyte whose value is shown as evidence")
     met: bool | None = Field(description="None: not assessable (no value within the carry days)")
     how: str = Field(description="How it was met or not; empty when not assessable")
     day: int | None = Field(description="Day of the value read (None: none)")
@@ -127,6 +128,7 @@ def result(z: tatma.Tatma, i: int, refs: ReferenceRanges) -> TatmaResult:
             TatmaCriterionResult(
                 id=c.id,
                 label=c.label,
+                analyte=a.code,
                 met=bool(z.criterion_met[c.id][i]) if known else None,
                 how=str(z.evidence_how[c.id][i]),
                 day=_d(int(z.evidence_day[c.id][i])) if known else None,
