@@ -155,11 +155,13 @@ def _points(inp: TatmaInputs, post: B, f_post: B) -> _Points:
     )
     width = top + 2 * SHIFT + 2
     probe = _Points(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), width)
-    key = np.unique(
-        np.concatenate(
-            [probe.keys(r.idx[post], r.day[post]), probe.keys(f.idx[f_post], f.day[f_post])]
-        )
+    key = np.concatenate(
+        [probe.keys(r.idx[post], r.day[post]), probe.keys(f.idx[f_post], f.day[f_post])]
     )
+    # (a radix sort: the rows come mostly in patient and day order; a hash-based np.unique was
+    # most of the cost at 100,000 patients)
+    key.sort(kind="stable")
+    key = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
     return _Points(key // width, key % width - SHIFT, key, width)
 
 
@@ -169,8 +171,9 @@ def _day_values(rows: MarkerRows, post: B, j: int, lowest: bool, pts: _Points) -
     sel = post & (rows.marker == j)
     key = pts.keys(rows.idx[sel], rows.day[sel])
     val = rows.value[sel]
-    order = np.lexsort((val if lowest else -val, key))
-    key, val = key[order], val[order]
+    if key.size > 1 and not (key[1:] > key[:-1]).all():  # (the counts come one a day, in order)
+        order = np.lexsort((val if lowest else -val, key))
+        key, val = key[order], val[order]
     first = np.r_[True, key[1:] != key[:-1]] if key.size else np.zeros(0, bool)
     return key[first], val[first]
 
@@ -219,16 +222,30 @@ def _finding(
 class _State:
     met: dict[str, B]
     known: dict[str, B]
-    how: dict[str, Obj]
+    how: dict[str, _Labels]
     evidence_day: dict[str, I64]
     evidence_value: dict[str, F]
 
 
-def _labelled(n: int, *cases: tuple[B, str]) -> Obj:
-    out = np.full(n, "", dtype=object)
-    for mask, text in reversed(cases):  # the first case that holds wins
-        out[mask] = text
-    return out
+@dataclass(frozen=True)
+class _Labels:
+    """Per point which case holds (0: none), and each case's text: the texts are made only for
+    the reference points (``text_at``), not for every point."""
+
+    code: NDArray[np.int8]
+    texts: tuple[str, ...]
+
+    def text_at(self, ref: I64) -> Obj:
+        table = np.array(["", *self.texts], dtype=object)
+        out: Obj = table[_at(self.code, ref, 0)]
+        return out
+
+
+def _labelled(n: int, *cases: tuple[B, str]) -> _Labels:
+    code = np.zeros(n, np.int8)
+    for k in range(len(cases), 0, -1):  # the first case that holds wins
+        code[cases[k - 1][0]] = k
+    return _Labels(code, tuple(text for _, text in cases))
 
 
 def _blood_criteria(
@@ -456,7 +473,7 @@ def evaluate(inp: TatmaInputs, refs: ReferenceRanges, t: TatmaTable) -> Tatma:
         evidence_value={
             c: _at(st.evidence_value[c], ref, np.nan).astype(np.float64) for c in TATMA_CRITERIA
         },
-        evidence_how={c: _at(st.how[c], ref, "").astype(object) for c in TATMA_CRITERIA},
+        evidence_how={c: st.how[c].text_at(ref) for c in TATMA_CRITERIA},
         high_risk={h: _at(present[h], ref, False).astype(bool) for h in TATMA_HIGH_RISK},
         high_risk_known={h: _at(known[h], ref, False).astype(bool) for h in TATMA_HIGH_RISK},
         n_time_points=n_points,
