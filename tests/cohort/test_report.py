@@ -72,6 +72,7 @@ def test_tables_beside_the_report(built: report.ReportFiles) -> None:
         "published_comparison",
         "grades",
         "easix_by_outcome",
+        "tatma_counts",
     } <= names
     grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
     assert grades.height == built.n_patients == 800
@@ -105,6 +106,19 @@ def test_easix_by_outcome(built: report.ReportFiles) -> None:
     with_score = int(crs["n_with_score"].cast(pl.Int64).sum())
     assert with_score == grades["easix_baseline"].drop_nulls().len() > 0
     assert "EASIX and m-EASIX by outcome" in built.html.read_text(encoding="utf-8")
+
+
+def test_tatma_counts(built: report.ReportFiles) -> None:
+    tab = pl.read_csv(built.tables / "tatma_counts.csv", infer_schema_length=None)
+    grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    (everyone,) = tab.filter(pl.col("by") == "all").iter_rows(named=True)
+    assert everyone["n"] == grades.height
+    meets = int((grades["tatma_status"] == "meets").sum())
+    assert everyone["meets"] == meets > 0  # the synthetic work-up makes some patients meet them
+    assert everyone["meets"] + everyone["not_met"] + everyone["insufficient_data"] == grades.height
+    allo = tab.filter(pl.col("by") == "prior allo-HCT")
+    assert allo["n"].sum() == grades.height
+    assert "TA-TMA harmonised criteria" in built.html.read_text(encoding="utf-8")
 
 
 def test_report_numbers_are_the_engine_s(frames: CohortFrames, built: report.ReportFiles) -> None:

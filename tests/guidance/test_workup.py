@@ -133,12 +133,22 @@ def test_ta_tma_assessment_needs_neutrophil_recovery() -> None:
 
 
 def test_ta_tma_markers_alone_after_allo() -> None:
+    # two harmonised criteria other than the blood counts (LDH > ULN, rUPCR >= 1 mg/mg)
     allo = [{"kind": "allogeneic", "day": -200}]
     labs = counts(range(0, 41, 2), anc=300, plt=30, hb=8)
-    labs += series("ldh", [40], 600) + series("haptoglobin", [40], 10)
-    assert "workup.ta-tma" in ids(course(labs, prior_hct=allo), 40)
+    labs += series("ldh", [40], 600) + series("upcr", [40], 1.2)
+    g = guidance(course(labs, prior_hct=allo), 40)
+    assert "workup.ta-tma" in g.ids()
+    item = g.item("workup.ta-tma")
+    assert item is not None
+    assert "TA-TMA harmonised criteria 3 of 7 met" in item.rationale
+    assert "LDH > ULN (> 250 U/L (ULN), day 40: 600 U/L)" in item.rationale
+    assert "sC5b-9" in item.rationale and "sC5b-9" in item.summary  # not assessable: named
     one_marker = counts(range(0, 41, 2), anc=300, plt=30, hb=8) + series("ldh", [40], 600)
     assert "workup.ta-tma" not in ids(course(one_marker, prior_hct=allo), 40)
+    # haptoglobin is a haemolysis marker, not a harmonised criterion
+    hapto = one_marker + series("haptoglobin", [40], 10)
+    assert "workup.ta-tma" not in ids(course(hapto, prior_hct=allo), 40)
 
 
 def test_viral_pcr_after_allo_or_recorded_reactivation() -> None:

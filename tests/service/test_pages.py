@@ -171,6 +171,11 @@ def test_patient_page_shows_the_course(service: Service) -> None:
     # EASIX beside CAR-HEMATOTOX: case 1 has no baseline LDH or creatinine
     easix = html.split('id="easix"')[1].split("</table>")[0]
     assert "not computed (ldh, creatinine missing)" in easix
+    # TA-TMA: counts and transfusions only, so 'k of 7 met (m of 7 assessable)' and not assessable
+    tma = html.split('id="tatma"')[1].split("</section>")[0]
+    assert "insufficient data" in tma
+    assert "of 7</b> met (2 of 7 assessable)" in tma
+    assert tma.count("not assessable</span>") == 5
     # a read-only user sees no data-entry or acknowledgement forms
     assert "/labs/new" not in html
     assert "Acknowledge</button>" not in html

@@ -163,6 +163,7 @@ def _print_scores_and_phenotype(a: Assessment, console: Console) -> None:
     for w in h.warnings:
         console.print(f"   [yellow]⚠ {w}[/]")
     console.print(_easix_text(a))
+    _print_tatma(console, a)
 
     ph = a.phenotype
     if ph.phenotype:
@@ -359,3 +360,33 @@ def _easix_text(a: Assessment) -> str:
         f"m-EASIX {easix_value(z.m_easix_baseline, z.missing_m_easix)} (no cut-off applied)"
         + (f"; day 0–3 highest: {', '.join(early)}" if early else "")
     )
+
+
+def _print_tatma(console: Console, a: Assessment) -> None:
+    """TA-TMA harmonised criteria: the count, each criterion with its evidence, high risk."""
+    from rich.table import Table
+
+    x = a.tatma
+    colour = {"meets": "red", "not met": "green"}.get(x.status, "yellow")
+    t = Table(title=f"TA-TMA harmonised criteria ([{colour}]{x.status}[/])")
+    for col in ("Criterion", "Result", "Day", "Value", "How"):
+        t.add_column(col)
+    for c in x.criteria:
+        result = "not assessable" if c.met is None else ("[red]met[/]" if c.met else "not met")
+        t.add_row(
+            c.label,
+            result,
+            str(c.day) if c.day is not None else "—",
+            _fmt(c.value, c.unit or ""),
+            c.how or "no value within the carry-forward days",
+        )
+    console.print(t)
+    console.print(x.summary)
+    if x.status == "meets":
+        hr = ", ".join(x.high_risk_features) or "none found"
+        unknown = (
+            f" (not assessed: {', '.join(x.high_risk_not_assessed)})"
+            if x.high_risk_not_assessed
+            else ""
+        )
+        console.print(f"   High-risk features: {hr}{unknown}")

@@ -87,6 +87,57 @@ def _easix_section() -> list[str]:
     ]
 
 
+def _tatma_section() -> list[str]:
+    t = tables.tatma()
+    c = t.cut
+    rr = Settings().reference_ranges
+    return [
+        "## TA-TMA harmonised criteria",
+        "",
+        *_meta(t.meta),
+        "",
+        f"Meets the criteria: >= {t.required} of {len(t.criteria)} criteria at two consecutive "
+        f"time points within {t.window_days} days (the second at most {t.window_days - 1} days "
+        "after the first). A criterion without a value is not assessable, never 'not met'; the "
+        "count is shown as 'k of 7 met (m of 7 assessable)'.",
+        "",
+        "| criterion | the paper | as computed |",
+        "|---|---|---|",
+        f"| {t.criterion('anaemia').label} | {t.criterion('anaemia').text} | Hb <= baseline − "
+        f"{c['hb_decline_g_dl']:g} g/dL, or a red-cell transfusion in the "
+        f"{t.transfusion_lookback_days} days before |",
+        f"| {t.criterion('thrombocytopenia').label} | {t.criterion('thrombocytopenia').text} | "
+        f"platelets < {c['platelets_below']:g} ×10⁹/L or <= "
+        f"{c['platelets_fraction_of_baseline']:.0%} of baseline, or a platelet transfusion in the "
+        f"{t.transfusion_lookback_days} days before |",
+        f"| {t.criterion('ldh').label} | {t.criterion('ldh').text} | LDH > "
+        f"{c['ldh_above_uln']:g} × ULN (setting reference_ranges.ldh_uln_u_l, default "
+        f"{rr.ldh_uln_u_l:g} U/L) |",
+        f"| {t.criterion('schistocytes').label} | {t.criterion('schistocytes').text} | "
+        "schistocytes result 1 (present), or the finding 'schistocytes' recorded present |",
+        f"| {t.criterion('hypertension').label} | {t.criterion('hypertension').text} | age >= "
+        f"{c['adult_age_years']:g}: SBP >= {c['sbp_mm_hg']:g} or DBP >= {c['dbp_mm_hg']:g} "
+        "mmHg; any age: an antihypertensive drug active that day, or the finding 'hypertension' "
+        "/ 'antihypertensive-needed' |",
+        f"| {t.criterion('sc5b9').label} | {t.criterion('sc5b9').text} | sC5b-9 >= "
+        f"{c['sc5b9_at_least_uln']:g} × ULN (setting reference_ranges.sc5b9_uln_ng_ml, default "
+        f"{rr.sc5b9_uln_ng_ml:g} ng/mL) |",
+        f"| {t.criterion('proteinuria').label} | {t.criterion('proteinuria').text} | UPCR >= "
+        f"{c['upcr_mg_mg']:g} mg/mg |",
+        "",
+        f"Time points: days from day 0 with a value a criterion reads; each criterion reads its "
+        f"latest value within {t.carry_forward_days} days (the day's worst value). Baselines: the "
+        f"last Hb and platelet count on or before the start of lymphodepletion, within "
+        f"{t.baseline_window_days} days.",
+        "",
+        f"High-risk TA-TMA (any one, at the time point the criteria are met): sC5b-9 >= ULN; "
+        f"rUPCR >= 1 mg/mg; LDH >= {t.high_risk_ldh_uln:g} × ULN; concurrent acute GVHD grade "
+        f">= {t.high_risk_gvhd_grade}; concurrent "
+        f"{' or '.join(t.high_risk_infections)} infection; organ dysfunction (finding).",
+        "",
+    ]
+
+
 def _ticaht_section() -> list[str]:
     t = tables.ticaht()
     c = t.conventions
@@ -134,6 +185,7 @@ def rule_reference() -> str:
         *_icaht_section(),
         *_ticaht_section(),
         *_easix_section(),
+        *_tatma_section(),
         *_hematotox_section(),
         *_phenotype_section(),
         *_timing_section(),

@@ -244,6 +244,52 @@ def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def tatma_counts(d: pl.DataFrame) -> pl.DataFrame:
+    """TA-TMA harmonised criteria per group (all, prior allo-HCT, product): patients who meet the
+    criteria (with a high-risk feature), not met, insufficient data, and the criteria assessable
+    at the reference time point (median; 'insufficient data' is most patients whose work-up was
+    never done: not measured is not 'not met')."""
+    groups = {
+        "all": pl.lit("all"),
+        "prior allo-HCT": pl.col("prior_allo_hct")
+        .replace_strict({True: "yes", False: "no"}, default="unknown", return_dtype=pl.String)
+        .fill_null("unknown"),
+        "product": pl.col("product").fill_null("unknown"),
+    }
+    status = pl.col("tatma_status")
+    parts = []
+    for by, key in groups.items():
+        parts.append(
+            d.with_columns(key.alias("group"))
+            .group_by("group")
+            .agg(
+                pl.len().alias("n"),
+                (status == "meets").sum().alias("meets"),
+                ((status == "meets") & (pl.col("tatma_high_risk") == 1)).sum().alias("high_risk"),
+                (status == "not met").sum().alias("not_met"),
+                (status == "insufficient data").sum().alias("insufficient_data"),
+                pl.col("tatma_assessable").median().alias("median_assessable"),
+            )
+            .with_columns(pl.lit(by).alias("by"))
+        )
+    return (
+        pl.concat(parts)
+        .with_columns((pl.col("meets") / pl.col("n")).alias("share_meets"))
+        .select(
+            "by",
+            "group",
+            "n",
+            "meets",
+            "share_meets",
+            "high_risk",
+            "not_met",
+            "insufficient_data",
+            "median_assessable",
+        )
+        .sort("by", "group")
+    )
+
+
 def duration_summary(d: pl.DataFrame, by: str) -> pl.DataFrame:
     return (
         d.group_by(by)
@@ -572,7 +618,8 @@ def _report_tables(
     a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames
 ) -> dict[str, pl.DataFrame]:
     """The report's tables, written beside it as CSV: characteristics, grade distributions,
-    durations, EASIX by outcome, cumulative incidence, published comparison, the grades."""
+    durations, EASIX by outcome, TA-TMA counts, cumulative incidence, published comparison, the
+    grades."""
     counts = endpoint_counts(a.endpoints, d)
     cif_at, cif_curves = cif_tables(counts)
     return {
@@ -580,6 +627,7 @@ def _report_tables(
         "grade_distributions": pl.concat([distribution(d, by, MEASURES) for by in DISTRIBUTION_BY]),
         "durations": pl.concat([duration_summary(d, by) for by in DURATION_BY]),
         "easix_by_outcome": easix_by_outcome(d),
+        "tatma_counts": tatma_counts(d),
         "cumulative_incidence_inputs": counts,
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
@@ -621,6 +669,7 @@ def _render(
         durations=_html_table(durs.drop("by"), pct_cols=("share_severe_ge_14_days",)),
         easix_table=_html_table(csvs["easix_by_outcome"], max_rows=60),
         easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
+        tatma_table=_html_table(csvs["tatma_counts"], pct_cols=("share_meets",), max_rows=40),
         recovery_section=_recovery_section(figs, cif_at),
         calibration=_html_table(
             csvs["published_comparison"].select(

@@ -90,6 +90,7 @@ from cart_cytopenia.cohort.synthetic_patients import (
     draw_outcomes,
     draw_who,
 )
+from cart_cytopenia.cohort.synthetic_tatma import with_tatma
 from cart_cytopenia.cohort.synthetic_trajectories import (
     AncCurve,
     PlateletCurve,
@@ -174,6 +175,8 @@ def generate_block(
     # ---- 10. patient and event tables
     patients = _patient_table(rng, ids, who, out)
     events = _block_events(rng, ids, who, neu, out, crs, g, anc, plt_c, tx)
+    # ---- 11. the TA-TMA work-up (its own random stream: every other value is unchanged)
+    labs, events = with_tatma(seed, block, patients, labs, events)
     return Block(patients, labs, events, _truth(ids, who, base, neu, out, g, plt_c))
 
 

@@ -30,6 +30,7 @@ class DrugClass(StrEnum):
     MYELOSUPPRESSIVE = "myelosuppressive"
     IMMUNOSUPPRESSANT = "immunosuppressant"
     IVIG = "ivig"
+    ANTIHYPERTENSIVE = "antihypertensive"
 
 
 class Cover(StrEnum):

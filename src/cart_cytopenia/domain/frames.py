@@ -82,6 +82,15 @@ LAB_SCHEMA: dict[str, Any] = {
     "row": pl.Int64,
 }
 
+# raw long lab rows, before ``normalise_labs`` (analyte and unit as written)
+RAW_LAB_SCHEMA: dict[str, Any] = {
+    "patient_id": pl.String,
+    "day": pl.Int32,
+    "analyte": pl.String,
+    "value": pl.Float64,
+    "unit": pl.String,
+}
+
 EVENT_SCHEMA: dict[str, Any] = {
     "patient_id": pl.String,
     "type": pl.String,
@@ -482,9 +491,11 @@ def _conversion_problems(df: pl.DataFrame, conv: _Converted, source: str | None)
 def _event_rows(course: Course) -> list[dict[str, Any]]:
     from cart_cytopenia.domain.course import (
         CRS,
+        GVHD,
         HCT,
         ICANS,
         IECHS,
+        ClinicalFinding,
         Dated,
         Infection,
         Medication,
@@ -521,6 +532,11 @@ def _event_rows(course: Course) -> list[dict[str, Any]]:
             row["grade"] = {"mild": 1, "moderate": 2, "severe": 3, "life-threatening": 4}.get(
                 ev.severity.value if ev.severity else ""
             )
+        elif isinstance(ev, ClinicalFinding):  # the finding in ``product``, 1 present / 0 absent
+            row["product"] = ev.finding.value
+            row["grade"] = int(ev.present)
+        elif isinstance(ev, GVHD):
+            row["grade"] = ev.grade
         elif isinstance(ev, (StemCellBoost, HCT)):
             row["product"] = ev.source.value if isinstance(ev, StemCellBoost) else ev.kind.value
         elif isinstance(ev, Span):
@@ -567,14 +583,7 @@ def course_to_frames(course: Course) -> CohortFrames:
         normalise_labs(
             pl.DataFrame(
                 raw_labs,
-                schema={
-                    "patient_id": pl.String,
-                    "day": pl.Int32,
-                    "analyte": pl.String,
-                    "value": pl.Float64,
-                    "unit": pl.String,
-                    "row": pl.Int64,
-                },
+                schema={**RAW_LAB_SCHEMA, "row": pl.Int64},
             ),
             source=f"course {pid}",
         )

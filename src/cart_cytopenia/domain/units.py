@@ -27,6 +27,7 @@ class Dimension(StrEnum):
     ARBITRARY = "arbitrary units per volume"
     INR = "INR"
     PRESENCE = "presence (1 positive, 0 negative)"
+    PRESSURE = "pressure"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ UNITS: dict[str, Unit] = {
         Unit("kU/L", "kU/L", Dimension.ARBITRARY, 1.0),
         Unit("{INR}", "INR", Dimension.INR, 1.0),
         Unit("{presence}", "1 = positive, 0 = negative", Dimension.PRESENCE, 1.0),
+        # pressure: base mm[Hg]; 1 kPa = 7.50062 mm[Hg] (1 mm[Hg] = 133.322 Pa)
+        Unit("mm[Hg]", "mmHg", Dimension.PRESSURE, 1.0),
+        Unit("kPa", "kPa", Dimension.PRESSURE, 7.500617),
     ]
 }
 
@@ -167,6 +171,12 @@ _ALIASES: dict[str, str] = {
     "presence": "{presence}",
     "inr": "{INR}",
     "ratio": "{INR}",
+    # pressure
+    "mmhg": "mm[Hg]",
+    "mm[hg]": "mm[Hg]",
+    "mmofhg": "mm[Hg]",
+    "torr": "mm[Hg]",
+    "kpa": "kPa",
 }
 
 

@@ -40,6 +40,7 @@ from cart_cytopenia.grading.assessment_model import (
 )
 from cart_cytopenia.grading.engine import GradedChunk, iter_chunks
 from cart_cytopenia.grading.hematotox import Hematotox, IgnoredValues
+from cart_cytopenia.grading.tatma_result import result as tatma_result
 from cart_cytopenia.grading.timing import phase_of_days
 from cart_cytopenia.grading.transfusion import BY_REGULAR, BY_SHORT_WINDOW, basis_text
 from cart_cytopenia.rules import tables
@@ -360,6 +361,7 @@ def _to_assessment(
         ticaht=ticaht,
         hematotox=hematotox,
         easix=_easix(c, i),
+        tatma=tatma_result(c.tatma, i, settings.reference_ranges),
         phenotype=_phenotype(c, i),
         gcsf=_gcsf_status(c, i, meds, day),
         inflammation=_inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i])),

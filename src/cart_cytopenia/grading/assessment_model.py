@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cart_cytopenia.grading.tatma_result import TatmaResult
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -256,6 +258,7 @@ class Assessment(_Out):
     ticaht: TicahtResult
     hematotox: HematotoxResult
     easix: EasixResult
+    tatma: TatmaResult
     phenotype: PhenotypeResult
     gcsf: GcsfStatus
     inflammation: InflammationStatus

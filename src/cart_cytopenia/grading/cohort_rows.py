@@ -21,12 +21,13 @@ from numpy.typing import NDArray
 
 from cart_cytopenia.domain.frames import ANALYTE_CODES, ANALYTE_ENUM, CohortFrames
 from cart_cytopenia.errors import InputError, Location, Problem
-from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht
+from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht, tatma
 from cart_cytopenia.rules import tables
 
 I32 = NDArray[np.int32]
 NO_DAY = icaht.NO_DAY
 GRID_ANALYTES = ("anc", "platelets", "hb", "wbc", "alc")  # codes of the rows passed to chunks
+Rows = NDArray[np.intp]  # positions of lab rows
 ROWS_PER_TASK = 2_000_000  # lab rows indexed at a time by one thread
 
 
@@ -55,6 +56,7 @@ class PatientArrays:
     disease: NDArray[np.object_]
     product: NDArray[np.object_]
     disease_product: NDArray[np.int64]  # the same number exactly when disease and product are
+    age: NDArray[np.float64]  # NaN: unknown
 
     @classmethod
     def of(cls, patients: pl.DataFrame) -> PatientArrays:
@@ -81,6 +83,7 @@ class PatientArrays:
             .to_series()
             .to_numpy()
             .astype(np.int64),
+            age=patients["age_years"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
         )
 
     @property
@@ -131,6 +134,7 @@ class ChunkEvents:
     transfusions: dict[str, tuple[NDArray[Any], ...]]
     gcsf: tuple[NDArray[Any], ...]
     graded: dict[str, tuple[NDArray[Any], ...]]
+    tatma: dict[str, tuple[NDArray[Any], ...]]  # the events TA-TMA reads
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class EventRows:
     transfusions: dict[str, PatientRows]  # per product: day, units (1 when not recorded)
     gcsf: PatientRows  # G-CSF courses from day 0: start, end (10**6 when open)
     graded: dict[str, PatientRows]  # CRS, ICANS with a grade: start day, grade
+    tatma: dict[str, PatientRows]  # the events TA-TMA reads (``tatma.event_tables``)
 
     @classmethod
     def of(cls, events: pl.DataFrame) -> EventRows:
@@ -173,6 +178,10 @@ class EventRows:
                 )
                 for k in ("crs", "icans")
             },
+            tatma={
+                k: PatientRows.of(df, *cols)
+                for k, (df, cols) in tatma.event_tables(events, tables.tatma()).items()
+            },
         )
 
     def chunk(self, lo: int, hi: int) -> ChunkEvents:
@@ -182,6 +191,7 @@ class EventRows:
             transfusions={p: r.chunk(lo, hi) for p, r in self.transfusions.items()},
             gcsf=self.gcsf.chunk(lo, hi),
             graded={k: r.chunk(lo, hi) for k, r in self.graded.items()},
+            tatma={k: r.chunk(lo, hi) for k, r in self.tatma.items()},
         )
 
 
@@ -228,6 +238,7 @@ class ChunkRows:
     analytes: dict[str, DayRows]  # grid analytes: one row per patient and day
     markers: hematotox.MarkerRows  # CAR-HEMATOTOX markers before infusion
     score_rows: hematotox.MarkerRows  # EASIX analytes up to the end of its early window
+    tma_rows: hematotox.MarkerRows  # TA-TMA's rows besides the counts after infusion
     events: ChunkEvents
 
 
@@ -263,6 +274,7 @@ class CohortRows:
     events: EventRows
     baseline: PatientRows  # CAR-HEMATOTOX markers before infusion
     score_rows: PatientRows  # EASIX analytes up to the end of its early window
+    tma_rows: PatientRows  # TA-TMA's rows besides the counts after infusion (``tatma.ANALYTES``)
     max_day: int  # the last day with a value of a grid analyte (up to as_of; 0: none)
 
     def chunk(self, lo: int, hi: int, until: int | None) -> ChunkRows:
@@ -277,6 +289,7 @@ class CohortRows:
             ),
             self.baseline.markers(lo, hi),
             self.score_rows.markers(lo, hi),
+            self.tma_rows.markers(lo, hi),
             self.events.chunk(lo, hi),
         )
 
@@ -321,8 +334,8 @@ def index_cohort(
     check_orphans(frames, labs_checked=labs_known, events_checked=events_known)
     if not in_order:  # not grouped by patient: sort
         arrays = arrays.sorted_by_patient()
-    max_day, baseline, score_rows = _scan_labs(arrays, tasks, as_of, pool)
-    return CohortRows(arrays, events, baseline, score_rows, max_day)
+    max_day, baseline, score_rows, tma_rows = _scan_labs(arrays, tasks, as_of, pool)
+    return CohortRows(arrays, events, baseline, score_rows, tma_rows, max_day)
 
 
 def _row_slices(n_rows: int) -> list[tuple[int, int]]:
@@ -397,16 +410,20 @@ def _scan_labs(
     tasks: list[tuple[int, int]],
     as_of: int | None,
     pool: ThreadPoolExecutor | None,
-) -> tuple[int, PatientRows, PatientRows]:
+) -> tuple[int, PatientRows, PatientRows, PatientRows]:
     """The last day with a value of a grid analyte (up to as_of; 0: none), the rows of
-    CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else) and the rows of
-    EASIX analytes up to the end of EASIX's early window; in slices on the worker threads."""
+    CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else), the rows of
+    EASIX analytes up to the end of EASIX's early window and TA-TMA's rows besides the counts
+    after infusion (those come from the graded rows); in slices on the worker threads."""
     grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
     marker_codes = [ANALYTE_CODES.index(m.analyte) for m in tables.hematotox().markers]
     easix_codes = [ANALYTE_CODES.index(a) for a in easix.ANALYTES]
     easix_last = tables.easix().early_days[1]
+    tma_codes = [ANALYTE_CODES.index(a) for a in tatma.ANALYTES]
+    tma_blood = [c for c in tma_codes if c in grid_codes]
+    tma_other = [c for c in tma_codes if c not in grid_codes]
 
-    def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp], NDArray[np.intp]]:
+    def scan_rows(ab: tuple[int, int]) -> tuple[int, Rows, Rows, Rows]:
         a, b = ab
         day, code = labs.day[a:b], labs.code[a:b]
         # (membership by comparisons: a lookup table would hold the GIL or widen every code)
@@ -417,13 +434,15 @@ def _scan_labs(
         last = int(np.max(day, where=in_grid, initial=-1))
         rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
         scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
-        return last, rows, scores
+        tma = np.flatnonzero(_one_of(code, tma_other) | (_one_of(code, tma_blood) & (day < 0)))
+        return last, rows, scores, tma + a
 
     scanned = pmap(pool, scan_rows, tasks)
-    max_day = max([0, *(last for last, _, _ in scanned)])
+    max_day = max([0, *(s[0] for s in scanned)])
     baseline = labs.picked(np.concatenate([s[1] for s in scanned]), marker_codes)
     score_rows = labs.picked(np.concatenate([s[2] for s in scanned]), easix_codes)
-    return max_day, baseline, score_rows
+    tma_rows = labs.picked(np.concatenate([s[3] for s in scanned]), tma_codes)
+    return max_day, baseline, score_rows, tma_rows
 
 
 def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:

@@ -34,6 +34,7 @@ from cart_cytopenia.grading import (
     hematotox,
     icaht,
     recovery_phenotype,
+    tatma,
     ticaht,
     timing,
     transfusion,
@@ -81,6 +82,7 @@ class GradedChunk:
     gcsf: gcsf_response.GcsfResponse
     hematotox: hematotox.Hematotox
     easix: easix.Easix
+    tatma: tatma.Tatma
     crs_max_grade: NDArray[np.int8]
     icans_max_grade: NDArray[np.int8]
     last_anc_day: I32
@@ -246,6 +248,14 @@ def _grade_chunk(
             patients.disease_product,
         ),
         easix=easix.score(rows.score_rows, patients.ld_start, as_of, tables.easix()),
+        tatma=tatma.from_chunk(
+            rows.tma_rows,
+            (labs.rows["hb"], labs.rows["platelets"]),
+            (rows.events.tatma, rows.events.transfusions),
+            (patients.age, patients.ld_start, as_of),
+            settings.reference_ranges,
+            events_recorded,
+        ),
         crs_max_grade=_event_max(rows.events.graded["crs"], as_of),
         icans_max_grade=_event_max(rows.events.graded["icans"], as_of),
         last_anc_day=last_anc,

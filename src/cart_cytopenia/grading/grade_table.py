@@ -28,12 +28,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from cart_cytopenia.grading import tatma
 from cart_cytopenia.rules.settings import Settings
 
 if TYPE_CHECKING:
     from cart_cytopenia.grading.engine import GradedChunk
 
-SCHEMA_VERSION = "2"  # bump when a column is added, removed, renamed or changes type
+SCHEMA_VERSION = "3"  # bump when a column is added, removed, renamed or changes type
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,15 @@ GRADE_COLUMNS: tuple[Column, ...] = (
     Column("easix_baseline_missing", _S, "EASIX inputs missing at baseline"),
     Column("easix_d0_3", _F, "EASIX day 0-3"),
     Column("m_easix_d0_3", _F, "modified EASIX day 0-3"),
+    Column("tatma_status", _S, "TA-TMA harmonised criteria: meets / not met / insufficient data"),
+    Column("tatma_criteria_met", _I, "TA-TMA criteria met (of 7) at the reference time point"),
+    Column("tatma_assessable", _I, "TA-TMA criteria assessable (of 7) there"),
+    Column("tatma_reference_day", _I, "TA-TMA reference time point (first met, else most met)"),
+    Column("tatma_first_met_day", _I, "first day the TA-TMA criteria were met"),
+    Column("tatma_criteria", _S, "TA-TMA criteria met there (;-separated)"),
+    Column("tatma_not_assessable", _S, "TA-TMA criteria not assessable there (;-separated)"),
+    Column("tatma_high_risk", _I, "TA-TMA met with a high-risk feature 1, without 0, else empty"),
+    Column("tatma_high_risk_features", _S, "TA-TMA high-risk features present (;-separated)"),
     Column("rbc_transfusions_d0_30", _I, "red-cell transfusion episodes day 0-30"),
     Column("rbc_transfusions_d31_100", _I, "red-cell transfusion episodes day 31-100"),
     Column("platelet_transfusions_d0_30", _I, "platelet transfusion episodes day 0-30"),
@@ -236,6 +246,7 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         **_ctcae_columns(c, settings),
         **_lineage_columns(c),
         **_score_columns(c),
+        **_tatma_columns(c.tatma),
         **_event_columns(c),
     }
     df = pl.DataFrame(cols, schema=GRADE_SCHEMA, strict=False)
@@ -335,6 +346,25 @@ def _score_columns(c: GradedChunk) -> dict[str, object]:
         "easix_baseline_missing": c.easix.baseline_missing["easix"].tolist(),
         "easix_d0_3": c.easix.early["easix"],
         "m_easix_d0_3": c.easix.early["m_easix"],
+    }
+
+
+def _tatma_columns(z: tatma.Tatma) -> dict[str, object]:
+    """TA-TMA harmonised criteria at each patient's reference time point."""
+    has = z.met >= 0
+    meets = z.status == tatma.MEETS
+    return {
+        "tatma_status": z.status.tolist(),
+        "tatma_criteria_met": _nullable_int(z.met),
+        "tatma_assessable": _nullable_int(z.assessable),
+        "tatma_reference_day": _nullable_int(z.reference_day),
+        "tatma_first_met_day": _nullable_int(z.first_met_day),
+        "tatma_criteria": tatma.joined(z.criterion_met, has).tolist(),
+        "tatma_not_assessable": tatma.joined(
+            {k: ~v for k, v in z.criterion_known.items()}, has
+        ).tolist(),
+        "tatma_high_risk": _nullable_int(tatma.high_risk_flag(z)),
+        "tatma_high_risk_features": tatma.joined(z.high_risk, meets).tolist(),
     }
 
 

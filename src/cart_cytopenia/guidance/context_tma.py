@@ -1,7 +1,8 @@
-"""TA-TMA and haemolysis facts of ``Context``: the haemolysis and TMA markers found on recent
-laboratory values and findings, what was looked for and found absent, the review's TA-TMA
-pattern (transfusion-dependent anaemia and thrombocytopenia with neutrophil recovery) and the
-suspicion after allogeneic transplant.
+"""TA-TMA and haemolysis facts of ``Context``: the haemolysis markers found on recent
+laboratory values and findings, what was looked for and found absent, the TA-TMA harmonised
+criteria as graded (``grading.tatma``, the one definition), the review's TA-TMA pattern
+(transfusion-dependent anaemia and thrombocytopenia with neutrophil recovery) and the suspicion
+after allogeneic transplant.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from cart_cytopenia.domain.course import ClinicalFinding, Finding
+from cart_cytopenia.grading.tatma_result import TatmaResult
 from cart_cytopenia.guidance.context_base import ContextBase, LabValue, fmt
 
 
@@ -43,25 +45,27 @@ class TmaFacts(ContextBase):
             out.append(f"reticulocytes {fmt(rt.value)}%")
         return out
 
-    @cached_property
-    def tma_markers(self) -> list[str]:
-        rs = self.settings.reference_ranges
-        window = int(self.t.num("recent_finding_days"))
-        out = list(self.haemolysis_markers)
-        ipf = self.latest("ipf", window)
-        if ipf is not None and ipf.value > rs.ipf_pct_uln:
-            out.append(f"IPF {fmt(ipf.value)}%")
-        up = self.latest("urine_protein", window)
-        if up is not None and up.value >= self.t.num("tatma_proteinuria_mg_dl"):
-            out.append(f"urine protein {fmt(up.value)} mg/dL")
-        upcr = self.latest("upcr", window)
-        if upcr is not None and upcr.value >= self.t.num("tatma_upcr_mg_mg"):
-            out.append(f"UPCR {fmt(upcr.value)} mg/mg")
-        if self.recent_finding(Finding.HYPERTENSION) or self.recent_finding(
-            Finding.ANTIHYPERTENSIVE_NEEDED
-        ):
-            out.append("hypertension")
+    @property
+    def tma(self) -> TatmaResult:
+        """The TA-TMA harmonised criteria as graded on the day (``grading.tatma``: the one
+        definition the guidance reads)."""
+        return self.a.tatma
+
+    @property
+    def tma_criteria_met(self) -> list[str]:
+        """The harmonised criteria met at the reference time point, each with its evidence."""
+        out = []
+        for c in self.tma.criteria:
+            if c.met:
+                at = f", day {c.day}: {fmt(c.value)} {c.unit}" if c.value is not None else ""
+                out.append(f"{c.label} ({c.how}{at})")
         return out
+
+    @property
+    def tma_other_criteria_met(self) -> int:
+        """Harmonised criteria met other than anaemia and thrombocytopenia (the TMA markers)."""
+        counts = {"anaemia", "thrombocytopenia"}
+        return sum(1 for c in self.tma.criteria if c.met and c.id not in counts)
 
     @property
     def haemolysis_negatives(self) -> list[str]:
@@ -95,9 +99,16 @@ class TmaFacts(ContextBase):
 
     @property
     def tma_suspected(self) -> bool:
-        """Prior allo-HCT with the review's TA-TMA pattern, or two TMA markers, during cytopenia."""
+        """Prior allo-HCT and cytopenia with the review's TA-TMA pattern, the harmonised criteria
+        reached (>= 4 of 7 on a time point), or TMA markers (harmonised criteria other than the
+        blood counts)."""
+        t = self.tma
         return (
             self.prior_allo
             and self.any_cytopenia
-            and (self.tma_pattern or len(self.tma_markers) >= 2)
+            and (
+                self.tma_pattern
+                or (t.criteria_met or 0) >= t.required
+                or self.tma_other_criteria_met >= self.t.whole("tatma_suspect_other_criteria")
+            )
         )

@@ -257,6 +257,23 @@ def _value_codes(raw: dict[str, Any], concepts: dict[str, Concept]) -> dict[str,
     return values
 
 
+# A qualitative result (valueCodeableConcept) of a presence analyte (DAT, schistocytes) as 1 / 0,
+# read from the codings' displays and the text: the negative words first ("not detected"
+# contains "detected"). Anything else is not read as either.
+_ABSENT = re.compile(r"\b(absent|negative|not (detected|seen|present)|none( seen)?|nil)\b", re.I)
+_PRESENT = re.compile(r"\b(present|positive|detected|seen|few|occasional|many|[1-4]\+)", re.I)
+
+
+def presence_value(texts: list[str]) -> float | None:
+    """1.0 for a result that reads present/positive/detected, 0.0 for absent/negative/not
+    detected, None when the texts say neither (or both)."""
+    absent = any(_ABSENT.search(t) for t in texts)
+    present = any(_PRESENT.search(_ABSENT.sub("", t)) for t in texts)
+    if absent == present:
+        return None
+    return 1.0 if present else 0.0
+
+
 def project_display(code: str) -> str:
     """Display text of a project code (concept or value code)."""
     c = codes()

@@ -35,6 +35,7 @@ from cart_cytopenia.io.fhir_resources import (
     patient_fhir_id,
     quantity,
 )
+from cart_cytopenia.io.fhir_tatma import tatma_observation
 
 BundleType = Literal["collection", "transaction", "batch"]
 
@@ -236,6 +237,7 @@ def assessment_to_resources(
     hx = _hematotox_observation(subject, course, assessment, issued_s)
     out.append(hx)
     out.extend(_easix_observations(subject, course, assessment, issued_s))
+    out.append(tatma_observation(subject, course, assessment.tatma, issued_s, assessment.day))
     ph = assessment.phenotype
     po: dict[str, Any] = {
         "resourceType": "Observation",

@@ -552,7 +552,14 @@ def read_events(path: Source, infusion: pl.DataFrame | None) -> pl.DataFrame:
 
 
 # ``grade`` of an event row, by type, as the course JSON bounds it (ASTCT grades; units given)
-EVENT_GRADE_RANGES = {"crs": (1, 4), "icans": (1, 4), "transfusion": (1, 20)}
+# (a finding's ``grade`` is 1 present, 0 looked for and absent; its name is in ``product``)
+EVENT_GRADE_RANGES = {
+    "crs": (1, 4),
+    "icans": (1, 4),
+    "transfusion": (1, 20),
+    "gvhd": (1, 4),
+    "finding": (0, 1),
+}
 
 
 def _checked_event_kinds(df: pl.DataFrame, p: Path | FrameSource) -> pl.DataFrame:

@@ -57,6 +57,11 @@ class ReferenceRanges(_Section):
     )
     retic_pct_uln: float = Field(2.5, gt=0, description="Reticulocytes ULN, % (TA-TMA)")
     ipf_pct_uln: float = Field(6.1, gt=0, description="Immature platelet fraction ULN, % (TA-TMA)")
+    sc5b9_uln_ng_ml: float = Field(
+        250.0,
+        gt=0,
+        description="sC5b-9 ULN, ng/mL (TA-TMA: >= ULN); default the Mayo Clinic assay's <= 250",
+    )
     bilirubin_uln_mg_dl: float = Field(
         1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up)"
     )

@@ -387,6 +387,83 @@ def easix() -> EasixTable:
     )
 
 
+# --------------------------------------------------------------------------- TA-TMA
+
+TATMA_CRITERIA = (
+    "anaemia",
+    "thrombocytopenia",
+    "ldh",
+    "schistocytes",
+    "hypertension",
+    "sc5b9",
+    "proteinuria",
+)
+TATMA_HIGH_RISK = ("sc5b9", "proteinuria", "ldh_2x_uln", "gvhd", "infection", "organ_dysfunction")
+
+
+@dataclass(frozen=True)
+class TatmaCriterion:
+    id: str
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TatmaTable:
+    meta: RuleMeta
+    criteria: tuple[TatmaCriterion, ...]  # in ``TATMA_CRITERIA`` order
+    required: int  # criteria met on each of the time points
+    window_days: int  # the two time points lie within this many days
+    cut: dict[str, float]  # [cutpoints], canonical units (Hb g/dL, platelets 10*3/uL)
+    high_risk_ldh_uln: float
+    high_risk_gvhd_grade: int
+    high_risk_infections: tuple[str, ...]
+    carry_forward_days: int
+    transfusion_lookback_days: int
+    baseline_window_days: int
+
+    def criterion(self, cid: str) -> TatmaCriterion:
+        return self.criteria[TATMA_CRITERIA.index(cid)]
+
+
+@cache
+def tatma() -> TatmaTable:
+    raw = _read("tatma.toml")
+    meta = _meta(raw, "tatma.toml")
+    d, c, hr, conv = raw["diagnosis"], raw["cutpoints"], raw["high_risk"], raw["conventions"]
+    crit = tuple(TatmaCriterion(x["id"], x["label"], x["text"]) for x in raw["criterion"])
+    if tuple(x.id for x in crit) != TATMA_CRITERIA or int(d["criteria_total"]) != len(crit):
+        raise RuleTableError(f"tatma: the criteria must be, in order, {', '.join(TATMA_CRITERIA)}")
+    if tuple(hr["features"]) != TATMA_HIGH_RISK:
+        raise RuleTableError(f"tatma: high-risk features must be {', '.join(TATMA_HIGH_RISK)}")
+    if int(d["time_points"]) != 2:
+        raise RuleTableError("tatma: two time points are implemented")
+    required = int(d["criteria_required"])
+    if not 1 <= required <= len(crit):
+        raise RuleTableError("tatma: criteria_required must be 1..7")
+    cut = {k: float(v) for k, v in c.items()}
+    # (platelets are compared in the canonical unit; the table gives 10^9/L)
+    cut["platelets_below"] = cut.pop("platelets_below_10e9_l") * _factor(
+        "platelets", "10*9/L", "tatma.cutpoints"
+    )
+    for k in ("carry_forward_days", "transfusion_lookback_days", "baseline_window_days"):
+        if int(conv[k]) < 0:
+            raise RuleTableError(f"tatma: {k} must not be negative")
+    return TatmaTable(
+        meta=meta,
+        criteria=crit,
+        required=required,
+        window_days=int(d["window_days"]),
+        cut=cut,
+        high_risk_ldh_uln=float(hr["ldh_at_least_uln"]),
+        high_risk_gvhd_grade=int(hr["gvhd_min_grade"]),
+        high_risk_infections=tuple(hr["infection_categories"]),
+        carry_forward_days=int(conv["carry_forward_days"]),
+        transfusion_lookback_days=int(conv["transfusion_lookback_days"]),
+        baseline_window_days=int(conv["baseline_window_days"]),
+    )
+
+
 # --------------------------------------------------------------------------- CAR-HEMATOTOX
 
 
@@ -613,6 +690,7 @@ def all_tables() -> list[RuleMeta]:
         ticaht().meta,
         hematotox().meta,
         easix().meta,
+        tatma().meta,
         recovery_phenotype().meta,
         timing().meta,
     ]

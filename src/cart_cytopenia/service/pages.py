@@ -90,7 +90,9 @@ def fmt_value(v: float | None, analyte_code: str | None = None) -> str:
 
 
 def unit_label(unit: str) -> str:
-    return {"/uL": "/µL", "10*3/uL": "×10³/µL", "10*9/L": "×10⁹/L"}.get(unit, unit)
+    return {"/uL": "/µL", "10*3/uL": "×10³/µL", "10*9/L": "×10⁹/L", "mm[Hg]": "mmHg"}.get(
+        unit, unit
+    )
 
 
 templates.env.globals.update(

@@ -343,22 +343,58 @@ def gvhd(ctx: Context) -> Triggered | None:
 def ta_tma(ctx: Context) -> Triggered | None:
     if not ctx.tma_suspected:
         return None
-    markers = ctx.tma_markers
+    t = ctx.tma
     parts = []
     if ctx.tma_pattern:
+        parts.append(f"transfusion-dependent anaemia and thrombocytopenia, ANC {fmt(ctx.anc)}/uL")
+    if t.criteria_met is not None:
         parts.append(
-            f"transfusion-dependent anaemia and thrombocytopenia with ANC {fmt(ctx.anc)}/uL"
+            f"harmonised criteria {t.criteria_met}/{t.total} met ({t.assessable} assessable)"
+            + (", meets" if t.status == "meets" else "")
         )
-    if markers:
-        parts.append(", ".join(markers))
     what = "; ".join(parts)
-    level = "supported" if len(markers) >= 2 or (ctx.tma_pattern and markers) else "context"
+    reached = (t.criteria_met or 0) >= t.required
+    level = "supported" if reached or ctx.tma_other_criteria_met >= 2 else "context"
+    pattern = (
+        f"transfusion-dependent anaemia and thrombocytopenia with ANC {fmt(ctx.anc)}/uL; "
+        if ctx.tma_pattern
+        else ""
+    )
     return Triggered(
-        rationale=f"Prior allogeneic HCT; {what}; {ctx.describe_cytopenias()}.",
-        inputs={**_base_inputs(ctx), "pattern": ctx.tma_pattern, "markers": markers},
+        rationale=f"Prior allogeneic HCT; {pattern}{tma_count(ctx)}; {ctx.describe_cytopenias()}.",
+        inputs={**_base_inputs(ctx), "pattern": ctx.tma_pattern, **tma_inputs(ctx)},
         values={"what": what},
         weight=_weight(ctx, "ta-tma", level),
     )
+
+
+def tma_count(ctx: Context) -> str:
+    """The harmonised criteria count with its evidence, e.g. 'TA-TMA harmonised criteria 4 of 7
+    met (6 of 7 assessable) on day 40: meets (first met day 40): LDH > ULN (...), ...'."""
+    t = ctx.tma
+    if t.criteria_met is None:
+        return "TA-TMA harmonised criteria: no value after infusion (insufficient data)"
+    text = (
+        f"TA-TMA harmonised criteria {t.criteria_met} of {t.total} met ({t.assessable} of "
+        f"{t.total} assessable) on day {t.reference_day}: {t.status}"
+    )
+    if t.first_met_day is not None:
+        text += f" (also day {t.prior_day}; first met day {t.first_met_day})"
+    met = ctx.tma_criteria_met
+    return text + (f" - {', '.join(met)}" if met else "")
+
+
+def tma_inputs(ctx: Context) -> dict[str, object]:
+    t = ctx.tma
+    return {
+        "tatma_status": t.status,
+        "tatma_criteria_met": t.criteria_met,
+        "tatma_assessable": t.assessable,
+        "tatma_reference_day": t.reference_day,
+        "tatma_evidence": ctx.tma_criteria_met,
+        "tatma_not_assessable": [c.label for c in t.criteria if c.met is None],
+        "tatma_high_risk_features": t.high_risk_features,
+    }
 
 
 @trigger("differential.lineage-switch")

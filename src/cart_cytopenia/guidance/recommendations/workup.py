@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cart_cytopenia.domain.course import Disease, DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, drug_alternative, fmt
+from cart_cytopenia.guidance.recommendations.differential import tma_count, tma_inputs
 from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
@@ -257,20 +258,35 @@ def chimerism(ctx: Context) -> Triggered | None:
     )
 
 
+# what assesses each harmonised criterion that could not be assessed (the review adds
+# haptoglobin, reticulocytes and IPF as evidence; they are not criteria)
+TMA_TESTS = {
+    "ldh": "LDH",
+    "schistocytes": "smear",
+    "hypertension": "BP/antihypertensives",
+    "sc5b9": "sC5b-9",
+    "proteinuria": "UPCR",
+    "anaemia": "Hb vs baseline",
+    "thrombocytopenia": "platelets vs baseline",
+}
+
+
 @trigger("workup.ta-tma")
 def ta_tma(ctx: Context) -> Triggered | None:
     if not ctx.tma_suspected:
         return None
-    markers = ctx.tma_markers
-    have = ", ".join(markers) if markers else "no TMA marker recorded yet"
     pattern = (
         f"Transfusion-dependent anaemia and thrombocytopenia with ANC {fmt(ctx.anc)}/uL (neutrophil recovery)"
         if ctx.tma_pattern
         else "TMA markers"
     )
+    missing = [TMA_TESTS[c.id] for c in ctx.tma.criteria if c.met is None]
+    todo = ", ".join(missing) if missing else "all 7 assessed; repeat to confirm"
     return Triggered(
-        rationale=f"Prior allogeneic HCT. {pattern}; {have}.",
-        inputs={"day": ctx.day, "pattern": ctx.tma_pattern, "markers": markers, "anc": ctx.anc},
+        rationale=f"Prior allogeneic HCT. {pattern}; {tma_count(ctx)}. Not assessable: "
+        f"{', '.join(missing) or 'none'}.",
+        inputs={"day": ctx.day, "pattern": ctx.tma_pattern, "anc": ctx.anc, **tma_inputs(ctx)},
+        values={"todo": todo},
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from cart_cytopenia.domain.analytes import Analyte, implausibility, resolve_analyte
 from cart_cytopenia.domain.units import resolve_unit
 from cart_cytopenia.errors import InputError
+from cart_cytopenia.io.fhir_codes import presence_value
 from cart_cytopenia.io.fhir_import.state import Dated, ImportState, PatientBuilder
 from cart_cytopenia.io.fhir_import.values import (
     as_date,
@@ -130,6 +131,16 @@ class ObservationMapping(ImportState):
             if not unit_text:
                 self.unmapped(ref, f"{a.label}: value '{res.valueString}' has no unit", where)
                 return
+        elif a.canonical_unit.ucum == "{presence}" and getattr(res, "valueCodeableConcept", None):
+            texts = texts_of(res.valueCodeableConcept)  # (present / absent, positive ...)
+            read = presence_value(texts)
+            if read is None:
+                said = "; ".join(texts) or "no text"
+                self.unmapped(
+                    ref, f"{a.label}: result '{said}' is neither present nor absent", where
+                )
+                return
+            value, unit_text = read, "{presence}"
         elif absent is not None:
             reason = "; ".join(texts_of(absent)) or ", ".join(
                 c for _s, c in codings_of(absent) if c
