@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from cart_cytopenia.domain.frames import ANALYTE_CODES, ANALYTE_ENUM, CohortFrames
 from cart_cytopenia.errors import InputError, Location, Problem
-from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht
+from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht, iec_hs
 from cart_cytopenia.rules import tables
 
 I32 = NDArray[np.int32]
@@ -131,6 +131,7 @@ class ChunkEvents:
     transfusions: dict[str, tuple[NDArray[Any], ...]]
     gcsf: tuple[NDArray[Any], ...]
     graded: dict[str, tuple[NDArray[Any], ...]]
+    crs_spans: tuple[NDArray[Any], ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class EventRows:
     transfusions: dict[str, PatientRows]  # per product: day, units (1 when not recorded)
     gcsf: PatientRows  # G-CSF courses from day 0: start, end (10**6 when open)
     graded: dict[str, PatientRows]  # CRS, ICANS with a grade: start day, grade
+    crs_spans: PatientRows  # CRS with a start day: start, end (iec_hs.OPEN_END when not recorded)
 
     @classmethod
     def of(cls, events: pl.DataFrame) -> EventRows:
@@ -173,6 +175,11 @@ class EventRows:
                 )
                 for k in ("crs", "icans")
             },
+            crs_spans=PatientRows.of(
+                events.filter((pl.col("type") == "crs") & pl.col("start_day").is_not_null()),
+                pl.col("start_day").cast(pl.Int64),
+                pl.col("end_day").fill_null(iec_hs.OPEN_END).cast(pl.Int64),
+            ),
         )
 
     def chunk(self, lo: int, hi: int) -> ChunkEvents:
@@ -182,6 +189,7 @@ class EventRows:
             transfusions={p: r.chunk(lo, hi) for p, r in self.transfusions.items()},
             gcsf=self.gcsf.chunk(lo, hi),
             graded={k: r.chunk(lo, hi) for k, r in self.graded.items()},
+            crs_spans=self.crs_spans.chunk(lo, hi),
         )
 
 
@@ -228,6 +236,7 @@ class ChunkRows:
     analytes: dict[str, DayRows]  # grid analytes: one row per patient and day
     markers: hematotox.MarkerRows  # CAR-HEMATOTOX markers before infusion
     score_rows: hematotox.MarkerRows  # EASIX analytes up to the end of its early window
+    iechs_rows: hematotox.MarkerRows  # IEC-HS analytes from the ferritin baseline window on
     events: ChunkEvents
 
 
@@ -263,6 +272,7 @@ class CohortRows:
     events: EventRows
     baseline: PatientRows  # CAR-HEMATOTOX markers before infusion
     score_rows: PatientRows  # EASIX analytes up to the end of its early window
+    iechs_rows: PatientRows  # IEC-HS analytes from the ferritin baseline window on
     max_day: int  # the last day with a value of a grid analyte (up to as_of; 0: none)
 
     def chunk(self, lo: int, hi: int, until: int | None) -> ChunkRows:
@@ -277,6 +287,7 @@ class CohortRows:
             ),
             self.baseline.markers(lo, hi),
             self.score_rows.markers(lo, hi),
+            self.iechs_rows.markers(lo, hi),
             self.events.chunk(lo, hi),
         )
 
@@ -321,8 +332,8 @@ def index_cohort(
     check_orphans(frames, labs_checked=labs_known, events_checked=events_known)
     if not in_order:  # not grouped by patient: sort
         arrays = arrays.sorted_by_patient()
-    max_day, baseline, score_rows = _scan_labs(arrays, tasks, as_of, pool)
-    return CohortRows(arrays, events, baseline, score_rows, max_day)
+    max_day, baseline, score_rows, iechs_rows = _scan_labs(arrays, tasks, as_of, pool)
+    return CohortRows(arrays, events, baseline, score_rows, iechs_rows, max_day)
 
 
 def _row_slices(n_rows: int) -> list[tuple[int, int]]:
@@ -397,16 +408,21 @@ def _scan_labs(
     tasks: list[tuple[int, int]],
     as_of: int | None,
     pool: ThreadPoolExecutor | None,
-) -> tuple[int, PatientRows, PatientRows]:
+) -> tuple[int, PatientRows, PatientRows, PatientRows]:
     """The last day with a value of a grid analyte (up to as_of; 0: none), the rows of
-    CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else) and the rows of
-    EASIX analytes up to the end of EASIX's early window; in slices on the worker threads."""
+    CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else), of EASIX analytes
+    up to the end of EASIX's early window and of IEC-HS analytes from the ferritin baseline
+    window on; in slices on the worker threads."""
     grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
     marker_codes = [ANALYTE_CODES.index(m.analyte) for m in tables.hematotox().markers]
     easix_codes = [ANALYTE_CODES.index(a) for a in easix.ANALYTES]
     easix_last = tables.easix().early_days[1]
+    iechs_codes = [ANALYTE_CODES.index(a) for a in iec_hs.ANALYTES]
+    iechs_first = -tables.iec_hs().ferritin_baseline_window_days
 
-    def scan_rows(ab: tuple[int, int]) -> tuple[int, NDArray[np.intp], NDArray[np.intp]]:
+    def scan_rows(
+        ab: tuple[int, int],
+    ) -> tuple[int, NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
         a, b = ab
         day, code = labs.day[a:b], labs.code[a:b]
         # (membership by comparisons: a lookup table would hold the GIL or widen every code)
@@ -417,13 +433,15 @@ def _scan_labs(
         last = int(np.max(day, where=in_grid, initial=-1))
         rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
         scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
-        return last, rows, scores
+        iechs_at = np.flatnonzero(_one_of(code, iechs_codes) & (day >= iechs_first)) + a
+        return last, rows, scores, iechs_at
 
     scanned = pmap(pool, scan_rows, tasks)
-    max_day = max([0, *(last for last, _, _ in scanned)])
+    max_day = max([0, *(found[0] for found in scanned)])
     baseline = labs.picked(np.concatenate([s[1] for s in scanned]), marker_codes)
     score_rows = labs.picked(np.concatenate([s[2] for s in scanned]), easix_codes)
-    return max_day, baseline, score_rows
+    iechs_rows = labs.picked(np.concatenate([s[3] for s in scanned]), iechs_codes)
+    return max_day, baseline, score_rows, iechs_rows
 
 
 def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:

@@ -58,7 +58,13 @@ class ReferenceRanges(_Section):
     retic_pct_uln: float = Field(2.5, gt=0, description="Reticulocytes ULN, % (TA-TMA)")
     ipf_pct_uln: float = Field(6.1, gt=0, description="Immature platelet fraction ULN, % (TA-TMA)")
     bilirubin_uln_mg_dl: float = Field(
-        1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up)"
+        1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up, IEC-HS, carHLH)"
+    )
+    ferritin_uln_ng_ml: float = Field(
+        400.0, gt=0, description="Ferritin ULN, ng/mL (ASTCT IEC-HS: > 2x ULN or baseline)"
+    )
+    creatinine_uln_mg_dl: float = Field(
+        1.2, gt=0, description="Creatinine ULN, mg/dL (carHLH kidney criterion: > 3x ULN)"
     )
 
     def lln_canonical(self, analyte_code: str, sex: str | None = None) -> float:
