@@ -73,6 +73,7 @@ def test_tables_beside_the_report(built: report.ReportFiles) -> None:
         "grades",
         "easix_by_outcome",
         "tatma_counts",
+        "iechs_by_product",
     } <= names
     grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
     assert grades.height == built.n_patients == 800
@@ -119,6 +120,19 @@ def test_tatma_counts(built: report.ReportFiles) -> None:
     allo = tab.filter(pl.col("by") == "prior allo-HCT")
     assert allo["n"].sum() == grades.height
     assert "TA-TMA harmonised criteria" in built.html.read_text(encoding="utf-8")
+
+
+def test_iechs_by_product(built: report.ReportFiles) -> None:
+    tab = pl.read_csv(built.tables / "iechs_by_product.csv")
+    grades = pl.read_csv(built.tables / "grades.csv", infer_schema_length=None)
+    statuses = ["astct_met", "astct_suspected", "astct_not_met", "astct_not_assessable"]
+    assert (tab.select(pl.sum_horizontal(statuses).alias("s"))["s"] == tab["n"]).all()
+    every = tab.filter(pl.col("product") == "all").row(0, named=True)
+    assert every["n"] == grades.height
+    assert every["astct_met"] == int((grades["iechs_astct_status"] == "met").sum())
+    assert every["astct_met"] + every["astct_suspected"] > 0  # the generator's IEC-HS patients
+    assert tab.filter(pl.col("product") != "all")["n"].sum() == grades.height
+    assert "IEC-HS by product" in built.html.read_text(encoding="utf-8")
 
 
 def test_report_numbers_are_the_engine_s(frames: CohortFrames, built: report.ReportFiles) -> None:

@@ -176,6 +176,11 @@ def test_patient_page_shows_the_course(service: Service) -> None:
     assert "insufficient data" in tma
     assert "of 7</b> met (2 of 7 assessable)" in tma
     assert tma.count("not assessable</span>") == 5
+    # IEC-HS (ASTCT) beside the inflammation record: case 1 has one ferritin, before infusion
+    iechs = html.split('id="iechs"')[1].split("</table>")[0]
+    assert "not assessable" in iechs and "grade not computed" in iechs
+    assert "ferritin after infusion" in iechs
+    assert "HScore" in iechs and "incomplete" in iechs
     # a read-only user sees no data-entry or acknowledgement forms
     assert "/labs/new" not in html
     assert "Acknowledge</button>" not in html

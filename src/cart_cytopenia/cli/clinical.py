@@ -229,6 +229,8 @@ def _print_treatment_and_notes(a: Assessment, console: Console) -> None:
     console.print(
         f"CRS max grade {inf.crs_max_grade}{' (active)' if inf.crs_active else ''}; ICANS max grade {inf.icans_max_grade}{' (active)' if inf.icans_active else ''}"
     )
+    for line in iechs_lines(a):
+        console.print(line)
     if a.notes:
         console.print("[bold]Notes[/]")
         for n in a.notes:
@@ -390,3 +392,36 @@ def _print_tatma(console: Console, a: Assessment) -> None:
             else ""
         )
         console.print(f"   High-risk features: {hr}{unknown}")
+
+
+def iechs_lines(a: Assessment) -> list[str]:
+    """IEC-HS by the ASTCT criteria, then carHLH and the HScore, with what is missing."""
+    x = a.iechs
+    colour = {"met": "red", "suspected": "yellow"}.get(x.status, "default")
+    onset = (
+        f", onset day {x.onset_day} ({x.onset_relative_to_crs})" if x.onset_day is not None else ""
+    )
+    out = [
+        f"[bold]IEC-HS (ASTCT)[/]: [{colour}]{x.status}[/]{onset}; grade not computed ({x.rule})"
+    ]
+    out += [f"   • {e}" for e in x.evidence]
+    if x.missing:
+        out.append("   missing: " + "; ".join(x.missing))
+    out.append(
+        f"   carHLH: {x.carhlh}"
+        + (f" (missing: {'; '.join(x.carhlh_missing)})" if x.carhlh_missing else "")
+    )
+    at = {True: f">= {x.hscore_cutoff}", False: f"< {x.hscore_cutoff}"}.get(
+        x.hscore_at_cutoff,  # type: ignore[arg-type]
+        f"cut-off {x.hscore_cutoff} undecided",
+    )
+    items = (
+        ""
+        if x.hscore_items == 9
+        else f"incomplete: {x.hscore_items} of 9 items, at most {x.hscore_max}; "
+    )
+    out.append(
+        f"   HScore {x.hscore} ({items}{at})"
+        + (f"; not scored: {', '.join(x.hscore_missing)}" if x.hscore_missing else "")
+    )
+    return out

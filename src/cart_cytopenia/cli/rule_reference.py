@@ -138,6 +138,64 @@ def _tatma_section() -> list[str]:
     ]
 
 
+def _iechs_section() -> list[str]:
+    t, r = tables.iec_hs(), Settings().reference_ranges
+    h = t.hscore_ferritin, t.hscore_triglycerides, t.hscore_temperature
+    cyt = t.cytopenia_below
+    hc = t.hscore_cytopenia_at_or_below
+    return [
+        "## IEC-HS (ASTCT criteria), carHLH and HScore",
+        "",
+        *_meta(t.meta),
+        "",
+        "Every criterion is present, recorded absent or unknown; a missing input is listed, never "
+        "scored as normal. No IEC-HS grade is computed (the grading table was not read).",
+        "",
+        f"- **Ferritin**: above {t.ferritin_multiple:g}× the ULN ({r.ferritin_uln_ng_ml:g} ng/mL, "
+        "settings `reference_ranges.ferritin_uln_ng_ml`), or the baseline (last value on or "
+        f"before day 0 within {t.ferritin_baseline_window_days} days) when that is above the "
+        f"ULN, AND at least {t.ferritin_rise_fold:g}× the lowest value of the "
+        f"{t.ferritin_rise_window_days} days before (after a recorded CRS end only values from "
+        "that day on). An elevated value with no earlier one: trend unknown.",
+        "- **Onset relative to CRS**: on or after the CRS end day: met; during CRS, without a "
+        "CRS end day or without a CRS record: unknown (at most suspected); before CRS: not met.",
+        f"- **Principal manifestations** (from {t.window_before_days} days before onset): marrow "
+        f"haemophagocytosis; AST or ALT > {t.transaminase_uln_multiple:g}× ULN; fibrinogen "
+        f"< {t.fibrinogen_below:g} mg/dL; new or worsening cytopenia from the onset day (ANC "
+        f"< {cyt['anc']:g}/µL, platelets < {cyt['platelets']:g} ×10⁹/L or Hb < {cyt['hb']:g} g/dL "
+        "and below the week before). Further features listed: LDH > ULN, triglycerides "
+        f"> {t.triglycerides_above:g} mg/dL, bilirubin > ULN, coagulopathy, splenomegaly, organ "
+        "dysfunction.",
+        "- **Status**: met (ferritin, onset and a principal manifestation); not met (one of them "
+        "absent); suspected (undecided, with a rising ferritin or haemophagocytosis, "
+        "transaminases or fibrinogen present); not assessable (no ferritin after infusion, or an "
+        "elevated ferritin alone). Guidance level raised to: "
+        + ", ".join(f"{k} → {v}" for k, v in t.guidance_level.items())
+        + " (never lowered).",
+        f"- **carHLH**: peak ferritin during CRS > {t.carhlh_ferritin_above:g} ng/mL and "
+        f"≥ {t.carhlh_min_organ} of: liver (bilirubin > {t.carhlh_bilirubin_uln_multiple:g}× ULN "
+        f"or AST/ALT > {t.carhlh_transaminase_uln_multiple:g}× ULN), kidney (creatinine "
+        f"> {t.carhlh_creatinine_uln_multiple:g}× ULN), lung (grade ≥ 3 pulmonary oedema: not in "
+        "the course model, always missing), marrow haemophagocytosis.",
+        f"- **HScore** (cut-off ≥ {t.hscore_cutoff}; window ± {t.hscore_window_days} days around "
+        "the onset day, else before the last value): known immunosuppression "
+        f"{t.hscore_immunosuppression}; temperature < {h[2].below:g} / {h[2].below:g}–"
+        f"{h[2].upto:g} / > {h[2].upto:g} °C: {', '.join(map(str, h[2].points))}; organomegaly "
+        f"none / liver or spleen / both: {', '.join(map(str, t.hscore_organomegaly))}; cytopenias "
+        f"(Hb ≤ {hc['hb']:g} g/dL, WBC ≤ {hc['wbc']:g} ×10⁹/L, platelets ≤ {hc['platelets']:g} "
+        f"×10⁹/L) 0–1 / 2 / 3 lineages: 0, {t.hscore_cytopenia[2]}, {t.hscore_cytopenia[3]}; "
+        f"ferritin < {h[0].below:g} / {h[0].below:g}–{h[0].upto:g} / > {h[0].upto:g} ng/mL: "
+        f"{', '.join(map(str, h[0].points))}; triglycerides < {h[1].below:g} / {h[1].below:g}–"
+        f"{h[1].upto:g} / > {h[1].upto:g} mg/dL: {', '.join(map(str, h[1].points))}; fibrinogen "
+        f"≤ {t.hscore_fibrinogen[0]:g} mg/dL: {t.hscore_fibrinogen[1]}; AST ≥ {t.hscore_ast[0]:g} "
+        f"U/L: {t.hscore_ast[1]}; marrow haemophagocytosis: {t.hscore_haemophagocytosis}. "
+        "Reported as the points of the items present, the items scored of 9 and the most the "
+        "missing items could add; '≥ cut-off' only when reached, '< cut-off' only when it "
+        "cannot be reached.",
+        "",
+    ]
+
+
 def _ticaht_section() -> list[str]:
     t = tables.ticaht()
     c = t.conventions
@@ -186,6 +244,7 @@ def rule_reference() -> str:
         *_ticaht_section(),
         *_easix_section(),
         *_tatma_section(),
+        *_iechs_section(),
         *_hematotox_section(),
         *_phenotype_section(),
         *_timing_section(),

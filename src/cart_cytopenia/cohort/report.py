@@ -40,6 +40,7 @@ from cart_cytopenia.cohort.incidence import cif_tables, curves, endpoint_counts
 from cart_cytopenia.domain.catalogues import DrugClass
 from cart_cytopenia.domain.frames import CohortFrames, drug_class_expr
 from cart_cytopenia.errors import InputError
+from cart_cytopenia.grading.iec_hs import STATUS
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -288,6 +289,28 @@ def tatma_counts(d: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("by", "group")
     )
+
+
+def iechs_by_product(d: pl.DataFrame) -> pl.DataFrame:
+    """IEC-HS by the ASTCT criteria (each status), carHLH and HScore >= 169 counted per product
+    and for all patients. In a cohort table marrow morphology, temperatures and organomegaly are
+    not recorded: "met" needs a laboratory manifestation, and the HScore is a lower bound."""
+
+    def counts(x: pl.DataFrame, group: str) -> dict[str, object]:
+        status = x["iechs_astct_status"]
+        return {
+            "product": group,
+            "n": x.height,
+            **{f"astct_{k.replace(' ', '_')}": int((status == k).sum()) for k in STATUS},
+            "carhlh_met": int(x["carhlh_met"].fill_null(False).sum()),
+            "carhlh_incomplete": int(x["carhlh_met"].is_null().sum()),
+            "hscore_ge_cutoff": int(x["hscore_at_cutoff"].fill_null(False).sum()),
+            "hscore_undecided": int(x["hscore_at_cutoff"].is_null().sum()),
+        }
+
+    rows = [counts(x, str(g[0])) for g, x in d.group_by("product", maintain_order=True)]
+    rows.sort(key=lambda r: str(r["product"]))
+    return pl.DataFrame([*rows, counts(d, "all")])
 
 
 def duration_summary(d: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -618,8 +641,8 @@ def _report_tables(
     a: CohortAnalysis, d: pl.DataFrame, frames: CohortFrames
 ) -> dict[str, pl.DataFrame]:
     """The report's tables, written beside it as CSV: characteristics, grade distributions,
-    durations, EASIX by outcome, TA-TMA counts, cumulative incidence, published comparison, the
-    grades."""
+    durations, EASIX by outcome, TA-TMA counts, IEC-HS by product, cumulative incidence, published
+    comparison, the grades."""
     counts = endpoint_counts(a.endpoints, d)
     cif_at, cif_curves = cif_tables(counts)
     return {
@@ -628,6 +651,7 @@ def _report_tables(
         "durations": pl.concat([duration_summary(d, by) for by in DURATION_BY]),
         "easix_by_outcome": easix_by_outcome(d),
         "tatma_counts": tatma_counts(d),
+        "iechs_by_product": iechs_by_product(d),
         "cumulative_incidence_inputs": counts,
         "cumulative_incidence_at_days": cif_at,
         "cumulative_incidence_curves": cif_curves,
@@ -670,6 +694,8 @@ def _render(
         easix_table=_html_table(csvs["easix_by_outcome"], max_rows=60),
         easix_cutoff=f"{tables.easix().baseline_cutoff:g}",
         tatma_table=_html_table(csvs["tatma_counts"], pct_cols=("share_meets",), max_rows=40),
+        iechs_table=_html_table(csvs["iechs_by_product"]),
+        hscore_cutoff=tables.iec_hs().hscore_cutoff,
         recovery_section=_recovery_section(figs, cif_at),
         calibration=_html_table(
             csvs["published_comparison"].select(

@@ -19,6 +19,7 @@ from cart_cytopenia.domain.analytes import analyte, to_canonical
 from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
 from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
+from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.grading.assessment_model import (
     Assessment,
     BasedOn,
@@ -31,6 +32,7 @@ from cart_cytopenia.grading.assessment_model import (
     HematotoxIgnoredValue,
     HematotoxMarkerResult,
     HematotoxResult,
+    IechsResult,
     InflammationStatus,
     LateIcahtResult,
     LineageStatus,
@@ -59,6 +61,7 @@ __all__ = [
     "HematotoxIgnoredValue",
     "HematotoxMarkerResult",
     "HematotoxResult",
+    "IechsResult",
     "InflammationStatus",
     "LateIcahtResult",
     "LineageStatus",
@@ -362,11 +365,58 @@ def _to_assessment(
         hematotox=hematotox,
         easix=_easix(c, i),
         tatma=tatma_result(c.tatma, i, settings.reference_ranges),
+        iechs=_iechs(course, c, i, day, settings),
         phenotype=_phenotype(c, i),
         gcsf=_gcsf_status(c, i, meds, day),
         inflammation=_inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i])),
         notes=notes,
         based_on=_based_on(course, day, settings, n_labs, unknown_drugs),
+    )
+
+
+def _iechs(course: Course, c: GradedChunk, i: int, day: int, settings: Settings) -> IechsResult:
+    """The IEC-HS read-outs: the engine's laboratory half with this course's findings added."""
+    t, ranges = tables.iec_hs(), settings.reference_ranges
+    lf = c.iechs_lab.take(i)
+    clin = iec_hs.clinical_from_course(course, day, lf, t)
+    r = iec_hs.classify(lf, clin, t)
+    status = iec_hs.STATUS[int(r.status[0])]
+    carhlh, at = int(r.carhlh[0]), int(r.hscore_at_cutoff[0])
+    onset = _d(int(r.onset_day[0]))
+    missing = iec_hs.names(int(r.missing[0]), iec_hs.ASTCT_MISSING)
+    h_items = int(r.hscore_items[0])
+    summary = (
+        f"ASTCT IEC-HS criteria (Hines 2023): {status}"
+        + (f", onset day {onset}" if onset is not None else "")
+        + (f" (missing: {'; '.join(missing)})" if missing else "")
+        + f"; grade not computed; carHLH {({1: 'met', 0: 'not met'}).get(carhlh, 'incomplete')}"
+        + f"; HScore {int(r.hscore[0])}"
+        + ("" if h_items == 9 else f" ({h_items} of 9 items)")
+        + f", cut-off {t.hscore_cutoff} "
+        + {1: "reached", 0: "not reached"}.get(at, "undecided")
+    )
+    return IechsResult(
+        status=status,
+        grade=None,
+        grade_note="IEC-HS grade not computed: the grading table of Hines 2023 was not read",
+        onset_day=onset,
+        onset_relative_to_crs=iec_hs.TIMING[int(lf.timing_reason[0])]
+        if onset is not None
+        else None,
+        evidence=iec_hs.evidence(lf, clin, t, ranges),
+        missing=missing,
+        carhlh={1: "met", 0: "not met"}.get(carhlh, "incomplete"),
+        carhlh_organ_criteria=int(r.carhlh_organs[0]),
+        carhlh_missing=iec_hs.names(int(r.carhlh_missing[0]), iec_hs.CARHLH_MISSING),
+        hscore=int(r.hscore[0]),
+        hscore_max=int(r.hscore_max[0]),
+        hscore_items=int(r.hscore_items[0]),
+        hscore_at_cutoff=None if at < 0 else bool(at),
+        hscore_cutoff=t.hscore_cutoff,
+        hscore_missing=iec_hs.names(int(r.hscore_missing[0]), iec_hs.HSCORE_ITEMS),
+        guidance_level=t.guidance_level.get(status),
+        summary=summary,
+        rule=t.meta.label,
     )
 
 

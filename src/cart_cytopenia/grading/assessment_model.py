@@ -156,6 +156,32 @@ class EasixResult(_Out):
     rule: str
 
 
+class IechsResult(_Out):
+    """IEC-HS by the ASTCT criteria (Hines 2023), with carHLH and the HScore as read-outs."""
+
+    status: str = Field(description="met, suspected, not met, not assessable (no ferritin)")
+    grade: int | None = Field(description="Always None: the paper's grading table was not read")
+    grade_note: str
+    onset_day: int | None = Field(description="Day the ferritin criterion was first met")
+    onset_relative_to_crs: str | None
+    evidence: list[str]
+    missing: list[str] = Field(description="Inputs whose absence keeps it at suspected")
+    carhlh: str = Field(description="met, not met, incomplete")
+    carhlh_organ_criteria: int
+    carhlh_missing: list[str]
+    hscore: int = Field(description="Points of the items present (a lower bound if incomplete)")
+    hscore_max: int = Field(description="The most it could be with the missing items")
+    hscore_items: int = Field(description="Items scored, of 9")
+    hscore_at_cutoff: bool | None = Field(description=">= cut-off; None: the missing items decide")
+    hscore_cutoff: int
+    hscore_missing: list[str]
+    guidance_level: str | None = Field(
+        description="The guidance IEC-HS level this status raises to (never lowers)"
+    )
+    summary: str = Field(description="Status, grade, carHLH and HScore in one sentence")
+    rule: str
+
+
 class PhenotypeResult(_Out):
     phenotype: str | None
     reason: str | None
@@ -259,6 +285,7 @@ class Assessment(_Out):
     hematotox: HematotoxResult
     easix: EasixResult
     tatma: TatmaResult
+    iechs: IechsResult
     phenotype: PhenotypeResult
     gcsf: GcsfStatus
     inflammation: InflammationStatus

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from cart_cytopenia.domain.frames import ANALYTE_CODES, ANALYTE_ENUM, CohortFrames
 from cart_cytopenia.errors import InputError, Location, Problem
-from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht, tatma
+from cart_cytopenia.grading import easix, gcsf_response, hematotox, icaht, iec_hs, tatma
 from cart_cytopenia.rules import tables
 
 I32 = NDArray[np.int32]
@@ -135,6 +135,7 @@ class ChunkEvents:
     gcsf: tuple[NDArray[Any], ...]
     graded: dict[str, tuple[NDArray[Any], ...]]
     tatma: dict[str, tuple[NDArray[Any], ...]]  # the events TA-TMA reads
+    crs_spans: tuple[NDArray[Any], ...]
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class EventRows:
     gcsf: PatientRows  # G-CSF courses from day 0: start, end (10**6 when open)
     graded: dict[str, PatientRows]  # CRS, ICANS with a grade: start day, grade
     tatma: dict[str, PatientRows]  # the events TA-TMA reads (``tatma.event_tables``)
+    crs_spans: PatientRows  # CRS with a start day: start, end (iec_hs.OPEN_END when not recorded)
 
     @classmethod
     def of(cls, events: pl.DataFrame) -> EventRows:
@@ -182,6 +184,11 @@ class EventRows:
                 k: PatientRows.of(df, *cols)
                 for k, (df, cols) in tatma.event_tables(events, tables.tatma()).items()
             },
+            crs_spans=PatientRows.of(
+                events.filter((pl.col("type") == "crs") & pl.col("start_day").is_not_null()),
+                pl.col("start_day").cast(pl.Int64),
+                pl.col("end_day").fill_null(iec_hs.OPEN_END).cast(pl.Int64),
+            ),
         )
 
     def chunk(self, lo: int, hi: int) -> ChunkEvents:
@@ -192,6 +199,7 @@ class EventRows:
             gcsf=self.gcsf.chunk(lo, hi),
             graded={k: r.chunk(lo, hi) for k, r in self.graded.items()},
             tatma={k: r.chunk(lo, hi) for k, r in self.tatma.items()},
+            crs_spans=self.crs_spans.chunk(lo, hi),
         )
 
 
@@ -239,6 +247,7 @@ class ChunkRows:
     markers: hematotox.MarkerRows  # CAR-HEMATOTOX markers before infusion
     score_rows: hematotox.MarkerRows  # EASIX analytes up to the end of its early window
     tma_rows: hematotox.MarkerRows  # TA-TMA's rows besides the counts after infusion
+    iechs_rows: hematotox.MarkerRows  # IEC-HS analytes from the ferritin baseline window on
     events: ChunkEvents
 
 
@@ -275,6 +284,7 @@ class CohortRows:
     baseline: PatientRows  # CAR-HEMATOTOX markers before infusion
     score_rows: PatientRows  # EASIX analytes up to the end of its early window
     tma_rows: PatientRows  # TA-TMA's rows besides the counts after infusion (``tatma.ANALYTES``)
+    iechs_rows: PatientRows  # IEC-HS analytes from the ferritin baseline window on
     max_day: int  # the last day with a value of a grid analyte (up to as_of; 0: none)
 
     def chunk(self, lo: int, hi: int, until: int | None) -> ChunkRows:
@@ -290,6 +300,7 @@ class CohortRows:
             self.baseline.markers(lo, hi),
             self.score_rows.markers(lo, hi),
             self.tma_rows.markers(lo, hi),
+            self.iechs_rows.markers(lo, hi),
             self.events.chunk(lo, hi),
         )
 
@@ -334,8 +345,8 @@ def index_cohort(
     check_orphans(frames, labs_checked=labs_known, events_checked=events_known)
     if not in_order:  # not grouped by patient: sort
         arrays = arrays.sorted_by_patient()
-    max_day, baseline, score_rows, tma_rows = _scan_labs(arrays, tasks, as_of, pool)
-    return CohortRows(arrays, events, baseline, score_rows, tma_rows, max_day)
+    max_day, baseline, score_rows, tma_rows, iechs_rows = _scan_labs(arrays, tasks, as_of, pool)
+    return CohortRows(arrays, events, baseline, score_rows, tma_rows, iechs_rows, max_day)
 
 
 def _row_slices(n_rows: int) -> list[tuple[int, int]]:
@@ -410,11 +421,12 @@ def _scan_labs(
     tasks: list[tuple[int, int]],
     as_of: int | None,
     pool: ThreadPoolExecutor | None,
-) -> tuple[int, PatientRows, PatientRows, PatientRows]:
+) -> tuple[int, PatientRows, PatientRows, PatientRows, PatientRows]:
     """The last day with a value of a grid analyte (up to as_of; 0: none), the rows of
     CAR-HEMATOTOX markers before infusion (CAR-HEMATOTOX reads nothing else), the rows of
-    EASIX analytes up to the end of EASIX's early window and TA-TMA's rows besides the counts
-    after infusion (those come from the graded rows); in slices on the worker threads."""
+    EASIX analytes up to the end of EASIX's early window, TA-TMA's rows besides the counts
+    after infusion (those come from the graded rows) and the rows of IEC-HS analytes from the
+    ferritin baseline window on; in slices on the worker threads."""
     grid_codes = [ANALYTE_CODES.index(a) for a in GRID_ANALYTES]
     marker_codes = [ANALYTE_CODES.index(m.analyte) for m in tables.hematotox().markers]
     easix_codes = [ANALYTE_CODES.index(a) for a in easix.ANALYTES]
@@ -422,8 +434,10 @@ def _scan_labs(
     tma_codes = [ANALYTE_CODES.index(a) for a in tatma.ANALYTES]
     tma_blood = [c for c in tma_codes if c in grid_codes]
     tma_other = [c for c in tma_codes if c not in grid_codes]
+    iechs_codes = [ANALYTE_CODES.index(a) for a in iec_hs.ANALYTES]
+    iechs_first = -tables.iec_hs().ferritin_baseline_window_days
 
-    def scan_rows(ab: tuple[int, int]) -> tuple[int, Rows, Rows, Rows]:
+    def scan_rows(ab: tuple[int, int]) -> tuple[int, Rows, Rows, Rows, Rows]:
         a, b = ab
         day, code = labs.day[a:b], labs.code[a:b]
         # (membership by comparisons: a lookup table would hold the GIL or widen every code)
@@ -435,14 +449,16 @@ def _scan_labs(
         rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
         scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
         tma = np.flatnonzero(_one_of(code, tma_other) | (_one_of(code, tma_blood) & (day < 0)))
-        return last, rows, scores, tma + a
+        iechs_at = np.flatnonzero(_one_of(code, iechs_codes) & (day >= iechs_first)) + a
+        return last, rows, scores, tma + a, iechs_at
 
     scanned = pmap(pool, scan_rows, tasks)
     max_day = max([0, *(s[0] for s in scanned)])
     baseline = labs.picked(np.concatenate([s[1] for s in scanned]), marker_codes)
     score_rows = labs.picked(np.concatenate([s[2] for s in scanned]), easix_codes)
     tma_rows = labs.picked(np.concatenate([s[3] for s in scanned]), tma_codes)
-    return max_day, baseline, score_rows, tma_rows
+    iechs_rows = labs.picked(np.concatenate([s[4] for s in scanned]), iechs_codes)
+    return max_day, baseline, score_rows, tma_rows, iechs_rows
 
 
 def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:

@@ -33,6 +33,7 @@ from cart_cytopenia.grading import (
     gcsf_response,
     hematotox,
     icaht,
+    iec_hs,
     recovery_phenotype,
     tatma,
     ticaht,
@@ -83,6 +84,8 @@ class GradedChunk:
     hematotox: hematotox.Hematotox
     easix: easix.Easix
     tatma: tatma.Tatma
+    iechs_lab: iec_hs.LabFeatures  # the laboratory half (assess adds the course's findings)
+    iechs: iec_hs.IecHs  # with the course-only findings unknown (a cohort table has none)
     crs_max_grade: NDArray[np.int8]
     icans_max_grade: NDArray[np.int8]
     last_anc_day: I32
@@ -180,6 +183,25 @@ class DailyLabs:
     last: dict[str, tuple[NDArray[np.float64], I32]]  # per patient: last value, its day
 
 
+def _tatma(
+    rows: ChunkRows,
+    labs: DailyLabs,
+    patients: PatientArrays,
+    as_of: I32,
+    settings: Settings,
+    events_recorded: bool,
+) -> tatma.Tatma:
+    """TA-TMA harmonised criteria from the chunk's rows, counts and events."""
+    return tatma.from_chunk(
+        rows.tma_rows,
+        (labs.rows["hb"], labs.rows["platelets"]),
+        (rows.events.tatma, rows.events.transfusions),
+        (patients.age, patients.ld_start, as_of),
+        settings.reference_ranges,
+        events_recorded,
+    )
+
+
 def _grade_chunk(
     patients: PatientArrays,
     rows: ChunkRows,
@@ -222,6 +244,7 @@ def _grade_chunk(
         anc_interp.last_day - gap - 1,
     )
     phen = _recovery_phenotype(anc_interp, late, gc, as_of, last_anc)
+    ih_lab, ih = _iec_hs(rows, labs, as_of, settings, events_recorded)
     return GradedChunk(
         patient_ids=patients.ids.to_list(),
         as_of=as_of,
@@ -248,20 +271,33 @@ def _grade_chunk(
             patients.disease_product,
         ),
         easix=easix.score(rows.score_rows, patients.ld_start, as_of, tables.easix()),
-        tatma=tatma.from_chunk(
-            rows.tma_rows,
-            (labs.rows["hb"], labs.rows["platelets"]),
-            (rows.events.tatma, rows.events.transfusions),
-            (patients.age, patients.ld_start, as_of),
-            settings.reference_ranges,
-            events_recorded,
-        ),
+        tatma=_tatma(rows, labs, patients, as_of, settings, events_recorded),
+        iechs_lab=ih_lab,
+        iechs=ih,
         crs_max_grade=_event_max(rows.events.graded["crs"], as_of),
         icans_max_grade=_event_max(rows.events.graded["icans"], as_of),
         last_anc_day=last_anc,
         sex=patients.sex,
         seen=_data_seen(n, labs.rows, (rows.markers.idx, ev_idx), events_recorded),
     )
+
+
+def _iec_hs(
+    rows: ChunkRows, labs: DailyLabs, as_of: I32, settings: Settings, events_recorded: bool
+) -> tuple[iec_hs.LabFeatures, iec_hs.IecHs]:
+    """IEC-HS's laboratory half and its read-outs with the course-only findings unknown (a
+    cohort table has none; ``assess`` adds them from the course)."""
+    t = tables.iec_hs()
+    lab = iec_hs.lab_features(
+        rows.iechs_rows,
+        {a: labs.rows[a] for a in iec_hs.COUNTS},
+        rows.events.crs_spans,
+        events_recorded,
+        as_of,
+        t,
+        settings.reference_ranges,
+    )
+    return lab, iec_hs.classify(lab, iec_hs.Clinical.unknown(as_of.size), t)
 
 
 def _grading_days(

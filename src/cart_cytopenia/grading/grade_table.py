@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from cart_cytopenia.grading import tatma
+from cart_cytopenia.grading import iec_hs, tatma
 from cart_cytopenia.rules.settings import Settings
 
 if TYPE_CHECKING:
@@ -121,6 +121,15 @@ GRADE_COLUMNS: tuple[Column, ...] = (
     Column("tatma_not_assessable", _S, "TA-TMA criteria not assessable there (;-separated)"),
     Column("tatma_high_risk", _I, "TA-TMA met with a high-risk feature 1, without 0, else empty"),
     Column("tatma_high_risk_features", _S, "TA-TMA high-risk features present (;-separated)"),
+    Column("iechs_astct_status", _S, "IEC-HS by ASTCT: met, suspected, not met, not assessable"),
+    Column("iechs_astct_grade", _I, "IEC-HS grade 1-5: always empty (grading table not read)"),
+    Column("iechs_onset_day", _I, "day the IEC-HS ferritin criterion was first met"),
+    Column("iechs_astct_missing", _S, "inputs missing for the ASTCT status (;-separated)"),
+    Column("carhlh_met", _B, "carHLH (Neelapu 2018) met; empty when incomplete"),
+    Column("hscore", _I, "HScore points of the items present (a lower bound when incomplete)"),
+    Column("hscore_items", _I, "HScore items scored, of 9"),
+    Column("hscore_at_cutoff", _B, "HScore >= 169; empty when the missing items decide"),
+    Column("hscore_missing", _S, "HScore items not scored (;-separated)"),
     Column("rbc_transfusions_d0_30", _I, "red-cell transfusion episodes day 0-30"),
     Column("rbc_transfusions_d31_100", _I, "red-cell transfusion episodes day 31-100"),
     Column("platelet_transfusions_d0_30", _I, "platelet transfusion episodes day 0-30"),
@@ -236,6 +245,26 @@ NAN_FREE = (
 )
 
 
+def _tri_bool(x: NDArray[np.int8]) -> pl.Series:
+    """1/0/-1 as True/False/null."""
+    return pl.Series([None if v < 0 else v == 1 for v in x.tolist()], dtype=pl.Boolean)
+
+
+def _iechs_columns(c: GradedChunk) -> dict[str, object]:
+    ih = c.iechs
+    return {
+        "iechs_astct_status": [iec_hs.STATUS[k] for k in ih.status.tolist()],
+        "iechs_astct_grade": pl.Series([None] * ih.status.size, dtype=pl.Int32),
+        "iechs_onset_day": _nullable_int(ih.onset_day),
+        "iechs_astct_missing": iec_hs.joined(ih.missing, iec_hs.ASTCT_MISSING).tolist(),
+        "carhlh_met": _tri_bool(ih.carhlh),
+        "hscore": ih.hscore,
+        "hscore_items": ih.hscore_items.astype(np.int32),
+        "hscore_at_cutoff": _tri_bool(ih.hscore_at_cutoff),
+        "hscore_missing": iec_hs.joined(ih.hscore_missing, iec_hs.HSCORE_ITEMS).tolist(),
+    }
+
+
 def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
     """One row per patient in ``GRADE_SCHEMA`` (docs/grade-table-schema.json), its columns in
     the schema's order; counts and durations without the data behind them are emptied."""
@@ -247,6 +276,7 @@ def chunk_table(c: GradedChunk, settings: Settings) -> pl.DataFrame:
         **_lineage_columns(c),
         **_score_columns(c),
         **_tatma_columns(c.tatma),
+        **_iechs_columns(c),
         **_event_columns(c),
     }
     df = pl.DataFrame(cols, schema=GRADE_SCHEMA, strict=False)

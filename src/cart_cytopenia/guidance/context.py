@@ -20,6 +20,7 @@ from cart_cytopenia.guidance.context_iechs import (
     IechsFacts,
     IechsSignals,
     iechs_level,
+    raised_level,
 )
 from cart_cytopenia.guidance.context_medications import MedicationFacts, TpoCourse, drug_alternative
 from cart_cytopenia.guidance.context_prophylaxis import ProphylaxisFacts
@@ -37,6 +38,7 @@ __all__ = [
     "drug_alternative",
     "fmt",
     "iechs_level",
+    "raised_level",
 ]
 
 

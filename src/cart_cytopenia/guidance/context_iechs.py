@@ -12,6 +12,7 @@ from typing import Any
 
 from cart_cytopenia.domain.course import IECHS, Fever, Finding
 from cart_cytopenia.guidance.context_base import ContextBase, LabValue, fmt
+from cart_cytopenia.rules import tables
 
 IECHS_LEVELS = ("possible", "suspected", "high")
 
@@ -38,6 +39,11 @@ class IechsSignals:
     recorded_any: bool
     level: str | None  # None, "possible", "suspected", "high" (IECHS_LEVELS)
     onset_day: int | None = None  # earliest day of the current features (ferritin, fever, record)
+    # the grading's ASTCT read-out (grading/iec_hs.py): its status raises ``level`` (never lowers
+    # it) by rules/tables/iec_hs.toml [astct] guidance_level
+    astct: str | None = None  # met, suspected, not met, not assessable
+    astct_onset_day: int | None = None
+    astct_detail: str = ""  # status, grade, carHLH and HScore as the rationale cites them
 
     @property
     def after_crs(self) -> bool:
@@ -63,6 +69,9 @@ class IechsSignals:
 
     def features(self) -> list[str]:
         out: list[str] = []
+        if self.astct in ("met", "suspected"):
+            day = f" (onset day {self.astct_onset_day})" if self.astct_onset_day is not None else ""
+            out.append(f"ASTCT IEC-HS criteria {self.astct}{day}")
         if self.recorded_active:
             out.append("IEC-HS recorded")
         if self.ferritin is not None and (self.ferritin_high or self.ferritin_rising):
@@ -102,7 +111,15 @@ class IechsSignals:
             "haemophagocytosis": self.haemophagocytosis,
             "supportive": list(self.supportive),
             "iec_hs_recorded_active": self.recorded_active,
+            "iec_hs_astct": self.astct,
+            "iec_hs_astct_detail": self.astct_detail,
         }
+
+
+def raised_level(level: str | None, to: str | None) -> str | None:
+    """``level`` raised to ``to``, never lowered (None is below every level)."""
+    order = (None, *IECHS_LEVELS)
+    return max(level, to, key=order.index)
 
 
 def iechs_level(
@@ -261,6 +278,10 @@ class IechsFacts(ContextBase):
             n_supportive=len(supportive),
             min_supportive=t.whole("iechs_min_supportive"),
         )
+        astct = self.a.iechs
+        level = raised_level(level, tables.iec_hs().guidance_level.get(astct.status))
+        if astct.status == "met" and astct.onset_day is not None:
+            onsets.append(astct.onset_day)  # (a "suspected" onset may be an old single value)
         return IechsSignals(
             crs_state=self.crs_state,
             crs_recorded=self.crs_recorded,
@@ -276,6 +297,9 @@ class IechsFacts(ContextBase):
             recorded_any=bool(recorded),
             level=level,
             onset_day=min(onsets) if onsets else None,
+            astct=astct.status,
+            astct_onset_day=astct.onset_day,
+            astct_detail=astct.summary,
         )
 
     def describe_crs(self) -> str:

@@ -25,6 +25,7 @@ from cart_cytopenia.domain.course import Course
 from cart_cytopenia.grading.assessment import Assessment, GradeResult, GradeStatus, TicahtResult
 from cart_cytopenia.io.fhir_codes import codes, project_coding
 from cart_cytopenia.io.fhir_course_export import course_to_resources
+from cart_cytopenia.io.fhir_iechs import iechs_observations
 from cart_cytopenia.io.fhir_resources import (
     category,
     cc,
@@ -238,6 +239,7 @@ def assessment_to_resources(
     out.append(hx)
     out.extend(_easix_observations(subject, course, assessment, issued_s))
     out.append(tatma_observation(subject, course, assessment.tatma, issued_s, assessment.day))
+    out.extend(iechs_observations(subject, assessment, issued_s, effective))
     ph = assessment.phenotype
     po: dict[str, Any] = {
         "resourceType": "Observation",

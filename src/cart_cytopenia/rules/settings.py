@@ -63,7 +63,13 @@ class ReferenceRanges(_Section):
         description="sC5b-9 ULN, ng/mL (TA-TMA: >= ULN); default the Mayo Clinic assay's <= 250",
     )
     bilirubin_uln_mg_dl: float = Field(
-        1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up)"
+        1.2, gt=0, description="Total bilirubin ULN, mg/dL (haemolysis work-up, IEC-HS, carHLH)"
+    )
+    ferritin_uln_ng_ml: float = Field(
+        400.0, gt=0, description="Ferritin ULN, ng/mL (ASTCT IEC-HS: > 2x ULN or baseline)"
+    )
+    creatinine_uln_mg_dl: float = Field(
+        1.2, gt=0, description="Creatinine ULN, mg/dL (carHLH kidney criterion: > 3x ULN)"
     )
 
     def lln_canonical(self, analyte_code: str, sex: str | None = None) -> float:

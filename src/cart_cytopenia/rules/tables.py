@@ -464,6 +464,124 @@ def tatma() -> TatmaTable:
     )
 
 
+# --------------------------------------------------------------------------- IEC-HS
+
+
+@dataclass(frozen=True)
+class PointBands:
+    """An HScore item scored in three bands: ``points[0]`` below ``below``, ``points[1]`` from
+    ``below`` up to and including ``upto``, ``points[2]`` above ``upto``."""
+
+    below: float
+    upto: float
+    points: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class IecHsTable:
+    meta: RuleMeta
+    ferritin_multiple: float
+    ferritin_baseline_window_days: int
+    ferritin_rise_fold: float
+    ferritin_rise_window_days: int
+    window_before_days: int
+    transaminase_uln_multiple: float
+    fibrinogen_below: float
+    cytopenia_below: dict[str, float]  # "anc", "platelets", "hb": canonical units
+    triglycerides_above: float
+    guidance_level: dict[str, str]  # ASTCT status -> the guidance level it raises to
+    carhlh_ferritin_above: float
+    carhlh_min_organ: int
+    carhlh_bilirubin_uln_multiple: float
+    carhlh_transaminase_uln_multiple: float
+    carhlh_creatinine_uln_multiple: float
+    hscore_cutoff: int
+    hscore_window_days: int
+    hscore_immunosuppression: int
+    hscore_temperature: PointBands
+    hscore_organomegaly: tuple[int, int, int]
+    hscore_cytopenia: tuple[int, int, int, int]
+    hscore_cytopenia_at_or_below: dict[str, float]  # "hb", "wbc", "platelets"
+    hscore_ferritin: PointBands
+    hscore_triglycerides: PointBands
+    hscore_fibrinogen: tuple[float, int]  # at or below, points
+    hscore_ast: tuple[float, int]  # at or above, points
+    hscore_haemophagocytosis: int
+
+
+def _point_bands(x: dict[str, Any], code: str | None, where: str) -> PointBands:
+    f = 1.0 if code is None else _factor(code, x["unit"], where)
+    p = [int(v) for v in x["points"]]
+    if len(p) != 3 or not float(x["below"]) <= float(x["upto"]):
+        raise RuleTableError(f"{where}: three points and below <= upto are required")
+    return PointBands(float(x["below"]) * f, float(x["upto"]) * f, (p[0], p[1], p[2]))
+
+
+@cache
+def iec_hs() -> IecHsTable:
+    raw = _read("iec_hs.toml")
+    meta = _meta(raw, "iec_hs.toml")
+    fe, a, c, h = raw["ferritin"], raw["astct"], raw["carhlh"], raw["hscore"]
+    if _factor("ferritin", fe["unit"], "iec_hs.ferritin") != 1.0:
+        raise RuleTableError("iec_hs: ferritin must be in its canonical unit (ng/mL)")
+    levels = {str(k): str(v) for k, v in a["guidance_level"].items()}
+    if set(levels) - {"met", "suspected"} or set(levels.values()) - {
+        "possible",
+        "suspected",
+        "high",
+    }:
+        raise RuleTableError("iec_hs: guidance_level maps met/suspected to possible/suspected/high")
+    org, cyt = [int(v) for v in h["organomegaly_points"]], [int(v) for v in h["cytopenia_points"]]
+    if len(org) != 3 or len(cyt) != 4:
+        raise RuleTableError("iec_hs: organomegaly needs 3 points, cytopenia 4 (0-3 lineages)")
+    fib, ast = h["fibrinogen"], h["ast"]
+    return IecHsTable(
+        meta=meta,
+        ferritin_multiple=float(fe["multiple"]),
+        ferritin_baseline_window_days=int(fe["baseline_window_days"]),
+        ferritin_rise_fold=float(fe["rise_fold"]),
+        ferritin_rise_window_days=int(fe["rise_window_days"]),
+        window_before_days=int(a["window_before_days"]),
+        transaminase_uln_multiple=float(a["transaminase_uln_multiple"]),
+        fibrinogen_below=float(a["fibrinogen_below"])
+        * _factor("fibrinogen", a["fibrinogen_unit"], "iec_hs.astct"),
+        cytopenia_below={
+            "anc": float(a["anc_below"]),
+            "platelets": float(a["platelets_below"]),
+            "hb": float(a["hb_below"]),
+        },
+        triglycerides_above=float(a["triglycerides_above"]),
+        guidance_level=levels,
+        carhlh_ferritin_above=float(c["ferritin_above"]),
+        carhlh_min_organ=int(c["min_organ_criteria"]),
+        carhlh_bilirubin_uln_multiple=float(c["bilirubin_uln_multiple"]),
+        carhlh_transaminase_uln_multiple=float(c["transaminase_uln_multiple"]),
+        carhlh_creatinine_uln_multiple=float(c["creatinine_uln_multiple"]),
+        hscore_cutoff=int(h["cutoff"]),
+        hscore_window_days=int(h["window_days"]),
+        hscore_immunosuppression=int(h["immunosuppression_points"]),
+        hscore_temperature=_point_bands(h["temperature"], None, "iec_hs.hscore.temperature"),
+        hscore_organomegaly=(org[0], org[1], org[2]),
+        hscore_cytopenia=(cyt[0], cyt[1], cyt[2], cyt[3]),
+        hscore_cytopenia_at_or_below={
+            "hb": float(h["cytopenia_hb_at_or_below"]),
+            "wbc": float(h["cytopenia_wbc_at_or_below"]),
+            "platelets": float(h["cytopenia_platelets_at_or_below"]),
+        },
+        hscore_ferritin=_point_bands(h["ferritin"], "ferritin", "iec_hs.hscore.ferritin"),
+        hscore_triglycerides=_point_bands(h["triglycerides"], "triglycerides", "iec_hs.hscore.tg"),
+        hscore_fibrinogen=(
+            float(fib["at_or_below"]) * _factor("fibrinogen", fib["unit"], "iec_hs.hscore"),
+            int(fib["points"]),
+        ),
+        hscore_ast=(
+            float(ast["at_or_above"]) * _factor("ast", ast["unit"], "iec_hs.hscore"),
+            int(ast["points"]),
+        ),
+        hscore_haemophagocytosis=int(h["haemophagocytosis_points"]),
+    )
+
+
 # --------------------------------------------------------------------------- CAR-HEMATOTOX
 
 
@@ -691,6 +809,7 @@ def all_tables() -> list[RuleMeta]:
         hematotox().meta,
         easix().meta,
         tatma().meta,
+        iec_hs().meta,
         recovery_phenotype().meta,
         timing().meta,
     ]

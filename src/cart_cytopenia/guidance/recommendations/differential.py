@@ -77,7 +77,7 @@ def iec_hs(ctx: Context) -> Triggered | None:
     # phagocytosis in the bone marrow biopsy will substantiate this rare etiology')
     level = "documented" if s.recorded_active or (s.high and s.haemophagocytosis) else "supported"
     return Triggered(
-        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; then {features}.",
+        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; then {features}. {s.astct_detail}.",
         inputs={**_base_inputs(ctx), **s.as_inputs()},
         values={"features": s.headline(), "level": s.level_text()},
         urgency="warning",

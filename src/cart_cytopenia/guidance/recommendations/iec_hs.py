@@ -26,7 +26,7 @@ def treat(ctx: Context) -> Triggered | None:
     steroids = ctx.meds_active(DrugClass.CORTICOSTEROID)
     on = f" On {ctx.med_names(steroids)}." if steroids else ""
     return Triggered(
-        rationale=f"IEC-HS: {s.level_text()}. {ctx.describe_crs()}; {features}.{on}",
+        rationale=f"IEC-HS: {s.level_text()}. {ctx.describe_crs()}; {features}.{on} {s.astct_detail}.",
         inputs={"day": ctx.day, **s.as_inputs()},
         values={"features": s.headline()},
         urgency="critical" if s.ferritin_very_high else None,

@@ -130,7 +130,7 @@ def iec_hs(ctx: Context) -> Triggered | None:
         else "Haemophagocytosis in a marrow would substantiate it."
     )
     return Triggered(
-        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; {features}. {marrow}",
+        rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; {features}. {marrow} {s.astct_detail}.",
         inputs={"day": ctx.day, **s.as_inputs()},
         values={"features": s.headline(), "level": s.level_text()},
         urgency="warning" if s.suspected else "action",
