@@ -116,7 +116,9 @@ def test_tatma_counts(built: report.ReportFiles) -> None:
     assert everyone["n"] == grades.height
     meets = int((grades["tatma_status"] == "meets").sum())
     assert everyone["meets"] == meets > 0  # the synthetic work-up makes some patients meet them
-    assert everyone["meets"] + everyone["not_met"] + everyone["insufficient_data"] == grades.height
+    undecided = everyone["workup_incomplete"] + everyone["not_evaluated"]
+    assert everyone["meets"] + everyone["not_met"] + undecided == grades.height
+    assert everyone["not_evaluated"] == int((grades["tatma_status"] == "not evaluated").sum())
     allo = tab.filter(pl.col("by") == "prior allo-HCT")
     assert allo["n"].sum() == grades.height
     assert "TA-TMA harmonised criteria" in built.html.read_text(encoding="utf-8")

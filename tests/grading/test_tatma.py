@@ -156,13 +156,13 @@ def test_four_of_seven_on_two_time_points_within_14_days() -> None:
     # 14 days apart: the two time points do not lie within 14 days; nothing was taken between
     # them, so the second time point is missing (not "not met")
     far = tma(course({**on(10, **MET4), **on(24, **MET4)}))
-    assert far.status == "insufficient data"
+    assert far.status == "work-up incomplete"
     assert "a second time point within 14 days is needed" in far.summary
 
 
 def test_one_time_point_is_not_enough_and_three_is_not_four() -> None:
     one = tma(course(on(10, **MET4)))
-    assert (one.status, one.criteria_met) == ("insufficient data", 4)
+    assert (one.status, one.criteria_met) == ("work-up incomplete", 4)
     assert tma(course({**on(10, **MET4), **on(11)})).status == "not met"
     three = {"ldh": 400, "sc5b9": 300, "upcr": 1.5}
     r = tma(course({**on(10, **three), **on(12, **three)}))
@@ -175,13 +175,60 @@ def test_consecutive_means_the_next_time_point() -> None:
     assert r.status == "not met"
 
 
-def test_not_measured_is_insufficient_data_not_not_met() -> None:
+def test_not_measured_is_never_not_met() -> None:
     only_counts = {10: {"hb": 11.5, "platelets": 150}, 12: {"hb": 11.5, "platelets": 150}}
     r = tma(course(only_counts, age=60))
-    assert r.status == "insufficient data"
+    assert r.status == "not evaluated"  # no TA-TMA-specific work-up: never "not met"
     assert r.criteria_met == 0 and r.assessable == 2
     assert [c.met for c in r.criteria][2:] == [None] * 5
-    assert tma(course({})).status == "insufficient data"  # no time point at all
+    assert "not evaluated (no TA-TMA-specific work-up" in r.summary
+    assert tma(course({})).status == "not evaluated"  # no time point at all
+    assert "not evaluated" in tma(course({})).summary
+
+
+# the routine counts and chemistry that meet 3 of 7 on every day after CAR-T (no TA-TMA work-up)
+ROUTINE3 = {"hb": 7.0, "platelets": 20, "ldh": 600}
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({}, "not evaluated"),  # 3 of 7 met, the 4 specific criteria never assessed
+        ({"schistocytes": 0}, "work-up incomplete"),  # one specific criterion assessed (absent)
+        ({"sbp": 120, "dbp": 70}, "work-up incomplete"),
+        ({"sc5b9": 100}, "work-up incomplete"),
+        ({"upcr": 0.2}, "work-up incomplete"),
+    ],
+)
+def test_not_evaluated_and_work_up_incomplete_either_side(
+    extra: dict[str, float], status: str
+) -> None:
+    r = tma(course({10: {**ROUTINE3, **extra}, 12: {**ROUTINE3, **extra}}))
+    assert (r.status, r.criteria_met) == (status, 3)
+    assert r.status not in ("not met", "meets")
+    if status == "work-up incomplete":
+        missing = r.total - (r.assessable or 0)
+        assert f"3 of 7 met, {missing} of 7 not assessable" in r.summary
+        assert "work-up incomplete (not assessable: " in r.summary
+
+
+def test_antihypertensive_treatment_is_work_up() -> None:
+    drug = [{"type": "medication", "drug": "amlodipine", "start_day": 5}]
+    r = tma(course({10: ROUTINE3, 12: ROUTINE3}, drug))
+    assert crit(r, "hypertension") is True
+    # 4 of 7 on two time points: the treatment counts as the hypertension criterion
+    assert r.status == "meets"
+
+
+def test_work_up_only_before_infusion_is_not_evaluated() -> None:
+    days = {-3: {"sc5b9": 100, "upcr": 0.2}, 10: ROUTINE3, 12: ROUTINE3}
+    assert tma(course(days)).status == "not evaluated"
+
+
+def test_every_specific_criterion_assessed_and_absent_is_not_met() -> None:
+    quiet4 = {"schistocytes": 0, "sbp": 120, "dbp": 70, "sc5b9": 100, "upcr": 0.2}
+    r = tma(course({10: {**ROUTINE3, **quiet4}, 12: {**ROUTINE3, **quiet4}}))
+    assert (r.status, r.criteria_met, r.assessable) == ("not met", 3, 7)
 
 
 def test_values_older_than_the_carry_forward_are_not_read() -> None:
@@ -238,7 +285,7 @@ def test_assess_and_grade_agree() -> None:
 
 def test_as_of_day_sees_only_what_was_known() -> None:
     c = course({**on(10, **MET4), **on(12, **MET4)})
-    assert tma(c, 11).status == "insufficient data"  # one time point by day 11
+    assert tma(c, 11).status == "work-up incomplete"  # one time point by day 11
     assert tma(c, 12).status == "meets"
 
 

@@ -8,12 +8,12 @@ from cart_cytopenia.io.fhir import assessment_to_resources
 from tests.grading.test_tatma import course
 
 
-def test_unmeasured_criteria_are_not_assessable_and_the_status_is_insufficient() -> None:
+def test_unmeasured_criteria_are_not_assessable_and_the_status_is_not_evaluated() -> None:
     # 3 of 7 met, the other 4 never measured: they could still make 7 of 7
     three = {"hb": 10.5, "platelets": 40, "ldh": 400}
     c = course({10: three, 12: three, 13: three})
     t = assess(c).tatma
-    assert (t.criteria_met, t.assessable, t.status) == (3, 3, "insufficient data")
+    assert (t.criteria_met, t.assessable, t.status) == (3, 3, "not evaluated")
     assert [x.met for x in t.criteria if x.id in ("sc5b9", "proteinuria", "schistocytes")] == [
         None
     ] * 3
@@ -25,6 +25,8 @@ def test_unmeasured_criteria_are_not_assessable_and_the_status_is_insufficient()
     comp = {x["code"]["coding"][0]["code"]: x for x in obs["component"]}
     assert "valueBoolean" not in comp["tatma-criterion-sc5b9"]
     assert obs["status"] == "preliminary"
+    status = comp["tatma-status"]["valueCodeableConcept"]["coding"][0]["code"]
+    assert status == "tatma-status-not-evaluated"
 
 
 def test_the_same_course_with_the_work_up_done_and_normal_is_not_met() -> None:

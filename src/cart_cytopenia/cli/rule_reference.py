@@ -130,6 +130,13 @@ def _tatma_section() -> list[str]:
         f"last Hb and platelet count on or before the start of lymphodepletion, within "
         f"{t.baseline_window_days} days.",
         "",
+        "Status: meets (two consecutive time points within the window each reach the count); not "
+        "met (no time point could reach it even with every criterion not assessable counted as "
+        "met); otherwise work-up incomplete (k of 7 met, m of 7 not assessable) when one of the "
+        f"TA-TMA-specific criteria ({', '.join(t.workup_criteria)}) was assessable on a time "
+        "point after infusion, else not evaluated (no TA-TMA work-up; this project's convention, "
+        "docs/conventions.md). Neither is ever 'not met'.",
+        "",
         f"High-risk TA-TMA (any one, at the time point the criteria are met): sC5b-9 >= ULN; "
         f"rUPCR >= 1 mg/mg; LDH >= {t.high_risk_ldh_uln:g} × ULN; concurrent acute GVHD grade "
         f">= {t.high_risk_gvhd_grade}; concurrent "

@@ -247,9 +247,10 @@ def easix_by_outcome(d: pl.DataFrame) -> pl.DataFrame:
 
 def tatma_counts(d: pl.DataFrame) -> pl.DataFrame:
     """TA-TMA harmonised criteria per group (all, prior allo-HCT, product): patients who meet the
-    criteria (with a high-risk feature), not met, insufficient data, and the criteria assessable
-    at the reference time point (median; 'insufficient data' is most patients whose work-up was
-    never done: not measured is not 'not met')."""
+    criteria (with a high-risk feature), not met, work-up incomplete (neither decided, a
+    TA-TMA-specific criterion assessed), not evaluated (no TA-TMA-specific work-up after
+    infusion), and the criteria assessable at the reference time point (median). Neither of the
+    last two is 'not met': not measured is not normal."""
     groups = {
         "all": pl.lit("all"),
         "prior allo-HCT": pl.col("prior_allo_hct")
@@ -268,7 +269,8 @@ def tatma_counts(d: pl.DataFrame) -> pl.DataFrame:
                 (status == "meets").sum().alias("meets"),
                 ((status == "meets") & (pl.col("tatma_high_risk") == 1)).sum().alias("high_risk"),
                 (status == "not met").sum().alias("not_met"),
-                (status == "insufficient data").sum().alias("insufficient_data"),
+                (status == "work-up incomplete").sum().alias("workup_incomplete"),
+                (status == "not evaluated").sum().alias("not_evaluated"),
                 pl.col("tatma_assessable").median().alias("median_assessable"),
             )
             .with_columns(pl.lit(by).alias("by"))
@@ -284,7 +286,8 @@ def tatma_counts(d: pl.DataFrame) -> pl.DataFrame:
             "share_meets",
             "high_risk",
             "not_met",
-            "insufficient_data",
+            "workup_incomplete",
+            "not_evaluated",
             "median_assessable",
         )
         .sort("by", "group")

@@ -112,7 +112,11 @@ GRADE_COLUMNS: tuple[Column, ...] = (
     Column("easix_baseline_missing", _S, "EASIX inputs missing at baseline"),
     Column("easix_d0_3", _F, "EASIX day 0-3"),
     Column("m_easix_d0_3", _F, "modified EASIX day 0-3"),
-    Column("tatma_status", _S, "TA-TMA harmonised criteria: meets / not met / insufficient data"),
+    Column(
+        "tatma_status",
+        _S,
+        "TA-TMA harmonised criteria: meets / not met / work-up incomplete / not evaluated",
+    ),
     Column("tatma_criteria_met", _I, "TA-TMA criteria met (of 7) at the reference time point"),
     Column("tatma_assessable", _I, "TA-TMA criteria assessable (of 7) there"),
     Column("tatma_reference_day", _I, "TA-TMA reference time point (first met, else most met)"),

@@ -9,8 +9,10 @@ any criterion reads; on it each criterion reads its latest value within the tabl
 days. A criterion without such a value is *not assessable* (never "not met"): each time point has
 a count of criteria met and of criteria assessable. The criteria are met when two consecutive time
 points, within the window, both reach the required count. Status: "meets", "not met" (even every
-criterion not assessable counted as met could not reach the count on any time point) or
-"insufficient data". Conventions: docs/conventions.md ("TA-TMA").
+criterion not assessable counted as met could not reach the count on any time point), or, when
+neither is decided, "work-up incomplete" (at least one of the table's TA-TMA-specific criteria -
+schistocytes, hypertension, sC5b-9, proteinuria - was assessable on some time point) or "not
+evaluated" (none ever was: no TA-TMA work-up). Conventions: docs/conventions.md ("TA-TMA").
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ ANALYTES = ("hb", "platelets", "ldh", "schistocytes", "sbp", "dbp", "sc5b9", "up
 LOWEST_OF_DAY = frozenset({"hb", "platelets"})  # the day's worst value; the highest otherwise
 # findings read (course ``finding`` events): position in ``Findings.kind``
 FINDINGS = ("hypertension", "antihypertensive-needed", "schistocytes", "organ-dysfunction")
-MEETS, NOT_MET, INSUFFICIENT = "meets", "not met", "insufficient data"
+MEETS, NOT_MET = "meets", "not met"
+INCOMPLETE, NOT_EVALUATED = "work-up incomplete", "not evaluated"  # neither met nor excluded
+UNDECIDED = frozenset({INCOMPLETE, NOT_EVALUATED})
 SHIFT = 1024  # days before day 0 still read (transfusions, treatment started before infusion)
 
 
@@ -78,7 +82,7 @@ class TatmaInputs:
 
 @dataclass(frozen=True)
 class Tatma:
-    status: Obj  # MEETS, NOT_MET, INSUFFICIENT
+    status: Obj  # MEETS, NOT_MET, INCOMPLETE, NOT_EVALUATED
     met: NDArray[np.int8]  # criteria met at the reference time point (-1: no time point)
     assessable: NDArray[np.int8]  # criteria assessable there
     reference_day: I32  # the reference time point: the first day the criteria were met,
@@ -414,6 +418,16 @@ def _open(pts: _Points, could: B, paired: B) -> B:
     return out
 
 
+def _worked_up(pts: _Points, known: dict[str, B], t: TatmaTable, n: int) -> B:
+    """Per patient: a TA-TMA-specific criterion (the table's ``workup_criteria``) was assessable
+    on at least one time point."""
+    any_known = np.zeros(pts.idx.size, bool)
+    for c in t.workup_criteria:
+        any_known |= known[c]
+    out: B = np.bincount(pts.idx[any_known], minlength=n)[:n] > 0
+    return out
+
+
 def _count(flags: dict[str, B]) -> I64:
     out = np.zeros(next(iter(flags.values())).size, np.int64)
     for c in TATMA_CRITERIA:
@@ -455,7 +469,8 @@ def evaluate(inp: TatmaInputs, refs: ReferenceRanges, t: TatmaTable) -> Tatma:
     undecided = np.zeros(n, bool)
     undecided[pts.idx[open_points]] = True
     n_points = np.bincount(pts.idx, minlength=n).astype(np.int32)
-    status = np.full(n, INSUFFICIENT, dtype=object)
+    status = np.full(n, NOT_EVALUATED, dtype=object)
+    status[_worked_up(pts, st.known, t, n)] = INCOMPLETE
     status[(n_points > 0) & ~undecided] = NOT_MET
     status[first >= 0] = MEETS
     present, known = _high_risk(inp, f_post, pts, rd, refs, t, st)

@@ -52,7 +52,10 @@ class TatmaCriterionResult(_Out):
 class TatmaResult(_Out):
     """TA-TMA harmonised criteria (Schoettler et al., Transplant Cell Ther 2023)."""
 
-    status: str = Field(description="'meets', 'not met' or 'insufficient data'")
+    status: str = Field(
+        description="'meets', 'not met', 'work-up incomplete' (neither decided; a TA-TMA-specific "
+        "criterion was assessed) or 'not evaluated' (no TA-TMA-specific work-up after infusion)"
+    )
     criteria_met: int | None = Field(description="At the reference time point (of 7)")
     assessable: int | None = Field(description="Criteria assessable there (of 7)")
     required: int
@@ -75,26 +78,37 @@ class TatmaResult(_Out):
     rule: str
 
     @property
+    def not_assessable(self) -> list[str]:
+        """The criteria without a value at the reference time point (their labels)."""
+        return [c.label for c in self.criteria if c.met is None]
+
+    @property
     def summary(self) -> str:
         if self.criteria_met is None:
-            return "TA-TMA criteria: no time point with a value after infusion (insufficient data)"
+            return "TA-TMA criteria: not evaluated (no time point with a value after infusion)"
+        missing = self.total - (self.assessable or 0)
         text = (
-            f"TA-TMA harmonised criteria: {self.criteria_met} of {self.total} met "
-            f"({self.assessable} of {self.total} assessable) on day {self.reference_day}"
+            f"TA-TMA harmonised criteria: {self.criteria_met} of {self.total} met, {missing} of "
+            f"{self.total} not assessable on day {self.reference_day}"
         )
         if self.status == tatma.MEETS:
-            text += (
+            return text + (
                 f"; >= {self.required} of {self.total} also on day {self.prior_day}: meets the "
                 f"criteria (first met day {self.first_met_day})"
             )
-        elif self.criteria_met >= self.required:
+        if self.status == tatma.NOT_MET:
+            return text + ": not met"
+        if self.criteria_met >= self.required:
             text += (
-                f": {self.status} (met on one time point: a second time point within "
-                f"{self.window_days} days is needed)"
+                f": met on one time point, a second time point within {self.window_days} days "
+                "is needed"
             )
-        else:
-            text += f": {self.status}"
-        return text
+        if self.status == tatma.NOT_EVALUATED:
+            return text + (
+                ": not evaluated (no TA-TMA-specific work-up after infusion: schistocytes, "
+                "blood pressure, sC5b-9 and urine protein/creatinine ratio never assessed)"
+            )
+        return text + f": work-up incomplete (not assessable: {', '.join(self.not_assessable)})"
 
     @property
     def evidence(self) -> str:

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from cart_cytopenia.domain.course import Course
+from cart_cytopenia.grading import tatma
 from cart_cytopenia.grading.tatma_result import TatmaResult
 from cart_cytopenia.io.fhir_codes import codes, project_coding
 
@@ -30,7 +31,7 @@ def tatma_observation(
     day = t.reference_day if t.reference_day is not None else assessed_day
     obs: dict[str, Any] = {
         "resourceType": "Observation",
-        "status": "final" if t.status != "insufficient data" else "preliminary",
+        "status": "final" if t.status in (tatma.MEETS, tatma.NOT_MET) else "preliminary",
         "category": [
             _cc(
                 {

@@ -421,6 +421,7 @@ class TatmaTable:
     carry_forward_days: int
     transfusion_lookback_days: int
     baseline_window_days: int
+    workup_criteria: tuple[str, ...]  # TA-TMA-specific: none assessable -> "not evaluated"
 
     def criterion(self, cid: str) -> TatmaCriterion:
         return self.criteria[TATMA_CRITERIA.index(cid)]
@@ -449,6 +450,9 @@ def tatma() -> TatmaTable:
     for k in ("carry_forward_days", "transfusion_lookback_days", "baseline_window_days"):
         if int(conv[k]) < 0:
             raise RuleTableError(f"tatma: {k} must not be negative")
+    workup = tuple(conv["workup_criteria"])
+    if not workup or not set(workup) <= set(TATMA_CRITERIA):
+        raise RuleTableError(f"tatma: workup_criteria must be among {', '.join(TATMA_CRITERIA)}")
     return TatmaTable(
         meta=meta,
         criteria=crit,
@@ -461,6 +465,7 @@ def tatma() -> TatmaTable:
         carry_forward_days=int(conv["carry_forward_days"]),
         transfusion_lookback_days=int(conv["transfusion_lookback_days"]),
         baseline_window_days=int(conv["baseline_window_days"]),
+        workup_criteria=workup,
     )
 
 

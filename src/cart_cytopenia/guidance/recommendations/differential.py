@@ -373,7 +373,7 @@ def tma_count(ctx: Context) -> str:
     met (6 of 7 assessable) on day 40: meets (first met day 40): LDH > ULN (...), ...'."""
     t = ctx.tma
     if t.criteria_met is None:
-        return "TA-TMA harmonised criteria: no value after infusion (insufficient data)"
+        return "TA-TMA harmonised criteria: no value after infusion (not evaluated)"
     text = (
         f"TA-TMA harmonised criteria {t.criteria_met} of {t.total} met ({t.assessable} of "
         f"{t.total} assessable) on day {t.reference_day}: {t.status}"
