@@ -98,17 +98,20 @@ class TatmaResult(_Out):
             )
         if self.status == tatma.NOT_MET:
             return text + ": not met"
-        if self.criteria_met >= self.required:
-            text += (
-                f": met on one time point, a second time point within {self.window_days} days "
-                "is needed"
-            )
         if self.status == tatma.NOT_EVALUATED:
             return text + (
                 ": not evaluated (no TA-TMA-specific work-up after infusion: schistocytes, "
                 "blood pressure, sC5b-9 and urine protein/creatinine ratio never assessed)"
             )
-        return text + f": work-up incomplete (not assessable: {', '.join(self.not_assessable)})"
+        gaps = []
+        if self.criteria_met >= self.required:
+            gaps.append(
+                f"met on one time point: a second time point within {self.window_days} "
+                "days is needed"
+            )
+        if self.not_assessable:
+            gaps.append("not assessable: " + ", ".join(self.not_assessable))
+        return text + f": work-up incomplete ({'; '.join(gaps)})"
 
     @property
     def evidence(self) -> str:
