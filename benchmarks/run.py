@@ -92,7 +92,10 @@ CLI = [sys.executable, "-m", "cart_cytopenia.cli.main"]
 
 
 def ensure_cohort(n: int, seed: int) -> tuple[Path, float | None]:
-    d = DATA / f"cohort-{n}-seed{seed}"
+    from cart_cytopenia.cohort.synthetic import GENERATOR_VERSION
+
+    # the generator's version in the name: a cohort cached by an older generator is not reused
+    d = DATA / f"cohort-{n}-seed{seed}-g{GENERATOR_VERSION}"
     if all((d / f"{k}.parquet").exists() for k in ("patients", "labs", "events")):
         return d, None
     print(f"generating {n:,} patients (seed {seed}) -> {d}", flush=True)

@@ -258,6 +258,8 @@ def test_generated_values_pass_the_validator_at_the_extremes() -> None:
     n_prof = len(synthetic.PROFILES)
     extreme = {"anc": 2e5, "wbc": 2e3, "alc": 1e5, "platelets": 9e3, "hb": 1.0}
     extreme |= {"crp": 107.0, "ferritin": 5e6, "ldh": 1e6, "creatinine": 200.0}
+    extreme |= {"ast": 1e6, "alt": 1e6, "bilirubin": 500.0, "fibrinogen": 5e3}
+    extreme |= {"triglycerides": 1e5}
     m = 2 * n_prof  # each centre's profile: one draw too high, one too low
     vals = {a: np.r_[np.full(n_prof, v), np.full(n_prof, -1.0)] for a, v in extreme.items()}
     rows = synthetic_labs._lab_rows(

@@ -57,6 +57,15 @@ import polars as pl
 from numpy.typing import NDArray
 
 from cart_cytopenia.cohort.synthetic_events import _event_rows
+from cart_cytopenia.cohort.synthetic_iechs import (
+    IecHsCourse,
+    admitted_until,
+    draw_iechs,
+    panel_reported,
+    panel_values,
+    treatment_events,
+    worsen_counts,
+)
 from cart_cytopenia.cohort.synthetic_labs import (
     Transfused,
     _lab_rows,
@@ -127,7 +136,7 @@ __all__ = [
 
 
 BLOCK = 5000  # patients per random stream / per generated block
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: the liver/coagulation panel and IEC-HS courses (issue 12)
 
 
 @dataclass(frozen=True)
@@ -159,25 +168,31 @@ def generate_block(
     out = draw_outcomes(rng, who, neu)
     crs = draw_crs_icans(rng, who, base, neu)
     g = draw_gcsf(rng, neu, out, crs)
-    # ---- 6. trajectories (daily curves on the whole grid)
+    ih = draw_iechs(seed, block, crs)  # the IEC-HS courses (their own stream)
+    # ---- 6. trajectories (daily curves on the whole grid), with the IEC-HS cytopenias
     anc = anc_curve(rng, who, base, neu, out, g)
     plt_c = platelet_curve(rng, base, neu, out, anc)
     hb_int = haemoglobin_curve(rng, base, neu, anc)
-    # ---- 7-9. lab schedule, transfusions, lab rows
-    sched, base_day = lab_schedule(rng, who, crs, out, anc.anc, plt_c.plt_int)
-    tx = transfuse(rng, who, plt_c.plt_int, hb_int, sched)
-    curves = (anc.anc, tx.plt_obs, tx.hb_obs)
+    anc_d, plt_d, hb_d = worsen_counts(ih, anc.anc, plt_c.plt_int, hb_int)
+    # ---- 7-9. lab schedule, transfusions, lab rows (with the liver/coagulation panel)
+    sched, base_day = lab_schedule(rng, who, crs, out, anc_d, plt_d, admitted_until(ih))
+    tx = transfuse(rng, who, plt_d, hb_d, sched)
+    curves = (anc_d, tx.plt_obs, tx.hb_obs)
     pi, dd, vals, is_base = lab_values(
         rng, seed, block, sched, base_day, curves, base, crs, anc.ldf
     )
+    panel_values(vals, seed, block, pi, dd.astype(float), crs, ih)
     want, repeat = reported(rng, dd, pi, is_base, base)
+    panel_reported(want, dd, pi, is_base, ih)
     labs = _lab_rows(pi, dd, vals, want, repeat, who.profile, ids, rng)
     # ---- 10. patient and event tables
     patients = _patient_table(rng, ids, who, out)
     events = _block_events(rng, ids, who, neu, out, crs, g, anc, plt_c, tx)
+    events = _with_iechs_treatment(events, ids, ih, out.end, seed, block)
     # ---- 11. the TA-TMA work-up (its own random stream: every other value is unchanged)
     labs, events = with_tatma(seed, block, patients, labs, events)
-    return Block(patients, labs, events, _truth(ids, who, base, neu, out, g, plt_c))
+    truth = _truth(ids, who, base, neu, out, g, plt_c).with_columns(_iechs_truth(ih, out.end))
+    return Block(patients, labs, events, truth)
 
 
 def _patient_table(
@@ -308,6 +323,49 @@ def _truth(
         }
     )
     return truth
+
+
+def _with_iechs_treatment(
+    events: pl.DataFrame, ids: NDArray[np.object_], ih: IecHsCourse, end: IA, seed: int, block: int
+) -> pl.DataFrame:
+    """The block's events with the IEC-HS treatment added (up to each patient's last day with
+    data), in patient and day order."""
+    parts = [events]
+    for tr, start, stop in treatment_events(ih, seed, block):
+        sel = tr.given & (start <= end)
+        k = int(sel.sum())
+        parts.append(
+            pl.DataFrame(
+                {
+                    "patient_id": ids[sel].tolist(),
+                    "type": ["medication"] * k,
+                    "start_day": start[sel],
+                    "end_day": np.minimum(stop, end)[sel],
+                    "grade": [None] * k,
+                    "drug": [tr.drug] * k,
+                    "product": [None] * k,
+                },
+                schema=events.schema,
+            )
+        )
+    return pl.concat(parts).sort("patient_id", "start_day", maintain_order=True)
+
+
+def _iechs_truth(ih: IecHsCourse, end: IA) -> list[pl.Series]:
+    """The truth's IEC-HS columns: generated yes/no, onset day, the marrow and what it showed."""
+    marrow = (ih.marrow_day >= 0) & (ih.marrow_day <= end)
+
+    def where(ok: NDArray[np.bool_], name: str, x: NDArray[Any], dtype: Any) -> pl.Series:
+        return pl.Series(name, x, dtype=dtype).zip_with(
+            pl.Series(ok), pl.Series([None] * ok.size, dtype=dtype)
+        )
+
+    return [
+        pl.Series("iec_hs", ih.has),
+        where(ih.has, "iec_hs_onset_day", ih.onset, pl.Int32),
+        where(marrow, "iec_hs_marrow_day", ih.marrow_day, pl.Int32),
+        where(marrow, "iec_hs_haemophagocytosis", ih.haemophagocytosis, pl.Boolean),
+    ]
 
 
 def _width(n: int) -> int:

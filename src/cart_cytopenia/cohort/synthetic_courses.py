@@ -137,7 +137,8 @@ def generate_courses(n: int, seed: int) -> list[Course]:
     Chosen from a pool of synthetic patients with labs beyond day 100 so that every grade can be
     shown: the recovery phenotypes in turn (quick, intermittent, aplastic: at least one of each
     when ``n >= 3``), then a child with B-ALL, a patient with myeloma, a stem cell boost and a
-    TPO-receptor agonist where the pool has them. Deterministic for ``seed``.
+    TPO-receptor agonist and an IEC-HS course where the pool has them (an IEC-HS patient's marrow,
+    which cohort tables cannot carry, is a ``bone_marrow`` event here). Deterministic for ``seed``.
     """
     if n < 1:
         raise ValueError("ask for at least one course")
@@ -159,6 +160,7 @@ def generate_courses(n: int, seed: int) -> list[Course]:
         pl.col("disease") == "MM",
         pl.col("boosted"),
         pl.col("tpo_ra"),
+        pl.col("iec_hs"),
     ]
     picks = _pick_courses(cand, wishes, n)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _COURSE_BLOCK, 1]))
@@ -169,11 +171,25 @@ def generate_courses(n: int, seed: int) -> list[Course]:
         "patient_id", as_dict=True).items()}  # fmt: skip
     events = {k[0]: f for k, f in pool.events.filter(chosen).partition_by(
         "patient_id", as_dict=True).items()}  # fmt: skip
+    marrows = dict(
+        pool.truth.filter(chosen & pl.col("iec_hs_marrow_day").is_not_null())
+        .select("patient_id", pl.struct("iec_hs_marrow_day", "iec_hs_haemophagocytosis"))
+        .iter_rows()
+    )
     courses = []
     for pid in picks:
         p = patients[pid].row(0, named=True)
         doc = _course_dict(
             p, labs.get(pid, pool.labs.clear()), events.get(pid, pool.events.clear()), rng
         )
+        if pid in marrows:
+            m = marrows[pid]
+            doc["events"].append(
+                {
+                    "type": "bone_marrow",
+                    "day": m["iec_hs_marrow_day"],
+                    "haemophagocytosis": m["iec_hs_haemophagocytosis"],
+                }
+            )
         courses.append(parse_course(doc, source=f"synthetic course {pid}"))
     return courses

@@ -36,10 +36,11 @@ def lab_schedule(
     out: Outcomes,
     anc: F,
     plt_int: F,
+    admit_until: IA,
 ) -> tuple[NDArray[np.bool_], IA]:
     """Step 7: which days each patient has labs drawn (daily to about day 14, 2-3 times a week
     to day 30, weekly to day 100, monthly after, more often while cytopenic), and the baseline
-    draw's day."""
+    draw's day. ``admit_until``: the last day an IEC-HS course keeps a patient in (-1: none)."""
     n, ld_start, weekday, profile = who.n, who.ld_start, who.weekday, who.profile
     product, paediatric = who.product, who.paediatric
     crs_grade, crs_start, crs_end = crs.crs_grade, crs.crs_start, crs.crs_end
@@ -56,9 +57,10 @@ def lab_schedule(
     # outpatients (labs three times a week) and admit for CRS / ICANS >= 2
     p_out = np.vectorize(OUTPATIENT_SHARE.get)(product, 0.0).astype(float)
     outpatient = (rng.random(n) < p_out) & ~paediatric
-    admitted = (crs_grade >= 2) | (icans_grade >= 2)
+    admitted = (crs_grade >= 2) | (icans_grade >= 2) | (admit_until >= 0)
     adm_start = np.where(outpatient, np.where(admitted, crs_start, 10_000), 0)
     adm_end = np.where(admitted, np.maximum(crs_end, icans_end) + 2, 0)
+    adm_end = np.maximum(adm_end, admit_until)
     adm_end = np.maximum(adm_end, np.where(outpatient, -1, 14))
     cytopenic = (anc <= 500) | (plt_int < 20)
     inpatient = (dgrid >= adm_start[:, None]) & (dgrid <= adm_end[:, None])
@@ -146,7 +148,7 @@ def lab_values(
     anc, plt_obs, hb_obs = curves
     n = sched.shape[0]
     base_crp, base_ferr, base_alc = base.base_crp, base.base_ferr, base.base_alc
-    crs_start, crs_grade, iechs = crs.crs_start, crs.crs_grade, crs.iechs
+    crs_start, crs_grade = crs.crs_start, crs.crs_grade
     pi, ci = np.nonzero(sched)
     dd = DAYS[ci]
     m = pi.size
@@ -173,7 +175,8 @@ def lab_values(
     vals["alc"] = np.exp(_interp_rows(dd.astype(float), pi, ak_x, ak_y) + 0.2 * noise[3])
     mono = 0.12 * vals["anc"] + 60 * np.exp(0.3 * noise[4])
     vals["wbc"] = (vals["anc"] + vals["alc"] + mono) / 1000.0
-    # CRP (mg/dL) and ferritin (ng/mL): baseline, CRS peak, IEC-HS, next-therapy bumps
+    # CRP (mg/dL) and ferritin (ng/mL): baseline and CRS peak (an IEC-HS course after the CRS
+    # is added by ``synthetic_iechs.panel_values``)
     t = dd.astype(float)
     cs = crs_start[pi].astype(float)
     amp = np.array([1.5, 7, 14, 20, 24], float)[crs_grade[pi]] * np.exp(0.3 * rng.normal(0, 1, m))
@@ -187,7 +190,6 @@ def lab_values(
         0.15 * rng.normal(0, 1, m)
     )
     f_amp = base_ferr[pi] * np.array([0.6, 2, 5, 9, 14], float)[crs_grade[pi]]
-    f_amp += np.where(iechs[pi], rng.uniform(8000, 40000, m), 0)
     fs = t - (cs + 4)
     f_curve = np.where(
         fs < -4, 0, np.where(fs < 0, f_amp * (fs + 4) / 4, f_amp * np.exp(-np.maximum(fs, 0) / 14))

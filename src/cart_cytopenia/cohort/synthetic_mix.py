@@ -109,60 +109,75 @@ OUTPATIENT_SHARE = {
     "axi-cel": 0.1,
 }
 
-_ANALYTES = ("anc", "wbc", "alc", "platelets", "hb", "crp", "ferritin", "ldh", "creatinine")
+# IEC-HS risk of a patient with CRS, by disease (children and young adults with B-ALL: their
+# own), x IECHS_AFTER_ALLO after an allogeneic HCT, + IECHS_APLASTIC in aplastic courses.
+# Reported: 0.8-2.0% by product within 30 days in 6,234 US adults (TriNetX, ICD-10 D76.1: an
+# undercount), 5 of 100 axi-cel LBCL (MD Anderson, Blood Adv 2020;4:3123), higher with the BCMA
+# product ide-cel (2.0%) than axi-cel (0.8%), and carHLH in 14.8% of children and young adults
+# with B-ALL after CD19 CAR-T, most with a high disease burden (Hines, Br J Haematol 2021;194:701)
+IECHS_RISK = {"LBCL": 0.015, "FL": 0.01, "MCL": 0.02, "CLL": 0.015, "MM": 0.03, "B-ALL": 0.05}
+IECHS_PAEDIATRIC = 0.09
+IECHS_AFTER_ALLO = 1.5
+IECHS_APLASTIC = 0.03
+
+_ANALYTES = (
+    "anc", "wbc", "alc", "platelets", "hb", "crp", "ferritin", "ldh", "creatinine",
+    "ast", "alt", "bilirubin", "fibrinogen", "triglycerides",
+)  # fmt: skip
 _A = {a: i for i, a in enumerate(_ANALYTES)}
-# drawn from their own random stream and never repeated on a day, so that adding them left every
-# other value of a seed as it was
-_EXTRA = ("ldh", "creatinine")
+# drawn from their own random streams and never repeated on a day, so that adding them left the
+# other analytes' draws as they were
+_EXTRA = ("ldh", "creatinine", "ast", "alt", "bilirubin", "fibrinogen", "triglycerides")
+_BILI_UMOL, _TG_MMOL = 10_000 / 584.66, 10 / 885.7  # 1 mg/dL in umol/L and mmol/L
 
 # fmt: off
 PROFILES: tuple[LabProfile, ...] = (
     LabProfile(
         "canonical", 0.20,
         {a: a for a in _ANALYTES},
-        {"anc": "/uL", "wbc": "10*3/uL", "alc": "/uL", "platelets": "10*3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
-        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1},
-        {"anc": 0, "wbc": 2, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2},
+        {"anc": "/uL", "wbc": "10*3/uL", "alc": "/uL", "platelets": "10*3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL", "ast": "U/L", "alt": "U/L", "bilirubin": "mg/dL", "fibrinogen": "mg/dL", "triglycerides": "mg/dL"},
+        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1, "ast": 1, "alt": 1, "bilirubin": 1, "fibrinogen": 1, "triglycerides": 1},
+        {"anc": 0, "wbc": 2, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2, "ast": 0, "alt": 0, "bilirubin": 1, "fibrinogen": 0, "triglycerides": 0},
         7.0, True,
     ),
     LabProfile(
         "us-kul", 0.25,
-        {"anc": "ANC", "wbc": "WBC", "alc": "Lymph#", "platelets": "PLT", "hb": "Hgb", "crp": "CRP", "ferritin": "Ferritin", "ldh": "LDH", "creatinine": "Creat"},
-        {"anc": "K/uL", "wbc": "K/uL", "alc": "K/uL", "platelets": "K/uL", "hb": "g/dL", "crp": "mg/L", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 1},
-        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 1, "ferritin": 0, "ldh": 0, "creatinine": 2},
+        {"anc": "ANC", "wbc": "WBC", "alc": "Lymph#", "platelets": "PLT", "hb": "Hgb", "crp": "CRP", "ferritin": "Ferritin", "ldh": "LDH", "creatinine": "Creat", "ast": "AST", "alt": "ALT", "bilirubin": "TBili", "fibrinogen": "Fibrinogen", "triglycerides": "Trig"},
+        {"anc": "K/uL", "wbc": "K/uL", "alc": "K/uL", "platelets": "K/uL", "hb": "g/dL", "crp": "mg/L", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL", "ast": "U/L", "alt": "U/L", "bilirubin": "mg/dL", "fibrinogen": "mg/dL", "triglycerides": "mg/dL"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 1, "ast": 1, "alt": 1, "bilirubin": 1, "fibrinogen": 1, "triglycerides": 1},
+        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 1, "ferritin": 0, "ldh": 0, "creatinine": 2, "ast": 0, "alt": 0, "bilirubin": 1, "fibrinogen": 0, "triglycerides": 0},
         7.0, True,
     ),
     LabProfile(
         "us-loinc", 0.15,
-        {"anc": "751-8", "wbc": "6690-2", "alc": "731-0", "platelets": "777-3", "hb": "718-7", "crp": "1988-5", "ferritin": "2276-4", "ldh": "2532-0", "creatinine": "2160-0"},
-        {"anc": "cells/uL", "wbc": "10^3/uL", "alc": "cells/uL", "platelets": "10^3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL"},
-        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1},
-        {"anc": 0, "wbc": 1, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2},
+        {"anc": "751-8", "wbc": "6690-2", "alc": "731-0", "platelets": "777-3", "hb": "718-7", "crp": "1988-5", "ferritin": "2276-4", "ldh": "2532-0", "creatinine": "2160-0", "ast": "1920-8", "alt": "1742-6", "bilirubin": "1975-2", "fibrinogen": "3255-7", "triglycerides": "2571-8"},
+        {"anc": "cells/uL", "wbc": "10^3/uL", "alc": "cells/uL", "platelets": "10^3/uL", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ng/mL", "ldh": "U/L", "creatinine": "mg/dL", "ast": "U/L", "alt": "U/L", "bilirubin": "mg/dL", "fibrinogen": "mg/dL", "triglycerides": "mg/dL"},
+        {"anc": 1, "wbc": 1, "alc": 1, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 1, "ast": 1, "alt": 1, "bilirubin": 1, "fibrinogen": 1, "triglycerides": 1},
+        {"anc": 0, "wbc": 1, "alc": 0, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 2, "ast": 0, "alt": 0, "bilirubin": 1, "fibrinogen": 0, "triglycerides": 0},
         8.0, False,
     ),
     LabProfile(
         "eu-giga", 0.15,
-        {"anc": "neutrophils", "wbc": "leukocytes", "alc": "lymphocytes", "platelets": "platelets", "hb": "haemoglobin", "crp": "crp", "ferritin": "ferritin", "ldh": "ldh", "creatinine": "creatinine"},
-        {"anc": "G/L", "wbc": "G/L", "alc": "G/L", "platelets": "G/L", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
-        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 0},
+        {"anc": "neutrophils", "wbc": "leukocytes", "alc": "lymphocytes", "platelets": "platelets", "hb": "haemoglobin", "crp": "crp", "ferritin": "ferritin", "ldh": "ldh", "creatinine": "creatinine", "ast": "ast", "alt": "alt", "bilirubin": "bilirubin", "fibrinogen": "fibrinogen", "triglycerides": "triglycerides"},
+        {"anc": "G/L", "wbc": "G/L", "alc": "G/L", "platelets": "G/L", "hb": "g/dL", "crp": "mg/dL", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L", "ast": "U/L", "alt": "U/L", "bilirubin": "umol/L", "fibrinogen": "g/L", "triglycerides": "mmol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 1, "crp": 1, "ferritin": 1, "ldh": 1, "creatinine": 88.42, "ast": 1, "alt": 1, "bilirubin": _BILI_UMOL, "fibrinogen": 0.01, "triglycerides": _TG_MMOL},
+        {"anc": 2, "wbc": 2, "alc": 2, "platelets": 0, "hb": 1, "crp": 2, "ferritin": 0, "ldh": 0, "creatinine": 0, "ast": 0, "alt": 0, "bilirubin": 0, "fibrinogen": 2, "triglycerides": 2},
         8.0, True,
     ),
     LabProfile(
         "eu-si", 0.17,
-        {"anc": "Neutrophil count", "wbc": "White cell count", "alc": "Lymphocyte count", "platelets": "Platelet count", "hb": "Haemoglobin", "crp": "C-reactive protein", "ferritin": "Ferritin", "ldh": "Lactate dehydrogenase", "creatinine": "Creatinine"},
-        {"anc": "10^9/L", "wbc": "10^9/L", "alc": "10^9/L", "platelets": "10^9/L", "hb": "g/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 10, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
-        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 0, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0},
+        {"anc": "Neutrophil count", "wbc": "White cell count", "alc": "Lymphocyte count", "platelets": "Platelet count", "hb": "Haemoglobin", "crp": "C-reactive protein", "ferritin": "Ferritin", "ldh": "Lactate dehydrogenase", "creatinine": "Creatinine", "ast": "Aspartate aminotransferase", "alt": "Alanine aminotransferase", "bilirubin": "Total bilirubin", "fibrinogen": "Fibrinogen", "triglycerides": "Triglycerides"},
+        {"anc": "10^9/L", "wbc": "10^9/L", "alc": "10^9/L", "platelets": "10^9/L", "hb": "g/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L", "ast": "U/L", "alt": "U/L", "bilirubin": "umol/L", "fibrinogen": "g/L", "triglycerides": "mmol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 10, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42, "ast": 1, "alt": 1, "bilirubin": _BILI_UMOL, "fibrinogen": 0.01, "triglycerides": _TG_MMOL},
+        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 0, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0, "ast": 0, "alt": 0, "bilirubin": 0, "fibrinogen": 1, "triglycerides": 2},
         7.0, False,
     ),
     LabProfile(
         "nl-mmol", 0.08,
-        {"anc": "neut#", "wbc": "leucocytes", "alc": "lymph#", "platelets": "thrombocytes", "hb": "hb", "crp": "crp", "ferritin": "ferritin", "ldh": "ld", "creatinine": "creat"},
-        {"anc": "x10^9/L", "wbc": "x10^9/L", "alc": "x10^9/L", "platelets": "x10^9/L", "hb": "mmol/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L"},
-        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 0.6206, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42},
-        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 1, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0},
+        {"anc": "neut#", "wbc": "leucocytes", "alc": "lymph#", "platelets": "thrombocytes", "hb": "hb", "crp": "crp", "ferritin": "ferritin", "ldh": "ld", "creatinine": "creat", "ast": "ast", "alt": "alt", "bilirubin": "bili", "fibrinogen": "fib", "triglycerides": "tg"},
+        {"anc": "x10^9/L", "wbc": "x10^9/L", "alc": "x10^9/L", "platelets": "x10^9/L", "hb": "mmol/L", "crp": "mg/L", "ferritin": "ug/L", "ldh": "U/L", "creatinine": "umol/L", "ast": "U/L", "alt": "U/L", "bilirubin": "umol/L", "fibrinogen": "g/L", "triglycerides": "mmol/L"},
+        {"anc": 1e-3, "wbc": 1, "alc": 1e-3, "platelets": 1, "hb": 0.6206, "crp": 10, "ferritin": 1, "ldh": 1, "creatinine": 88.42, "ast": 1, "alt": 1, "bilirubin": _BILI_UMOL, "fibrinogen": 0.01, "triglycerides": _TG_MMOL},
+        {"anc": 2, "wbc": 1, "alc": 2, "platelets": 0, "hb": 1, "crp": 0, "ferritin": 0, "ldh": 0, "creatinine": 0, "ast": 0, "alt": 0, "bilirubin": 0, "fibrinogen": 1, "triglycerides": 1},
         7.0, True,
     ),
 )

@@ -17,6 +17,10 @@ from cart_cytopenia.cohort.synthetic_mix import (
     APLASTIC,
     DATA_CUT,
     IA,
+    IECHS_AFTER_ALLO,
+    IECHS_APLASTIC,
+    IECHS_PAEDIATRIC,
+    IECHS_RISK,
     INFUSION_FIRST,
     INFUSION_LAST,
     INTERMITTENT,
@@ -348,12 +352,20 @@ def draw_crs_icans(
         + np.clip(np.round(1 + 1.8 * icans_grade + rng.exponential(2, n)), 1, 25).astype(np.int64)
         - 1
     )
-    iechs = (rng.random(n) < 0.015 + 0.04 * aplastic) & (crs_grade > 0)
+    iechs = (rng.random(n) < iechs_risk(who, aplastic)) & (crs_grade > 0)
     iechs_day = crs_end + rng.integers(1, 8, n)
 
     return CrsIcans(
         crs_grade, crs_start, crs_end, icans_grade, icans_start, icans_end, iechs, iechs_day
     )
+
+
+def iechs_risk(who: Who, aplastic: B) -> F:
+    """Each patient's IEC-HS risk given CRS (``synthetic_mix.IECHS_RISK``)."""
+    risk = np.vectorize(IECHS_RISK.get)(who.disease, 0.015).astype(float)
+    risk = np.where(who.paediatric, IECHS_PAEDIATRIC, risk)
+    out: F = risk * np.where(who.prior_allo, IECHS_AFTER_ALLO, 1.0) + IECHS_APLASTIC * aplastic
+    return out
 
 
 @dataclass(frozen=True)
