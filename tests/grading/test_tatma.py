@@ -302,3 +302,42 @@ def test_rows_far_from_the_time_points_stay_with_their_patient() -> None:
     far = np.array([width + 2])  # patient 0: its key would be patient 1's day 2
     assert not pts.recent(np.array([0]), far, 7).any()
     assert pts.recent(np.array([1]), np.array([2]), 7).tolist() == [False, True]
+
+
+def test_each_days_worst_value_whether_rows_come_in_order_or_not() -> None:
+    """``_day_values`` keeps one value per patient and day (the lowest Hb, the highest LDH): rows
+    in order, in order with a repeat draw on a day, and out of order give the same answer."""
+    import numpy as np
+
+    from cart_cytopenia.grading.tatma import _day_values
+
+    key = np.array([10, 11, 11, 12, 20], np.int64)
+    val = np.array([9.0, 8.5, 7.9, 8.0, 11.0])
+    marker = np.zeros(5, np.int64)
+    for order in (np.arange(5), np.array([4, 2, 0, 3, 1])):
+        rows = (key[order], marker, val[order])
+        k, lowest = _day_values(rows, 0, True)
+        assert k.tolist() == [10, 11, 12, 20] and lowest.tolist() == [9.0, 7.9, 8.0, 11.0]
+        _, highest = _day_values(rows, 0, False)
+        assert highest.tolist() == [9.0, 8.5, 8.0, 11.0]
+    k, v = _day_values((key[[0, 3]], marker[:2], val[[0, 3]]), 0, True)  # one a day
+    assert k.tolist() == [10, 12] and v.tolist() == [9.0, 8.0]
+
+
+def test_the_latest_row_is_found_for_keys_on_and_off_the_time_points() -> None:
+    """Keys that are time points are carried forward; keys that are not (the fallback) are
+    searched: both give the last key at or before each point, of the point's own patient."""
+    import numpy as np
+
+    from cart_cytopenia.grading.tatma import SHIFT, _Points
+
+    width = 40 + 2 * SHIFT + 2
+    idx, day = np.array([0, 0, 0, 1, 1]), np.array([1, 5, 20, 2, 3])
+    pts = _Points(idx, day, idx * width + day + SHIFT, width)
+    on = pts.keys(np.array([0, 0, 1]), np.array([1, 1, 2]))  # a repeat on day 1
+    pos, ok = pts.latest(on, 7)
+    assert ok.tolist() == [True, True, False, True, True]
+    assert pos[ok].tolist() == [1, 1, 2, 2]  # the last of equal keys
+    off = pts.keys(np.array([0, 1]), np.array([4, 1]))  # not time points
+    pos, ok = pts.latest(off, 7)
+    assert ok.tolist() == [False, True, False, True, True] and pos[ok].tolist() == [0, 1, 1]

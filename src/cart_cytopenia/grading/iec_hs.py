@@ -187,8 +187,11 @@ def _split(idx: I64, day: I64, val: F, marker: NDArray[np.integer]) -> dict[str,
     for j, a in enumerate(ANALYTES):
         sel = marker == j
         i, d, v = idx[sel], day[sel], val[sel]
-        order = np.lexsort((d, i))
-        out[a] = (i[order], d[order], v[order])
+        step_i, step_d = np.diff(i), np.diff(d)
+        if not ((step_i > 0) | ((step_i == 0) & (step_d >= 0))).all():  # (they mostly are)
+            order = np.lexsort((d, i))
+            i, d, v = i[order], d[order], v[order]
+        out[a] = (i, d, v)
     return out
 
 

@@ -17,7 +17,7 @@ evaluated" (none ever was: no TA-TMA work-up). Conventions: docs/conventions.md 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,10 @@ class _Points:
     day: I64
     key: I64
     width: int
+    start: I64 = field(init=False)  # the first key of each point's patient (idx * width)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", self.idx * self.width)
 
     def keys(self, idx: NDArray[np.integer], day: NDArray[np.integer]) -> I64:
         out: I64 = idx.astype(np.int64) * self.width + (day.astype(np.int64) + SHIFT)
@@ -116,15 +120,40 @@ class _Points:
 
     def latest(self, key: I64, within: int) -> tuple[NDArray[np.intp], B]:
         """For each point, the position in sorted ``key`` of the last key of its patient on or
-        before the point and at most ``within`` days before it, and whether there is one."""
-        pos = np.searchsorted(key, self.key, side="right") - 1
+        before the point and at most ``within`` days before it, and whether there is one. (That
+        key is at most the point's own: it is its patient's when not below the patient's first
+        key, which spares a division per point.)"""
+        pos = self._last_at_or_before(key)
         ok = pos >= 0
         p = np.where(ok, pos, 0)
         if key.size:
-            ok &= (key[p] // self.width == self.idx) & (self.key - key[p] <= within)
+            found = key[p]
+            ok &= (found >= self.start) & (self.key - found <= within)
         else:
             ok[:] = False
         return p, ok
+
+    def _last_at_or_before(self, key: I64) -> NDArray[np.intp]:
+        """For each point, the position of the last of the sorted ``key`` at or before it (-1:
+        none). The keys of rows and findings are points themselves: each is marked at its point
+        and carried forward (one pass over the points instead of a binary search per point)."""
+        at = np.searchsorted(self.key, key)
+        n = self.key.size
+        if not n or not key.size or at[-1] >= n or not (self.key[at] == key).all():
+            out: NDArray[np.intp] = np.searchsorted(key, self.key, side="right") - 1
+            return out
+        last = np.r_[key[1:] != key[:-1], True]  # (of equal keys, the last)
+        mark = np.full(n, -1, np.intp)
+        mark[at[last]] = np.flatnonzero(last)
+        out = np.maximum.accumulate(mark)
+        return out
+
+    def day_of(self, key: I64, pos: NDArray[np.intp], ok: B) -> I64:
+        """The day of ``key[pos]`` where ``ok`` (a key of the point's own patient), else -1."""
+        if not key.size:
+            return np.full(self.key.size, -1, np.int64)
+        out: I64 = np.where(ok, key[pos] - self.start - SHIFT, -1)
+        return out
 
     def covered(self, spans: Spans, as_of: I32) -> B:
         """Points inside a span of their patient (open spans run to the grading day)."""
@@ -158,7 +187,8 @@ def _points(inp: TatmaInputs, post: B, f_post: B) -> _Points:
         int(r.day[post].max()) if post.any() else 0, int(f.day[f_post].max()) if f_post.any() else 0
     )
     width = top + 2 * SHIFT + 2
-    probe = _Points(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), width)
+    none = np.empty(0, np.int64)
+    probe = _Points(none, none, none, width)
     key = np.concatenate(
         [probe.keys(r.idx[post], r.day[post]), probe.keys(f.idx[f_post], f.day[f_post])]
     )
@@ -166,20 +196,28 @@ def _points(inp: TatmaInputs, post: B, f_post: B) -> _Points:
     # most of the cost at 100,000 patients)
     key.sort(kind="stable")
     key = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
-    return _Points(key // width, key % width - SHIFT, key, width)
+    idx = key // width
+    return _Points(idx, key - idx * width - SHIFT, key, width)
 
 
-def _day_values(rows: MarkerRows, post: B, j: int, lowest: bool, pts: _Points) -> tuple[I64, F]:
+def _day_values(post: tuple[I64, NDArray[np.integer], F], j: int, lowest: bool) -> tuple[I64, F]:
     """One analyte's values after infusion: one per patient and day (the day's worst), as
-    (sorted point keys, values)."""
-    sel = post & (rows.marker == j)
-    key = pts.keys(rows.idx[sel], rows.day[sel])
-    val = rows.value[sel]
-    if key.size > 1 and not (key[1:] > key[:-1]).all():  # (the counts come one a day, in order)
-        order = np.lexsort((val if lowest else -val, key))
-        key, val = key[order], val[order]
-    first = np.r_[True, key[1:] != key[:-1]] if key.size else np.zeros(0, bool)
-    return key[first], val[first]
+    (sorted point keys, values). ``post``: the rows after infusion as (point key, marker,
+    value), keyed once for every analyte."""
+    keys, marker, value = post
+    sel = marker == j
+    key, val = keys[sel], value[sel]
+    if key.size < 2 or (key[1:] > key[:-1]).all():  # (the counts come one a day, in order)
+        return key, val
+    if (key[1:] >= key[:-1]).all():  # in order with repeat draws: each day's worst, unsorted
+        first = np.flatnonzero(key[1:] != key[:-1]) + 1
+        first = np.r_[0, first]
+        worst: F = (np.minimum if lowest else np.maximum).reduceat(val, first)
+        return key[first], worst
+    order = np.lexsort((val if lowest else -val, key))
+    key, val = key[order], val[order]
+    keep = np.r_[True, key[1:] != key[:-1]]
+    return key[keep], val[keep]
 
 
 @dataclass(frozen=True)
@@ -196,11 +234,13 @@ class _Read:
 
 def _read_values(inp: TatmaInputs, post: B, pts: _Points, carry: int) -> _Read:
     value, day = {}, {}
+    r = inp.rows
+    rows = (pts.keys(r.idx[post], r.day[post]), r.marker[post], r.value[post])
     for j, a in enumerate(ANALYTES):
-        key, val = _day_values(inp.rows, post, j, a in LOWEST_OF_DAY, pts)
+        key, val = _day_values(rows, j, a in LOWEST_OF_DAY)
         pos, ok = pts.latest(key, carry)
         value[a] = np.where(ok, val[pos] if val.size else np.nan, np.nan)
-        day[a] = np.where(ok, (key[pos] % pts.width - SHIFT) if key.size else -1, -1)
+        day[a] = pts.day_of(key, pos, ok)
     return _Read(value, day)
 
 
@@ -218,7 +258,7 @@ def _finding(
     return (
         is_present,
         ok & ~is_present,
-        np.where(ok, key[pos] % pts.width - SHIFT if key.size else -1, -1),
+        pts.day_of(key, pos, ok),
     )
 
 
