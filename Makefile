@@ -60,7 +60,7 @@ bench: setup
 	$(BIN)/python benchmarks/service_bench.py --results benchmarks/service_results.md
 	# RESULTS.md: grading, reference, report, then the two files above and ANALYSIS.md
 	$(BIN)/python benchmarks/run.py
-	# the cost of the issue-12 columns (T-ICAHT, EASIX), appended to RESULTS.md
+	# the cost of the issue-12 instruments (T-ICAHT, EASIX, TA-TMA, IEC-HS), appended to RESULTS.md
 	$(BIN)/python benchmarks/issue12_cost.py
 	$(BIN)/python benchmarks/scale.py
 
