@@ -71,7 +71,8 @@ def ensure_cohort(n: int, seed: str) -> Path:
     if "x" not in seed:
         return run.ensure_cohort(n, int(seed))[0]
     base, k = (int(x) for x in seed.split("x"))
-    return replicate(run.ensure_cohort(n // k, base)[0], k, DATA / f"cohort-{n}-seed{seed}")
+    source = run.ensure_cohort(n // k, base)[0]  # (its name ends in the generator's version)
+    return replicate(source, k, DATA / f"cohort-{n}-seed{seed}-{source.name.rsplit('-', 1)[-1]}")
 
 
 def replicate(cohort: Path, k: int, out: Path) -> Path:
