@@ -4,7 +4,6 @@ day 100000 is reported, not replayed day by day for minutes (issue 15)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -56,19 +55,13 @@ def test_assess_replay_with_a_day_mistyped_as_100000(tmp_path: Path) -> None:
     doc["labs"][5]["day"] = 100_000
     typo = tmp_path / "typo.json"
     typo.write_text(json.dumps(doc))
-    t0 = time.perf_counter()
     plain = invoke("assess", str(typo), "--format", "json")
-    t_plain = time.perf_counter() - t0
-    t0 = time.perf_counter()
     r = invoke("assess", str(typo), "--replay", "--format", "json")
-    t_replay = time.perf_counter() - t0
     assert plain.code == 0 and r.code == 0, r.stderr
     timeline = json.loads(r.stdout)["replay"]
     assert (timeline["first_day"], timeline["last_day"]) == (0, 240)
     assert len(timeline["days"]) == 241
     assert timeline["beyond_plausible"] == [{"day": 100000, "what": "labs[5] (anc)"}]
-    # 100,001 days took minutes; the plausible course about as long as `assess` (a shared
-    # machine: a generous bound)
-    assert t_replay < 5 * t_plain + 10
+    # (100,001 days took minutes: the bound is the number of days replayed above, not a timing)
     text = invoke("assess", str(typo), "--replay").stdout
     assert "Not replayed: 1 item(s)" in text and "labs[5] (anc) on day 100000" in text
