@@ -156,6 +156,9 @@ def timed(name: str, clock: Callable[[], float], fn: Callable[..., Any]) -> Call
 
 
 def use(mode: str) -> None:
+    """The mode's functions in place, each timed function wrapped once."""
+    for (mod, attr), original in ORIGINAL.items():
+        setattr(mod, attr, original)
     for name, (mod, attr, trick) in SWAPS.items():
         setattr(mod, attr, trick if name in MODES[mode] else ORIGINAL[mod, attr])
     for name, (mod, attr, clock) in TIMED.items():
