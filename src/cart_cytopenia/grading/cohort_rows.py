@@ -440,17 +440,15 @@ def _scan_labs(
     def scan_rows(ab: tuple[int, int]) -> tuple[int, Rows, Rows, Rows, Rows]:
         a, b = ab
         day, code = labs.day[a:b], labs.code[a:b]
-        # (membership by comparisons: a lookup table would hold the GIL or widen every code)
-        in_grid = _one_of(code, grid_codes) & (day >= 0)
+        in_grid = np.isin(code, grid_codes) & (day >= 0)
         if as_of is not None:
             in_grid &= day <= as_of
-        # (a reduction with ``where``: indexing by the mask would copy the selected days first)
-        last = int(np.max(day, where=in_grid, initial=-1))
-        rows = np.flatnonzero(_one_of(code, marker_codes) & (day < 0)) + a
-        scores = np.flatnonzero(_one_of(code, easix_codes) & (day <= easix_last)) + a
-        tma = np.flatnonzero(_one_of(code, tma_other) | (_one_of(code, tma_blood) & (day < 0)))
-        iechs_at = np.flatnonzero(_one_of(code, iechs_codes) & (day >= iechs_first)) + a
-        return last, rows, scores, tma + a, iechs_at
+        last = int(day[in_grid].max(initial=-1))
+        rows = np.flatnonzero(np.isin(code, marker_codes) & (day < 0)) + a
+        scores = np.flatnonzero(np.isin(code, easix_codes) & (day <= easix_last)) + a
+        tma = np.isin(code, tma_other) | (np.isin(code, tma_blood) & (day < 0))
+        iechs_at = np.flatnonzero(np.isin(code, iechs_codes) & (day >= iechs_first)) + a
+        return last, rows, scores, np.flatnonzero(tma) + a, iechs_at
 
     scanned = pmap(pool, scan_rows, tasks)
     max_day = max([0, *(s[0] for s in scanned)])
@@ -461,22 +459,6 @@ def _scan_labs(
     return max_day, baseline, score_rows, tma_rows, iechs_rows
 
 
-def _one_of(code: NDArray[np.integer], wanted: list[int]) -> NDArray[np.bool_]:
-    """``code`` is one of ``wanted``: by a range comparison when they are consecutive, else
-    one comparison each (numpy releases the GIL in comparisons, not in table lookups)."""
-    w = sorted(wanted)
-    if not w:
-        return np.zeros(code.shape, bool)
-    out: NDArray[np.bool_]
-    if w == list(range(w[0], w[-1] + 1)):
-        out = (code >= w[0]) & (code <= w[-1])
-        return out
-    out = code == w[0]
-    for c in w[1:]:
-        out |= code == c
-    return out
-
-
 def _split_by_analyte(
     idx: NDArray[np.integer],
     day: NDArray[np.int32],
@@ -484,38 +466,40 @@ def _split_by_analyte(
     value: NDArray[np.float64],
     until: int | None = None,
 ) -> dict[str, DayRows]:
-    """A chunk's lab rows (patient position, day, analyte's catalogue position, value) -> ``DayRows`` per
-    analyte (made per chunk: small arrays stay in cache, and chunks run in parallel).
-
-    Rows usually come sorted by patient and day; each analyte's rows are picked in that order,
-    and only rows out of order are sorted further. Several values of one patient on one day are
-    reduced to the lowest. Rows of other analytes (a negative code), before day 0 or after
-    ``until`` are left out."""
-    # one byte per row: the analyte's catalogue position, 255 for a row left out (a negative
-    # code wraps to it)
-    out_of_days = day < 0
+    """A chunk's lab rows (patient position, day, analyte's catalogue position, value) ->
+    ``DayRows`` per grid analyte (made per chunk: small arrays stay in cache, and chunks run in
+    parallel). Rows of other analytes (a negative code), before day 0 or after ``until`` are
+    left out."""
+    in_days = day >= 0
     if until is not None:
-        out_of_days |= day > until
-    which = np.where(out_of_days, 255, code.astype(np.uint8))
+        in_days &= day <= until
     out = {}
     for name in GRID_ANALYTES:
-        take = np.flatnonzero(which == ANALYTE_CODES.index(name))
-        ai, ad, av = idx[take], day[take], value[take]
-        if ai.size > 1:
+        take = np.flatnonzero((code == ANALYTE_CODES.index(name)) & in_days)
+        out[name] = _one_row_per_day(idx[take], day[take], value[take])
+    return out
+
+
+def _one_row_per_day(
+    ai: NDArray[np.integer], ad: NDArray[np.int32], av: NDArray[np.float64]
+) -> DayRows:
+    """One analyte's rows as ``DayRows``: sorted by patient and day, several values of one
+    patient on one day reduced to the lowest. Rows usually come sorted by patient and day; only
+    rows out of order are sorted."""
+    if ai.size > 1:
+        step_i = ai[1:] - ai[:-1]
+        step_d = ad[1:] - ad[:-1]
+        if (step_i < 0).any() or ((step_i == 0) & (step_d < 0)).any():
+            o = np.lexsort((ad, ai))
+            ai, ad, av = ai[o], ad[o], av[o]
             step_i = ai[1:] - ai[:-1]
             step_d = ad[1:] - ad[:-1]
-            if (step_i < 0).any() or ((step_i == 0) & (step_d < 0)).any():
-                o = np.lexsort((ad, ai))
-                ai, ad, av = ai[o], ad[o], av[o]
-                step_i = ai[1:] - ai[:-1]
-                step_d = ad[1:] - ad[:-1]
-            new_day = (step_i != 0) | (step_d != 0)
-            if not new_day.all():
-                starts = np.flatnonzero(np.r_[True, new_day])
-                av = np.minimum.reduceat(av, starts)
-                ai, ad = ai[starts], ad[starts]
-        out[name] = DayRows(ai.astype(np.int64, copy=False), ad.astype(np.int32, copy=False), av)
-    return out
+        new_day = (step_i != 0) | (step_d != 0)
+        if not new_day.all():
+            starts = np.flatnonzero(np.r_[True, new_day])
+            av = np.minimum.reduceat(av, starts)
+            ai, ad = ai[starts], ad[starts]
+    return DayRows(ai.astype(np.int64, copy=False), ad.astype(np.int32, copy=False), av)
 
 
 def _run_positions(

@@ -309,17 +309,7 @@ def _runs(cells: _Cells, threshold: float, min_recovered: int) -> _Runs:
     # and the previous cell is the same patient's previous day, also above
     cont = np.zeros(k, bool)
     cont[1:] = above[1:] & consec[1:] & above[:-1]
-    a_start = above & ~cont
-    # stretches of at least ``min_recovered`` days separate runs: a stretch's first cell is
-    # followed by min_recovered - 1 continuing cells
-    long_enough = a_start.copy()
-    for j in range(1, max(min_recovered, 1)):
-        if j >= k:
-            long_enough[:] = False
-            break
-        long_enough[: k - j] &= cont[j:]
-        long_enough[k - j :] = False
-    sep_start = long_enough
+    sep_start = _recovery_starts(above, cont, min_recovered)
     seg_start = new_row | sep_start
     starts = np.flatnonzero(seg_start)
     nxt = np.append(starts[1:], k)
@@ -343,6 +333,18 @@ def _runs(cells: _Cells, threshold: float, min_recovered: int) -> _Runs:
         r_idx, seg_row[r_idx], day[p_first], day[p_last], p_last - p_first + 1, seg_row, closed,
         recovery,
     )  # fmt: skip
+
+
+def _recovery_starts(above: B, cont: B, min_recovered: int) -> B:
+    """The first cell of each stretch of at least ``min_recovered`` consecutive known days above
+    the threshold (``cont``: the cell continues a stretch). Each stretch's length comes from its
+    cells numbered by the stretch they belong to."""
+    a_start = above & ~cont
+    stretch = np.cumsum(a_start) - 1
+    length = np.bincount(stretch[above], minlength=int(np.count_nonzero(a_start)))
+    out = a_start.copy()
+    out[a_start] = length >= min_recovered
+    return out
 
 
 def _run_lengths(out: RunScan, runs: _Runs, window: tuple[int, int]) -> None:

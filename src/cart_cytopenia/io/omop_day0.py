@@ -78,43 +78,10 @@ def day0_infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary
         return df.sort("infusion_date").unique("patient_id", keep="first")
     found: list[pl.DataFrame] = []
     if src.has("procedure_occurrence"):
-        p, concepts = procedure_rows(src)
-        hits = [
-            therapy_code_of_row(
-                concepts, r.get("procedure_concept_id"), r.get("procedure_source_value")
-            )
-            for r in p.select(
-                *(c for c in ("procedure_concept_id", "procedure_source_value") if c in p.columns)
-            ).iter_rows(named=True)
-        ]
-        p = p.with_columns(
-            pl.Series("car_t", [h is not None and h.kind == "car_t" for h in hits]),
-            pl.Series("product", [h.product if h else None for h in hits], dtype=pl.String),
-        )
-        hit = p.filter(pl.col("car_t"))
-        if hit.height:
-            found.append(
-                hit.select(
-                    "patient_id",
-                    pl.col("procedure_date").alias("infusion_date"),
-                    "product",
-                    pl.lit("procedure").alias("via"),
-                    pl.lit(0).alias("rank"),
-                )
-            )
+        found += _candidates(_car_t_procedures(src), "procedure_date", "procedure", 0)
     if src.has("drug_exposure"):
-        d = drug_rows(src)
-        hit = d.filter(pl.col("product").is_not_null())
-        if hit.height:
-            found.append(
-                hit.select(
-                    "patient_id",
-                    pl.col("drug_exposure_start_date").alias("infusion_date"),
-                    "product",
-                    pl.lit("drug exposure").alias("via"),
-                    pl.lit(1).alias("rank"),
-                )
-            )
+        d = drug_rows(src).filter(pl.col("product").is_not_null())
+        found += _candidates(d, "drug_exposure_start_date", "drug exposure", 1)
     if not found:
         return pl.DataFrame(
             schema={"patient_id": pl.String, "infusion_date": pl.Date, "product": pl.String}
@@ -138,6 +105,39 @@ def day0_infusions(src: OmopSource, infusions: Path | None, summary: OmopSummary
             f"{several} person(s) have CAR-T administrations on more than one date: the first is day 0"
         )
     return first.drop("via", "several")
+
+
+def _car_t_procedures(src: OmopSource) -> pl.DataFrame:
+    """The PROCEDURE_OCCURRENCE rows naming a CAR-T administration, with the product they name."""
+    p, concepts = procedure_rows(src)
+    hits = [
+        therapy_code_of_row(
+            concepts, r.get("procedure_concept_id"), r.get("procedure_source_value")
+        )
+        for r in p.select(
+            *(c for c in ("procedure_concept_id", "procedure_source_value") if c in p.columns)
+        ).iter_rows(named=True)
+    ]
+    return p.with_columns(
+        pl.Series("car_t", [h is not None and h.kind == "car_t" for h in hits]),
+        pl.Series("product", [h.product if h else None for h in hits], dtype=pl.String),
+    ).filter(pl.col("car_t"))
+
+
+def _candidates(hit: pl.DataFrame, date_col: str, via: str, rank: int) -> list[pl.DataFrame]:
+    """One table's CAR-T administrations as day-0 candidates (none or one frame); ``rank``: which
+    table's row comes first on the same date (the procedure)."""
+    if not hit.height:
+        return []
+    return [
+        hit.select(
+            "patient_id",
+            pl.col(date_col).alias("infusion_date"),
+            "product",
+            pl.lit(via).alias("via"),
+            pl.lit(rank).alias("rank"),
+        )
+    ]
 
 
 def procedure_rows(src: OmopSource) -> tuple[pl.DataFrame, dict[int, tuple[str, str, str]]]:

@@ -10,15 +10,33 @@ from __future__ import annotations
 
 from cart_cytopenia.domain.course import DiseaseStatus, Finding
 from cart_cytopenia.guidance.context import Context, describe_marrow, fmt
+from cart_cytopenia.guidance.model import Urgency
 from cart_cytopenia.guidance.registry import Triggered, trigger
 
 
-def _weight(ctx: Context, cause: str, level: str) -> int:
-    return ctx.t.prior(cause, ctx.phase) + ctx.t.weight(level)
-
-
-def _base_inputs(ctx: Context) -> dict[str, object]:
-    return {"day": ctx.day, "phase": ctx.phase, "cytopenic_lineages": ctx.cytopenic_lineages}
+def _cause(
+    ctx: Context,
+    cause: str,
+    level: str,
+    rationale: str,
+    inputs: dict[str, object],
+    values: dict[str, object],
+    urgency: Urgency | None = None,
+) -> Triggered:
+    """A differential item: its inputs after the day, phase and cytopenic lineages; its weight
+    the phase prior of ``cause`` plus the points of the evidence ``level``."""
+    return Triggered(
+        rationale=rationale,
+        inputs={
+            "day": ctx.day,
+            "phase": ctx.phase,
+            "cytopenic_lineages": ctx.cytopenic_lineages,
+            **inputs,
+        },
+        values=values,
+        urgency=urgency,
+        weight=ctx.t.prior(cause, ctx.phase) + ctx.t.weight(level),
+    )
 
 
 @trigger("differential.lymphodepletion")
@@ -28,15 +46,17 @@ def lymphodepletion(ctx: Context) -> Triggered | None:
     ld_day = ctx.course.ld_start_day
     first_week = ctx.day <= ctx.t.whole("lymphodepletion_supported_to_day")
     level = "supported" if first_week else "context"
-    return Triggered(
+    return _cause(
+        ctx,
+        "lymphodepletion",
+        level,
         rationale=(
             f"Day {ctx.day} (early phase) after lymphodepletion ({ctx.regimen}) from day {ld_day}: "
             f"{ctx.describe_cytopenias()}."
             + (" Nadir usually falls in the first week." if first_week else "")
         ),
-        inputs={**_base_inputs(ctx), "regimen": ctx.regimen, "ld_start_day": ld_day},
+        inputs={"regimen": ctx.regimen, "ld_start_day": ld_day},
         values={"regimen": ctx.regimen},
-        weight=_weight(ctx, "lymphodepletion", level),
     )
 
 
@@ -55,15 +75,16 @@ def infection(ctx: Context) -> Triggered | None:
         what, level = f"occult infection to exclude in {ctx.phase} cytopenia", "context"
     else:
         return None
-    return Triggered(
+    return _cause(
+        ctx,
+        "infection",
+        level,
         rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.",
         inputs={
-            **_base_inputs(ctx),
             "active_infections": [i.organism or i.category.value for i in active],
             "recent_fever_days": [f.day for f in fevers],
         },
         values={"what": what},
-        weight=_weight(ctx, "infection", level),
     )
 
 
@@ -76,12 +97,14 @@ def iec_hs(ctx: Context) -> Triggered | None:
     # recorded, or substantiated by marrow haemophagocytosis (the review: 'Demonstration of
     # phagocytosis in the bone marrow biopsy will substantiate this rare etiology')
     level = "documented" if s.recorded_active or (s.high and s.haemophagocytosis) else "supported"
-    return Triggered(
+    return _cause(
+        ctx,
+        "iec-hs",
+        level,
         rationale=f"IEC-HS {s.level_text()}. {ctx.describe_crs()}; then {features}. {s.astct_detail}.",
-        inputs={**_base_inputs(ctx), **s.as_inputs()},
+        inputs=s.as_inputs(),
         values={"features": s.headline(), "level": s.level_text()},
         urgency="warning",
-        weight=_weight(ctx, "iec-hs", level),
     )
 
 
@@ -93,21 +116,22 @@ def inflammation(ctx: Context) -> Triggered | None:
     if inf.crs_max_grade < 1 and inf.icans_max_grade < 1:
         return None
     severe = max(inf.crs_max_grade, inf.icans_max_grade) >= 3
-    return Triggered(
+    return _cause(
+        ctx,
+        "inflammation",
+        "supported" if severe else "context",
         rationale=(
             f"CRS maximum grade {inf.crs_max_grade}, ICANS maximum grade {inf.icans_max_grade}"
             + (" (grade 3-4 is associated with prolonged cytopenia)" if severe else "")
             + f"; {ctx.describe_cytopenias()}."
         ),
         inputs={
-            **_base_inputs(ctx),
             "crs_max_grade": inf.crs_max_grade,
             "icans_max_grade": inf.icans_max_grade,
             "crs_active": inf.crs_active,
             "icans_active": inf.icans_active,
         },
         values={"crs": inf.crs_max_grade, "icans": inf.icans_max_grade},
-        weight=_weight(ctx, "inflammation", "supported" if severe else "context"),
     )
 
 
@@ -137,10 +161,12 @@ def low_marrow_reserve(ctx: Context) -> Triggered | None:
         return None
     factors = strong + weak
     what = ", ".join(f.split(" (")[0] for f in factors[:3])
-    return Triggered(
+    return _cause(
+        ctx,
+        "low-marrow-reserve",
+        "supported" if strong else "context",
         rationale=f"{', '.join(factors)[0].upper() + ', '.join(factors)[1:]}; {ctx.describe_cytopenias()}.",
         inputs={
-            **_base_inputs(ctx),
             "hematotox_score": h.score,
             "hematotox_risk": h.risk,
             "baseline_low": baseline_low,
@@ -149,7 +175,6 @@ def low_marrow_reserve(ctx: Context) -> Triggered | None:
             "marrow_involvement_pct": pct,
         },
         values={"what": what},
-        weight=_weight(ctx, "low-marrow-reserve", "supported" if strong else "context"),
     )
 
 
@@ -189,10 +214,12 @@ def marrow_disease(ctx: Context) -> Triggered | None:
     else:
         return None
     risk_text = f" Risk: {', '.join(risks)}." if risks else ""
-    return Triggered(
+    return _cause(
+        ctx,
+        "marrow-disease",
+        level,
         rationale=f"{p.disease.value}, status {p.disease_status.value}: {what}; {ctx.describe_cytopenias()}.{risk_text}",
         inputs={
-            **_base_inputs(ctx),
             "disease": p.disease.value,
             "disease_status": p.disease_status.value,
             "marrow_involvement_pct": p.marrow_involvement_pct,
@@ -201,7 +228,6 @@ def marrow_disease(ctx: Context) -> Triggered | None:
             "marrow_disease_present": m.disease_present if m else None,
         },
         values={"what": what},
-        weight=_weight(ctx, "marrow-disease", level),
     )
 
 
@@ -235,10 +261,12 @@ def myeloid_neoplasm(ctx: Context) -> Triggered | None:
         what = ", ".join(risks) if risks else f"{ctx.phase} cytopenia"
         if m is not None and m.dysplasia is False:
             what += f"; marrow day {m.day} without dysplasia"
-    return Triggered(
+    return _cause(
+        ctx,
+        "myeloid-neoplasm",
+        level,
         rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.",
         inputs={
-            **_base_inputs(ctx),
             "chip": p.chip,
             "chip_genes": p.chip_genes,
             "age_years": ctx.age_years,
@@ -247,7 +275,6 @@ def myeloid_neoplasm(ctx: Context) -> Triggered | None:
             "marrow_dysplasia": m.dysplasia if m else None,
         },
         values={"what": what},
-        weight=_weight(ctx, "myeloid-neoplasm", level),
     )
 
 
@@ -258,11 +285,13 @@ def drug_effect(ctx: Context) -> Triggered | None:
         return None
     drugs = ctx.med_names(meds)
     since = ", ".join(f"{m.drug_id} from day {m.start}" for m in meds)
-    return Triggered(
+    return _cause(
+        ctx,
+        "drug-effect",
+        "documented",
         rationale=f"Myelosuppressive drugs active on day {ctx.day}: {since}; {ctx.describe_cytopenias()}.",
-        inputs={**_base_inputs(ctx), "drugs": sorted({m.drug_id for m in meds})},
+        inputs={"drugs": sorted({m.drug_id for m in meds})},
         values={"drugs": drugs},
-        weight=_weight(ctx, "drug-effect", "documented"),
     )
 
 
@@ -277,15 +306,16 @@ def viral_reactivation(ctx: Context) -> Triggered | None:
         what, level = "after prior allo-HCT, driven by lymphodepletion and CRS", "context"
     else:
         return None
-    return Triggered(
+    return _cause(
+        ctx,
+        "viral-reactivation",
+        level,
         rationale=f"Viral reactivation {what}; {ctx.describe_cytopenias()}.",
         inputs={
-            **_base_inputs(ctx),
             "reactivations": [i.organism or i.category.value for i in found],
             "prior_allo_hct": ctx.prior_allo,
         },
         values={"what": what},
-        weight=_weight(ctx, "viral-reactivation", level),
     )
 
 
@@ -297,20 +327,21 @@ def graft_dysfunction(ctx: Context) -> Triggered | None:
     hypo = m is not None and ctx.marrow_hypocellular(m)
     detail = f"; hypocellular marrow day {m.day}" if hypo and m is not None else ""
     hct = ctx.course.patient.prior_hct[-1]
-    return Triggered(
+    return _cause(
+        ctx,
+        "graft-dysfunction",
+        "supported" if hypo else "context",
         rationale=(
             f"Allogeneic HCT on day {hct.day if hct.day is not None else '?'}"
             f"{' (' + hct.donor_type.value + ')' if hct.donor_type else ''} before CAR-T{detail}; "
             f"{ctx.describe_cytopenias()}."
         ),
         inputs={
-            **_base_inputs(ctx),
             "prior_allo_hct": True,
             "marrow_day": m.day if m else None,
             "marrow_hypocellular": hypo,
         },
         values={"detail": detail},
-        weight=_weight(ctx, "graft-dysfunction", "supported" if hypo else "context"),
     )
 
 
@@ -331,11 +362,13 @@ def gvhd(ctx: Context) -> Triggered | None:
     else:
         what = "possible if the CAR T cells are donor-derived (not recorded)"
         level = "context"
-    return Triggered(
+    return _cause(
+        ctx,
+        "gvhd",
+        level,
         rationale=f"Prior allogeneic HCT; {what}; {ctx.describe_cytopenias()}.",
-        inputs={**_base_inputs(ctx), "gvhd_active": bool(active)},
+        inputs={"gvhd_active": bool(active)},
         values={"what": what},
-        weight=_weight(ctx, "gvhd", level),
     )
 
 
@@ -360,11 +393,13 @@ def ta_tma(ctx: Context) -> Triggered | None:
         if ctx.tma_pattern
         else ""
     )
-    return Triggered(
+    return _cause(
+        ctx,
+        "ta-tma",
+        level,
         rationale=f"Prior allogeneic HCT; {pattern}{tma_count(ctx)}; {ctx.describe_cytopenias()}.",
-        inputs={**_base_inputs(ctx), "pattern": ctx.tma_pattern, **tma_inputs(ctx)},
+        inputs={"pattern": ctx.tma_pattern, **tma_inputs(ctx)},
         values={"what": what},
-        weight=_weight(ctx, "ta-tma", level),
     )
 
 
@@ -414,16 +449,17 @@ def lineage_switch(ctx: Context) -> Triggered | None:
         level = "supported"
     else:
         return None
-    return Triggered(
+    return _cause(
+        ctx,
+        "lineage-switch",
+        level,
         rationale=f"{what[0].upper() + what[1:]}; {ctx.phase} cytopenia: {ctx.describe_cytopenias()}.",
         inputs={
-            **_base_inputs(ctx),
             "age_years": ctx.age_years,
             "genetics": ctx.course.patient.genetics,
             "lineage_switch_recorded": bool(recorded),
         },
         values={"what": what},
-        weight=_weight(ctx, "lineage-switch", level),
     )
 
 
@@ -448,16 +484,17 @@ def immune_mediated(ctx: Context) -> Triggered | None:
     detail = f" Marrow day {m.day}: {describe_marrow(m)}." if m is not None else ""
     if ctx.paediatric:
         detail += " Immune-mediated suppression may be more likely in children."
-    return Triggered(
+    return _cause(
+        ctx,
+        "immune-mediated",
+        level,
         rationale=f"{what[0].upper() + what[1:]}; {ctx.describe_cytopenias()}.{detail}",
         inputs={
-            **_base_inputs(ctx),
             "lgl_recorded": bool(lgl),
             "marrow_day": m.day if m else None,
             "paediatric": ctx.paediatric,
         },
         values={"what": what},
-        weight=_weight(ctx, "immune-mediated", level),
     )
 
 
@@ -469,9 +506,11 @@ def haemolysis(ctx: Context) -> Triggered | None:
     what = ", ".join(markers)
     negatives = ctx.haemolysis_negatives
     against = f" Against: {', '.join(negatives)}." if negatives else ""
-    return Triggered(
+    return _cause(
+        ctx,
+        "haemolysis",
+        "supported",
         rationale=f"Anaemia (Hb {fmt(ctx.hb)} g/dL, day {ctx.hb_day}) with {what}.{against}",
-        inputs={**_base_inputs(ctx), "markers": markers, "negatives": negatives, "hb": ctx.hb},
+        inputs={"markers": markers, "negatives": negatives, "hb": ctx.hb},
         values={"what": what},
-        weight=_weight(ctx, "haemolysis", "supported"),
     )

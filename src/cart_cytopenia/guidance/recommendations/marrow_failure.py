@@ -99,14 +99,12 @@ def autologous_boost(ctx: Context) -> Triggered | None:
         return None
     if not ctx.marrow_excludes_relapse_and_neoplasm(m):
         return None
-    stored = ctx.course.patient.stored_cells.autologous
-    if stored is None:
-        ctx.missing(
-            "Stored autologous stem cells not recorded (patient.stored_cells.autologous): "
-            "whether a stem cell boost is feasible cannot be decided."
-        )
-        return None
-    if not stored:
+    if not _recorded_yes(
+        ctx,
+        ctx.course.patient.stored_cells.autologous,
+        "Stored autologous stem cells not recorded (patient.stored_cells.autologous): "
+        "whether a stem cell boost is feasible cannot be decided.",
+    ):
         return None
     return infection_gate(
         ctx,
@@ -129,6 +127,14 @@ def autologous_boost(ctx: Context) -> Triggered | None:
             values={"marrow_day": m.day},
         ),
     )
+
+
+def _recorded_yes(ctx: Context, answer: bool | None, when_unrecorded: str) -> bool:
+    """``answer`` is a recorded yes; an unrecorded one is named as missing data (never read as
+    no) with ``when_unrecorded``."""
+    if answer is None:
+        ctx.missing(when_unrecorded)
+    return answer is True
 
 
 def _graft_failure_picture(
@@ -162,14 +168,12 @@ def allogeneic_boost(ctx: Context) -> Triggered | None:
     ok, marrow = _graft_failure_picture(ctx, prolonged_if_refractory=True)
     if not ok or _boost_given(ctx) or _hct_after_infusion(ctx):
         return None
-    donor = ctx.course.patient.stored_cells.allogeneic_donor
-    if donor is None:
-        ctx.missing(
-            "Donor availability not recorded (patient.stored_cells.allogeneic_donor): an allogeneic "
-            "stem cell boost cannot be judged."
-        )
-        return None
-    if not donor:
+    if not _recorded_yes(
+        ctx,
+        ctx.course.patient.stored_cells.allogeneic_donor,
+        "Donor availability not recorded (patient.stored_cells.allogeneic_donor): an allogeneic "
+        "stem cell boost cannot be judged.",
+    ):
         return None
     when = (
         f"late cytopenia (day {ctx.day})"

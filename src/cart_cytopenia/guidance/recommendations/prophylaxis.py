@@ -9,6 +9,8 @@ prevents CMV only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cart_cytopenia.domain.catalogues import Cover, DrugClass
 from cart_cytopenia.domain.course import Medication
 from cart_cytopenia.guidance.context import Context, fmt
@@ -65,54 +67,69 @@ def _not_covering(ctx: Context, cls: DrugClass, cover: Cover) -> list[Medication
     return [m for m in ctx.meds_active(cls) if cover not in m.covers]
 
 
-def _covered(
+def _coverage(
     ctx: Context,
     cover: Cover,
     cls: DrugClass,
-    why: str,
-    inputs_extra: dict[str, object],
+    inputs: Mapping[str, object],
+    values: Mapping[str, object],
+    wording: tuple[str, str, str, str, str],
 ) -> Triggered:
+    """The answer of a prophylaxis that is due: "covered" (info) when a drug preventing ``cover``
+    is active, else the gap, naming the active drugs of ``cls`` that prevent something else.
+
+    ``wording``: (what opens both rationales, the word before the drugs when covered, the
+    sentence when nothing covers, what follows "<drugs> is active but", what closes both);
+    ``inputs``, ``values``: the trigger's own (the drugs are added here)."""
+    head, on, nothing, but, tail = wording
     active = ctx.meds_covering(cover)
     wrong = _not_covering(ctx, cls, cover)
+    inputs = {
+        **inputs,
+        "active": sorted({m.drug_id for m in active}),
+        "active_not_covering": sorted({m.drug_id for m in wrong}),
+    }
+    if active:
+        return Triggered(
+            rationale=f"{head}{on} {ctx.med_names(active)} since day {min(m.start for m in active)}.{tail}",
+            inputs=inputs,
+            values={"drugs": ctx.med_names(active), **values},
+            variant="covered",
+            urgency="info",
+        )
+    gap = f" {ctx.med_names(wrong)} is active but {but}." if wrong else ""
+    return Triggered(rationale=f"{head}{nothing}{gap}{tail}", inputs=inputs, values=dict(values))
+
+
+def _neutropenia_coverage(ctx: Context, cover: Cover, cls: DrugClass) -> Triggered | None:
+    """Antibacterial or antifungal (yeast) prophylaxis while neutropenia prophylaxis is indicated."""
+    indicated, why = neutropenia_prophylaxis(ctx)
+    if not indicated:
+        return None
     inputs = {
         "day": ctx.day,
         "anc": ctx.anc,
         "anc_day": ctx.anc_day,
         "first_recovery_day": ctx.first_recovery_day,
-        "active": sorted({m.drug_id for m in active}),
-        "active_not_covering": sorted({m.drug_id for m in wrong}),
-        **inputs_extra,
     }
-    if active:
-        return Triggered(
-            rationale=f"Indicated ({why}); on {ctx.med_names(active)} since day {min(m.start for m in active)}.{other_source(ctx)}",
-            inputs=inputs,
-            values={"drugs": ctx.med_names(active), "why": why},
-            variant="covered",
-            urgency="info",
-        )
-    gap = f" {ctx.med_names(wrong)} is active but does not prevent {cover.value}." if wrong else ""
-    return Triggered(
-        rationale=f"Indicated ({why}); nothing preventing {cover.value} active on day {ctx.day}.{gap}{other_source(ctx)}",
-        inputs=inputs,
-        values={"why": why},
+    wording = (
+        f"Indicated ({why}); ",
+        "on",
+        f"nothing preventing {cover.value} active on day {ctx.day}.",
+        f"does not prevent {cover.value}",
+        other_source(ctx),
     )
+    return _coverage(ctx, cover, cls, inputs, {"why": why}, wording)
 
 
 @trigger("prophylaxis.antibacterial")
 def antibacterial(ctx: Context) -> Triggered | None:
-    indicated, why = neutropenia_prophylaxis(ctx)
-    if not indicated:
-        return None
-    return _covered(ctx, Cover.BACTERIA, DrugClass.ANTIBACTERIAL, why, {})
+    return _neutropenia_coverage(ctx, Cover.BACTERIA, DrugClass.ANTIBACTERIAL)
 
 
 @trigger("prophylaxis.antifungal")
 def antifungal(ctx: Context) -> Triggered | None:
-    indicated, why = neutropenia_prophylaxis(ctx)
-    if not indicated:
-        return None
-    return _covered(ctx, Cover.YEAST, DrugClass.ANTIFUNGAL, why, {})
+    return _neutropenia_coverage(ctx, Cover.YEAST, DrugClass.ANTIFUNGAL)
 
 
 def steroid_days(ctx: Context, lookback: int = 30) -> int:
@@ -185,8 +202,6 @@ def antiviral(ctx: Context) -> Triggered | None:
     start, end, extended = _antiviral_window(ctx)
     if not (start <= ctx.day <= end or extended):
         return None
-    active = ctx.meds_covering(Cover.HSV_VZV)
-    wrong = _not_covering(ctx, DrugClass.ANTIVIRAL, Cover.HSV_VZV)
     since = "lymphodepletion" if start < 0 else "infusion"
     cd4 = ctx.cd4
     cd4_text = f"CD4 {fmt(cd4.value)}/uL on day {cd4.day}" if cd4 else "no CD4 after infusion"
@@ -199,28 +214,15 @@ def antiviral(ctx: Context) -> Triggered | None:
         )
         + "; the review: 6-12 months; EHA/EBMT: from lymphodepletion to 1 year and/or CD4 > 200/uL"
     )
-    inputs = {
-        "day": ctx.day,
-        "start_day": start,
-        "end_day": end,
-        "extended_by_cd4": extended,
-        "active": sorted({m.drug_id for m in active}),
-        "active_not_covering": sorted({m.drug_id for m in wrong}),
-    }
-    if active:
-        return Triggered(
-            rationale=f"Day {ctx.day}: {plan}. On {ctx.med_names(active)} since day {min(m.start for m in active)}.",
-            inputs=inputs,
-            values={"drugs": ctx.med_names(active), "end_day": end},
-            variant="covered",
-            urgency="info",
-        )
-    gap = f" {ctx.med_names(wrong)} is active but covers CMV only, not HSV/VZV." if wrong else ""
-    return Triggered(
-        rationale=f"Day {ctx.day}: {plan}. Nothing preventing HSV/VZV active.{gap}",
-        inputs=inputs,
-        values={"end_day": end},
+    inputs = {"day": ctx.day, "start_day": start, "end_day": end, "extended_by_cd4": extended}
+    wording = (
+        f"Day {ctx.day}: {plan}. ",
+        "On",
+        "Nothing preventing HSV/VZV active.",
+        "covers CMV only, not HSV/VZV",
+        "",
     )
+    return _coverage(ctx, Cover.HSV_VZV, DrugClass.ANTIVIRAL, inputs, {"end_day": end}, wording)
 
 
 @trigger("prophylaxis.pjp")
