@@ -201,7 +201,9 @@ def create_app(
     if check_schema:
         check_current(db)
     ctx = _context(settings, db)
-    accounts.limit_hashing(settings.hash_concurrency or os.cpu_count() or 2)
+    accounts.configure_hashing(
+        settings.hash_parameters(), settings.hash_concurrency or os.cpu_count() or 2
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
