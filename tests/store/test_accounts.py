@@ -12,7 +12,7 @@ from cart_cytopenia.errors import InputError
 from cart_cytopenia.store import accounts, audit
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import AuthError, ConflictError, RateLimitedError
-from cart_cytopenia.store.models import utcnow
+from cart_cytopenia.store.models import ApiToken, utcnow
 
 LIMITS = accounts.LoginLimits(
     max_failures_per_user=3, max_failures_per_client=10, window_seconds=60
@@ -98,6 +98,28 @@ def test_api_tokens_hashed_revocable(db: Database) -> None:
         accounts.revoke_api_token(s, user, tid)
     with pytest.raises(AuthError), db.transaction() as s:
         accounts.user_for_api_token(s, token)
+
+
+def test_api_token_last_use_is_written_once_a_minute(db: Database) -> None:
+    uid = _user(db)
+    with db.transaction() as s:
+        token, t = accounts.create_api_token(s, accounts.get_user(s, uid), "lab interface")
+        tid = t.id
+        assert t.last_used_at is None
+    with db.transaction() as s:
+        t, _ = accounts.user_for_api_token(s, token)
+        first = t.last_used_at
+        assert first is not None
+    with db.session() as s:  # used again within the minute: nothing to write
+        t, _ = accounts.user_for_api_token(s, token)
+        assert t.last_used_at == first and not s.dirty
+    with db.transaction() as s:
+        s.get(ApiToken, tid).last_used_at = first - dt.timedelta(seconds=61)  # type: ignore[union-attr]
+    with db.transaction() as s:
+        t, _ = accounts.user_for_api_token(s, token)
+        assert t.last_used_at is not None and t.last_used_at >= first
+    with db.session() as s:
+        assert s.get(ApiToken, tid).last_used_at >= first  # type: ignore[union-attr,operator]
 
 
 def test_new_password_ends_sessions(db: Database) -> None:
