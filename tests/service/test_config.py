@@ -134,3 +134,10 @@ def test_the_service_hashes_with_its_settings_and_rehashes_at_sign_in(tmp_path: 
     finally:
         svc.db.dispose()
         accounts.configure_hashing(accounts.HashParameters(), 2)
+
+
+def test_few_worker_threads_each_with_a_connection() -> None:
+    """Routes share one interpreter lock: a small pool (6), and never more threads than pooled
+    connections (a thread would wait for one)."""
+    s = load_service_settings(env={})
+    assert s.worker_threads == 6 and s.worker_threads <= s.db_pool_size

@@ -95,7 +95,11 @@ class ServiceSettings(BaseModel):
         10_000, ge=100, description="SQLite busy_timeout: how long a writer waits for the lock"
     )
     worker_threads: int = Field(
-        20, ge=2, le=200, description="Thread pool for routes (database, hashing, grading)"
+        6,
+        ge=2,
+        le=200,
+        description="Thread pool for routes (database, hashing, grading); few: they share one "
+        "interpreter lock",
     )
     answer_cache_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="Memory for answers kept per course version"
