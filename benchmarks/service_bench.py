@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "cart_cytopenia.cli.main"]
 PG_ENV = "CART_CYTOPENIA_BENCH_POSTGRES_URL"
 ERROR_KINDS: Counter[str] = Counter()  # what the failed requests of the running scenario got
+KIND_LATENCIES: dict[str, list[float]] = {}  # the running scenario's latencies per request type
 TODAY = "2024-06-01"
 
 
@@ -206,6 +207,9 @@ async def closed_loop(
                 ERROR_KINDS.update([type(exc).__name__])
             if ok:
                 lat.append(time.perf_counter() - t0)
+                KIND_LATENCIES.setdefault("worklist" if is_web else "assessment", []).append(
+                    lat[-1]
+                )
             else:
                 errors += 1
 
@@ -342,8 +346,14 @@ async def measured(key: str, a: argparse.Namespace, run: Any) -> dict[str, Any]:
     """Run one scenario (an awaitable giving its summary) with the load average around it."""
     before = load_average()
     ERROR_KINDS.clear()
+    KIND_LATENCIES.clear()
     result = await run
     result["load_avg"] = f"{before} -> {load_average()}"
+    if len(KIND_LATENCIES) > 1:  # the mixed load: each request type's own p50/p99
+        result["upload"] = "; ".join(
+            f"{kind} p50 {_ms(pct(v, 0.5) * 1000)} / p99 {_ms(pct(v, 0.99) * 1000)} ms"
+            for kind, v in sorted(KIND_LATENCIES.items())
+        )
     if ERROR_KINDS:
         kinds = ", ".join(f"{n} x {kind}" for kind, n in ERROR_KINDS.most_common())
         result["upload"] = "; ".join(filter(None, [result.get("upload", ""), f"errors: {kinds}"]))

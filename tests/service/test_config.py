@@ -90,3 +90,54 @@ def test_app_refuses_to_start_with_default_secret_or_old_schema(tmp_path: Path) 
     )
     with pytest.raises(SettingsError, match="db upgrade"):
         create_app(s)
+
+
+def test_password_hash_parameters_are_settings_not_weaker_than_owasp() -> None:
+    s = load_service_settings(env={})
+    assert (s.password_hash_memory_kib, s.password_hash_time_cost) == (19_456, 2)
+    assert s.password_hash_parallelism == 1
+    env = {
+        "CART_CYTOPENIA_PASSWORD_HASH_MEMORY_KIB": "65536",
+        "CART_CYTOPENIA_PASSWORD_HASH_TIME_COST": "3",
+        "CART_CYTOPENIA_PASSWORD_HASH_PARALLELISM": "4",
+    }
+    params = load_service_settings(env=env).hash_parameters()
+    assert (params.memory_kib, params.time_cost, params.parallelism) == (65_536, 3, 4)
+    # OWASP's table: 7 MiB needs 5 passes; 12 MiB x 3 is one of its rows
+    ok = {"CART_CYTOPENIA_PASSWORD_HASH_MEMORY_KIB": "12288",
+          "CART_CYTOPENIA_PASSWORD_HASH_TIME_COST": "3"}  # fmt: skip
+    assert load_service_settings(env=ok).password_hash_memory_kib == 12_288
+    with pytest.raises(SettingsError, match="OWASP"):
+        load_service_settings(env={**ok, "CART_CYTOPENIA_PASSWORD_HASH_TIME_COST": "1"})
+    with pytest.raises(SettingsError, match="PASSWORD_HASH_MEMORY_KIB"):
+        load_service_settings(env={"CART_CYTOPENIA_PASSWORD_HASH_MEMORY_KIB": "4096"})
+
+
+def test_the_service_hashes_with_its_settings_and_rehashes_at_sign_in(tmp_path: Path) -> None:
+    from argon2 import extract_parameters
+
+    from cart_cytopenia.store import accounts
+    from tests.service.conftest import login, make_service
+
+    # accounts made with the default parameters; the service then runs with 12 MiB x 3 passes
+    svc = make_service(tmp_path, password_hash_memory_kib=12_288, password_hash_time_cost=3)
+    try:
+        assert accounts.hash_parameters() == accounts.HashParameters(12_288, 3, 1)
+        with svc.db.session() as s:
+            before = accounts.get_user_by_name(s, "cleo").password_hash  # type: ignore[union-attr]
+        assert extract_parameters(before).memory_cost == 19_456
+        login(svc.client(), "cleo")
+        with svc.db.session() as s:
+            after = accounts.get_user_by_name(s, "cleo").password_hash  # type: ignore[union-attr]
+        p = extract_parameters(after)
+        assert (p.memory_cost, p.time_cost, p.parallelism) == (12_288, 3, 1)
+    finally:
+        svc.db.dispose()
+        accounts.configure_hashing(accounts.HashParameters(), 2)
+
+
+def test_few_worker_threads_each_with_a_connection() -> None:
+    """Routes share one interpreter lock: a small pool (6), and never more threads than pooled
+    connections (a thread would wait for one)."""
+    s = load_service_settings(env={})
+    assert s.worker_threads == 6 and s.worker_threads <= s.db_pool_size

@@ -321,3 +321,48 @@ def test_the_worklist_is_stored_paged_and_refreshed(tmp_path: Path) -> None:
         assert entry is not None and entry.course_version == repo.get_course(s, cid).version
     svc.app.state.ctx.refresher.stop()  # type: ignore[attr-defined]
     svc.db.dispose()
+
+
+def test_a_read_costs_two_thread_pool_calls_and_leaves_no_transaction_open(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Authentication and the route each run in one thread-pool call; the database session is
+    opened and closed on the event loop without a call of its own (each extra call waits for
+    the interpreter lock behind the threads that grade and render). Nothing stays open."""
+    import anyio.to_thread
+
+    calls: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    cid = service.courses["wl-neutropenic"]
+    with service.client() as client:
+        login(client, "rita")
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+        assert client.get("/worklist").status_code == 200
+        assert len(calls) == 2, calls
+        calls.clear()
+        r = client.get(f"/api/v1/courses/{cid}/assessment", headers=service.auth("read-only"))
+        assert r.status_code == 200 and len(calls) == 2, calls
+    pool = service.db.engine.pool
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_work_left_in_a_session_is_committed_in_a_thread(service: Service) -> None:
+    """What a route leaves uncommitted (a route outside ``ServiceRoute``) is still committed
+    at the end of the request, in the thread pool; a session with nothing left is closed."""
+    from cart_cytopenia.service.deps import _holds_work
+    from cart_cytopenia.store import audit
+
+    with service.db.session() as s:
+        assert not _holds_work(s)
+        audit.record(s, username="x", action="read", resource="worklist")  # kept for the commit
+        assert _holds_work(s)
+    with service.db.session() as s:
+        repo.count_patients(s)
+        assert _holds_work(s)  # a transaction (and its connection) is open
+        s.commit()
+        assert not _holds_work(s)

@@ -42,7 +42,12 @@ _DATE_KEYS = ("date", "start_date", "end_date", "last_followup_date", "birth_dat
 
 
 def _settings(config: Path | None, **over: Any) -> ServiceSettings:
-    return load_service_settings(config, **over)
+    """The service settings; passwords set from the command line get their argon2 cost."""
+    settings = load_service_settings(config, **over)
+    accounts.configure_hashing(
+        settings.hash_parameters(), settings.hash_concurrency or os.cpu_count() or 2
+    )
+    return settings
 
 
 def _db(settings: ServiceSettings) -> Database:

@@ -19,11 +19,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cart_cytopenia.errors import SettingsError
 from cart_cytopenia.rules.settings import Settings, load_settings
 from cart_cytopenia.service.smart.settings import SmartSettings, smart_from_env
+from cart_cytopenia.store.accounts import (
+    OWASP_MINIMUM_KIB,
+    OWASP_MINIMUM_KIB_PASSES,
+    HashParameters,
+)
 from cart_cytopenia.store.db import PoolOptions
 
 ENV_PREFIX = "CART_CYTOPENIA_"
@@ -90,7 +95,11 @@ class ServiceSettings(BaseModel):
         10_000, ge=100, description="SQLite busy_timeout: how long a writer waits for the lock"
     )
     worker_threads: int = Field(
-        20, ge=2, le=200, description="Thread pool for routes (database, hashing, grading)"
+        6,
+        ge=2,
+        le=200,
+        description="Thread pool for routes (database, hashing, grading); few: they share one "
+        "interpreter lock",
     )
     answer_cache_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="Memory for answers kept per course version"
@@ -98,10 +107,40 @@ class ServiceSettings(BaseModel):
     hash_concurrency: int = Field(
         0, ge=0, le=64, description="Password checks at once (0: one per CPU core)"
     )
+    password_hash_memory_kib: int = Field(
+        HashParameters.memory_kib,
+        ge=OWASP_MINIMUM_KIB,
+        le=4 * 1024 * 1024,
+        description="argon2id memory per password hash, KiB (OWASP: 19 MiB with 2 passes)",
+    )
+    password_hash_time_cost: int = Field(
+        HashParameters.time_cost, ge=1, le=20, description="argon2id passes over the memory"
+    )
+    password_hash_parallelism: int = Field(
+        HashParameters.parallelism, ge=1, le=16, description="argon2id lanes (threads) per hash"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     smart: SmartSettings = Field(
         default_factory=SmartSettings, description="SMART on FHIR app launch ([smart] table)"
     )
+
+    @model_validator(mode="after")
+    def _hashing_not_weaker_than_owasp(self) -> ServiceSettings:
+        product = self.password_hash_memory_kib * self.password_hash_time_cost
+        if product < OWASP_MINIMUM_KIB_PASSES:
+            raise ValueError(
+                f"password_hash_memory_kib x password_hash_time_cost is {product:,} KiB; the "
+                f"OWASP Password Storage Cheat Sheet's weakest argon2id configuration is "
+                f"{OWASP_MINIMUM_KIB_PASSES:,} (7 MiB x 5 passes; default 19 MiB x 2)"
+            )
+        return self
+
+    def hash_parameters(self) -> HashParameters:
+        return HashParameters(
+            memory_kib=self.password_hash_memory_kib,
+            time_cost=self.password_hash_time_cost,
+            parallelism=self.password_hash_parallelism,
+        )
 
     @property
     def development(self) -> bool:
@@ -188,7 +227,8 @@ def load_service_settings(
         lines = []
         for e in exc.errors():
             name = ".".join(str(x) for x in e["loc"])
-            lines.append(f"{name} (env {ENV_PREFIX}{name.upper()}): {e['msg']}")
+            where = f"{name} (env {ENV_PREFIX}{name.upper()}): " if name else ""
+            lines.append(f"{where}{e['msg']}")
         raise SettingsError(
             f"service settings from {source} and the environment are invalid:\n  - "
             + "\n  - ".join(lines)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,10 +117,14 @@ class WorklistSource:
     key: str
     cache: Any
     today: Any  # () -> date
+    # given each snapshot the background refresher computes: the service keeps its assessment
+    # answer (``api.keep_answer``), so the course is graded once a day for both
+    keep: Callable[[CourseRecord, CourseSnapshot, dt.date], Any] | None = None
 
-    def refresh(self, course_ids: list[int]) -> int:
+    def refresh(self, course_ids: list[int], keep: bool = False) -> int:
         """Compute the rows of ``course_ids`` (reading only), then store them in one short
-        transaction (SQLite's write lock is never held while courses are graded)."""
+        transaction (SQLite's write lock is never held while courses are graded); with
+        ``keep``, each snapshot also goes to ``self.keep``."""
         today = self.today()
         computed: dict[int, dict[str, Any]] = {}
         with self.db.session() as session:
@@ -130,15 +135,18 @@ class WorklistSource:
                     computed[cid] = entry_values(snap, today, self.key)
                 except InputError as exc:
                     computed[cid] = error_values(rec, today, self.key, exc)
+                    continue
+                if keep and self.keep is not None:
+                    self.keep(rec, snap, today)
         with self.db.transaction() as session:
             for cid, values in computed.items():
                 rows.save_entry(session, cid, values)
         return len(computed)
 
-    def refresh_some(self, limit: int) -> int:
+    def refresh_some(self, limit: int, keep: bool = False) -> int:
         with self.db.session() as session:
             stale = rows.stale_course_ids(session, self.today(), self.key, limit)
-        return self.refresh(stale) if stale else 0
+        return self.refresh(stale, keep) if stale else 0
 
 
 class WorklistRefresher:
@@ -175,7 +183,7 @@ class WorklistRefresher:
         while not self._stop.is_set():
             self.busy = True
             try:
-                while not self._stop.is_set() and self.source.refresh_some(BATCH):
+                while not self._stop.is_set() and self.source.refresh_some(BATCH, keep=True):
                     pass
             except Exception as exc:  # logged by type only; tried again at the next wake-up
                 log.error("worklist refresh failed: %s", type(exc).__name__)
