@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fastapi.routing import APIRoute
 from cart_cytopenia.service import api, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.deps import ServiceRoute
 from cart_cytopenia.service.smart import routes as smart
+from cart_cytopenia.store import accounts
 from cart_cytopenia.store import courses as repo
 from tests.service.conftest import PASSWORD, Service, csrf_of, login, make_service
 from tests.store.conftest import PG_ENV, reset_postgres
@@ -73,30 +75,45 @@ def test_thirty_concurrent_sign_ins_with_two_connections_all_finish(
             for c in clients:
                 await c.aclose()
 
-    started = time.perf_counter()
+    # (a hang fails through run()'s wait_for, not through a timing assertion)
     statuses = asyncio.run(run())
     assert statuses == [303] * 30, statuses
-    assert time.perf_counter() - started < 120
     svc.db.dispose()
 
 
-def test_healthz_answers_while_a_sign_in_hashes(tmp_path: Path) -> None:
-    """argon2 runs in the thread pool: /healthz is not queued behind ten sign-ins."""
+def test_healthz_answers_while_a_sign_in_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 runs in the thread pool: /healthz answers while ten sign-ins are held inside the
+    password check (no timing: the checks wait for /healthz's answer, with a long escape so a
+    blocked event loop fails the test instead of hanging it)."""
     svc = make_service(tmp_path)
+    healthz_done = threading.Event()
+    inside = threading.Semaphore(0)
+    released: list[bool] = []  # per check: released by /healthz's answer (False: timed out)
+    real_verify = accounts._verify
 
-    async def run() -> float:
+    def held_verify(password_hash: str, password: str) -> bool:
+        inside.release()
+        released.append(healthz_done.wait(timeout=60))
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(accounts, "_verify", held_verify)
+
+    async def run() -> tuple[int, bool]:
         transport = httpx.ASGITransport(app=svc.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             logins = [asyncio.create_task(_sign_in(c, "cleo")) for _ in range(10)]
-            await asyncio.sleep(0.05)
-            t0 = time.perf_counter()
+            # wait (off the loop) until a sign-in is inside the password check
+            assert await asyncio.to_thread(inside.acquire, True, 60)
             r = await c.get("/healthz")
-            took = time.perf_counter() - t0
-            assert r.status_code == 200
+            healthz_done.set()
             assert set(await asyncio.gather(*logins)) == {303}
-            return took
+            return r.status_code
 
-    assert asyncio.run(run()) < 2.0
+    assert asyncio.run(run()) == 200
+    # every held check was released by /healthz's answer: none waited out its escape
+    assert released and all(released), released
     svc.db.dispose()
 
 
