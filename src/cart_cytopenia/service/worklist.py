@@ -24,13 +24,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cart_cytopenia.domain.course import Course
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.rules.settings import Settings
-from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, assessment_day, snapshot
+from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, StoredCourse, snapshots
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as rows
 from cart_cytopenia.store.db import Database
-from cart_cytopenia.store.models import CourseRecord, WorklistEntry
+from cart_cytopenia.store.models import WorklistEntry
 
 INLINE_REFRESH = 25  # rows a view computes itself; more are left to the background refresher
 BATCH = 50  # rows the refresher computes per transaction
@@ -83,13 +84,13 @@ def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, An
     }
 
 
-def error_values(rec: CourseRecord, as_of: dt.date, key: str, exc: InputError) -> dict[str, Any]:
+def error_values(stored: StoredCourse, as_of: dt.date, key: str, exc: InputError) -> dict[str, Any]:
     """The row of a stored course that the current rules cannot assess (shown as a warning)."""
     return {
         "as_of": as_of,
-        "course_version": rec.version,
+        "course_version": stored.version,
         "settings_key": key,
-        "day": assessment_day(rec, as_of),
+        "day": max(0, (as_of - stored.infusion_date).days),
         "phase": None,
         "phenotype": None,
         "icaht_label": "—",
@@ -107,6 +108,30 @@ def error_values(rec: CourseRecord, as_of: dt.date, key: str, exc: InputError) -
     }
 
 
+def compute_entries(
+    stored: list[tuple[StoredCourse, Course | InputError]],
+    today: dt.date,
+    clinical: Settings,
+    key: str,
+) -> list[dict[str, Any]]:
+    """The rows of many courses (a course that could not be read gives its error's row): graded
+    together; if that fails for one course, course by course, so that only its row says why.
+    The one way rows are computed: a view's few stale rows, the refresher's batches, a bulk
+    load's batches."""
+    ok = [(s, c) for s, c in stored if not isinstance(c, InputError)]
+    try:
+        snaps = iter(snapshots(ok, today, clinical))
+    except InputError as exc:
+        if len(ok) == 1:
+            return [error_values(ok[0][0], today, key, exc)]
+        return [v for pair in stored for v in compute_entries([pair], today, clinical, key)]
+    return [
+        error_values(s, today, key, c) if isinstance(c, InputError)
+        else entry_values(next(snaps), today, key)
+        for s, c in stored
+    ]  # fmt: skip
+
+
 @dataclass
 class WorklistSource:
     """What computing rows needs: the database, the day, the settings and the snapshot cache."""
@@ -121,17 +146,17 @@ class WorklistSource:
         """Compute the rows of ``course_ids`` (reading only), then store them in one short
         transaction (SQLite's write lock is never held while courses are graded)."""
         today = self.today()
-        computed: dict[int, dict[str, Any]] = {}
+        stored: list[tuple[StoredCourse, Course | InputError]] = []
         with self.db.session() as session:
             for cid in course_ids:
                 rec = repo.get_course(session, cid)
                 try:
-                    snap = snapshot(rec, today, self.clinical, self.cache)
-                    computed[cid] = entry_values(snap, today, self.key)
+                    stored.append((StoredCourse.of(rec), repo.load_course(rec)))
                 except InputError as exc:
-                    computed[cid] = error_values(rec, today, self.key, exc)
+                    stored.append((StoredCourse.of(rec), exc))
+        computed = compute_entries(stored, today, self.clinical, self.key)
         with self.db.transaction() as session:
-            for cid, values in computed.items():
+            for cid, values in zip(course_ids, computed, strict=True):
                 rows.save_entry(session, cid, values)
         return len(computed)
 

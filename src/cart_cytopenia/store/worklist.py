@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -105,6 +105,14 @@ def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None
             set_={k: getattr(stmt.excluded, k) for k in row if k != "course_id"},
         )
     )
+
+
+def insert_entries(session: Session, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Write the rows of courses that have none yet (a bulk load), in one ``executemany``."""
+    if entries:
+        now = utcnow()
+        rows = [{"course_id": cid, "refreshed_at": now, **values} for cid, values in entries]
+        session.connection().execute(insert(WorklistEntry.__table__), rows)  # type: ignore[arg-type]
 
 
 def mark_stale(session: Session, course_id: int) -> None:
