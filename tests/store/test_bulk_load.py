@@ -34,8 +34,8 @@ TODAY = dt.date(2024, 6, 1)
 def _snapshot_of_store(db: Database) -> dict[str, Any]:
     """Every stored value that does not depend on ids or the clock, by patient."""
     with db.session() as s:
-        who = dict(s.execute(
-            select(CourseRecord.id, Patient.pseudonym).join(Patient)))  # fmt: skip
+        who = {int(cid): str(p) for cid, p in s.execute(
+            select(CourseRecord.id, Patient.pseudonym).join(Patient)).all()}  # fmt: skip
         courses = sorted(
             (who[c.id], c.status, c.infusion_date, c.product, c.disease, c.details, c.version,
              c.updated_by)

@@ -48,3 +48,29 @@ def test_overview_counts_every_kind_of_row_once(db: Database) -> None:
         found, n = rows.page(s, rows.WorklistQuery(), shown=got.total)
         assert n == 3 and len(found) == 3
         assert rows.page(s, rows.WorklistQuery(needs_action=True), shown=got.total)[1] == 1
+
+
+def test_iechs_and_tatma_filters_and_sorts(db: Database) -> None:
+    courses = demo_courses(4, 7, TODAY)[3:]
+    with db.transaction() as s:
+        repo.import_new_courses(s, [(c, "active") for c in courses], user="t", source="demo")
+    flags = [("met", 3, "meets", 5), ("suspected", 2, "not met", 4), ("not met", 1, None, None),
+             ("not assessable", 0, "insufficient data", None)]  # fmt: skip
+    with db.transaction() as s:
+        recs = sorted(s.query(CourseRecord).all(), key=lambda r: r.id)
+        for rec, (status, rank, tm, met) in zip(recs, flags, strict=True):
+            rows.save_entry(s, rec.id, _values(rec, iechs_status=status, iechs_rank=rank,
+                                               tatma_status=tm, tatma_met=met))  # fmt: skip
+    with db.session() as s:
+
+        def ids(**q: Any) -> list[str]:
+            found, n = rows.page(s, rows.WorklistQuery(**q))
+            assert n == len(found)
+            return [e.iechs_status for e, *_ in found]
+
+        assert ids(iechs="met") == ["met"]
+        assert ids(iechs="suspected") == ["suspected"]
+        assert sorted(ids(iechs="flagged")) == ["met", "suspected"]
+        assert ids(tatma="meets") == ["met"]
+        assert ids(sort="iechs") == ["met", "suspected", "not met", "not assessable"]
+        assert ids(sort="tatma")[:2] == ["met", "suspected"]  # 5 then 4 met; unknown last

@@ -188,17 +188,20 @@ def worklist_page(
     product: str = "",
     phase: str = "",
     needs_action: str = "",
+    iechs: str = "",
+    tatma: str = "",
     sort: str = "urgency",
     dir: str = "",
     page: int = Query(1, ge=1, le=1_000_000),
     per_page: int = 50,
 ) -> Response:
-    """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
+    """The worklist, filtered by product, phase, "needs action", IEC-HS and TA-TMA (in the URL:
+    no patient data).
     A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
     a browser history or a proxy's access log."""
     query = wl.query_from(
         product=product, phase=phase, needs_action=needs_action, q="", sort=sort, dir=dir,
-        page=page, per_page=per_page,
+        page=page, per_page=per_page, iechs=iechs, tatma=tatma,
     )  # fmt: skip
     return _worklist(request, viewer, session, query)
 
@@ -218,6 +221,7 @@ def worklist_search(
         product=field("product"), phase=field("phase"), needs_action=field("needs_action"),
         q=field("q"), sort=field("sort") or "urgency", dir=field("dir"),
         page=_int(field("page")) or 1, per_page=_int(field("per_page")) or 50,
+        iechs=field("iechs"), tatma=field("tatma"),
     )  # fmt: skip
     return _worklist(request, viewer, session, query)
 
@@ -230,6 +234,7 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         f"worklist page {query.page} ({len(view['rows'])} of {view['n_match']} rows); "
         f"product={query.product or '-'} phase={query.phase or '-'} "
         f"needs_action={'yes' if query.needs_action else 'no'} "
+        f"iechs={query.iechs or '-'} tatma={query.tatma or '-'} "
         f"search={'yes' if query.q.strip() else 'no'} sort={query.sort}"
     )
     record(session, viewer, "read", "worklist", None, None, detail=detail)
@@ -237,6 +242,8 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         "product": query.product,
         "phase": query.phase,
         "needs_action": "1" if query.needs_action else "",
+        "iechs": query.iechs,
+        "tatma": query.tatma,
     }
 
     def url(**change: Any) -> str:

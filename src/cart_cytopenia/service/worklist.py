@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from cart_cytopenia.domain.course import Course
 from cart_cytopenia.errors import InputError
+from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, StoredCourse, snapshots
 from cart_cytopenia.store import courses as repo
@@ -70,6 +71,7 @@ def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, An
         "needs_action": snap.needs_action,
         "top_urgency_rank": snap.top_urgency_rank,
         "n_decisions": len(snap.open_decisions),
+        **iechs_tatma_values(snap),
         "error": None,
         "display": {
             "counts": {a: vars(c) for a, c in counts.items()},
@@ -81,6 +83,25 @@ def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, An
             "open_info": snap.open_info,
             "open_items": open_items,
         },
+    }
+
+
+IECHS_TATMA_COLUMNS = (
+    "iechs_status", "iechs_rank", "iechs_level", "tatma_status", "tatma_met", "tatma_assessable",
+)  # fmt: skip
+
+
+def iechs_tatma_values(snap: CourseSnapshot) -> dict[str, Any]:
+    """IEC-HS (ASTCT criteria) and TA-TMA (harmonised criteria) as the worklist stores them:
+    the statuses as the assessment gives them, never "not met" for what was not measured."""
+    ih, tm = snap.assessment.iechs, snap.assessment.tatma
+    return {
+        "iechs_status": ih.status,
+        "iechs_rank": iec_hs.STATUS.index(ih.status),
+        "iechs_level": ih.guidance_level,
+        "tatma_status": tm.status,
+        "tatma_met": tm.criteria_met,
+        "tatma_assessable": tm.assessable,
     }
 
 
@@ -103,6 +124,7 @@ def error_values(stored: StoredCourse, as_of: dt.date, key: str, exc: InputError
         "needs_action": False,
         "top_urgency_rank": 0,
         "n_decisions": 0,
+        **dict.fromkeys(IECHS_TATMA_COLUMNS),
         "error": str(exc)[:2000],
         "display": {},
     }
@@ -211,13 +233,16 @@ class WorklistRefresher:
 
 def query_from(
     *, product: str, phase: str, needs_action: str, q: str, sort: str, dir: str, page: int,
-    per_page: int,
+    per_page: int, iechs: str = "", tatma: str = "",
 ) -> rows.WorklistQuery:  # fmt: skip
-    """The query of a view from its parameters (unknown sorts fall back to urgency)."""
+    """The query of a view from its parameters (unknown sorts fall back to urgency, unknown
+    IEC-HS / TA-TMA filters to none)."""
     sort = sort if sort in rows.SORT_COLUMNS else "urgency"
     descending = (dir == "desc") if dir else sort == "day"
     return rows.WorklistQuery(
-        product=product, phase=phase, needs_action=bool(needs_action), q=q, sort=sort,
+        product=product, phase=phase, needs_action=bool(needs_action), q=q,
+        iechs=iechs if iechs in rows.IECHS_FILTERS else "",
+        tatma=tatma if tatma in rows.TATMA_FILTERS else "", sort=sort,
         descending=descending, page=max(1, page),
         per_page=per_page if per_page in rows.PAGE_SIZES else 50,
     )  # fmt: skip

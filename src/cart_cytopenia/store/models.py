@@ -287,7 +287,10 @@ class WorklistEntry(Base):
     """
 
     __tablename__ = "worklist_entries"
-    __table_args__ = (Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),)
+    __table_args__ = (
+        Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),
+        Index("ix_worklist_entries_flags", "iechs_rank", "tatma_met"),
+    )
 
     course_id: Mapped[int] = mapped_column(
         ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
@@ -309,5 +312,14 @@ class WorklistEntry(Base):
     needs_action: Mapped[bool] = mapped_column(Boolean, index=True)
     top_urgency_rank: Mapped[int] = mapped_column(Integer)
     n_decisions: Mapped[int] = mapped_column(Integer)
+    # IEC-HS by the ASTCT criteria: met / suspected / not met / not assessable, its order
+    # (3..0, for sorting and filtering) and the guidance level it sets (high, possible)
+    iechs_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    iechs_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    iechs_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # TA-TMA harmonised criteria: meets / not met / insufficient data, k of 7 met, m assessable
+    tatma_status: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    tatma_met: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tatma_assessable: Mapped[int | None] = mapped_column(Integer, nullable=True)
     display: Mapped[dict[str, Any]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -22,6 +22,10 @@ from sqlalchemy.orm import Session
 from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
 
 PAGE_SIZES = (25, 50, 100, 200)
+# IEC-HS (ASTCT) by ``iechs_rank``: 3 met, 2 suspected, 1 not met, 0 not assessable
+IECHS_FILTERS = {"met": (3, 3), "suspected": (2, 2), "flagged": (2, 3)}
+# TA-TMA harmonised criteria: "meets" (as the grading decides it, rules/tables/tatma.toml)
+TATMA_FILTERS = ("meets",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class WorklistQuery:
     phase: str = ""
     needs_action: bool = False
     q: str = ""
+    iechs: str = ""  # one of IECHS_FILTERS
+    tatma: str = ""  # one of TATMA_FILTERS
     sort: str = "urgency"
     descending: bool = False
     page: int = 1
@@ -135,6 +141,8 @@ SORT_COLUMNS: dict[str, tuple[Any, ...]] = {
     "ticaht": (-WorklistEntry.ticaht_rank, WorklistEntry.day),
     "phase": (WorklistEntry.phase, WorklistEntry.day),
     "phenotype": (WorklistEntry.phenotype, WorklistEntry.day),
+    "iechs": (-WorklistEntry.iechs_rank, WorklistEntry.day),
+    "tatma": (-WorklistEntry.tatma_met, WorklistEntry.day),
 }
 
 
@@ -158,6 +166,11 @@ def _filtered(
         stmt = stmt.where(WorklistEntry.phase == q.phase)
     if q.needs_action:
         stmt = stmt.where(WorklistEntry.needs_action.is_(True))
+    if q.iechs in IECHS_FILTERS:
+        low, high = IECHS_FILTERS[q.iechs]
+        stmt = stmt.where(WorklistEntry.iechs_rank.between(low, high))
+    if q.tatma == "meets":
+        stmt = stmt.where(WorklistEntry.tatma_status == "meets")
     if q.q.strip():
         needle = q.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(func.lower(Patient.pseudonym).like(f"%{needle}%", escape="\\"))
@@ -171,7 +184,7 @@ def page(
     ``offset`` (the API's) replaces the page number; ``shown`` (``Overview.total``, when known)
     is the number matching a query without filters, which then is not counted again."""
     stmt = _filtered(_base(), q)
-    unfiltered = not (q.product or q.phase or q.needs_action or q.q.strip())
+    unfiltered = not (q.product or q.phase or q.needs_action or q.q.strip() or q.iechs or q.tatma)
     if shown is not None and unfiltered:
         total = shown
     else:

@@ -1,0 +1,44 @@
+"""worklist entries: IEC-HS and TA-TMA columns (issue 12: both shown on the worklist)
+
+IEC-HS by the ASTCT criteria (status, its order for sorting and filtering, the guidance level
+it sets) and the TA-TMA harmonised criteria (status, criteria met and assessable of 7). Rows
+stored before are marked out of date, so that the refresher computes them again with these.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-03 16:05:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+COLUMNS = (
+    ("iechs_status", sa.String(length=16)),
+    ("iechs_rank", sa.Integer()),
+    ("iechs_level", sa.String(length=16)),
+    ("tatma_status", sa.String(length=24)),
+    ("tatma_met", sa.Integer()),
+    ("tatma_assessable", sa.Integer()),
+)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("worklist_entries", schema=None) as batch_op:
+        for name, kind in COLUMNS:
+            batch_op.add_column(sa.Column(name, kind, nullable=True))
+        batch_op.create_index("ix_worklist_entries_flags", ["iechs_rank", "tatma_met"])
+    op.execute("UPDATE worklist_entries SET course_version = -1")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("worklist_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_worklist_entries_flags")
+        for name, _ in reversed(COLUMNS):
+            batch_op.drop_column(name)
