@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -66,7 +67,6 @@ from cart_cytopenia.service.forms import (
 from cart_cytopenia.service.security import CSRF_FIELD, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
-from cart_cytopenia.store import worklist as stored
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.models import CourseRecord
 from cart_cytopenia.store.worklist import WorklistQuery
@@ -260,15 +260,26 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         return url(sort=col, dir="desc" if col == "day" else "asc")
 
     n_pages = max(1, -(-view["n_match"] // query.per_page))
+    _rows_html(view)
     return render(
         request, "worklist.html", viewer, title="Worklist", **view,
         n_total=totals["total"], n_action=totals["action"], n_consider=totals["consider"],
-        products=stored.products(session), phases=[p.id for p in tables.timing().phases],
+        phases=[p.id for p in tables.timing().phases],
         f={**filters, "q": query.q}, sort=query.sort, reverse=query.descending,
         sort_url=sort_url, page=query.page, n_pages=n_pages, per_page=query.per_page,
-        page_url=lambda n: url(page=n), broken=stored.broken(session),
-        needs_action_set=NEEDS_ACTION,
+        page_url=lambda n: url(page=n), needs_action_set=NEEDS_ACTION,
     )  # fmt: skip
+
+
+def _rows_html(view: dict[str, Any]) -> Markup:
+    """The table rows of a view (``view["rows_html"]``), rendered once and kept with the view
+    (``ViewCache``): they show the stored rows only, nothing of the viewer."""
+    html = view.get("rows_html")
+    if html is None:
+        fragment = templates.get_template("_worklist_rows.html")
+        html = Markup(fragment.render(rows=view["rows"], needs_action_set=NEEDS_ACTION))
+        view["rows_html"] = html
+    return html
 
 
 # --------------------------------------------------------------------------- patient page

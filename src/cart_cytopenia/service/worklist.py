@@ -19,7 +19,9 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -154,15 +156,42 @@ def compute_entries(
     ]  # fmt: skip
 
 
+class ViewCache:
+    """Recent worklist views (rows, counts, products, the rendered rows), each kept under the
+    data stamp it was read at (``store.worklist.data_stamp``) with its query, day and settings:
+    a view whose stamp is unchanged is answered from here (one aggregate query instead of
+    counting, sorting and rendering 10,000 rows for every client); any write, by any process,
+    changes the stamp. Bounded LRU."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[Any, ...], view: dict[str, Any]) -> None:
+        with self._lock:
+            self._data[key] = view
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 @dataclass
 class WorklistSource:
-    """What computing rows needs: the database, the day, the settings and the snapshot cache."""
+    """What computing rows needs: the database, the day, the settings; and the recent views."""
 
     db: Database
     clinical: Settings
     key: str
-    cache: Any
+    cache: Any  # the snapshot cache of the pages (rows are computed without it)
     today: Any  # () -> date
+    views: ViewCache = field(default_factory=ViewCache)
 
     def refresh(self, course_ids: list[int]) -> int:
         """Compute the rows of ``course_ids`` (reading only), then store them in one short
@@ -250,9 +279,9 @@ def query_from(
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the page, as the template shows it."""
+    """One row of the page, as the template shows it (``entry``: the stored row's values)."""
 
-    entry: WorklistEntry
+    entry: Any
     product: str
     patient_id: int
     pseudonym: str
@@ -268,11 +297,16 @@ class Row:
         return str(items[0]["urgency"]) if items else ""
 
 
+_ENTRY_COLUMNS = tuple(c.key for c in WorklistEntry.__table__.columns)
+
+
 def page_rows(found: list[Any], as_of: dt.date, key: str) -> list[Row]:
+    """The page's rows, their values copied out of the session (so that a view can be kept)."""
     return [
-        Row(e, product, pid, pseudo, e.as_of == as_of and e.settings_key == key)
+        Row(SimpleNamespace(**{c: getattr(e, c) for c in _ENTRY_COLUMNS}), product, pid, pseudo,
+            e.as_of == as_of and e.settings_key == key)
         for e, product, pid, pseudo in found
-    ]
+    ]  # fmt: skip
 
 
 def view(
@@ -283,19 +317,32 @@ def view(
     offset: int | None = None,
 ) -> dict[str, Any]:
     """The stored rows of a view, after computing the few that are out of date (more are left
-    to the background refresher, and counted for the page's notice)."""
+    to the background refresher, and counted for the page's notice); from memory when nothing
+    changed since the same view was read (``ViewCache``)."""
     today = source.today()
+    stamp = rows.data_stamp(session)
+    kept = source.views.get((stamp, today, source.key, query, offset))
+    if kept is not None:
+        if kept["n_missing"] or kept["n_old"]:
+            refresher.wake()
+        return kept
     counts = rows.overview(session, today, source.key)
     if counts.missing or counts.old:  # up to date (the usual case): no search for stale rows
-        if source.refresh_some(INLINE_REFRESH):
+        stale = counts.missing + counts.old
+        if stale <= INLINE_REFRESH and source.refresh_some(INLINE_REFRESH):
             counts = rows.overview(session, today, source.key)
+            stamp = rows.data_stamp(session)
         if counts.missing or counts.old:
             refresher.wake()
     found, n_match = rows.page(session, query, offset, shown=counts.total)
-    return {
+    out = {
         "rows": page_rows(found, today, source.key),
         "n_match": n_match,
         "n_missing": counts.missing,
         "n_old": counts.old,
         "totals": {"total": counts.total, "action": counts.action, "consider": counts.consider},
+        "products": rows.products(session),
+        "broken": rows.broken(session) if counts.errors else [],
     }
+    source.views.put((stamp, today, source.key, query, offset), out)
+    return out

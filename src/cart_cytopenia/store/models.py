@@ -157,7 +157,12 @@ class CourseRecord(Base):
     """One CAR-T course: the course document without labs/events (``details``), versioned."""
 
     __tablename__ = "courses"
-    __table_args__ = (UniqueConstraint("patient_id", "infusion_date"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "infusion_date"),
+        # the worklist's change stamp and product list read these alone (covering indexes)
+        Index("ix_courses_stamp", "updated_at", "version"),
+        Index("ix_courses_status_product", "status", "product"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
@@ -290,6 +295,7 @@ class WorklistEntry(Base):
     __table_args__ = (
         Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),
         Index("ix_worklist_entries_flags", "iechs_rank", "tatma_met"),
+        Index("ix_worklist_entries_stamp", "refreshed_at", "course_version"),
     )
 
     course_id: Mapped[int] = mapped_column(

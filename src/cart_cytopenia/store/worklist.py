@@ -79,6 +79,7 @@ class Overview:
     total: int
     action: int
     consider: int
+    errors: int = 0  # rows of courses that cannot be assessed (``broken`` lists them)
 
 
 def overview(session: Session, as_of: dt.date, settings_key: str) -> Overview:
@@ -91,12 +92,29 @@ def overview(session: Session, as_of: dt.date, settings_key: str) -> Overview:
             func.count(case((shown, 1))),
             func.count(case((and_(shown, e.needs_action.is_(True)), 1))),
             func.count(case((and_(shown, e.needs_action.is_(False), e.n_decisions > 0), 1))),
+            func.count(e.error),
         )
         .select_from(CourseRecord)
         .outerjoin(e, e.course_id == CourseRecord.id)
         .where(CourseRecord.status == "active")
     ).one()
     return Overview(*(int(n) for n in counts))
+
+
+def data_stamp(session: Session) -> tuple[Any, ...]:
+    """What changes whenever anything a worklist view reads changes, from one aggregate pass
+    over the rows and one over the courses (nothing loaded): a row written (``refreshed_at``)
+    or marked out of date (``course_version``), a course added, removed or changed (its
+    ``version`` and ``updated_at``; a status change is a change). Written by any process, so
+    a view may be answered from memory while its stamp is the same (``service.worklist``)."""
+    e, c = WorklistEntry, CourseRecord
+    entries = session.execute(
+        select(func.count(), func.max(e.refreshed_at), func.coalesce(func.sum(e.course_version), 0))
+    ).one()
+    courses = session.execute(
+        select(func.count(), func.max(c.updated_at), func.coalesce(func.sum(c.version), 0))
+    ).one()
+    return (*entries, *courses)
 
 
 def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None:

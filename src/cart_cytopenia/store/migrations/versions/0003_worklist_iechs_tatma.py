@@ -1,8 +1,9 @@
-"""worklist entries: IEC-HS and TA-TMA columns (issue 12: both shown on the worklist)
+"""worklist entries: IEC-HS and TA-TMA columns (issue 12), covering indexes for the view (15)
 
 IEC-HS by the ASTCT criteria (status, its order for sorting and filtering, the guidance level
 it sets) and the TA-TMA harmonised criteria (status, criteria met and assessable of 7). Rows
 stored before are marked out of date, so that the refresher computes them again with these.
+Indexes that answer a worklist view's change stamp and product list without reading the rows.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,11 +35,17 @@ def upgrade() -> None:
         for name, kind in COLUMNS:
             batch_op.add_column(sa.Column(name, kind, nullable=True))
         batch_op.create_index("ix_worklist_entries_flags", ["iechs_rank", "tatma_met"])
+        batch_op.create_index("ix_worklist_entries_stamp", ["refreshed_at", "course_version"])
+    op.create_index("ix_courses_stamp", "courses", ["updated_at", "version"])
+    op.create_index("ix_courses_status_product", "courses", ["status", "product"])
     op.execute("UPDATE worklist_entries SET course_version = -1")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_courses_status_product", table_name="courses")
+    op.drop_index("ix_courses_stamp", table_name="courses")
     with op.batch_alter_table("worklist_entries", schema=None) as batch_op:
+        batch_op.drop_index("ix_worklist_entries_stamp")
         batch_op.drop_index("ix_worklist_entries_flags")
         for name, _ in reversed(COLUMNS):
             batch_op.drop_column(name)
