@@ -187,7 +187,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         cache=cache,
         jobs=JobRunner(db, job_pool_options(settings.pool_options())),
         worklist=source,
-        refresher=WorklistRefresher(source),
+        refresher=WorklistRefresher(source, pool=job_pool_options(settings.pool_options())),
         answers=AnswerCache(settings.answer_cache_bytes),
     )
 

@@ -18,8 +18,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
 import threading
 from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -31,9 +34,10 @@ from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, StoredCourse, snapshots
+from cart_cytopenia.service.jobs import uses_processes
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as rows
-from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.db import Database, PoolOptions
 from cart_cytopenia.store.models import WorklistEntry
 
 INLINE_REFRESH = 25  # rows a view computes itself; more are left to the background refresher
@@ -217,16 +221,47 @@ class WorklistSource:
         return self.refresh(stale) if stale else 0
 
 
+WORKER_BATCHES = 10  # batches a worker process computes per call (so that a stop is prompt)
+_worker_dbs: dict[str, Database] = {}
+
+
+def refresh_in_worker(
+    url: str, pool: PoolOptions, clinical: Settings, key: str, today: dt.date
+) -> int:
+    """In the refresher's worker process: compute up to ``WORKER_BATCHES`` batches of stale
+    rows with the worker's own connection (kept between calls); the rows computed."""
+    db = _worker_dbs.get(url)
+    if db is None:
+        db = _worker_dbs[url] = Database(url, pool=pool)
+    source = WorklistSource(db, clinical, key, None, lambda: today)
+    done = 0
+    for _ in range(WORKER_BATCHES):
+        n = source.refresh_some(BATCH)
+        done += n
+        if n < BATCH:
+            break
+    return done
+
+
 class WorklistRefresher:
     """A background thread that brings every worklist row up to date, batch by batch.
 
     It runs at start-up, whenever a view finds more out-of-date rows than it computes itself
-    (``wake``), and every ``interval`` seconds (which catches the daily rollover).
+    (``wake``), and every ``interval`` seconds (which catches the daily rollover). When more
+    than a batch is stale (a rollover: every row at once) the grading runs in a worker process
+    (spawned, one), so that it never competes with the requests for the interpreter; a few rows
+    are computed in the thread. Until all are done the page says how many rows still show the
+    previous state (its progress). ``pool``: the worker's connection settings; None (or an
+    in-memory database, which another process cannot open): always in the thread.
     """
 
-    def __init__(self, source: WorklistSource, interval: float = 60.0) -> None:
+    def __init__(
+        self, source: WorklistSource, interval: float = 60.0, pool: PoolOptions | None = None
+    ) -> None:
         self.source = source
         self.interval = interval
+        self.pool = pool if pool is not None and uses_processes(source.db) else None
+        self._executor: ProcessPoolExecutor | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,12 +281,33 @@ class WorklistRefresher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _some(self) -> int:
+        """One step: a batch here, or a worker call when more than a batch is stale."""
+        src = self.source
+        if self.pool is not None:
+            with src.db.session() as session:
+                counts = rows.overview(session, src.today(), src.key)
+            if counts.missing + counts.old > BATCH:
+                if self._executor is None:
+                    spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
+                    self._executor = ProcessPoolExecutor(1, mp_context=spawn)
+                job = (src.db.url, self.pool, src.clinical, src.key, src.today())
+                try:
+                    return self._executor.submit(refresh_in_worker, *job).result()
+                except BrokenProcessPool:
+                    self._executor = None
+                    raise
+        return src.refresh_some(BATCH)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.busy = True
             try:
-                while not self._stop.is_set() and self.source.refresh_some(BATCH):
+                while not self._stop.is_set() and self._some():
                     pass
             except Exception as exc:  # logged by type only; tried again at the next wake-up
                 log.error("worklist refresh failed: %s", type(exc).__name__)
