@@ -55,7 +55,7 @@ def test_iechs_and_tatma_filters_and_sorts(db: Database) -> None:
     with db.transaction() as s:
         repo.import_new_courses(s, [(c, "active") for c in courses], user="t", source="demo")
     flags = [("met", 3, "meets", 5), ("suspected", 2, "not met", 4), ("not met", 1, None, None),
-             ("not assessable", 0, "insufficient data", None)]  # fmt: skip
+             ("not assessable", 0, "not evaluated", None)]  # fmt: skip
     with db.transaction() as s:
         recs = sorted(s.query(CourseRecord).all(), key=lambda r: r.id)
         for rec, (status, rank, tm, met) in zip(recs, flags, strict=True):

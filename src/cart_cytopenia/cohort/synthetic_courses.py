@@ -40,10 +40,7 @@ def _course_dict(
                 "donor_type": "matched-unrelated",
             }
         )
-    lab_rows = [
-        {"day": r["day"], "analyte": r["analyte"], "value": r["value"], "unit": r["unit"]}
-        for r in labs.iter_rows(named=True)
-    ]
+    lab_rows = labs.select("day", "analyte", "value", "unit").to_dicts()
     out_events: list[dict[str, Any]] = []
     for r in events.iter_rows(named=True):
         t, s0, e0 = r["type"], r["start_day"], r["end_day"]

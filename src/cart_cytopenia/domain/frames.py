@@ -577,28 +577,26 @@ def courses_to_frames(courses: Sequence[Course], keys: Sequence[str]) -> CohortF
     patients = pl.DataFrame(
         [_patient_row(c, k) for c, k in zip(courses, keys, strict=True)], schema=PATIENT_SCHEMA
     )
-    raw_labs = [
-        {
-            "patient_id": key,
-            "day": lab.day,
-            "analyte": lab.analyte,
-            "value": lab.value,
-            "unit": lab.unit,
-            "row": i + 1,
-        }
-        for course, key in zip(courses, keys, strict=True)
-        for i, lab in enumerate([*course.baseline_labs, *course.labs])
-    ]
+    cols: dict[str, list[Any]] = {k: [] for k in ("patient_id", "day", "analyte", "value", "unit")}
+    row: list[int] = []
+    for course, key in zip(courses, keys, strict=True):
+        given = [*course.baseline_labs, *course.labs]
+        cols["patient_id"] += [key] * len(given)
+        for name in ("day", "analyte", "value", "unit"):
+            cols[name] += [getattr(lab, name) for lab in given]
+        row += range(1, len(given) + 1)
     source = f"course {courses[0].patient.id}" if len(courses) == 1 else "courses"
     labs = (
-        normalise_labs(pl.DataFrame(raw_labs, schema={**RAW_LAB_SCHEMA, "row": pl.Int64}), source)
-        if raw_labs
+        normalise_labs(
+            pl.DataFrame({**cols, "row": row}, schema={**RAW_LAB_SCHEMA, "row": pl.Int64}), source
+        )
+        if row
         else pl.DataFrame(schema=LAB_SCHEMA)
     )
     event_rows = [
-        {**row, "patient_id": key}
+        {**event, "patient_id": key}
         for course, key in zip(courses, keys, strict=True)
-        for row in _event_rows(course)
+        for event in _event_rows(course)
     ]
     events = pl.DataFrame(event_rows, schema=EVENT_SCHEMA) if event_rows else empty_events()
     return CohortFrames(patients, labs, events)

@@ -212,8 +212,8 @@ class WorklistRow(BaseModel):
         description="The guidance level IEC-HS sets (met: high, suspected: possible)"
     )
     tatma_status: str | None = Field(
-        description="TA-TMA harmonised criteria (Schoettler 2023): meets, not met or "
-        "insufficient data"
+        description="TA-TMA harmonised criteria (Schoettler 2023): meets, not met, work-up "
+        "incomplete or not evaluated"
     )
     tatma_criteria_met: int | None = Field(description="Criteria met (of 7) at the best time point")
     tatma_assessable: int | None = Field(description="Criteria assessable (of 7) there")

@@ -323,7 +323,8 @@ class WorklistEntry(Base):
     iechs_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     iechs_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     iechs_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    # TA-TMA harmonised criteria: meets / not met / insufficient data, k of 7 met, m assessable
+    # TA-TMA harmonised criteria: meets / not met / work-up incomplete / not evaluated, k of 7
+    # met, m assessable (at the best time point)
     tatma_status: Mapped[str | None] = mapped_column(String(24), nullable=True)
     tatma_met: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tatma_assessable: Mapped[int | None] = mapped_column(Integer, nullable=True)
