@@ -164,8 +164,9 @@ class ViewCache:
     """Recent worklist views (rows, counts, products, the rendered rows), each kept under the
     data stamp it was read at (``store.worklist.data_stamp``) with its query, day and settings:
     a view whose stamp is unchanged is answered from here (one aggregate query instead of
-    counting, sorting and rendering 10,000 rows for every client); any write, by any process,
-    changes the stamp. Bounded LRU."""
+    counting, sorting and rendering 10,000 rows for every client), unless some of its rows were
+    out of date (they may be computed now); any write, by any process, changes the stamp.
+    Bounded LRU."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
@@ -378,10 +379,8 @@ def view(
     today = source.today()
     stamp = rows.data_stamp(session)
     kept = source.views.get((stamp, today, source.key, query, offset))
-    if kept is not None:
-        if kept["n_missing"] or kept["n_old"]:
-            refresher.wake()
-        return kept
+    if kept is not None and not (kept["n_missing"] or kept["n_old"]):
+        return kept  # (a view with rows out of date is read again: they may be due now)
     counts = rows.overview(session, today, source.key)
     if counts.missing or counts.old:  # up to date (the usual case): no search for stale rows
         stale = counts.missing + counts.old
