@@ -111,8 +111,8 @@ def test_worklist_answers_who_needs_what_today(service: Service) -> None:
     head = html.split("<thead>")[1].split("</thead>")[0]
     assert "T-ICAHT" in head
     case1 = next(r for r in rows if "review-case-1" in r)
-    # the T-ICAHT cell (after ICAHT's, before the phase): platelets < 20 beyond day 30
-    assert re.search(r'<td>late 4</td>\s*<td class="phase">', case1)
+    # the T-ICAHT cell (after ICAHT's, before IEC-HS/TA-TMA's): platelets < 20 beyond day 30
+    assert re.search(r'<td>late 4</td>\s*<td class="hs">', case1)
     r = client.get("/worklist?sort=day&dir=asc")
     body = r.text.split("<tbody>")[1]
     assert body.index("wl-neutropenic") < body.index("review-case-1")

@@ -41,3 +41,27 @@ def test_downgrade_to_base_and_up_again(db: Database) -> None:
     assert "courses" not in inspect(db.engine).get_table_names()
     upgrade(db)
     assert current_revision(db) == head_revision()
+
+
+def test_0003_marks_rows_stored_before_it_out_of_date(empty_db: Database) -> None:
+    """Rows computed before the IEC-HS / TA-TMA columns existed are computed again."""
+    from sqlalchemy import text
+
+    upgrade(empty_db, "0002")
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO patients (id, pseudonym, created_at) VALUES (1, 'p', :t)"),
+                     {"t": "2024-06-01 00:00:00"})  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO courses (id, patient_id, status, infusion_date, product, disease, "
+            "details, version, created_at, updated_at) VALUES (1, 1, 'active', '2024-05-01', "
+            "'axi-cel', 'LBCL', '{}', 3, :t, :t)"), {"t": "2024-06-01 00:00:00"})  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO worklist_entries (course_id, as_of, course_version, settings_key, "
+            "refreshed_at, day, icaht_label, icaht_rank, ticaht_label, ticaht_rank, "
+            "needs_action, top_urgency_rank, n_decisions, display) VALUES (1, '2024-06-01', 3, "
+            "'k', :t, 31, '-', 0, '-', 0, false, 0, 0, '{}')"), {"t": "2024-06-01 00:00:00"})  # fmt: skip
+    upgrade(empty_db)
+    with empty_db.engine.connect() as conn:
+        row = conn.execute(text("SELECT course_version, iechs_status, tatma_met "
+                                "FROM worklist_entries")).one()  # fmt: skip
+    assert tuple(row) == (-1, None, None)

@@ -43,8 +43,64 @@ def test_overview_counts_every_kind_of_row_once(db: Database) -> None:
         rows.save_entry(s, ended.id, _values(ended, needs_action=True))
     with db.session() as s:
         got = rows.overview(s, TODAY, KEY)
-        assert got == rows.Overview(missing=1, old=1, total=3, action=1, consider=1)
+        assert got == rows.Overview(missing=1, old=1, total=3, action=1, consider=1, errors=1)
         assert rows.overview(s, TODAY, "other settings").old == 4  # every row computed under others
         found, n = rows.page(s, rows.WorklistQuery(), shown=got.total)
         assert n == 3 and len(found) == 3
         assert rows.page(s, rows.WorklistQuery(needs_action=True), shown=got.total)[1] == 1
+
+
+def test_iechs_and_tatma_filters_and_sorts(db: Database) -> None:
+    courses = demo_courses(4, 7, TODAY)[3:]
+    with db.transaction() as s:
+        repo.import_new_courses(s, [(c, "active") for c in courses], user="t", source="demo")
+    flags = [("met", 3, "meets", 5), ("suspected", 2, "not met", 4), ("not met", 1, None, None),
+             ("not assessable", 0, "not evaluated", None)]  # fmt: skip
+    with db.transaction() as s:
+        recs = sorted(s.query(CourseRecord).all(), key=lambda r: r.id)
+        for rec, (status, rank, tm, met) in zip(recs, flags, strict=True):
+            rows.save_entry(s, rec.id, _values(rec, iechs_status=status, iechs_rank=rank,
+                                               tatma_status=tm, tatma_met=met))  # fmt: skip
+    with db.session() as s:
+
+        def ids(**q: Any) -> list[str]:
+            found, n = rows.page(s, rows.WorklistQuery(**q))
+            assert n == len(found)
+            return [e.iechs_status for e, *_ in found]
+
+        assert ids(iechs="met") == ["met"]
+        assert ids(iechs="suspected") == ["suspected"]
+        assert sorted(ids(iechs="flagged")) == ["met", "suspected"]
+        assert ids(tatma="meets") == ["met"]
+        assert ids(sort="iechs") == ["met", "suspected", "not met", "not assessable"]
+        assert ids(sort="tatma")[:2] == ["met", "suspected"]  # 5 then 4 met; unknown last
+
+
+def test_the_data_stamp_changes_with_every_write_a_view_reads(db: Database) -> None:
+    """A kept worklist view is used only while this stamp is unchanged."""
+    courses = demo_courses(2, 7, TODAY)[3:]
+    with db.transaction() as s:
+        repo.import_new_courses(s, [(c, "active") for c in courses], user="t", source="demo")
+
+    def stamp() -> tuple[Any, ...]:
+        with db.session() as s:
+            return rows.data_stamp(s)
+
+    seen = [stamp()]
+    assert stamp() == seen[0]  # nothing written: the same
+    with db.transaction() as s:
+        a, b = sorted(s.query(CourseRecord).all(), key=lambda r: r.id)
+        rows.save_entry(s, a.id, _values(a))
+    seen.append(stamp())
+    with db.transaction() as s:
+        rows.mark_stale(s, a.id)  # guidance acknowledged
+    seen.append(stamp())
+    with db.transaction() as s:
+        rec = s.get(CourseRecord, b.id)
+        assert rec is not None
+        repo.set_status(s, rec, "closed", expected_version=None, user="t")
+    seen.append(stamp())
+    with db.transaction() as s:
+        repo.delete_course(s, s.get(CourseRecord, a.id))  # type: ignore[arg-type]
+    seen.append(stamp())
+    assert len(set(seen)) == len(seen)

@@ -14,16 +14,18 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import typer
 from sqlalchemy.orm import Session
 
-from cart_cytopenia.domain.course import Course, Death, parse_course
+from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.errors import InputError, SettingsError
+from cart_cytopenia.service.bulk_load import bulk_load, load_job
 from cart_cytopenia.service.config import ServiceSettings, load_service_settings
 from cart_cytopenia.store import accounts
 from cart_cytopenia.store import courses as repo
@@ -76,21 +78,82 @@ def shift_course(course: Course, day: int, today: dt.date) -> Course:
     return parse_course(doc, source=f"demo course {course.patient.id}")
 
 
-def demo_courses(n: int, seed: int, today: dt.date) -> list[Course]:
-    """The review's three cases plus ``n`` synthetic courses, each at a different day."""
-    out: list[Course] = []
+def shift_document(doc: dict[str, Any], day: int, today: dt.date) -> dict[str, Any]:
+    """``shift_course`` on a course document given in days only (no dates but the infusion
+    date, as the synthetic generator writes them), before it is validated: the same course
+    with one validation instead of two (tests/service/test_serve_cmd.py compares them)."""
+
+    def start(ev: dict[str, Any]) -> Any:
+        return ev.get("day") if "day" in ev else ev.get("start_day")
+
+    out = dict(doc)
+    out["labs"] = [lab for lab in doc.get("labs", []) if lab["day"] <= day]
+    out["events"] = [
+        {k: v for k, v in ev.items() if not (k == "end_day" and v is not None and v > day)}
+        for ev in doc.get("events", [])
+        if start(ev) is not None and start(ev) <= day
+    ]
+    if out.get("last_followup_day") is not None and out["last_followup_day"] > day:
+        del out["last_followup_day"]  # not yet known on that day
+    out["infusion_date"] = (today - dt.timedelta(days=day)).isoformat()
+    return out
+
+
+DEMO_BLOCK = 1_000  # above this many synthetic courses, each worker draws blocks of this many
+
+
+def demo_documents(n: int, seed: int, today: dt.date) -> list[dict[str, Any]]:
+    """The review's three cases plus ``n`` synthetic courses, each at a different day, as
+    course documents (not yet validated)."""
+    return [doc for part in demo_sources(n, seed, today) for doc in _docs(part)]
+
+
+def _docs(part: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return part() if callable(part) else part
+
+
+def demo_sources(
+    n: int, seed: int, today: dt.date
+) -> list[list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]]:
+    """The demo's courses in parts for ``bulk_load``: the review cases, then the synthetic
+    courses, drawn here from one pool (up to ``DEMO_BLOCK``), else drawn by the workers, block
+    by block (a picklable call each)."""
+    cases: list[dict[str, Any]] = []
     for k, day in REVIEW_CASE_DAYS.items():
         path = EXAMPLES / f"review-case-{k}.json"
         if path.exists():
-            out.append(shift_course(parse_course(path.read_text(), str(path)), day, today))
-    if n > 0:
-        from cart_cytopenia.cohort.synthetic_courses import generate_courses
+            case = shift_course(parse_course(path.read_text(), str(path)), day, today)
+            cases.append(case.model_dump(mode="json", exclude_none=True))
+    if n <= 0:
+        return [cases]
+    if n <= DEMO_BLOCK:
+        return [cases, demo_block(seed, 0, n, 0, today)]
+    counts = [min(DEMO_BLOCK, n - lo) for lo in range(0, n, DEMO_BLOCK)]
+    return [cases] + [
+        partial(demo_block, seed, j + 1, count, j * DEMO_BLOCK, today)
+        for j, count in enumerate(counts)
+    ]
 
-        for i, course in enumerate(generate_courses(n, seed)):
-            last = course.last_lab_day or 0
-            day = min(DEMO_DAYS[i % len(DEMO_DAYS)], max(1, last))
-            out.append(shift_course(course, day, today))
+
+def demo_block(seed: int, block: int, n: int, first: int, today: dt.date) -> list[dict[str, Any]]:
+    """``n`` synthetic courses of pool ``block``, the ``i``-th shown on day ``DEMO_DAYS[(first
+    + i) % 16]`` (or its last lab day, if earlier)."""
+    from cart_cytopenia.cohort.synthetic_courses import generate_course_documents
+
+    out = []
+    for i, doc in enumerate(generate_course_documents(n, seed, block)):
+        last = max((lab["day"] for lab in doc.get("labs", [])), default=0)
+        day = min(DEMO_DAYS[(first + i) % len(DEMO_DAYS)], max(1, last))
+        out.append(shift_document(doc, day, today))
     return out
+
+
+def demo_courses(n: int, seed: int, today: dt.date) -> list[Course]:
+    """The review's three cases plus ``n`` synthetic courses, each at a different day."""
+    return [
+        parse_course(doc, source=f"demo course {doc['patient']['id']}")
+        for doc in demo_documents(n, seed, today)
+    ]
 
 
 def _serve(settings: ServiceSettings, migrate: bool) -> None:
@@ -269,6 +332,9 @@ def _demo_commands() -> typer.Typer:
         seed: int = typer.Option(20231, help="Seed of the synthetic cohort"),
         reset: bool = typer.Option(False, help="Empty the store first (development only)"),
         username: str = typer.Option("demo", help="Demo account to create"),
+        workers: int | None = typer.Option(
+            None, help="Worker processes validating and grading the courses (default: cores)"
+        ),
         config: Path | None = CONFIG,
     ) -> None:
         """Load the review cases and a synthetic cohort into the store, create a demo account."""
@@ -283,26 +349,26 @@ def _demo_commands() -> typer.Typer:
             downgrade(db, "base")
         upgrade(db)
         today = s.today or dt.date.today()
-        courses = demo_courses(n, seed, today)
-        password = secrets.token_urlsafe(9)
-        with db.transaction() as session:
+        with db.session() as session:
             if repo.count_patients(session) and not reset:
                 raise InputError(
                     "the store already holds patients; use --reset to replace them with demo data"
                 )
-            repo.import_new_courses(
-                session,
-                [(c, "closed" if c.events_of(Death) else "active") for c in courses],
-                user="demo-loader",
-                source="demo",
-            )
+        parts = demo_sources(n, seed, today)
+        job = load_job(s.clinical_settings(), today, "demo-loader", "demo")
+        done = bulk_load(db, parts, job, workers=workers)
+        password = secrets.token_urlsafe(9)
+        with db.transaction() as session:
             existing = accounts.get_user_by_name(session, username)
             if existing is None:
                 accounts.create_user(session, username, password, "admin", "Demo administrator")
             else:
                 accounts.set_password(session, existing, password)
                 accounts.set_active(session, existing, True)
-        typer.echo(f"loaded {len(courses)} courses (3 review cases + {n} synthetic) for {today}")
+        typer.echo(
+            f"loaded {done.courses} courses (3 review cases + {n} synthetic; {done.active} "
+            f"active, their worklist rows computed) for {today} in {done.seconds:.1f} s"
+        )
         typer.echo(json.dumps({"username": username, "password": password}))
         typer.echo(f"demo account: user name '{username}', password '{password}'")
 

@@ -40,10 +40,7 @@ def _course_dict(
                 "donor_type": "matched-unrelated",
             }
         )
-    lab_rows = [
-        {"day": r["day"], "analyte": r["analyte"], "value": r["value"], "unit": r["unit"]}
-        for r in labs.iter_rows(named=True)
-    ]
+    lab_rows = labs.select("day", "analyte", "value", "unit").to_dicts()
     out_events: list[dict[str, Any]] = []
     for r in events.iter_rows(named=True):
         t, s0, e0 = r["type"], r["start_day"], r["end_day"]
@@ -132,7 +129,27 @@ def _pick_courses(cand: pl.DataFrame, wishes: list[pl.Expr], n: int) -> list[str
 
 
 def generate_courses(n: int, seed: int) -> list[Course]:
-    """``n`` full synthetic courses (``Course`` documents) from the same generator.
+    """``n`` full synthetic courses (validated ``Course`` models; see
+    ``generate_course_documents``)."""
+    return [
+        parse_course(doc, source=f"synthetic course {doc['patient']['id']}")
+        for doc in generate_course_documents(n, seed)
+    ]
+
+
+def _block_pool(n: int, block: int) -> tuple[int, int, int]:
+    """(random stream, pool size, first patient number) of block ``block`` of courses. Block 0
+    is the demo's one pool; a large load draws blocks 1, 2, ... of at most 1,000 courses each,
+    one per task of its worker processes (pool: 3 per course, numbers 100,000 apart)."""
+    if block == 0:
+        return _COURSE_BLOCK, _pool_size(n), 1
+    return _COURSE_BLOCK + block, max(400, 3 * n), block * 100_000 + 1
+
+
+def generate_course_documents(n: int, seed: int, block: int = 0) -> list[dict[str, Any]]:
+    """``n`` full synthetic courses as course JSON documents (not yet validated: a bulk load
+    validates each once, in its worker) from the same generator; ``block`` > 0 draws the
+    ``block``-th of the independent pools a large load is cut into (``_block_pool``).
 
     Chosen from a pool of synthetic patients with labs beyond day 100 so that every grade can be
     shown: the recovery phenotypes in turn (quick, intermittent, aplastic: at least one of each
@@ -142,7 +159,8 @@ def generate_courses(n: int, seed: int) -> list[Course]:
     """
     if n < 1:
         raise ValueError("ask for at least one course")
-    pool = generate_block(seed, _COURSE_BLOCK, _pool_size(n), 1, 4, prefix="SYNC")
+    stream, size, first = _block_pool(n, block)
+    pool = generate_block(seed, stream, size, first, 4, prefix="SYNC")
     graded = grade_cohort(block_frames(pool), Settings())
     last_lab = pool.labs.group_by("patient_id").agg(pl.col("day").max().alias("last_lab"))
     cand = (
@@ -163,7 +181,7 @@ def generate_courses(n: int, seed: int) -> list[Course]:
         pl.col("iec_hs"),
     ]
     picks = _pick_courses(cand, wishes, n)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _COURSE_BLOCK, 1]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), stream, 1]))
     chosen = pl.col("patient_id").is_in(picks)
     patients = {k[0]: f for k, f in pool.patients.filter(chosen).partition_by(
         "patient_id", as_dict=True).items()}  # fmt: skip
@@ -176,20 +194,21 @@ def generate_courses(n: int, seed: int) -> list[Course]:
         .select("patient_id", pl.struct("iec_hs_marrow_day", "iec_hs_haemophagocytosis"))
         .iter_rows()
     )
-    courses = []
+    docs = []
     for pid in picks:
         p = patients[pid].row(0, named=True)
-        doc = _course_dict(
-            p, labs.get(pid, pool.labs.clear()), events.get(pid, pool.events.clear()), rng
+        docs.append(
+            _course_dict(
+                p, labs.get(pid, pool.labs.clear()), events.get(pid, pool.events.clear()), rng
+            )
         )
         if pid in marrows:
             m = marrows[pid]
-            doc["events"].append(
+            docs[-1]["events"].append(
                 {
                     "type": "bone_marrow",
                     "day": m["iec_hs_marrow_day"],
                     "haemophagocytosis": m["iec_hs_haemophagocytosis"],
                 }
             )
-        courses.append(parse_course(doc, source=f"synthetic course {pid}"))
-    return courses
+    return docs

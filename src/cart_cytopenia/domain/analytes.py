@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from cart_cytopenia.domain.units import Dimension, Unit, conversion_factor, resolve_unit
@@ -126,6 +126,11 @@ def analyte(code: str) -> Analyte:
 
 def resolve_analyte(name: str) -> Analyte:
     """Resolve an analyte by code, alias (case-insensitive) or LOINC code."""
+    return _resolve_analyte(name)
+
+
+@lru_cache(maxsize=4096)  # a course's few hundred values name a handful of analytes
+def _resolve_analyte(name: str) -> Analyte:
     key = name.strip().lower()
     found = _lookup().get(key)
     if found is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -199,6 +200,12 @@ class Comparator(StrEnum):
     GE = ">="
 
 
+@lru_cache(maxsize=4096)  # (analyte, unit) texts of a store: a few dozen pairs
+def _factor(analyte_text: str, unit_text: str) -> float:
+    """The factor from ``unit_text`` to the canonical unit of ``analyte_text``."""
+    return resolve_analyte(analyte_text).factor_from(resolve_unit(unit_text))
+
+
 class LabObservation(Dated):
     """One laboratory result: analyte (code, name or LOINC), value and its unit."""
 
@@ -217,8 +224,7 @@ class LabObservation(Dated):
         return resolve_analyte(self.analyte).code
 
     def canonical_value(self) -> float:
-        a = resolve_analyte(self.analyte)
-        return self.value * a.factor_from(resolve_unit(self.unit))
+        return self.value * _factor(self.analyte, self.unit)
 
 
 # --------------------------------------------------------------------------- patient
@@ -767,15 +773,15 @@ class _DayResolver:
 
 
 def _check_lab(lab: LabObservation, pid: str, where: str) -> list[Problem]:
-    loc = Location(patient_id=pid, field=where)
     try:
         a = resolve_analyte(lab.analyte)
         unit = resolve_unit(lab.unit)
-        a.factor_from(unit)
+        _factor(lab.analyte, lab.unit)
     except InputError as exc:
-        return [_tag(Problem(exc.message, loc), type(exc))]
+        return [_tag(Problem(exc.message, Location(patient_id=pid, field=where)), type(exc))]
     why = implausibility(a, lab.value, unit)
     if why is not None:
+        loc = Location(patient_id=pid, field=where)
         return [
             _tag(Problem(f"implausible {a.label} ({a.code}): {why}", loc), ImplausibleValueError)
         ]

@@ -547,52 +547,58 @@ def _event_rows(course: Course) -> list[dict[str, Any]]:
 
 def course_to_frames(course: Course) -> CohortFrames:
     """A validated course as one-patient frames (labs already checked by the course model)."""
-    pid = course.patient.id
+    return courses_to_frames([course], [course.patient.id])
+
+
+def _patient_row(course: Course, key: str) -> dict[str, Any]:
     p = course.patient
+    return {
+        "patient_id": key,
+        "progression_day": course.relapse_day,
+        "next_therapy_day": course.next_therapy_day,
+        "last_followup_day": course.last_followup_day,
+        "death_day": course.death_day,
+        "ld_start_day": course.ld_start_day,
+        "age_years": p.age_years,
+        "sex": p.sex.value,
+        "disease": p.disease.value,
+        "product": course.product.id,
+        "prior_allo_hct": p.prior_allo_hct,
+        "prior_auto_hct": p.prior_auto_hct,
+    }
+
+
+def courses_to_frames(courses: Sequence[Course], keys: Sequence[str]) -> CohortFrames:
+    """Validated courses as one cohort's frames, course ``i`` as patient ``keys[i]`` (unique:
+    two courses of one patient need two keys), in the order given. One course or many, the
+    rows are built and normalised the same way (``course_to_frames`` is the case of one)."""
+    if len(set(keys)) != len(keys) or len(keys) != len(courses):
+        raise ValueError("one unique key per course")
     patients = pl.DataFrame(
-        [
-            {
-                "patient_id": pid,
-                "progression_day": course.relapse_day,
-                "next_therapy_day": course.next_therapy_day,
-                "last_followup_day": course.last_followup_day,
-                "death_day": course.death_day,
-                "ld_start_day": course.ld_start_day,
-                "age_years": p.age_years,
-                "sex": p.sex.value,
-                "disease": p.disease.value,
-                "product": course.product.id,
-                "prior_allo_hct": p.prior_allo_hct,
-                "prior_auto_hct": p.prior_auto_hct,
-            }
-        ],
-        schema=PATIENT_SCHEMA,
+        [_patient_row(c, k) for c, k in zip(courses, keys, strict=True)], schema=PATIENT_SCHEMA
     )
-    raw_labs = [
-        {
-            "patient_id": pid,
-            "day": lab.day,
-            "analyte": lab.analyte,
-            "value": lab.value,
-            "unit": lab.unit,
-            "row": i + 1,
-        }
-        for i, lab in enumerate([*course.baseline_labs, *course.labs])
-    ]
+    cols: dict[str, list[Any]] = {k: [] for k in ("patient_id", "day", "analyte", "value", "unit")}
+    row: list[int] = []
+    for course, key in zip(courses, keys, strict=True):
+        given = [*course.baseline_labs, *course.labs]
+        cols["patient_id"] += [key] * len(given)
+        for name in ("day", "analyte", "value", "unit"):
+            cols[name] += [getattr(lab, name) for lab in given]
+        row += range(1, len(given) + 1)
+    source = f"course {courses[0].patient.id}" if len(courses) == 1 else "courses"
     labs = (
         normalise_labs(
-            pl.DataFrame(
-                raw_labs,
-                schema={**RAW_LAB_SCHEMA, "row": pl.Int64},
-            ),
-            source=f"course {pid}",
+            pl.DataFrame({**cols, "row": row}, schema={**RAW_LAB_SCHEMA, "row": pl.Int64}), source
         )
-        if raw_labs
+        if row
         else pl.DataFrame(schema=LAB_SCHEMA)
     )
-    events = (
-        pl.DataFrame(_event_rows(course), schema=EVENT_SCHEMA) if course.events else empty_events()
-    )
+    event_rows = [
+        {**event, "patient_id": key}
+        for course, key in zip(courses, keys, strict=True)
+        for event in _event_rows(course)
+    ]
+    events = pl.DataFrame(event_rows, schema=EVENT_SCHEMA) if event_rows else empty_events()
     return CohortFrames(patients, labs, events)
 
 

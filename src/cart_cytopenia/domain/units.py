@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from cart_cytopenia.errors import UnitError
 
@@ -189,6 +190,11 @@ def resolve_unit(text: str) -> Unit:
 
     Raises UnitError naming the text when it is not recognised.
     """
+    return _resolve_unit(text)
+
+
+@lru_cache(maxsize=4096)  # the unit texts of a store: a few dozen
+def _resolve_unit(text: str) -> Unit:
     raw = text.strip()
     if raw in UNITS:
         return UNITS[raw]

@@ -9,6 +9,7 @@ result is a grade, "normal", or "cannot grade" with the reason; results on windo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -18,7 +19,7 @@ from cart_cytopenia import __version__
 from cart_cytopenia.domain.analytes import analyte, to_canonical
 from cart_cytopenia.domain.catalogues import resolve_drug
 from cart_cytopenia.domain.course import CRS, ICANS, Course, Medication
-from cart_cytopenia.domain.frames import CohortFrames, course_to_frames
+from cart_cytopenia.domain.frames import CohortFrames, course_to_frames, courses_to_frames
 from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.grading.assessment_model import (
     Assessment,
@@ -196,6 +197,33 @@ def assess(course: Course, day: int | None = None, settings: Settings | None = N
     frames = course_to_frames(view)
     (chunk,) = list(iter_chunks(frames, settings, as_of=as_of))
     return _to_assessment(view, chunk, as_of, settings, frames.labs.height)
+
+
+def assess_many(
+    pairs: Sequence[tuple[Course, int]], settings: Settings | None = None
+) -> list[Assessment]:
+    """``assess(course, day)`` for many courses at once, each on its own day: the courses are
+    graded as one cohort (one pass of the vectorised engine, each row graded as of its day,
+    as ``assess_days`` does for one course's days), then each is read out as ``assess`` does.
+    The results equal calling ``assess`` course by course (tests/grading/test_assess_many.py);
+    the worklist computes its rows with it, one course or ten thousand."""
+    settings = settings or Settings()
+    if not pairs:
+        return []
+    views = [course.as_of(day) for course, day in pairs]
+    keys = [f"{i}" for i in range(len(views))]
+    frames = courses_to_frames(views, keys)
+    days = pl.Series("as_of_day", [day for _, day in pairs], dtype=pl.Int32)
+    cohort = CohortFrames(frames.patients.with_columns(days), frames.labs, frames.events)
+    out: list[Assessment] = []
+    size = len(views)
+    for chunk in iter_chunks(cohort, settings, as_of=None, chunk_size=size, workers=1):
+        if chunk.patient_ids != keys:
+            raise RuntimeError("the engine returned the courses out of order")
+        for i, (view, (_, day)) in enumerate(zip(views, pairs, strict=True)):
+            n_labs = len(view.baseline_labs) + len(view.labs)
+            out.append(_to_assessment(view, chunk, day, settings, n_labs, i))
+    return out
 
 
 def assess_days(

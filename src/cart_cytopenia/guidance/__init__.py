@@ -11,7 +11,13 @@ small trigger in ``recommendations/`` over named predicates (``context.Context``
 ``tables/thresholds.toml`` or the institutional settings. See docs/guidance.md.
 """
 
-from cart_cytopenia.guidance.engine import catalogue, evaluate, evaluate_assessed, replay
+from cart_cytopenia.guidance.engine import (
+    catalogue,
+    evaluate,
+    evaluate_assessed,
+    evaluate_many,
+    replay,
+)
 from cart_cytopenia.guidance.model import (
     CalendarEntry,
     Guidance,
@@ -35,5 +41,6 @@ __all__ = [
     "catalogue",
     "evaluate",
     "evaluate_assessed",
+    "evaluate_many",
     "replay",
 ]

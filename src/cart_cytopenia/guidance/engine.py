@@ -8,11 +8,18 @@ the same guidance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cart_cytopenia.domain.course import Course, Dated
 from cart_cytopenia.errors import RuleTableError
-from cart_cytopenia.grading.assessment import Assessment, assess, assess_days, default_day
+from cart_cytopenia.grading.assessment import (
+    Assessment,
+    assess,
+    assess_days,
+    assess_many,
+    default_day,
+)
 from cart_cytopenia.guidance import recommendations as _triggers  # noqa: F401 - registers the triggers
 from cart_cytopenia.guidance.calendar import build_calendar
 from cart_cytopenia.guidance.context import Context
@@ -105,6 +112,19 @@ def evaluate(course: Course, day: int | None = None, settings: Settings | None =
     as_of = default_day(course) if day is None else day
     assessment = assess(course, as_of, settings)
     return evaluate_assessed(_known_on(course, as_of), as_of, assessment, settings)
+
+
+def evaluate_many(
+    pairs: Sequence[tuple[Course, int]], settings: Settings | None = None
+) -> list[Guidance]:
+    """``evaluate(course, day)`` for many courses, graded together (``assess_many``): the same
+    guidance as course by course, at a fraction of the grading cost."""
+    settings = settings or Settings()
+    assessments = assess_many(pairs, settings)
+    return [
+        evaluate_assessed(_known_on(course, day), day, a, settings)
+        for (course, day), a in zip(pairs, assessments, strict=True)
+    ]
 
 
 def _known_on(course: Course, day: int) -> Course:

@@ -206,6 +206,19 @@ class WorklistRow(BaseModel):
     phenotype: str | None
     icaht: str
     ticaht: str = Field(description="T-ICAHT (platelets): early or late grade, * provisional")
+    iechs_status: str | None = Field(
+        description="IEC-HS by the ASTCT criteria (Hines 2023): met, suspected, not met or not "
+        "assessable (data missing); null while the row waits to be computed"
+    )
+    iechs_level: str | None = Field(
+        description="The guidance level IEC-HS sets (met: high, suspected: possible)"
+    )
+    tatma_status: str | None = Field(
+        description="TA-TMA harmonised criteria (Schoettler 2023): meets, not met, work-up "
+        "incomplete or not evaluated"
+    )
+    tatma_criteria_met: int | None = Field(description="Criteria met (of 7) at the best time point")
+    tatma_assessable: int | None = Field(description="Criteria assessable (of 7) there")
     counts: dict[str, dict[str, Any]]
     needs_action: bool
     open_items: list[dict[str, Any]]
@@ -380,6 +393,11 @@ def worklist_row(r: Row) -> WorklistRow:
         phenotype=e.phenotype,
         icaht=e.icaht_label,
         ticaht=e.ticaht_label,
+        iechs_status=e.iechs_status,
+        iechs_level=e.iechs_level,
+        tatma_status=e.tatma_status,
+        tatma_criteria_met=e.tatma_met,
+        tatma_assessable=e.tatma_assessable,
         counts=d.get("counts", {}),
         needs_action=e.needs_action,
         open_items=d.get("open_items", []),
@@ -447,13 +465,20 @@ def worklist(
     session: DbSession,
     limit: int = Query(200, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
+    iechs: Literal["met", "suspected", "flagged"] | None = Query(
+        None, description="IEC-HS (ASTCT): met, suspected, or flagged (met or suspected)"
+    ),
+    tatma: Literal["meets"] | None = Query(
+        None, description="TA-TMA: only courses meeting the harmonised criteria"
+    ),
 ) -> list[WorklistRow]:
     """The stored worklist rows (most urgent first), ``limit`` rows from ``offset``."""
-    query = WorklistQuery(per_page=limit, page=1)
+    query = WorklistQuery(per_page=limit, page=1, iechs=iechs or "", tatma=tatma or "")
     ctx = get_ctx(request)
     view = wl.view(ctx.worklist, ctx.refresher, session, query, offset=offset)
     record(session, viewer, "read", "worklist", None, None,
-           detail=f"api offset {offset}: {len(view['rows'])} of {view['n_match']} rows")  # fmt: skip
+           detail=f"api offset {offset}: {len(view['rows'])} of {view['n_match']} rows; "
+                  f"iechs={iechs or '-'} tatma={tatma or '-'}")  # fmt: skip
     return [worklist_row(r) for r in view["rows"]]
 
 

@@ -32,7 +32,7 @@ from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
 from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
 from cart_cytopenia.service.answers import AnswerCache
-from cart_cytopenia.service.clinical import CourseSnapshot, SnapshotCache
+from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
 from cart_cytopenia.service.deps import (
     LoginRequiredError,
@@ -50,7 +50,6 @@ from cart_cytopenia.store import accounts
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.migrate import check_current
-from cart_cytopenia.store.models import CourseRecord
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("cart_cytopenia.service")
@@ -181,11 +180,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         return settings.today or dt.date.today()
 
     answers = AnswerCache(settings.answer_cache_bytes)
-
-    def keep(rec: CourseRecord, snap: CourseSnapshot, day: dt.date) -> None:
-        api.keep_answer(answers, clinical, rec, snap, day)
-
-    source = WorklistSource(db, clinical, settings_key(clinical), cache, today, keep)
+    source = WorklistSource(db, clinical, settings_key(clinical), cache, today)
     return ServiceContext(
         settings=settings,
         db=db,
@@ -193,7 +188,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         cache=cache,
         jobs=JobRunner(db, job_pool_options(settings.pool_options())),
         worklist=source,
-        refresher=WorklistRefresher(source),
+        refresher=WorklistRefresher(source, pool=job_pool_options(settings.pool_options())),
         answers=answers,
     )
 

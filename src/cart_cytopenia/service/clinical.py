@@ -31,7 +31,7 @@ from cart_cytopenia.domain.course import (
     StemCellBoost,
 )
 from cart_cytopenia.grading.assessment import Assessment, GradeResult
-from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate
+from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate, evaluate_many
 from cart_cytopenia.guidance.context import describe_marrow
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.store.courses import load_course
@@ -251,6 +251,48 @@ def covering_action(item: GuidanceItem, actions: Sequence[GuidanceAction]) -> Gu
     return latest
 
 
+@dataclass(frozen=True)
+class StoredCourse:
+    """What a snapshot needs of a stored course besides its content (a course being loaded in
+    bulk has no ids yet: 0)."""
+
+    record_id: int
+    patient_id: int
+    pseudonym: str
+    version: int
+    status: str
+    infusion_date: dt.date
+    actions: Sequence[GuidanceAction] = ()
+
+    @classmethod
+    def of(cls, rec: CourseRecord, actions: Sequence[GuidanceAction] | None = None) -> StoredCourse:
+        acts = list(rec.guidance_actions) if actions is None else list(actions)
+        return cls(rec.id, rec.patient_id, rec.patient.pseudonym, rec.version, rec.status,
+                   rec.infusion_date, acts)  # fmt: skip
+
+
+def _snapshot_of(
+    stored: StoredCourse, today: dt.date, day: int, course: Course, guidance: Guidance
+) -> CourseSnapshot:
+    items = [
+        ItemState(item, section, covering_action(item, stored.actions))
+        for section, item in _sections(guidance)
+    ]
+    return CourseSnapshot(
+        record_id=stored.record_id,
+        patient_id=stored.patient_id,
+        pseudonym=stored.pseudonym,
+        version=stored.version,
+        status=stored.status,
+        day=day,
+        today_day=(today - stored.infusion_date).days,
+        course=course,
+        assessment=guidance.assessment,
+        guidance=guidance,
+        items=items,
+    )
+
+
 def snapshot(
     rec: CourseRecord,
     today: dt.date,
@@ -259,27 +301,21 @@ def snapshot(
     day: int | None = None,
     actions: Sequence[GuidanceAction] | None = None,
 ) -> CourseSnapshot:
-    today_day = assessment_day(rec, today)
-    d = today_day if day is None else day
-    course, assessment, guidance = cache.get(rec, d, settings)
-    acts = list(rec.guidance_actions) if actions is None else list(actions)
-    items = [
-        ItemState(item, section, covering_action(item, acts))
-        for section, item in _sections(guidance)
+    d = assessment_day(rec, today) if day is None else day
+    course, _, guidance = cache.get(rec, d, settings)
+    return _snapshot_of(StoredCourse.of(rec, actions), today, d, course, guidance)
+
+
+def snapshots(
+    stored: Sequence[tuple[StoredCourse, Course]], today: dt.date, settings: Settings
+) -> list[CourseSnapshot]:
+    """The snapshots of many courses on today's day of each, graded together
+    (``evaluate_many``): what the worklist stores, one course or a bulk load's batch."""
+    days = [max(0, (today - s.infusion_date).days) for s, _ in stored]
+    found = evaluate_many([(c, d) for (_, c), d in zip(stored, days, strict=True)], settings)
+    return [
+        _snapshot_of(s, today, d, c, g) for (s, c), d, g in zip(stored, days, found, strict=True)
     ]
-    return CourseSnapshot(
-        record_id=rec.id,
-        patient_id=rec.patient_id,
-        pseudonym=rec.patient.pseudonym,
-        version=rec.version,
-        status=rec.status,
-        day=d,
-        today_day=(today - rec.infusion_date).days,
-        course=course,
-        assessment=assessment,
-        guidance=guidance,
-        items=items,
-    )
 
 
 def unsaved_snapshot(

@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -66,7 +67,6 @@ from cart_cytopenia.service.forms import (
 from cart_cytopenia.service.security import CSRF_FIELD, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
-from cart_cytopenia.store import worklist as stored
 from cart_cytopenia.store.errors import ConflictError, NotFoundError
 from cart_cytopenia.store.models import CourseRecord
 from cart_cytopenia.store.worklist import WorklistQuery
@@ -188,17 +188,20 @@ def worklist_page(
     product: str = "",
     phase: str = "",
     needs_action: str = "",
+    iechs: str = "",
+    tatma: str = "",
     sort: str = "urgency",
     dir: str = "",
     page: int = Query(1, ge=1, le=1_000_000),
     per_page: int = 50,
 ) -> Response:
-    """The worklist, filtered by product, phase and "needs action" (in the URL: no patient data).
+    """The worklist, filtered by product, phase, "needs action", IEC-HS and TA-TMA (in the URL:
+    no patient data).
     A search by pseudonym is posted (``worklist_search``), so that it never appears in a URL,
     a browser history or a proxy's access log."""
     query = wl.query_from(
         product=product, phase=phase, needs_action=needs_action, q="", sort=sort, dir=dir,
-        page=page, per_page=per_page,
+        page=page, per_page=per_page, iechs=iechs, tatma=tatma,
     )  # fmt: skip
     return _worklist(request, viewer, session, query)
 
@@ -218,6 +221,7 @@ def worklist_search(
         product=field("product"), phase=field("phase"), needs_action=field("needs_action"),
         q=field("q"), sort=field("sort") or "urgency", dir=field("dir"),
         page=_int(field("page")) or 1, per_page=_int(field("per_page")) or 50,
+        iechs=field("iechs"), tatma=field("tatma"),
     )  # fmt: skip
     return _worklist(request, viewer, session, query)
 
@@ -230,6 +234,7 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         f"worklist page {query.page} ({len(view['rows'])} of {view['n_match']} rows); "
         f"product={query.product or '-'} phase={query.phase or '-'} "
         f"needs_action={'yes' if query.needs_action else 'no'} "
+        f"iechs={query.iechs or '-'} tatma={query.tatma or '-'} "
         f"search={'yes' if query.q.strip() else 'no'} sort={query.sort}"
     )
     record(session, viewer, "read", "worklist", None, None, detail=detail)
@@ -237,6 +242,8 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         "product": query.product,
         "phase": query.phase,
         "needs_action": "1" if query.needs_action else "",
+        "iechs": query.iechs,
+        "tatma": query.tatma,
     }
 
     def url(**change: Any) -> str:
@@ -253,15 +260,26 @@ def _worklist(request: Request, viewer: Viewer, session: Session, query: Worklis
         return url(sort=col, dir="desc" if col == "day" else "asc")
 
     n_pages = max(1, -(-view["n_match"] // query.per_page))
+    _rows_html(view)
     return render(
         request, "worklist.html", viewer, title="Worklist", **view,
         n_total=totals["total"], n_action=totals["action"], n_consider=totals["consider"],
-        products=stored.products(session), phases=[p.id for p in tables.timing().phases],
+        phases=[p.id for p in tables.timing().phases],
         f={**filters, "q": query.q}, sort=query.sort, reverse=query.descending,
         sort_url=sort_url, page=query.page, n_pages=n_pages, per_page=query.per_page,
-        page_url=lambda n: url(page=n), broken=stored.broken(session),
-        needs_action_set=NEEDS_ACTION,
+        page_url=lambda n: url(page=n), needs_action_set=NEEDS_ACTION,
     )  # fmt: skip
+
+
+def _rows_html(view: dict[str, Any]) -> Markup:
+    """The table rows of a view (``view["rows_html"]``), rendered once and kept with the view
+    (``ViewCache``): they show the stored rows only, nothing of the viewer."""
+    html = view.get("rows_html")
+    if html is None:
+        fragment = templates.get_template("_worklist_rows.html")
+        html = Markup(fragment.render(rows=view["rows"], needs_action_set=NEEDS_ACTION))
+        view["rows_html"] = html
+    return html
 
 
 # --------------------------------------------------------------------------- patient page

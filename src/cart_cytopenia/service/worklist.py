@@ -18,20 +18,27 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cart_cytopenia.domain.course import Course
 from cart_cytopenia.errors import InputError
+from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.rules.settings import Settings
-from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, assessment_day, snapshot
+from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, StoredCourse, snapshots
+from cart_cytopenia.service.jobs import uses_processes
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as rows
-from cart_cytopenia.store.db import Database
-from cart_cytopenia.store.models import CourseRecord, WorklistEntry
+from cart_cytopenia.store.db import Database, PoolOptions
+from cart_cytopenia.store.models import WorklistEntry
 
 INLINE_REFRESH = 25  # rows a view computes itself; more are left to the background refresher
 BATCH = 50  # rows the refresher computes per transaction
@@ -70,6 +77,7 @@ def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, An
         "needs_action": snap.needs_action,
         "top_urgency_rank": snap.top_urgency_rank,
         "n_decisions": len(snap.open_decisions),
+        **iechs_tatma_values(snap),
         "error": None,
         "display": {
             "counts": {a: vars(c) for a, c in counts.items()},
@@ -84,13 +92,32 @@ def entry_values(snap: CourseSnapshot, as_of: dt.date, key: str) -> dict[str, An
     }
 
 
-def error_values(rec: CourseRecord, as_of: dt.date, key: str, exc: InputError) -> dict[str, Any]:
+IECHS_TATMA_COLUMNS = (
+    "iechs_status", "iechs_rank", "iechs_level", "tatma_status", "tatma_met", "tatma_assessable",
+)  # fmt: skip
+
+
+def iechs_tatma_values(snap: CourseSnapshot) -> dict[str, Any]:
+    """IEC-HS (ASTCT criteria) and TA-TMA (harmonised criteria) as the worklist stores them:
+    the statuses as the assessment gives them, never "not met" for what was not measured."""
+    ih, tm = snap.assessment.iechs, snap.assessment.tatma
+    return {
+        "iechs_status": ih.status,
+        "iechs_rank": iec_hs.STATUS.index(ih.status),
+        "iechs_level": ih.guidance_level,
+        "tatma_status": tm.status,
+        "tatma_met": tm.criteria_met,
+        "tatma_assessable": tm.assessable,
+    }
+
+
+def error_values(stored: StoredCourse, as_of: dt.date, key: str, exc: InputError) -> dict[str, Any]:
     """The row of a stored course that the current rules cannot assess (shown as a warning)."""
     return {
         "as_of": as_of,
-        "course_version": rec.version,
+        "course_version": stored.version,
         "settings_key": key,
-        "day": assessment_day(rec, as_of),
+        "day": max(0, (as_of - stored.infusion_date).days),
         "phase": None,
         "phenotype": None,
         "icaht_label": "—",
@@ -103,62 +130,139 @@ def error_values(rec: CourseRecord, as_of: dt.date, key: str, exc: InputError) -
         "needs_action": False,
         "top_urgency_rank": 0,
         "n_decisions": 0,
+        **dict.fromkeys(IECHS_TATMA_COLUMNS),
         "error": str(exc)[:2000],
         "display": {},
     }
 
 
+def compute_entries(
+    stored: list[tuple[StoredCourse, Course | InputError]],
+    today: dt.date,
+    clinical: Settings,
+    key: str,
+) -> list[dict[str, Any]]:
+    """The rows of many courses (a course that could not be read gives its error's row): graded
+    together; if that fails for one course, course by course, so that only its row says why.
+    The one way rows are computed: a view's few stale rows, the refresher's batches, a bulk
+    load's batches."""
+    ok = [(s, c) for s, c in stored if not isinstance(c, InputError)]
+    try:
+        snaps = iter(snapshots(ok, today, clinical))
+    except InputError as exc:
+        if len(ok) == 1:
+            return [error_values(ok[0][0], today, key, exc)]
+        return [v for pair in stored for v in compute_entries([pair], today, clinical, key)]
+    return [
+        error_values(s, today, key, c) if isinstance(c, InputError)
+        else entry_values(next(snaps), today, key)
+        for s, c in stored
+    ]  # fmt: skip
+
+
+class ViewCache:
+    """Recent worklist views (rows, counts, products, the rendered rows), each kept under the
+    data stamp it was read at (``store.worklist.data_stamp``) with its query, day and settings:
+    a view whose stamp is unchanged is answered from here (one aggregate query instead of
+    counting, sorting and rendering 10,000 rows for every client), unless some of its rows were
+    out of date (they may be computed now); any write, by any process, changes the stamp.
+    Bounded LRU."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[Any, ...], view: dict[str, Any]) -> None:
+        with self._lock:
+            self._data[key] = view
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 @dataclass
 class WorklistSource:
-    """What computing rows needs: the database, the day, the settings and the snapshot cache."""
+    """What computing rows needs: the database, the day, the settings; and the recent views."""
 
     db: Database
     clinical: Settings
     key: str
-    cache: Any
+    cache: Any  # the snapshot cache of the pages (rows are computed without it)
     today: Any  # () -> date
-    # given each snapshot the background refresher computes: the service keeps its assessment
-    # answer (``api.keep_answer``), so the course is graded once a day for both
-    keep: Callable[[CourseRecord, CourseSnapshot, dt.date], Any] | None = None
+    views: ViewCache = field(default_factory=ViewCache)
 
-    def refresh(self, course_ids: list[int], keep: bool = False) -> int:
+    def refresh(self, course_ids: list[int]) -> int:
         """Compute the rows of ``course_ids`` (reading only), then store them in one short
-        transaction (SQLite's write lock is never held while courses are graded); with
-        ``keep``, each snapshot also goes to ``self.keep``."""
+        transaction (SQLite's write lock is never held while courses are graded)."""
         today = self.today()
-        computed: dict[int, dict[str, Any]] = {}
+        stored: list[tuple[StoredCourse, Course | InputError]] = []
         with self.db.session() as session:
             for cid in course_ids:
                 rec = repo.get_course(session, cid)
                 try:
-                    snap = snapshot(rec, today, self.clinical, self.cache)
-                    computed[cid] = entry_values(snap, today, self.key)
+                    stored.append((StoredCourse.of(rec), repo.load_course(rec)))
                 except InputError as exc:
-                    computed[cid] = error_values(rec, today, self.key, exc)
-                    continue
-                if keep and self.keep is not None:
-                    self.keep(rec, snap, today)
+                    stored.append((StoredCourse.of(rec), exc))
+        computed = compute_entries(stored, today, self.clinical, self.key)
         with self.db.transaction() as session:
-            for cid, values in computed.items():
+            for cid, values in zip(course_ids, computed, strict=True):
                 rows.save_entry(session, cid, values)
         return len(computed)
 
-    def refresh_some(self, limit: int, keep: bool = False) -> int:
+    def refresh_some(self, limit: int) -> int:
         with self.db.session() as session:
             stale = rows.stale_course_ids(session, self.today(), self.key, limit)
-        return self.refresh(stale, keep) if stale else 0
+        return self.refresh(stale) if stale else 0
+
+
+WORKER_BATCHES = 10  # batches a worker process computes per call (so that a stop is prompt)
+_worker_dbs: dict[str, Database] = {}
+
+
+def refresh_in_worker(
+    url: str, pool: PoolOptions, clinical: Settings, key: str, today: dt.date
+) -> int:
+    """In the refresher's worker process: compute up to ``WORKER_BATCHES`` batches of stale
+    rows with the worker's own connection (kept between calls); the rows computed."""
+    db = _worker_dbs.get(url)
+    if db is None:
+        db = _worker_dbs[url] = Database(url, pool=pool)
+    source = WorklistSource(db, clinical, key, None, lambda: today)
+    done = 0
+    for _ in range(WORKER_BATCHES):
+        n = source.refresh_some(BATCH)
+        done += n
+        if n < BATCH:
+            break
+    return done
 
 
 class WorklistRefresher:
     """A background thread that brings every worklist row up to date, batch by batch.
 
     It runs at start-up, whenever a view finds more out-of-date rows than it computes itself
-    (``wake``), and every ``interval`` seconds (which catches the daily rollover).
+    (``wake``), and every ``interval`` seconds (which catches the daily rollover). When more
+    than a batch is stale (a rollover: every row at once) the grading runs in a worker process
+    (spawned, one), so that it never competes with the requests for the interpreter; a few rows
+    are computed in the thread. Until all are done the page says how many rows still show the
+    previous state (its progress). ``pool``: the worker's connection settings; None (or an
+    in-memory database, which another process cannot open): always in the thread.
     """
 
-    def __init__(self, source: WorklistSource, interval: float = 60.0) -> None:
+    def __init__(
+        self, source: WorklistSource, interval: float = 60.0, pool: PoolOptions | None = None
+    ) -> None:
         self.source = source
         self.interval = interval
+        self.pool = pool if pool is not None and uses_processes(source.db) else None
+        self._executor: ProcessPoolExecutor | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -178,12 +282,33 @@ class WorklistRefresher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _some(self) -> int:
+        """One step: a batch here, or a worker call when more than a batch is stale."""
+        src = self.source
+        if self.pool is not None:
+            with src.db.session() as session:
+                counts = rows.overview(session, src.today(), src.key)
+            if counts.missing + counts.old > BATCH:
+                if self._executor is None:
+                    spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
+                    self._executor = ProcessPoolExecutor(1, mp_context=spawn)
+                job = (src.db.url, self.pool, src.clinical, src.key, src.today())
+                try:
+                    return self._executor.submit(refresh_in_worker, *job).result()
+                except BrokenProcessPool:
+                    self._executor = None
+                    raise
+        return src.refresh_some(BATCH)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.busy = True
             try:
-                while not self._stop.is_set() and self.source.refresh_some(BATCH, keep=True):
+                while not self._stop.is_set() and self._some():
                     pass
             except Exception as exc:  # logged by type only; tried again at the next wake-up
                 log.error("worklist refresh failed: %s", type(exc).__name__)
@@ -194,13 +319,16 @@ class WorklistRefresher:
 
 def query_from(
     *, product: str, phase: str, needs_action: str, q: str, sort: str, dir: str, page: int,
-    per_page: int,
+    per_page: int, iechs: str = "", tatma: str = "",
 ) -> rows.WorklistQuery:  # fmt: skip
-    """The query of a view from its parameters (unknown sorts fall back to urgency)."""
+    """The query of a view from its parameters (unknown sorts fall back to urgency, unknown
+    IEC-HS / TA-TMA filters to none)."""
     sort = sort if sort in rows.SORT_COLUMNS else "urgency"
     descending = (dir == "desc") if dir else sort == "day"
     return rows.WorklistQuery(
-        product=product, phase=phase, needs_action=bool(needs_action), q=q, sort=sort,
+        product=product, phase=phase, needs_action=bool(needs_action), q=q,
+        iechs=iechs if iechs in rows.IECHS_FILTERS else "",
+        tatma=tatma if tatma in rows.TATMA_FILTERS else "", sort=sort,
         descending=descending, page=max(1, page),
         per_page=per_page if per_page in rows.PAGE_SIZES else 50,
     )  # fmt: skip
@@ -208,9 +336,9 @@ def query_from(
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the page, as the template shows it."""
+    """One row of the page, as the template shows it (``entry``: the stored row's values)."""
 
-    entry: WorklistEntry
+    entry: Any
     product: str
     patient_id: int
     pseudonym: str
@@ -226,11 +354,16 @@ class Row:
         return str(items[0]["urgency"]) if items else ""
 
 
+_ENTRY_COLUMNS = tuple(c.key for c in WorklistEntry.__table__.columns)
+
+
 def page_rows(found: list[Any], as_of: dt.date, key: str) -> list[Row]:
+    """The page's rows, their values copied out of the session (so that a view can be kept)."""
     return [
-        Row(e, product, pid, pseudo, e.as_of == as_of and e.settings_key == key)
+        Row(SimpleNamespace(**{c: getattr(e, c) for c in _ENTRY_COLUMNS}), product, pid, pseudo,
+            e.as_of == as_of and e.settings_key == key)
         for e, product, pid, pseudo in found
-    ]
+    ]  # fmt: skip
 
 
 def view(
@@ -241,19 +374,30 @@ def view(
     offset: int | None = None,
 ) -> dict[str, Any]:
     """The stored rows of a view, after computing the few that are out of date (more are left
-    to the background refresher, and counted for the page's notice)."""
+    to the background refresher, and counted for the page's notice); from memory when nothing
+    changed since the same view was read (``ViewCache``)."""
     today = source.today()
+    stamp = rows.data_stamp(session)
+    kept = source.views.get((stamp, today, source.key, query, offset))
+    if kept is not None and not (kept["n_missing"] or kept["n_old"]):
+        return kept  # (a view with rows out of date is read again: they may be due now)
     counts = rows.overview(session, today, source.key)
     if counts.missing or counts.old:  # up to date (the usual case): no search for stale rows
-        if source.refresh_some(INLINE_REFRESH):
+        stale = counts.missing + counts.old
+        if stale <= INLINE_REFRESH and source.refresh_some(INLINE_REFRESH):
             counts = rows.overview(session, today, source.key)
+            stamp = rows.data_stamp(session)
         if counts.missing or counts.old:
             refresher.wake()
     found, n_match = rows.page(session, query, offset, shown=counts.total)
-    return {
+    out = {
         "rows": page_rows(found, today, source.key),
         "n_match": n_match,
         "n_missing": counts.missing,
         "n_old": counts.old,
         "totals": {"total": counts.total, "action": counts.action, "consider": counts.consider},
+        "products": rows.products(session),
+        "broken": rows.broken(session) if counts.errors else [],
     }
+    source.views.put((stamp, today, source.key, query, offset), out)
+    return out

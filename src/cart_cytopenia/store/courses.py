@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select
@@ -381,6 +382,83 @@ def import_course(
     return rec
 
 
+@dataclass(frozen=True)
+class NewCourse:
+    """A validated course as the rows it is stored as (plain data: built in a worker process,
+    inserted by ``insert_new_courses``). ``labs`` and ``events`` lack only their course id."""
+
+    pseudonym: str
+    status: str
+    infusion_date: dt.date
+    product: str
+    disease: str
+    details: dict[str, Any]
+    labs: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+def new_course_rows(course: Course, status: str, *, user: str | None, source: str) -> NewCourse:
+    """The rows of a course new to the store: the same values ``import_course`` writes."""
+    _check_source(source)
+    common = {"source": source, "created_by": user}
+    labs = [
+        {"baseline": baseline, **_observation_values(lab), **common}
+        for baseline, group in ((True, course.baseline_labs), (False, course.labs))
+        for lab in group
+    ]
+    events = []
+    for ev in course.events:
+        e = _event_record(ev, source, user)
+        events.append({"type": e.type, "start_day": e.start_day, "end_day": e.end_day,
+                       "payload": e.payload, **common})  # fmt: skip
+    return NewCourse(
+        course.patient.id, status, course.infusion_date, course.product.id,
+        course.patient.disease.value, _details(course), labs, events,
+    )  # fmt: skip
+
+
+def _refuse_known(session: Session, pseudonyms: list[str]) -> None:
+    taken = set(session.scalars(select(Patient.pseudonym).where(Patient.pseudonym.in_(pseudonyms))))
+    if taken or len(set(pseudonyms)) != len(pseudonyms):
+        raise ConflictError(
+            f"{len(taken) or 'some'} of these patients are already in the store (or given "
+            "twice); import them one by one"
+        )
+
+
+def insert_new_courses(
+    session: Session, new: Sequence[NewCourse], *, user: str | None, batch: int = 20_000
+) -> list[int]:
+    """Insert courses of patients new to the store with bulk inserts (``executemany`` through
+    SQLAlchemy core, ``batch`` rows a statement); the courses' ids, in order. Refuses
+    (ConflictError) if any pseudonym is already in the store or given twice."""
+    if not new:
+        return []
+    _refuse_known(session, [c.pseudonym for c in new])
+    now = utcnow()
+    conn = session.connection()
+
+    def ids(table: Any, rows: list[dict[str, Any]]) -> list[int]:
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [int(i) for i in conn.scalars(stmt, rows)]
+
+    patients = cast(Table, Patient.__table__)
+    pids = ids(patients, [{"pseudonym": c.pseudonym, "created_at": now} for c in new])
+    course_ids = ids(cast(Table, CourseRecord.__table__), [
+        {"patient_id": pid, "status": c.status, "infusion_date": c.infusion_date,
+         "product": c.product, "disease": c.disease, "details": c.details, "version": 1,
+         "created_at": now, "updated_at": now, "updated_by": user}
+        for pid, c in zip(pids, new, strict=True)
+    ])  # fmt: skip
+    for table, key in ((cast(Table, Observation.__table__), "labs"),
+                       (cast(Table, EventRecord.__table__), "events")):  # fmt: skip
+        rows = [{"course_id": cid, "created_at": now, **r}
+                for cid, c in zip(course_ids, new, strict=True) for r in getattr(c, key)]  # fmt: skip
+        for start in range(0, len(rows), batch):
+            conn.execute(insert(table), rows[start : start + batch])
+    return course_ids
+
+
 def import_new_courses(
     session: Session,
     courses: Sequence[tuple[Course, str]],
@@ -390,55 +468,13 @@ def import_new_courses(
 ) -> int:
     """Store many validated courses of patients new to the store at once, each with its status.
 
-    For loading a cohort (``demo load --n 10000``): patients and courses are flushed together
-    and their lab results and events written with bulk inserts, so the time grows linearly with
-    the rows. Refuses (ConflictError) if any pseudonym is already in the store.
+    For loading a cohort: patients, courses, lab results and events are written with bulk
+    inserts, so the time grows linearly with the rows (``cart_cytopenia.service.bulk_load``
+    also computes their worklist rows, in worker processes). Refuses (ConflictError) if any
+    pseudonym is already in the store.
     """
-    _check_source(source)
-    pseudonyms = [c.patient.id for c, _ in courses]
-    taken = set(session.scalars(select(Patient.pseudonym).where(Patient.pseudonym.in_(pseudonyms))))
-    if taken or len(set(pseudonyms)) != len(pseudonyms):
-        raise ConflictError(
-            f"{len(taken) or 'some'} of these patients are already in the store (or given "
-            "twice); import them one by one"
-        )
-    patients = [Patient(pseudonym=p) for p in pseudonyms]
-    session.add_all(patients)
-    session.flush()
-    recs = [
-        CourseRecord(
-            patient_id=p.id,
-            status=status,
-            infusion_date=c.infusion_date,
-            product=c.product.id,
-            disease=c.patient.disease.value,
-            details=_details(c),
-            updated_by=user,
-        )
-        for p, (c, status) in zip(patients, courses, strict=True)
-    ]
-    session.add_all(recs)
-    session.flush()
-    now = utcnow()
-    common = {"source": source, "created_by": user, "created_at": now}
-    obs: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for rec, (c, _) in zip(recs, courses, strict=True):
-        for baseline, labs in ((True, c.baseline_labs), (False, c.labs)):
-            obs.extend(
-                {"course_id": rec.id, "baseline": baseline, **_observation_values(lab), **common}
-                for lab in labs
-            )
-        for ev in c.events:
-            e = _event_record(ev, source, user)
-            events.append({"course_id": rec.id, "type": e.type, "start_day": e.start_day,
-                           "end_day": e.end_day, "payload": e.payload, **common})  # fmt: skip
-    connection = session.connection()
-    for table, rows in ((cast(Table, Observation.__table__), obs),
-                        (cast(Table, EventRecord.__table__), events)):  # fmt: skip
-        for start in range(0, len(rows), 20_000):
-            connection.execute(insert(table), rows[start : start + 20_000])
-    return len(recs)
+    new = [new_course_rows(c, status, user=user, source=source) for c, status in courses]
+    return len(insert_new_courses(session, new, user=user))
 
 
 def replace_course(

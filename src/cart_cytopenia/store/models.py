@@ -157,7 +157,12 @@ class CourseRecord(Base):
     """One CAR-T course: the course document without labs/events (``details``), versioned."""
 
     __tablename__ = "courses"
-    __table_args__ = (UniqueConstraint("patient_id", "infusion_date"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "infusion_date"),
+        # the worklist's change stamp and product list read these alone (covering indexes)
+        Index("ix_courses_stamp", "updated_at", "version"),
+        Index("ix_courses_status_product", "status", "product"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
@@ -287,7 +292,11 @@ class WorklistEntry(Base):
     """
 
     __tablename__ = "worklist_entries"
-    __table_args__ = (Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),)
+    __table_args__ = (
+        Index("ix_worklist_entries_sort", "top_urgency_rank", "n_decisions", "day"),
+        Index("ix_worklist_entries_flags", "iechs_rank", "tatma_met"),
+        Index("ix_worklist_entries_stamp", "refreshed_at", "course_version"),
+    )
 
     course_id: Mapped[int] = mapped_column(
         ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
@@ -309,5 +318,15 @@ class WorklistEntry(Base):
     needs_action: Mapped[bool] = mapped_column(Boolean, index=True)
     top_urgency_rank: Mapped[int] = mapped_column(Integer)
     n_decisions: Mapped[int] = mapped_column(Integer)
+    # IEC-HS by the ASTCT criteria: met / suspected / not met / not assessable, its order
+    # (3..0, for sorting and filtering) and the guidance level it sets (high, possible)
+    iechs_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    iechs_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    iechs_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # TA-TMA harmonised criteria: meets / not met / work-up incomplete / not evaluated, k of 7
+    # met, m assessable (at the best time point)
+    tatma_status: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    tatma_met: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tatma_assessable: Mapped[int | None] = mapped_column(Integer, nullable=True)
     display: Mapped[dict[str, Any]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +22,10 @@ from sqlalchemy.orm import Session
 from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
 
 PAGE_SIZES = (25, 50, 100, 200)
+# IEC-HS (ASTCT) by ``iechs_rank``: 3 met, 2 suspected, 1 not met, 0 not assessable
+IECHS_FILTERS = {"met": (3, 3), "suspected": (2, 2), "flagged": (2, 3)}
+# TA-TMA harmonised criteria: "meets" (as the grading decides it, rules/tables/tatma.toml)
+TATMA_FILTERS = ("meets",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class WorklistQuery:
     phase: str = ""
     needs_action: bool = False
     q: str = ""
+    iechs: str = ""  # one of IECHS_FILTERS
+    tatma: str = ""  # one of TATMA_FILTERS
     sort: str = "urgency"
     descending: bool = False
     page: int = 1
@@ -73,6 +79,7 @@ class Overview:
     total: int
     action: int
     consider: int
+    errors: int = 0  # rows of courses that cannot be assessed (``broken`` lists them)
 
 
 def overview(session: Session, as_of: dt.date, settings_key: str) -> Overview:
@@ -85,12 +92,29 @@ def overview(session: Session, as_of: dt.date, settings_key: str) -> Overview:
             func.count(case((shown, 1))),
             func.count(case((and_(shown, e.needs_action.is_(True)), 1))),
             func.count(case((and_(shown, e.needs_action.is_(False), e.n_decisions > 0), 1))),
+            func.count(e.error),
         )
         .select_from(CourseRecord)
         .outerjoin(e, e.course_id == CourseRecord.id)
         .where(CourseRecord.status == "active")
     ).one()
     return Overview(*(int(n) for n in counts))
+
+
+def data_stamp(session: Session) -> tuple[Any, ...]:
+    """What changes whenever anything a worklist view reads changes, from one aggregate pass
+    over the rows and one over the courses (nothing loaded): a row written (``refreshed_at``)
+    or marked out of date (``course_version``), a course added, removed or changed (its
+    ``version`` and ``updated_at``; a status change is a change). Written by any process, so
+    a view may be answered from memory while its stamp is the same (``service.worklist``)."""
+    e, c = WorklistEntry, CourseRecord
+    entries = session.execute(
+        select(func.count(), func.max(e.refreshed_at), func.coalesce(func.sum(e.course_version), 0))
+    ).one()
+    courses = session.execute(
+        select(func.count(), func.max(c.updated_at), func.coalesce(func.sum(c.version), 0))
+    ).one()
+    return (*entries, *courses)
 
 
 def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None:
@@ -105,6 +129,14 @@ def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None
             set_={k: getattr(stmt.excluded, k) for k in row if k != "course_id"},
         )
     )
+
+
+def insert_entries(session: Session, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Write the rows of courses that have none yet (a bulk load), in one ``executemany``."""
+    if entries:
+        now = utcnow()
+        rows = [{"course_id": cid, "refreshed_at": now, **values} for cid, values in entries]
+        session.connection().execute(insert(WorklistEntry.__table__), rows)  # type: ignore[arg-type]
 
 
 def mark_stale(session: Session, course_id: int) -> None:
@@ -127,6 +159,8 @@ SORT_COLUMNS: dict[str, tuple[Any, ...]] = {
     "ticaht": (-WorklistEntry.ticaht_rank, WorklistEntry.day),
     "phase": (WorklistEntry.phase, WorklistEntry.day),
     "phenotype": (WorklistEntry.phenotype, WorklistEntry.day),
+    "iechs": (-WorklistEntry.iechs_rank, WorklistEntry.day),
+    "tatma": (-WorklistEntry.tatma_met, WorklistEntry.day),
 }
 
 
@@ -150,6 +184,11 @@ def _filtered(
         stmt = stmt.where(WorklistEntry.phase == q.phase)
     if q.needs_action:
         stmt = stmt.where(WorklistEntry.needs_action.is_(True))
+    if q.iechs in IECHS_FILTERS:
+        low, high = IECHS_FILTERS[q.iechs]
+        stmt = stmt.where(WorklistEntry.iechs_rank.between(low, high))
+    if q.tatma == "meets":
+        stmt = stmt.where(WorklistEntry.tatma_status == "meets")
     if q.q.strip():
         needle = q.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(func.lower(Patient.pseudonym).like(f"%{needle}%", escape="\\"))
@@ -163,7 +202,7 @@ def page(
     ``offset`` (the API's) replaces the page number; ``shown`` (``Overview.total``, when known)
     is the number matching a query without filters, which then is not counted again."""
     stmt = _filtered(_base(), q)
-    unfiltered = not (q.product or q.phase or q.needs_action or q.q.strip())
+    unfiltered = not (q.product or q.phase or q.needs_action or q.q.strip() or q.iechs or q.tatma)
     if shown is not None and unfiltered:
         total = shown
     else:

@@ -1,0 +1,148 @@
+"""Load many courses of new patients into the store with their worklist rows (``demo load``).
+
+The courses come as course documents, in parts: lists of documents (cut into batches of
+``BATCH``) or picklable calls that make a list (the demo's synthetic blocks, drawn by the
+workers themselves). Each batch goes to a worker process (spawned, one per core by default),
+which validates each document once, grade the batch's active courses
+together through the grading engine and compute their worklist rows (``compute_entries``: the
+one function every worklist row comes from) and turn everything into plain rows. The main
+process inserts each batch as it comes back, in order, in one transaction (bulk inserts through
+SQLAlchemy core), while the workers prepare the next ones. If anything fails, the courses
+already stored by this load are deleted again: the store holds all of them or none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete
+
+from cart_cytopenia.domain.course import Course, Death, parse_course
+from cart_cytopenia.errors import InputError
+from cart_cytopenia.rules.settings import Settings
+from cart_cytopenia.service.clinical import StoredCourse
+from cart_cytopenia.service.worklist import compute_entries, settings_key
+from cart_cytopenia.store import courses as repo
+from cart_cytopenia.store import worklist as rows
+from cart_cytopenia.store.db import Database
+from cart_cytopenia.store.models import CourseRecord, Patient
+
+BATCH = 500  # courses per worker task and per transaction
+
+Prepared = list[tuple[repo.NewCourse, dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    """What a worker needs besides the documents (picklable)."""
+
+    today: dt.date
+    clinical: Settings
+    key: str
+    user: str | None
+    source: str
+
+
+Docs = list[dict[str, Any]]
+Part = Docs | Callable[[], Docs]
+
+
+def prepare_batch(part: Part, job: LoadJob) -> Prepared:
+    """Validate the documents (once each), compute the worklist rows of the active ones (closed
+    when the course records a death) and return their rows; runs in a worker process."""
+    docs = part() if callable(part) else part
+    courses = [
+        parse_course(doc, source=f"course of patient {doc.get('patient', {}).get('id', '?')}")
+        for doc in docs
+    ]
+    statuses = ["closed" if c.events_of(Death) else "active" for c in courses]
+    active: list[tuple[StoredCourse, Course | InputError]] = [
+        (StoredCourse(0, 0, c.patient.id, 1, "active", c.infusion_date), c)
+        for c, status in zip(courses, statuses, strict=True)
+        if status == "active"
+    ]
+    entries = iter(compute_entries(active, job.today, job.clinical, job.key))
+    return [
+        (
+            repo.new_course_rows(c, status, user=job.user, source=job.source),
+            next(entries) if status == "active" else None,
+        )
+        for c, status in zip(courses, statuses, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    courses: int
+    active: int
+    seconds: float
+
+
+def _prepared(batches: list[Part], job: LoadJob, workers: int) -> Iterator[Prepared]:
+    """Each batch prepared, in order: in worker processes (spawned), or here for one worker."""
+    if workers <= 1 or len(batches) <= 1:
+        for b in batches:
+            yield prepare_batch(b, job)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        yield from pool.map(prepare_batch, batches, [job] * len(batches))
+
+
+def _undo(db: Database, course_ids: list[int], names: list[str]) -> None:
+    """Delete what this load stored (its courses' rows go with them: ON DELETE CASCADE)."""
+    with db.transaction() as s:
+        for start in range(0, len(course_ids), 1000):
+            part = course_ids[start : start + 1000]
+            s.execute(delete(CourseRecord).where(CourseRecord.id.in_(part)))
+        for start in range(0, len(names), 1000):
+            s.execute(delete(Patient).where(Patient.pseudonym.in_(names[start : start + 1000])))
+
+
+def bulk_load(
+    db: Database,
+    parts: Sequence[Part],
+    job: LoadJob,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """Store the courses of ``parts`` (patients new to the store) with their worklist rows; all
+    or nothing (ConflictError if a patient is already in the store or given twice).
+    ``progress(courses stored)`` after each batch."""
+    t0 = time.perf_counter()
+    batches: list[Part] = []
+    for part in parts:
+        if callable(part):
+            batches.append(part)
+        else:
+            batches += [part[i : i + BATCH] for i in range(0, len(part), BATCH)]
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    stored: list[int] = []
+    names: list[str] = []
+    active = 0
+    try:
+        for prepared in _prepared(batches, job, n_workers):
+            with db.transaction() as s:
+                ids = repo.insert_new_courses(s, [p for p, _ in prepared], user=job.user)
+                found = [(cid, e) for cid, (_, e) in zip(ids, prepared, strict=True) if e]
+                rows.insert_entries(s, found)
+            stored += ids
+            names += [p.pseudonym for p, _ in prepared]
+            active += len(found)
+            if progress is not None:
+                progress(len(stored))
+    except BaseException:
+        _undo(db, stored, names)
+        raise
+    return LoadResult(len(stored), active, time.perf_counter() - t0)
+
+
+def load_job(clinical: Settings, today: dt.date, user: str | None, source: str) -> LoadJob:
+    return LoadJob(today, clinical, settings_key(clinical), user, source)
