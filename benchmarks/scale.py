@@ -66,30 +66,8 @@ def _load() -> float:
 
 
 def ensure_cohort(n: int, seed: str) -> Path:
-    """The cohort of ``n`` patients: generated (an integer seed) or, for a seed such as ``11x3``,
-    the seed-11 cohort of n/3 patients three times over with prefixed ids (``replicate``)."""
-    if "x" not in seed:
-        return run.ensure_cohort(n, int(seed))[0]
-    base, k = (int(x) for x in seed.split("x"))
-    source = run.ensure_cohort(n // k, base)[0]  # (its name ends in the generator's version)
-    return replicate(source, k, DATA / f"cohort-{n}-seed{seed}-{source.name.rsplit('-', 1)[-1]}")
-
-
-def replicate(cohort: Path, k: int, out: Path) -> Path:
-    """``cohort`` k times over, ids prefixed ``r0-``, ``r1-`` ...: a larger cohort in a minute
-    (streamed by polars, in order, so the tables stay grouped by patient in patient order)."""
-    if all((out / f"{t}.parquet").exists() for t in ("patients", "labs", "events")):
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("patients", "events", "labs"):
-        parts = [
-            pl.scan_parquet(cohort / f"{name}.parquet").with_columns(
-                (pl.lit(f"r{i}-") + pl.col("patient_id").cast(pl.String)).alias("patient_id")
-            )
-            for i in range(k)
-        ]
-        pl.concat(parts).sink_parquet(out / f"{name}.parquet", row_group_size=1 << 20)
-    return out
+    """The generator's cohort of ``n`` patients and ``seed`` (generated once, kept in --data)."""
+    return run.ensure_cohort(n, int(seed))[0]
 
 
 def streamed(
@@ -115,9 +93,10 @@ def streamed(
         }
         if n <= whole_max:
             out_w = DATA / f"whole-{n}.parquet"
-            wall, gb, _ = child([*CLI, "grade", *ins, "--out", str(out_w)])
+            wall, gb, _ = child([*CLI, "grade", *ins, "--out", str(out_w)], cpu)
             row |= {
                 "whole_s": round(wall, 2),
+                "whole_cpu_s": round(cpu["cpu_s"], 2),
                 "whole_gb": round(gb, 2),
                 "whole_pps": round(n / wall),
             }
@@ -134,9 +113,16 @@ def on_spark(n: int, seed: int) -> dict[str, Any]:
            "--events", str(cohort / "events.parquet")]  # fmt: skip
     res: dict[str, Any] = {"patients": n, "load_before": _load()}
     local_out = DATA / f"whole-{n}.parquet"
-    wall, gb, _ = child([*CLI, "grade", *ins, "--out", str(local_out)])
-    res |= {"local_s": round(wall, 2), "local_gb": round(gb, 2)}
+    cpu: dict[str, float] = {}
+    wall, gb, _ = child([*CLI, "grade", *ins, "--out", str(local_out)], cpu)
+    res |= {
+        "local_s": round(wall, 2),
+        "local_cpu_s": round(cpu["cpu_s"], 2),
+        "local_gb": round(gb, 2),
+    }
     spark_out = DATA / f"spark-{n}.parquet"
+    # (wall time only: the JVM and its Python workers are not the command's waited-for children,
+    # so their CPU time would not be counted)
     wall, _, _ = child([*CLI, "grade", *ins, "--engine", "spark", "--master", "local[2]",
                         "--out", str(spark_out)])  # fmt: skip
     res["command_s"] = round(wall, 2)
@@ -169,7 +155,7 @@ def markdown(
         "## One machine: streamed in chunks vs the whole file",
         "",
         "| patients | chunk | streamed s | CPU s | CPU s / 100k (x first) | peak GB (x first) "
-        "| patients/s | whole s | whole GB | identical | load |",
+        "| patients/s | whole s (CPU s) | whole GB | identical | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--:|---|",
     ]
     first = stream[0] if stream else {}
@@ -180,7 +166,7 @@ def markdown(
             f"| {r['patients']:,} (seed {r['seed']}) | {r['chunk']:,} | {r['stream_s']} | "
             f"{r.get('stream_cpu_s', '—')} | {per:.1f} ({per / per0 if per0 else 0:.2f}) | "
             f"{r['stream_gb']} ({r['stream_gb'] / first['stream_gb']:.2f}) | "
-            f"{r['stream_pps']:,} | {r.get('whole_s', '—')} | "
+            f"{r['stream_pps']:,} | {r.get('whole_s', '—')} ({r.get('whole_cpu_s', '—')}) | "
             f"{r.get('whole_gb', '—')} | {r.get('identical', '—')} | "
             f"{r['load_before']} / {r['load_after']} |"
         )
@@ -192,7 +178,7 @@ def markdown(
             "",
             "| step | seconds |",
             "|---|---:|",
-            f"| local whole-file `grade` (command) | {s['local_s']} |",
+            f"| local whole-file `grade` (command) | {s['local_s']} (CPU {s.get('local_cpu_s', '—')}) |",
             f"| `grade --engine spark --master local[2]` (command, JVM start included) | {s['command_s']} |",
             f"| starting Spark (session) | {s['start_s']} |",
             f"| Spark's own cost: grouping, shuffle, Arrow hand-over, grading nothing | {s['plumbing_s']} |",
@@ -220,16 +206,25 @@ def markdown(
 def main() -> None:
     global DATA
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="100000,1000000,3000000")
+    ap.add_argument(
+        "--sizes",
+        default="100000,1000000,3000000",
+        help="'': no streamed runs (the last streamed figures in --out's .json are kept)",
+    )
     ap.add_argument(
         "--seeds",
-        default="42,11,11x3",
-        help="one per size (11: the 1M cohort of issue 14; 11x3: it three times over)",
+        default="42,11,31",
+        help="one per size (11: the 1M cohort of issue 14; 31: a generated 3M cohort)",
     )
     ap.add_argument("--data", type=Path, default=DATA, help="where cohorts and outputs go")
     ap.add_argument("--chunk", type=int, default=20_000)
     ap.add_argument("--whole-max", type=int, default=100_000)
-    ap.add_argument("--spark-patients", type=int, default=100_000, help="0: no Spark run")
+    ap.add_argument(
+        "--spark-patients",
+        type=int,
+        default=100_000,
+        help="0: no Spark run (the last Spark figures in --out's .json are kept)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "SCALE.md")
     ap.add_argument("--render", action="store_true", help="rewrite --out from scale.json only")
     args = ap.parse_args()
@@ -241,23 +236,26 @@ def main() -> None:
         )
         return
     sizes = [int(x) for x in args.sizes.split(",") if x]
-    seeds = [x for x in args.seeds.split(",") if x]
+    seeds = [x for x in args.seeds.split(",") if x][: len(sizes)]
     DATA = run.DATA = args.data
     DATA.mkdir(parents=True, exist_ok=True)
     stream = streamed(sizes, seeds, args.chunk, args.whole_max)
     info = machine()
     when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
     spark = on_spark(args.spark_patients, 42) if args.spark_patients else None
-    saved = args.out.with_suffix(".json")
-    if spark is None and saved.exists():  # --spark-patients 0: keep the last Spark run's figures
-        spark = json.loads(saved.read_text()).get("spark")
-        if spark is not None:
-            spark.setdefault("run", json.loads(saved.read_text())["run"])
-    elif spark is not None:
+    if spark is not None:
         spark["run"] = when
+    # a part not run keeps its last figures (read now: the other part may have run meanwhile)
+    saved_path = args.out.with_suffix(".json")
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    if spark is None and saved.get("spark"):
+        spark = saved["spark"]
+        spark.setdefault("run", saved["run"])
+    if not sizes and saved.get("streamed"):
+        stream, when, info = saved["streamed"], saved["run"], saved["machine"]
     args.out.write_text(markdown(stream, spark, info, when), encoding="utf-8")
     record = {"run": when, "machine": info, "streamed": stream, "spark": spark}
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    saved_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

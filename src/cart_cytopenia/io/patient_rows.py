@@ -66,7 +66,10 @@ def _parquet_batches(f: Path, columns: tuple[str, ...] | None, hive: dict[str, s
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(f)
+        # pre_buffer=False: with pyarrow's default (True) the reader keeps every column chunk it
+        # has read in its cache until the file is done, so a long read held the whole
+        # compressed lab file by its end (the growth of peak memory with the cohort's size)
+        pf = pq.ParquetFile(f, pre_buffer=False)
         cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
         empty = True
         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=cols):
