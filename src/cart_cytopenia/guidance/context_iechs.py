@@ -212,12 +212,15 @@ class IechsFacts(ContextBase):
         """``last`` rises against the earlier ferritin values (baseline included) by the
         grading's convention; an unknown trend is no rising signal here (the ASTCT read-out
         lists it as missing)."""
-        rows = sorted(
-            (lab.day, lab.canonical_value())
-            for lab in (*self.course.baseline_labs, *self.course.labs)
-            if lab.day is not None
-            and lab.day <= last.day
-            and resolve_analyte(lab.analyte).code == "ferritin"
+        rows = sorted(  # by day only (stable): the last row is ``last``, as in ``series``
+            (
+                (lab.day, lab.canonical_value())
+                for lab in (*self.course.baseline_labs, *self.course.labs)
+                if lab.day is not None
+                and lab.day <= last.day
+                and resolve_analyte(lab.analyte).code == "ferritin"
+            ),
+            key=lambda r: r[0],
         )
         # the grading's rule: after a recorded CRS end only values from that end day on count
         end = self.crs_resolved_day if self.crs_state == "resolved" else None
