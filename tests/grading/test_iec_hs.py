@@ -12,6 +12,7 @@ from cart_cytopenia.domain.course import Course, parse_course
 from cart_cytopenia.domain.frames import course_to_frames
 from cart_cytopenia.grading.assessment import IechsResult, assess
 from cart_cytopenia.grading.engine import grade_cohort
+from cart_cytopenia.grading.iec_hs import ASTCT_MISSING
 from cart_cytopenia.rules import tables
 from cart_cytopenia.rules.settings import Settings
 
@@ -29,6 +30,7 @@ UNITS = {
     "bilirubin": "mg/dL",
     "creatinine": "mg/dL",
 }
+TREND_MISSING = ASTCT_MISSING[1]
 CRS = {"type": "crs", "start_day": 1, "end_day": 6, "max_grade": 2}
 
 
@@ -134,7 +136,7 @@ def test_rising_is_at_least_twice_the_lowest_of_the_window(value: float, met: bo
 def test_a_single_elevated_ferritin_is_suspected_trend_unknown() -> None:
     x = iechs(course([(9, "ferritin", 9000.0), (10, "fibrinogen", 100.0)]), 10)
     assert x.status == "suspected"
-    assert "ferritin trend (an earlier value within the rise window)" in x.missing
+    assert TREND_MISSING in x.missing
 
 
 @pytest.mark.parametrize(
@@ -164,7 +166,7 @@ def test_the_rise_must_follow_the_crs_not_be_its_own() -> None:
     labs = [(-3, "ferritin", 300.0), (3, "ferritin", 3000.0), (8, "ferritin", 7000.0)]
     x = iechs(course([*labs, (9, "fibrinogen", 100.0)]), 9)
     assert x.status == "suspected"
-    assert "ferritin trend (an earlier value within the rise window)" in x.missing
+    assert TREND_MISSING in x.missing
 
 
 def test_no_crs_record_leaves_onset_unknown() -> None:
@@ -339,3 +341,60 @@ def test_a_cohort_of_several_patients_is_graded_patient_by_patient() -> None:
     )
     t = grade_cohort(frames, Settings(), as_of=10, workers=1)
     assert t["iechs_astct_status"].to_list() == ["met", "not assessable"]
+
+
+# --------------------------------------------------------------------------- rising as a rate
+# CRS day 1-6; 700 ng/mL on the CRS end day 6 (not elevated: > 800 is), fibrinogen 100 on the
+# day of the later value (a principal manifestation): "met" when the later value rises, "not met"
+# when it does not with an earlier value in the week before, "suspected" with the trend unknown.
+
+
+def _pair(gap: int, value: float, earlier: float = 700.0) -> IechsResult:
+    day = 6 + gap
+    labs = [(6, "ferritin", earlier), (day, "ferritin", value), (day, "fibrinogen", 100.0)]
+    return iechs(course(labs), day)
+
+
+@pytest.mark.parametrize(
+    ("gap", "value", "status"),
+    [
+        (7, 1399.0, "not met"),  # 1.999x in 7 days: an earlier value of the week shows no rise
+        (7, 1400.0, "met"),  # 2x in 7 days
+        (14, 2799.0, "suspected"),  # 3.999x in 14 days: no value in the week before, unknown
+        (14, 2800.0, "met"),  # 4x in 14 days: a doubling per week
+        (21, 5599.0, "suspected"),
+        (21, 5600.0, "met"),  # 8x in 21 days, the end of the look-back
+        (22, 70000.0, "suspected"),  # 100x, but 22 days apart: outside the look-back, unknown
+    ],
+)
+def test_rising_is_a_doubling_per_week_within_the_look_back(
+    gap: int, value: float, status: str
+) -> None:
+    x = _pair(gap, value)
+    assert x.status == status
+    assert (TREND_MISSING in x.missing) == (status == "suspected")
+
+
+@pytest.mark.parametrize(("value", "status"), [(1399.0, "not met"), (1400.0, "met")])
+def test_under_a_week_a_rise_is_still_a_doubling(value: float, status: str) -> None:
+    # 3 days apart: the rate would ask 2 ** (3/7) = 1.35x; the floor asks 2x, so 1.9x is no rise
+    assert _pair(3, value).status == status
+
+
+def test_the_trend_evidence_names_the_value_the_days_and_the_fold_needed() -> None:
+    x = _pair(14, 2800.0)
+    assert any(
+        "rising: 4x the value of day 6 (700 ng/mL) in 14 days (needed: 4x, at least 2x per 7 "
+        "days)" in e
+        for e in x.evidence
+    )
+    y = _pair(14, 2799.0)
+    assert any("no earlier value within 7 days" in e and "trend unknown" in e for e in y.evidence)
+
+
+def test_a_rate_rise_against_a_value_before_the_crs_end_does_not_count() -> None:
+    # 300 on day 4 (during CRS, day 1-6), 9 000 on day 16: 30x in 12 days, but the rise must
+    # follow the CRS: no value from the end day on to compare with, trend unknown
+    labs = [(4, "ferritin", 300.0), (16, "ferritin", 9000.0), (16, "fibrinogen", 100.0)]
+    x = iechs(course(labs), 16)
+    assert x.status == "suspected" and TREND_MISSING in x.missing

@@ -161,9 +161,16 @@ def _iechs_section() -> list[str]:
         f"- **Ferritin**: above {t.ferritin_multiple:g}× the ULN ({r.ferritin_uln_ng_ml:g} ng/mL, "
         "settings `reference_ranges.ferritin_uln_ng_ml`), or the baseline (last value on or "
         f"before day 0 within {t.ferritin_baseline_window_days} days) when that is above the "
-        f"ULN, AND at least {t.ferritin_rise_fold:g}× the lowest value of the "
-        f"{t.ferritin_rise_window_days} days before (after a recorded CRS end only values from "
-        "that day on). An elevated value with no earlier one: trend unknown.",
+        "ULN, AND rising.",
+        f"- **Rising** (one convention with the guidance's 'rapid increase in ferritin'): at "
+        f"least {t.ferritin_rise_fold:g}^max(1, gap / {t.ferritin_rise_window_days} days) × some "
+        f"earlier value of the {t.ferritin_rise_lookback_days} days before: "
+        f"{t.ferritin_rise_fold:g}× against a value of the {t.ferritin_rise_window_days} days "
+        f"before, a doubling per {t.ferritin_rise_window_days} days against an older one "
+        f"({t.ferritin_rise_fold**2:g}× over {2 * t.ferritin_rise_window_days} days). Not "
+        f"rising only with an earlier value in the {t.ferritin_rise_window_days} days before; "
+        "otherwise trend unknown, never 'not rising'. After a recorded CRS end only values from "
+        f"that day on count as earlier. Source: {t.ferritin_rise_source}",
         "- **Onset relative to CRS**: on or after the CRS end day: met; during CRS, without a "
         "CRS end day or without a CRS record: unknown (at most suspected); before CRS: not met.",
         f"- **Principal manifestations** (from {t.window_before_days} days before onset): marrow "

@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cart_cytopenia.domain.course import BoneMarrow, ClinicalFinding, Course, Fever, Finding
+from cart_cytopenia.grading import ferritin_trend
+from cart_cytopenia.grading.ferritin_trend import NO_LIMIT, Trend
 from cart_cytopenia.grading.hematotox import MarkerRows
 from cart_cytopenia.rules.settings import ReferenceRanges
 from cart_cytopenia.rules.tables import IecHsTable, PointBands
@@ -66,7 +68,7 @@ TIMING = {
 # what the ASTCT status could not read (bit positions)
 ASTCT_MISSING = (
     "ferritin after infusion",
-    "ferritin trend (an earlier value within the rise window)",
+    "ferritin trend (an earlier value within the rise window, or a rise at its rate in the look-back)",
     "CRS record with start and end days (onset relative to CRS)",
     "marrow morphology (haemophagocytosis)",
     "AST/ALT",
@@ -149,7 +151,9 @@ class LabFeatures:
     ferritin_state: I8  # 1 elevated and rising, -1 elevated with no earlier value, 0 not, -2 none
     onset_day: I32  # the ferritin criterion's day (-1: none)
     onset_value: F
-    onset_prior_low: F  # the lowest ferritin of the rise window before it
+    onset_ref_value: F  # the earlier ferritin its trend was read against (ferritin_trend)
+    onset_ref_day: I32  # that value's day (-1: none in the look-back)
+    onset_ref_fold: F  # the fold a rise against it needs
     timing: I8  # onset relative to CRS: 1 criterion met, 0 not met, -1 unknown
     timing_reason: I8  # key of TIMING
     crs_end: I32  # -1: no CRS or no end day
@@ -197,32 +201,22 @@ def _split(idx: I64, day: I64, val: F, marker: NDArray[np.integer]) -> dict[str,
 
 def _ferritin_rows(
     fer: Rows, ref: F, crs_end: I64, t: IecHsTable, as_of: I32
-) -> tuple[Rows, NDArray[np.bool_], NDArray[np.bool_], F]:
-    """Ferritin after infusion up to ``as_of``: rows, elevated-and-rising, elevated with no
-    earlier value in the rise window, and each row's lowest earlier value in that window. For a
-    value drawn on or after a recorded CRS end the earlier values are those from that end day on:
-    the rise must follow the CRS, not be the CRS's own (``crs_end``: -1 none, OPEN_END unknown)."""
+) -> tuple[Rows, NDArray[np.bool_], NDArray[np.bool_], Trend]:
+    """Ferritin after infusion up to ``as_of``: rows, elevated-and-rising, elevated with the
+    trend unknown, and each row's trend (``ferritin_trend``: the one convention of "rising").
+    For a value drawn on or after a recorded CRS end the earlier values are those from that end
+    day on: the rise must follow the CRS, not be the CRS's own (``crs_end``: -1 none, OPEN_END
+    unknown). The earlier values may lie before infusion (the baseline)."""
     idx, day, val = fer
     end = crs_end[idx]
-    since = np.where((end >= 0) & (end < OPEN_END) & (day >= end), end, np.iinfo(np.int64).min)
+    since = np.where((end >= 0) & (end < OPEN_END) & (day >= end), end, NO_LIMIT)
     keep = (day > 0) & (day <= as_of[idx])
-    # the earlier values may lie before infusion (the baseline): read from all rows. Rows are
-    # sorted by patient then day, so once no row k places back is of the same patient within the
-    # window, none further back is.
-    w = t.ferritin_rise_window_days
-    prior = np.full(idx.size, np.nan)
-    for k in range(1, idx.size):
-        near = (idx[k:] == idx[:-k]) & (day[k:] - day[:-k] <= w)
-        if not near.any():
-            break
-        near &= day[:-k] < day[k:]  # an earlier day (a value of the same day is not earlier)
-        near &= day[:-k] >= since[k:]
-        tail = prior[k:]
-        tail[near] = np.fmin(tail[near], val[:-k][near])
+    tr = ferritin_trend.trend(idx, day, val, since, t)
     elevated = val > np.round(t.ferritin_multiple * ref[idx], 9)
-    rising = elevated & (val >= np.round(t.ferritin_rise_fold * prior, 9))
-    unknown = elevated & np.isnan(prior)
-    return (idx[keep], day[keep], val[keep]), rising[keep], unknown[keep], prior[keep]
+    rising = elevated & (tr.state == ferritin_trend.RISING)
+    unknown = elevated & (tr.state == ferritin_trend.UNKNOWN)
+    kept = Trend(tr.state[keep], tr.ref_value[keep], tr.ref_day[keep], tr.ref_fold[keep])
+    return (idx[keep], day[keep], val[keep]), rising[keep], unknown[keep], kept
 
 
 def _timing(day: I64, start: I64, end: I64, recorded: bool) -> tuple[I8, I8]:
@@ -383,11 +377,13 @@ def lab_features(
     uln = ranges.ferritin_uln_ng_ml
     ref = np.where(base > uln, base, uln)
     crs_se = _crs(crs, n)
-    fer, rising, unknown, prior = _ferritin_rows(labs["ferritin"], ref, crs_se[1], t, as_of)
+    fer, rising, unknown, tr = _ferritin_rows(labs["ferritin"], ref, crs_se[1], t, as_of)
     state, pos, onset, t_crit, t_reason = _onset(fer, rising, unknown, crs_se, n, events_recorded)
-    has = pos >= 0
-    onset_value, prior_low = np.full(n, np.nan), np.full(n, np.nan)
-    onset_value[has], prior_low[has] = fer[2][pos[has]], prior[pos[has]]
+    has, pick = pos >= 0, pos[pos >= 0]
+    onset_value, ref_value, ref_fold = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    ref_day = np.full(n, -1, np.int32)
+    onset_value[has], ref_value[has] = fer[2][pick], tr.ref_value[pick]
+    ref_day[has], ref_fold[has] = tr.ref_day[pick], tr.ref_fold[pick]
     lo = np.where(onset >= 0, onset - t.window_before_days, 1)
     ast = _window(labs["ast"], lo, hi, np.fmax, n)
     alt = _window(labs["alt"], lo, hi, np.fmax, n)
@@ -407,7 +403,9 @@ def lab_features(
         ferritin_state=state,
         onset_day=onset.astype(np.int32),
         onset_value=onset_value,
-        onset_prior_low=prior_low,
+        onset_ref_value=ref_value,
+        onset_ref_day=ref_day,
+        onset_ref_fold=ref_fold,
         timing=t_crit,
         timing_reason=t_reason,
         crs_end=np.where((end >= 0) & (end < OPEN_END), end, -1).astype(np.int32),
@@ -663,6 +661,27 @@ def _v(x: float, unit: str) -> str:
     return f"{x:,.0f} {unit}".replace(",", " ") if x >= 100 else f"{x:g} {unit}"
 
 
+def _trend_text(lf: LabFeatures, t: IecHsTable) -> str:
+    """The onset value's trend as ``ferritin_trend`` read it, with the value it was read
+    against, the days between and the fold needed."""
+    v, day = float(lf.onset_value[0]), int(lf.onset_day[0])
+    low, low_day, need = float(lf.onset_ref_value[0]), int(lf.onset_ref_day[0]), lf.onset_ref_fold
+    rate = f"{t.ferritin_rise_fold:g}x per {t.ferritin_rise_window_days} days"
+    against = (
+        f"{v / low:.3g}x the value of day {low_day} ({_v(low, 'ng/mL')}) in "
+        f"{day - low_day} days (needed: {float(need[0]):.3g}x, at least {rate})"
+        if low_day >= 0
+        else ""
+    )
+    if int(lf.ferritin_state[0]) == 1:
+        return f"rising: {against}"
+    older = f"; {against}" if low_day >= 0 else ""
+    return (
+        f"no earlier value within {t.ferritin_rise_window_days} days and no rise of {rate} "
+        f"within {t.ferritin_rise_lookback_days} days{older}: trend unknown"
+    )
+
+
 def evidence(lf: LabFeatures, c: Clinical, t: IecHsTable, ranges: ReferenceRanges) -> list[str]:
     """What patient 0 of ``lf``/``c`` shows, criterion by criterion, with values and days."""
     out: list[str] = []
@@ -670,12 +689,8 @@ def evidence(lf: LabFeatures, c: Clinical, t: IecHsTable, ranges: ReferenceRange
     ref, base = float(lf.ferritin_ref[0]), float(lf.baseline_ferritin[0])
     basis = "baseline" if not np.isnan(base) and base > ranges.ferritin_uln_ng_ml else "ULN"
     if onset >= 0:
-        v, low = float(lf.onset_value[0]), float(lf.onset_prior_low[0])
-        trend = (
-            f"at least {t.ferritin_rise_fold:g}x the lowest earlier value ({_v(low, 'ng/mL')})"
-            if int(lf.ferritin_state[0]) == 1
-            else "no earlier value within the rise window: trend unknown"
-        )
+        v = float(lf.onset_value[0])
+        trend = _trend_text(lf, t)
         out.append(
             f"ferritin {_v(v, 'ng/mL')} on day {onset} > {t.ferritin_multiple:g}x the {basis} "
             f"({_v(ref, 'ng/mL')}), {trend}"

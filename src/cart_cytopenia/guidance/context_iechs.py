@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
+from cart_cytopenia.domain.analytes import resolve_analyte
 from cart_cytopenia.domain.course import IECHS, Fever, Finding
+from cart_cytopenia.grading import ferritin_trend
 from cart_cytopenia.guidance.context_base import ContextBase, LabValue, fmt
 from cart_cytopenia.rules import tables
 
@@ -188,22 +192,48 @@ class IechsFacts(ContextBase):
         return None
 
     def _iechs_ferritin(self, since: int | None) -> tuple[LabValue | None, bool, bool, bool]:
-        """(last ferritin in the window, high, very high, rising); a value drawn before the CRS
-        ended belongs to the CRS (one drawn on its end day is used)."""
+        """(last ferritin of the recent window, high, very high, rising); a value drawn before
+        the CRS ended belongs to the CRS (one drawn on its end day is used). Rising by the one
+        convention of the grading (``grading/ferritin_trend.py``, iec_hs.toml [ferritin])."""
         t = self.t
-        window = t.whole("iechs_ferritin_rise_window_days")
+        window = t.whole("iechs_recent_days")
         ferritin = self.series("ferritin")
         last = ferritin[-1] if ferritin and self.day - ferritin[-1].day <= window else None
         if last is None or (since is not None and self.crs_state != "active" and last.day < since):
             return None, False, False, False
-        earlier = [v.value for v in ferritin if last.day - window <= v.day < last.day]
-        rising = bool(earlier) and last.value >= t.num("iechs_ferritin_rise_fold") * min(earlier)
         return (
             last,
             last.value > t.num("iechs_ferritin_high"),
             last.value > t.num("iechs_ferritin_very_high"),
-            rising,
+            self._ferritin_rising(last),
         )
+
+    def _ferritin_rising(self, last: LabValue) -> bool:
+        """``last`` rises against the earlier ferritin values (baseline included) by the
+        grading's convention; an unknown trend is no rising signal here (the ASTCT read-out
+        lists it as missing)."""
+        rows = sorted(  # by day only (stable): the last row is ``last``, as in ``series``
+            (
+                (lab.day, lab.canonical_value())
+                for lab in (*self.course.baseline_labs, *self.course.labs)
+                if lab.day is not None
+                and lab.day <= last.day
+                and resolve_analyte(lab.analyte).code == "ferritin"
+            ),
+            key=lambda r: r[0],
+        )
+        # the grading's rule: after a recorded CRS end only values from that end day on count
+        end = self.crs_resolved_day if self.crs_state == "resolved" else None
+        since = end if end is not None and last.day >= end else ferritin_trend.NO_LIMIT
+        n = len(rows)
+        tr = ferritin_trend.trend(
+            np.zeros(n, np.int64),
+            np.array([d for d, _ in rows], np.int64),
+            np.array([v for _, v in rows], np.float64),
+            np.full(n, since, np.int64),
+            tables.iec_hs(),
+        )
+        return bool(tr.state[-1] == ferritin_trend.RISING)
 
     def _iechs_new_cytopenia(self, ref: int | None) -> bool:
         if ref is not None and self.crs_state != "active":
@@ -217,7 +247,7 @@ class IechsFacts(ContextBase):
 
     def _iechs_supportive(self) -> list[str]:
         t = self.t
-        window = t.whole("iechs_ferritin_rise_window_days")
+        window = t.whole("iechs_recent_days")
         rs = self.settings.reference_ranges
         out: list[str] = []
         for code, uln in (("ast", rs.ast_uln_u_l), ("alt", rs.alt_uln_u_l)):
@@ -251,7 +281,7 @@ class IechsFacts(ContextBase):
         recorded_active = any(e.active_on(self.day) for e in recorded)
         ref = self._iechs_reference_day
         last, high, very_high, rising = self._iechs_ferritin(ref)
-        window = t.whole("iechs_ferritin_rise_window_days")
+        window = t.whole("iechs_recent_days")
         fever_after = [
             f
             for f in self.course.events_of(Fever)

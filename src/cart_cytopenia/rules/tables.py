@@ -489,6 +489,8 @@ class IecHsTable:
     ferritin_baseline_window_days: int
     ferritin_rise_fold: float
     ferritin_rise_window_days: int
+    ferritin_rise_lookback_days: int
+    ferritin_rise_source: str
     window_before_days: int
     transaminase_uln_multiple: float
     fibrinogen_below: float
@@ -529,6 +531,11 @@ def iec_hs() -> IecHsTable:
     fe, a, c, h = raw["ferritin"], raw["astct"], raw["carhlh"], raw["hscore"]
     if _factor("ferritin", fe["unit"], "iec_hs.ferritin") != 1.0:
         raise RuleTableError("iec_hs: ferritin must be in its canonical unit (ng/mL)")
+    if not (
+        float(fe["rise_fold"]) > 1.0
+        and 0 < int(fe["rise_window_days"]) <= int(fe["rise_lookback_days"])
+    ):
+        raise RuleTableError("iec_hs: rise_fold > 1 and 0 < rise_window_days <= lookback needed")
     levels = {str(k): str(v) for k, v in a["guidance_level"].items()}
     if set(levels) - {"met", "suspected"} or set(levels.values()) - {
         "possible",
@@ -546,6 +553,8 @@ def iec_hs() -> IecHsTable:
         ferritin_baseline_window_days=int(fe["baseline_window_days"]),
         ferritin_rise_fold=float(fe["rise_fold"]),
         ferritin_rise_window_days=int(fe["rise_window_days"]),
+        ferritin_rise_lookback_days=int(fe["rise_lookback_days"]),
+        ferritin_rise_source=str(fe["rise_source"]),
         window_before_days=int(a["window_before_days"]),
         transaminase_uln_multiple=float(a["transaminase_uln_multiple"]),
         fibrinogen_below=float(a["fibrinogen_below"])
