@@ -99,6 +99,7 @@ def ensure_cohort(n: int, seed: int) -> tuple[Path, float | None]:
     if all((d / f"{k}.parquet").exists() for k in ("patients", "labs", "events")):
         return d, None
     print(f"generating {n:,} patients (seed {seed}) -> {d}", flush=True)
+    DATA.mkdir(parents=True, exist_ok=True)  # (also when a script other than this one asks first)
     wall, _, _ = child(
         [*CLI, "cohort", "generate", "--patients", str(n), "--seed", str(seed), "--out", str(d)]
     )
@@ -329,6 +330,7 @@ def main() -> None:
     report = None
     if not args.no_report:
         out_html = DATA / f"report-{cohort.name}" / "report.html"
+        out_html.parent.mkdir(parents=True, exist_ok=True)
         wall, gb, _ = child([*CLI, "cohort", "report", str(cohort), "--out", str(out_html)])
         report = {
             "seconds": round(wall, 1),
