@@ -50,12 +50,6 @@ class AnswerCache:
                 _, dropped = self._data.popitem(last=False)
                 self._bytes -= len(dropped)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self._bytes = 0
-            self.hits = self.misses = 0
-
     def __len__(self) -> int:
         return len(self._data)
 

@@ -24,9 +24,7 @@ from cart_cytopenia.errors import InputError, Location, ParseError, Problem
 from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
-from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service import worklist as wl
-from cart_cytopenia.service.answers import AnswerCache
 from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
 from cart_cytopenia.service.deps import (
     DbSession,
@@ -431,23 +429,12 @@ def assessment_body(
     if body is None:
         rec = _course(session, course_id)
         snap = snapshot(rec, today, ctx.clinical, ctx.cache, day=day)
-        body = keep_answer(ctx.answers, ctx.clinical, rec, snap, today)
+        body = assessment_out(snap).model_dump_json().encode()
+        acts = rec.guidance_actions  # the key of what was computed, read with it
+        last = max((a.id for a in acts), default=0)
+        key = ("assessment", rec.id, rec.version, len(acts), last, snap.day, today, key[-1])
+        ctx.answers.put(key, body)
     return cid, patient_id, shown, body
-
-
-def keep_answer(
-    answers: AnswerCache, clinical: Settings, rec: CourseRecord, snap: CourseSnapshot,
-    today: dt.date,
-) -> bytes:  # fmt: skip
-    """The assessment body of ``snap`` (computed from ``rec``), kept under the key
-    ``assessment_body`` looks for: the course's version and guidance actions as read with it."""
-    body = assessment_out(snap).model_dump_json().encode()
-    acts = rec.guidance_actions
-    last = max((a.id for a in acts), default=0)
-    answers.put(
-        ("assessment", rec.id, rec.version, len(acts), last, snap.day, today, id(clinical)), body
-    )
-    return body
 
 
 # --------------------------------------------------------------------------- routes
