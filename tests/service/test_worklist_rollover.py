@@ -11,7 +11,6 @@ from pathlib import Path
 from cart_cytopenia.cli.serve_cmd import demo_documents
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service import bulk_load as bulk
-from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.worklist import BATCH, WorklistRefresher, WorklistSource, settings_key
 from cart_cytopenia.store import worklist as rows
 from cart_cytopenia.store.db import Database, PoolOptions
@@ -43,7 +42,7 @@ def test_rollover_is_computed_in_a_worker_process(tmp_path: Path) -> None:
     db = _store(tmp_path / "a.db")
     clinical = Settings()
     key = settings_key(clinical)
-    source = WorklistSource(db, clinical, key, SnapshotCache(), lambda: TOMORROW)
+    source = WorklistSource(db, clinical, key, lambda: TOMORROW)
     with db.session() as s:
         assert rows.overview(s, TOMORROW, key).old == BATCH + 13  # all a day old
     refresher = WorklistRefresher(source, interval=3600, pool=PoolOptions(pool_size=1))
@@ -63,5 +62,5 @@ def test_rollover_is_computed_in_a_worker_process(tmp_path: Path) -> None:
     assert {v[0] for v in in_worker.values()} == {TOMORROW}
     # the same rows as the server computes in its own process
     other = _store(tmp_path / "b.db")
-    WorklistSource(other, clinical, key, SnapshotCache(), lambda: TOMORROW).refresh_some(10_000)
+    WorklistSource(other, clinical, key, lambda: TOMORROW).refresh_some(10_000)
     assert _entries(other) == in_worker

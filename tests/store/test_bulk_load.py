@@ -15,7 +15,6 @@ from cart_cytopenia.domain.course import Death, parse_course
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service import bulk_load as bulk
-from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.worklist import WorklistSource, settings_key
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.db import Database
@@ -61,7 +60,7 @@ def _snapshot_of_store(db: Database) -> dict[str, Any]:
 
 def _one_by_one(db: Database, docs: list[dict[str, Any]]) -> None:
     clinical = Settings()
-    source = WorklistSource(db, clinical, settings_key(clinical), SnapshotCache(), lambda: TODAY)
+    source = WorklistSource(db, clinical, settings_key(clinical), lambda: TODAY)
     for doc in docs:
         course = parse_course(doc)
         status = "closed" if course.events_of(Death) else "active"

@@ -180,7 +180,7 @@ def _context(settings: ServiceSettings, db: Database) -> ServiceContext:
         return settings.today or dt.date.today()
 
     answers = AnswerCache(settings.answer_cache_bytes)
-    source = WorklistSource(db, clinical, settings_key(clinical), cache, today)
+    source = WorklistSource(db, clinical, settings_key(clinical), today)
     return ServiceContext(
         settings=settings,
         db=db,

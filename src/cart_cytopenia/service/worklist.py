@@ -194,7 +194,6 @@ class WorklistSource:
     db: Database
     clinical: Settings
     key: str
-    cache: Any  # the snapshot cache of the pages (rows are computed without it)
     today: Any  # () -> date
     views: ViewCache = field(default_factory=ViewCache)
 
@@ -234,7 +233,7 @@ def refresh_in_worker(
     db = _worker_dbs.get(url)
     if db is None:
         db = _worker_dbs[url] = Database(url, pool=pool)
-    source = WorklistSource(db, clinical, key, None, lambda: today)
+    source = WorklistSource(db, clinical, key, lambda: today)
     done = 0
     for _ in range(WORKER_BATCHES):
         n = source.refresh_some(BATCH)
