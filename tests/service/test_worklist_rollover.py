@@ -15,7 +15,7 @@ from cart_cytopenia.service.worklist import BATCH, WorklistRefresher, WorklistSo
 from cart_cytopenia.store import worklist as rows
 from cart_cytopenia.store.db import Database, PoolOptions
 from cart_cytopenia.store.migrate import upgrade
-from cart_cytopenia.store.models import WorklistEntry
+from cart_cytopenia.store.models import AssessmentAnswer, WorklistEntry
 
 TODAY = dt.date(2024, 6, 1)
 TOMORROW = TODAY + dt.timedelta(days=1)
@@ -30,10 +30,12 @@ def _store(path: Path) -> Database:
 
 
 def _entries(db: Database) -> dict[int, tuple[object, ...]]:
+    """Each course's worklist row and kept assessment answer."""
     with db.session() as s:
+        kept = {a.course_id: (a.as_of, a.day, a.body) for a in s.query(AssessmentAnswer)}
         return {
             e.course_id: (e.as_of, e.day, e.icaht_label, e.needs_action, e.n_decisions,
-                          e.iechs_status, e.tatma_met, e.display)
+                          e.iechs_status, e.tatma_met, e.display, kept.get(e.course_id))
             for e in s.query(WorklistEntry)
         }  # fmt: skip
 
@@ -60,6 +62,8 @@ def test_rollover_is_computed_in_a_worker_process(tmp_path: Path) -> None:
         refresher.stop()
     in_worker = _entries(db)
     assert {v[0] for v in in_worker.values()} == {TOMORROW}
+    # each course's kept answer computed with its row, for the same day
+    assert all(v[-1] is not None and v[-1][:2] == (TOMORROW, v[1]) for v in in_worker.values())
     # the same rows as the server computes in its own process
     other = _store(tmp_path / "b.db")
     WorklistSource(other, clinical, key, lambda: TOMORROW).refresh_some(10_000)

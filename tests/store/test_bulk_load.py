@@ -1,9 +1,10 @@
 """The bulk loader (``demo load``) stores exactly what loading the courses one by one and
-refreshing their worklist rows one by one stores, row for row; all or nothing."""
+refreshing their worklist rows (and kept assessment answers) one by one stores, row for row; all or nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store.db import Database
 from cart_cytopenia.store.errors import ConflictError
 from cart_cytopenia.store.models import (
+    AssessmentAnswer,
     CourseRecord,
     EventRecord,
     Observation,
@@ -55,7 +57,13 @@ def _snapshot_of_store(db: Database) -> dict[str, Any]:
                                      if k not in skip and not k.startswith("_")}))
             for e in s.scalars(select(WorklistEntry))
         )  # fmt: skip
-    return {"courses": courses, "labs": labs, "events": events, "worklist": rows}
+        answers = sorted(
+            (who[a.course_id], a.course_version, a.n_actions, a.last_action, a.day, a.as_of,
+             a.settings_key, zlib.decompress(a.body))
+            for a in s.scalars(select(AssessmentAnswer))
+        )  # fmt: skip
+    return {"courses": courses, "labs": labs, "events": events, "worklist": rows,
+            "answers": answers}  # fmt: skip
 
 
 def _one_by_one(db: Database, docs: list[dict[str, Any]]) -> None:
@@ -87,9 +95,9 @@ def test_bulk_load_equals_course_by_course(db: Database, tmp_path: Any, monkeypa
     upgrade(other)
     _one_by_one(other, docs)
     expected = _snapshot_of_store(other)
-    for table in ("courses", "labs", "events", "worklist"):
+    for table in ("courses", "labs", "events", "worklist", "answers"):
         assert loaded[table] == expected[table], table
-    assert len(loaded["worklist"]) == done.active
+    assert len(loaded["worklist"]) == len(loaded["answers"]) == done.active
 
 
 def _count(db: Database) -> tuple[int, int, int]:

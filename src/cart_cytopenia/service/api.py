@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from cart_cytopenia import __version__
 from cart_cytopenia.domain.course import SCHEMA_VERSION, parse_course
 from cart_cytopenia.errors import InputError, Location, ParseError, Problem
-from cart_cytopenia.grading.assessment import Assessment
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.io.tables import read_cohort
 from cart_cytopenia.service import worklist as wl
-from cart_cytopenia.service.clinical import CourseSnapshot, ItemState, find_item, snapshot
+from cart_cytopenia.service.answers import AssessmentOut, GuidanceActionOut, assessment_body
+from cart_cytopenia.service.clinical import CourseSnapshot, find_item, snapshot
 from cart_cytopenia.service.deps import (
     DbSession,
     ServiceContext,
@@ -162,38 +162,6 @@ class GuidanceActionIn(BaseModel):
     day: int | None = Field(None, description="Day the item was shown; default: today")
 
 
-class GuidanceActionOut(BaseModel):
-    model_config = FROM_RECORD
-
-    id: int
-    item_id: str
-    day: int
-    action: str
-    reason: str
-    urgency: str
-    summary: str
-    username: str
-    created_at: dt.datetime
-
-
-class GuidanceItemOut(BaseModel):
-    section: str
-    item: dict[str, Any]
-    handled: bool
-    handled_by: GuidanceActionOut | None
-
-
-class AssessmentOut(BaseModel):
-    course_id: int
-    patient_id: int
-    version: int
-    day: int
-    today_day: int
-    assessment: Assessment
-    guidance: dict[str, Any]
-    items: list[GuidanceItemOut]
-
-
 class WorklistRow(BaseModel):
     course_id: int
     patient_id: int
@@ -286,15 +254,6 @@ def _patients_out(session: Session, patients: list[Patient]) -> list[PatientOut]
 
 def _event_out(e: EventRecord) -> EventOut:
     return _stored(EventOut, e, event=e.payload)
-
-
-def _item_out(s: ItemState) -> GuidanceItemOut:
-    return GuidanceItemOut(
-        section=s.section,
-        item=s.item.model_dump(mode="json"),
-        handled=s.handled,
-        handled_by=GuidanceActionOut.model_validate(s.action) if s.action else None,
-    )
 
 
 def _version(if_match: str | None, version: int | None) -> int | None:
@@ -402,39 +361,6 @@ def worklist_row(r: Row) -> WorklistRow:
         as_of=e.as_of,
         up_to_date=r.up_to_date,
     )
-
-
-def assessment_out(snap: CourseSnapshot) -> AssessmentOut:
-    return _stored(
-        AssessmentOut,
-        snap,
-        course_id=snap.record_id,
-        guidance=snap.guidance.model_dump(mode="json", exclude={"assessment"}),
-        items=[_item_out(s) for s in snap.items],
-    )
-
-
-def assessment_body(
-    ctx: ServiceContext, session: Session, course_id: int, day: int | None
-) -> tuple[int, int, int, bytes]:
-    """(course id, patient id, day shown, JSON body) of a course's assessment: the body kept
-    for the course's current version (``service.answers``), or computed and kept."""
-    cid, patient_id, version, infusion, n_actions, last_action = repo.course_stamp(
-        session, course_id
-    )
-    today = ctx.today()
-    shown = max(0, (today - infusion).days) if day is None else day
-    key = ("assessment", cid, version, n_actions, last_action, shown, today, id(ctx.clinical))
-    body = ctx.answers.get(key)
-    if body is None:
-        rec = _course(session, course_id)
-        snap = snapshot(rec, today, ctx.clinical, ctx.cache, day=day)
-        body = assessment_out(snap).model_dump_json().encode()
-        acts = rec.guidance_actions  # the key of what was computed, read with it
-        last = max((a.id for a in acts), default=0)
-        key = ("assessment", rec.id, rec.version, len(acts), last, snap.day, today, key[-1])
-        ctx.answers.put(key, body)
-    return cid, patient_id, shown, body
 
 
 # --------------------------------------------------------------------------- routes

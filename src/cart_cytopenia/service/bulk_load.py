@@ -3,9 +3,9 @@
 The courses come as course documents, in parts: lists of documents (cut into batches of
 ``BATCH``) or picklable calls that make a list (the demo's synthetic blocks, drawn by the
 workers themselves). Each batch goes to a worker process (spawned, one per core by default),
-which validates each document once, grade the batch's active courses
-together through the grading engine and compute their worklist rows (``compute_entries``: the
-one function every worklist row comes from) and turn everything into plain rows. The main
+which validates each document once, grades the batch's active courses together through the
+grading engine, computes their worklist rows and assessment answers (``compute_entries``: the
+one function every worklist row comes from) and turns everything into plain rows. The main
 process inserts each batch as it comes back, in order, in one transaction (bulk inserts through
 SQLAlchemy core), while the workers prepare the next ones. If anything fails, the courses
 already stored by this load are deleted again: the store holds all of them or none.
@@ -28,7 +28,8 @@ from cart_cytopenia.domain.course import Course, Death, parse_course
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.service.clinical import StoredCourse
-from cart_cytopenia.service.worklist import compute_entries, settings_key
+from cart_cytopenia.service.worklist import Computed, compute_entries, settings_key
+from cart_cytopenia.store import answers
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as rows
 from cart_cytopenia.store.db import Database
@@ -36,7 +37,7 @@ from cart_cytopenia.store.models import CourseRecord, Patient
 
 BATCH = 500  # courses per worker task and per transaction
 
-Prepared = list[tuple[repo.NewCourse, dict[str, Any] | None]]
+Prepared = list[tuple[repo.NewCourse, Computed | None]]
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,9 @@ def bulk_load(
         for prepared in _prepared(batches, job, n_workers):
             with db.transaction() as s:
                 ids = repo.insert_new_courses(s, [p for p, _ in prepared], user=job.user)
-                found = [(cid, e) for cid, (_, e) in zip(ids, prepared, strict=True) if e]
-                rows.insert_entries(s, found)
+                found = [(cid, c) for cid, (_, c) in zip(ids, prepared, strict=True) if c]
+                rows.insert_entries(s, [(cid, c.entry) for cid, c in found])
+                answers.insert_answers(s, [(cid, *c.answer) for cid, c in found if c.answer])
             stored += ids
             names += [p.pseudonym for p, _ in prepared]
             active += len(found)

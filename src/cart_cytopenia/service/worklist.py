@@ -33,10 +33,13 @@ from cart_cytopenia.domain.course import Course
 from cart_cytopenia.errors import InputError
 from cart_cytopenia.grading import iec_hs
 from cart_cytopenia.rules.settings import Settings
+from cart_cytopenia.service.answers import answer_key, packed_body
 from cart_cytopenia.service.clinical import TO_DECIDE, CourseSnapshot, StoredCourse, snapshots
 from cart_cytopenia.service.jobs import uses_processes
+from cart_cytopenia.store import answers
 from cart_cytopenia.store import courses as repo
 from cart_cytopenia.store import worklist as rows
+from cart_cytopenia.store.answers import AnswerKey
 from cart_cytopenia.store.db import Database, PoolOptions
 from cart_cytopenia.store.models import WorklistEntry
 
@@ -136,28 +139,50 @@ def error_values(stored: StoredCourse, as_of: dt.date, key: str, exc: InputError
     }
 
 
+@dataclass(frozen=True)
+class Computed:
+    """A course's worklist row (``entry_values``) and its assessment answer for the row's day
+    (its key and kept body, ``service.answers``; none for a course that cannot be assessed)."""
+
+    entry: dict[str, Any]
+    answer: tuple[AnswerKey, bytes] | None = None
+
+
+def _computed(stored: StoredCourse, snap: CourseSnapshot, today: dt.date, key: str) -> Computed:
+    answer = (answer_key(stored, snap.day, today, key), packed_body(snap))
+    return Computed(entry_values(snap, today, key), answer)
+
+
 def compute_entries(
     stored: list[tuple[StoredCourse, Course | InputError]],
     today: dt.date,
     clinical: Settings,
     key: str,
-) -> list[dict[str, Any]]:
-    """The rows of many courses (a course that could not be read gives its error's row): graded
-    together; if that fails for one course, course by course, so that only its row says why.
-    The one way rows are computed: a view's few stale rows, the refresher's batches, a bulk
-    load's batches."""
+) -> list[Computed]:
+    """The rows and answers of many courses (a course that could not be read gives its error's
+    row): graded together; if that fails for one course, course by course, so that only its row
+    says why. The one way rows are computed: a view's few stale rows, the refresher's batches,
+    a bulk load's batches."""
     ok = [(s, c) for s, c in stored if not isinstance(c, InputError)]
     try:
         snaps = iter(snapshots(ok, today, clinical))
     except InputError as exc:
         if len(ok) == 1:
-            return [error_values(ok[0][0], today, key, exc)]
+            return [Computed(error_values(ok[0][0], today, key, exc))]
         return [v for pair in stored for v in compute_entries([pair], today, clinical, key)]
     return [
-        error_values(s, today, key, c) if isinstance(c, InputError)
-        else entry_values(next(snaps), today, key)
+        Computed(error_values(s, today, key, c)) if isinstance(c, InputError)
+        else _computed(s, next(snaps), today, key)
         for s, c in stored
     ]  # fmt: skip
+
+
+def save_computed(session: Session, course_ids: list[int], computed: list[Computed]) -> None:
+    """Store computed rows and answers of stored courses, replacing their old ones."""
+    pairs = list(zip(course_ids, computed, strict=True))
+    for cid, c in pairs:
+        rows.save_entry(session, cid, c.entry)
+    answers.save_answers(session, [(cid, *c.answer) for cid, c in pairs if c.answer])
 
 
 class ViewCache:
@@ -211,8 +236,7 @@ class WorklistSource:
                     stored.append((StoredCourse.of(rec), exc))
         computed = compute_entries(stored, today, self.clinical, self.key)
         with self.db.transaction() as session:
-            for cid, values in zip(course_ids, computed, strict=True):
-                rows.save_entry(session, cid, values)
+            save_computed(session, course_ids, computed)
         return len(computed)
 
     def refresh_some(self, limit: int) -> int:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -116,3 +118,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def upsert(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+    """Insert ``rows`` into ``table``, replacing the rows with the same ``key`` (one statement;
+    two processes may write the same row at the same moment: the later one wins)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(rows)
+    columns = [k for k in rows[0] if k != key]
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c[key]], set_={k: getattr(stmt.excluded, k) for k in columns}
+        )
+    )

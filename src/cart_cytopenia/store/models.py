@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -330,3 +331,29 @@ class WorklistEntry(Base):
     tatma_assessable: Mapped[int | None] = mapped_column(Integer, nullable=True)
     display: Mapped[dict[str, Any]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AssessmentAnswer(Base):
+    """A course's assessment answer for today's day, kept serialised with its worklist row.
+
+    The JSON body of ``GET /api/v1/courses/{id}/assessment`` without the course's and
+    patient's ids (a bulk load computes it before they exist; ``service.answers`` puts them
+    back), zlib-compressed. It answers a request only while everything it was computed from is
+    unchanged: the course's ``version``, its guidance actions (their number and the last id:
+    actions are only added), the day shown, the date (``as_of``) and the clinical settings
+    (``settings_key``). Written beside the worklist row (``service.worklist.compute_entries``),
+    so a rollover or a settings change recomputes both.
+    """
+
+    __tablename__ = "assessment_answers"
+
+    course_id: Mapped[int] = mapped_column(
+        ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
+    )
+    course_version: Mapped[int] = mapped_column(Integer)
+    n_actions: Mapped[int] = mapped_column(Integer)
+    last_action: Mapped[int] = mapped_column(Integer)
+    day: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    settings_key: Mapped[str] = mapped_column(String(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)

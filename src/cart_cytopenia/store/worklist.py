@@ -12,13 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Select, Table, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from cart_cytopenia.store.db import upsert
 from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -121,14 +120,7 @@ def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None
     """Write the computed row of a course, replacing the old one (an upsert: a view and the
     background refresher may compute the same row at the same moment)."""
     row = {"course_id": course_id, "refreshed_at": utcnow(), **values}
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = upsert(WorklistEntry).values(row)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[WorklistEntry.course_id],
-            set_={k: getattr(stmt.excluded, k) for k in row if k != "course_id"},
-        )
-    )
+    upsert(session, cast(Table, WorklistEntry.__table__), [row], "course_id")
 
 
 def insert_entries(session: Session, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
