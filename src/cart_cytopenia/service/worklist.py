@@ -191,11 +191,14 @@ class ViewCache:
     a view whose stamp is unchanged is answered from here (one aggregate query instead of
     counting, sorting and rendering 10,000 rows for every client), unless some of its rows were
     out of date (they may be computed now); any write, by any process, changes the stamp.
-    Bounded LRU."""
+    Bounded LRU: at most ``size`` views and ``max_rows`` rows in all (an API view holds up to
+    1,000 rows, ~2 KB each: 64 such views would hold ~130 MB; 20,000 rows hold ~40 MB)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, max_rows: int = 20_000) -> None:
         self.size = size
+        self.max_rows = max_rows
         self._data: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._rows = 0
         self._lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -206,10 +209,19 @@ class ViewCache:
             return hit
 
     def put(self, key: tuple[Any, ...], view: dict[str, Any]) -> None:
+        if len(view["rows"]) > self.max_rows:
+            return
         with self._lock:
+            old = self._data.pop(key, None)
+            self._rows += len(view["rows"]) - (len(old["rows"]) if old is not None else 0)
             self._data[key] = view
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            while len(self._data) > self.size or self._rows > self.max_rows:
+                _, dropped = self._data.popitem(last=False)
+                self._rows -= len(dropped["rows"])
+
+    @property
+    def rows(self) -> int:
+        return self._rows
 
 
 @dataclass
