@@ -33,6 +33,7 @@ from cart_cytopenia.store.models import (
     Patient,
     utcnow,
 )
+from cart_cytopenia.store.pg_copy import copy_child_rows
 from cart_cytopenia.store.worklist import mark_stale
 
 SOURCES = ("form", "csv", "json", "api", "demo", "fhir")
@@ -430,7 +431,8 @@ def insert_new_courses(
     session: Session, new: Sequence[NewCourse], *, user: str | None, batch: int = 20_000
 ) -> list[int]:
     """Insert courses of patients new to the store with bulk inserts (``executemany`` through
-    SQLAlchemy core, ``batch`` rows a statement); the courses' ids, in order. Refuses
+    SQLAlchemy core, ``batch`` rows a statement; their lab results and events by ``COPY`` on
+    PostgreSQL); the courses' ids, in order. Refuses
     (ConflictError) if any pseudonym is already in the store or given twice."""
     if not new:
         return []
@@ -452,8 +454,11 @@ def insert_new_courses(
     ])  # fmt: skip
     for table, key in ((cast(Table, Observation.__table__), "labs"),
                        (cast(Table, EventRecord.__table__), "events")):  # fmt: skip
-        rows = [{"course_id": cid, "created_at": now, **r}
-                for cid, c in zip(course_ids, new, strict=True) for r in getattr(c, key)]  # fmt: skip
+        children = [(cid, getattr(c, key)) for cid, c in zip(course_ids, new, strict=True)]
+        if conn.dialect.driver == "psycopg":  # COPY: 1/30 of the client CPU (store.pg_copy)
+            copy_child_rows(conn, table, {"created_at": now}, children)
+            continue
+        rows = [{"course_id": cid, "created_at": now, **r} for cid, rs in children for r in rs]
         for start in range(0, len(rows), batch):
             conn.execute(insert(table), rows[start : start + batch])
     return course_ids
