@@ -33,7 +33,7 @@ from cart_cytopenia.store.models import (
     Patient,
     utcnow,
 )
-from cart_cytopenia.store.pg_copy import copy_child_rows
+from cart_cytopenia.store.pg_copy import copy_course_rows
 from cart_cytopenia.store.worklist import mark_stale
 
 SOURCES = ("form", "csv", "json", "api", "demo", "fhir")
@@ -456,7 +456,7 @@ def insert_new_courses(
                        (cast(Table, EventRecord.__table__), "events")):  # fmt: skip
         children = [(cid, getattr(c, key)) for cid, c in zip(course_ids, new, strict=True)]
         if conn.dialect.driver == "psycopg":  # COPY: 1/30 of the client CPU (store.pg_copy)
-            copy_child_rows(conn, table, {"created_at": now}, children)
+            copy_course_rows(conn, table, {"created_at": now}, children)
             continue
         rows = [{"course_id": cid, "created_at": now, **r} for cid, rs in children for r in rs]
         for start in range(0, len(rows), batch):

@@ -1,7 +1,8 @@
-"""PostgreSQL's ``COPY`` for the bulk insert of many child rows (a bulk load's lab results and
-events: about 160 rows a course, 1.6 million for 10,000 courses).
+"""PostgreSQL's ``COPY`` for the bulk insert of many rows that belong to courses (a bulk load's
+lab results and events, about 160 rows a course, 1.6 million for 10,000 courses; its worklist
+rows).
 
-``copy_child_rows`` writes the rows through psycopg 3's binary ``COPY ... FROM STDIN`` instead
+``copy_course_rows`` writes the rows through psycopg 3's binary ``COPY ... FROM STDIN`` instead
 of an ``INSERT`` ``executemany``: every value goes through its column's own SQLAlchemy bind
 processing first (so the JSON text and the UTC timestamps are exactly what an ``INSERT`` of the
 same rows stores) and is then sent in PostgreSQL's binary format (floats bit for bit). What it
@@ -24,9 +25,11 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Date,
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -44,7 +47,9 @@ _BINARY_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
     (Float, "float8"),
     (String, "text"),
     (DateTime, "timestamptz"),
+    (Date, "date"),
     (JSON, "json"),
+    (LargeBinary, "bytea"),
 )
 
 
@@ -79,7 +84,7 @@ def _getter(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...
     return itemgetter(*keys)
 
 
-def copy_child_rows(
+def copy_course_rows(
     conn: Connection,
     table: Table,
     common: Mapping[str, Any],

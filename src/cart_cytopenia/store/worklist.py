@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cart_cytopenia.store.db import upsert
 from cart_cytopenia.store.models import CourseRecord, Patient, WorklistEntry, utcnow
+from cart_cytopenia.store.pg_copy import copy_course_rows
 
 PAGE_SIZES = (25, 50, 100, 200)
 # IEC-HS (ASTCT) by ``iechs_rank``: 3 met, 2 suspected, 1 not met, 0 not assessable
@@ -124,11 +125,17 @@ def save_entry(session: Session, course_id: int, values: dict[str, Any]) -> None
 
 
 def insert_entries(session: Session, entries: Sequence[tuple[int, dict[str, Any]]]) -> None:
-    """Write the rows of courses that have none yet (a bulk load), in one ``executemany``."""
+    """Write the rows of courses that have none yet (a bulk load), in one ``executemany``
+    (by ``COPY`` on PostgreSQL: a third of the time, ``store.pg_copy``)."""
     if entries:
         now = utcnow()
+        conn = session.connection()
+        if conn.dialect.driver == "psycopg":
+            table = cast(Table, WorklistEntry.__table__)
+            copy_course_rows(conn, table, {"refreshed_at": now}, [(c, [v]) for c, v in entries])
+            return
         rows = [{"course_id": cid, "refreshed_at": now, **values} for cid, values in entries]
-        session.connection().execute(insert(WorklistEntry.__table__), rows)  # type: ignore[arg-type]
+        conn.execute(insert(WorklistEntry.__table__), rows)  # type: ignore[arg-type]
 
 
 def mark_stale(session: Session, course_id: int) -> None:
