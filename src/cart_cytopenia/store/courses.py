@@ -432,8 +432,8 @@ def insert_new_courses(
 ) -> list[int]:
     """Insert courses of patients new to the store with bulk inserts (``executemany`` through
     SQLAlchemy core, ``batch`` rows a statement; their lab results and events by ``COPY`` on
-    PostgreSQL); the courses' ids, in order. Refuses
-    (ConflictError) if any pseudonym is already in the store or given twice."""
+    PostgreSQL); the courses' ids, in order. Refuses (ConflictError) if any pseudonym is
+    already in the store or given twice."""
     if not new:
         return []
     _refuse_known(session, [c.pseudonym for c in new])
