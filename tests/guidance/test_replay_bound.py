@@ -65,3 +65,19 @@ def test_assess_replay_with_a_day_mistyped_as_100000(tmp_path: Path) -> None:
     # (100,001 days took minutes: the bound is the number of days replayed above, not a timing)
     text = invoke("assess", str(typo), "--replay").stdout
     assert "Not replayed: 1 item(s)" in text and "labs[5] (anc) on day 100000" in text
+
+
+def test_plain_assess_notes_a_last_day_after_a_year_without_data(tmp_path: Path) -> None:
+    doc = json.loads(CASE.read_text())
+    doc["labs"][5]["day"] = 100_000
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps(doc))
+    for extra in ((), ("--guidance",), ("--format", "json")):
+        r = invoke("assess", str(typo), *extra)
+        assert r.code == 0, r.stderr
+        assert "note: 1 item(s) recorded after more than 365 days without data" in r.stderr
+        assert "labs[5] (anc) on day 100000" in r.stderr and "as of day 100000" in r.stderr
+    chosen = invoke("assess", str(typo), "--day", "60")  # a day chosen: nothing to note
+    assert chosen.code == 0 and "note:" not in chosen.stderr
+    normal = invoke("assess", str(CASE))
+    assert normal.code == 0 and "note:" not in normal.stderr

@@ -54,6 +54,24 @@ def check_day(course: Course, day: int | None, option: str = "--day") -> None:
         )
 
 
+def note_implausible_last_day(course: Course) -> None:
+    """Say on stderr when the default day (the last day with data) lies after more than a year
+    without data: most often a mistyped day or date (guidance/plausible.py). The assessment is
+    still made as of that day, as asked; ``--day`` chooses another."""
+    from cart_cytopenia.guidance.plausible import MAX_GAP_DAYS, plausible_range
+
+    last, outliers = plausible_range(course)
+    if outliers:
+        listed = "; ".join(str(o) for o in outliers[:5])
+        more = f" and {len(outliers) - 5} more" if len(outliers) > 5 else ""
+        sys.stderr.write(
+            f"note: {len(outliers)} item(s) recorded after more than {MAX_GAP_DAYS} days without "
+            f"data ({listed}{more}); this assessment is as of day {outliers[-1].day}, the last "
+            f"day with data. Check the dates, or choose a day with --day (the data before the "
+            f"gap end on day {last}).\n"
+        )
+
+
 def check_cohort_day(day: int | None, option: str = "--as-of") -> None:
     """A day since infusion for a whole cohort: one that can be a date for some infusion."""
     from cart_cytopenia.domain.course import MAX_CALENDAR_DAYS
@@ -278,6 +296,8 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(settings_file)
         course = load_course(course_file)
         check_day(course, day)
+        if day is None and not replay:
+            note_implausible_last_day(course)
         if guidance or replay:
             guidance_output.run(course, day, settings, guidance, replay, fmt == OutputFormat.JSON)
             return
