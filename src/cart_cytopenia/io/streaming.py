@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from cart_cytopenia.cohort.csv_safety import spreadsheet_safe
 from cart_cytopenia.errors import InputError, Problem
 from cart_cytopenia.grading.engine import grade_cohort
 from cart_cytopenia.grading.grade_table import empty_grade_table
@@ -70,6 +71,7 @@ class _Writer:
 
     def write(self, table: pl.DataFrame) -> None:
         if self.csv:
+            table = spreadsheet_safe(table)  # (as every CSV the project writes: OWASP)
             if self._fh is None:
                 self._fh = self.tmp.open("wb")
                 table.write_csv(self._fh)
