@@ -82,11 +82,14 @@ class InputError(CartCytopeniaError):
     def _render(self) -> str:
         if len(self.problems) == 1 and str(self.problems[0]).endswith(self.message):
             return str(self.problems[0])
-        lines = [self.message]
-        shown = self.problems[:20]
-        lines += [f"  - {p}" for p in shown]
-        if len(self.problems) > len(shown):
-            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
+        # the first 20 problems, then the counts in all ("... 410 rows with ... in all"), which
+        # are never among the problems left out
+        details = [p for p in self.problems if not p.message.startswith("... ")]
+        totals = [p for p in self.problems if p.message.startswith("... ")]
+        lines = [self.message, *(f"  - {p}" for p in details[:20])]
+        if len(details) > 20:
+            lines.append(f"  ... and {len(details) - 20} more")
+        lines += [f"  {p}" for p in totals]
         return "\n".join(lines)
 
 

@@ -95,6 +95,19 @@ def test_every_bad_lab_row_is_listed(tmp_path: Path) -> None:
     assert "row 7," not in r.stderr
 
 
+def test_a_file_of_bad_rows_says_how_many_in_all(tmp_path: Path) -> None:
+    """The first 20 bad rows are listed, then the number in all: it read "... and 1 more" for
+    400 unreadable values (the count was the 21st problem, left out with the rest)."""
+    labs = tmp_path / "labs.csv"
+    rows = [f"review-case-1,{day},anc,abc,/uL" for day in range(400)]
+    rows += [f"review-case-2,{day},anc,1500,10^9/L" for day in range(30)]
+    labs.write_text("patient_id,day,analyte,value,unit\n" + "\n".join(rows) + "\n")
+    r = grade(tmp_path, labs)
+    clear_error(r, "400 rows with an unreadable value in all", "30 implausible values in all")
+    assert r.stderr.count("  - ") == 20
+    assert "and 1 more" not in r.stderr
+
+
 def test_patient_table_values_must_be_their_type(tmp_path: Path) -> None:
     """As the course JSON: age 0-120 years, a prior HCT yes or no (empty: unknown)."""
     text = (COHORT / "patients.csv").read_text()
