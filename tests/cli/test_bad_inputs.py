@@ -348,3 +348,49 @@ def test_bundle_entries_of_the_wrong_shape(tmp_path: Path) -> None:
     assert (
         r.code == 1 and "is not a FHIR R4 resource type" in r.stderr and "Traceback" not in r.stderr
     )
+
+
+# --------------------------------------------------------------------------- cohort partition
+
+
+def partition(out: Path, into: int, labs: Path = COHORT / "labs.csv", **kw: str) -> Result:
+    extra = [x for k, v in kw.items() for x in (f"--{k}", v)]
+    return invoke(
+        "cohort", "partition", "--labs", str(labs), "--patients", str(COHORT / "patients.csv"),
+        "--out", str(out), "--into", str(into), *extra,
+    )  # fmt: skip
+
+
+def test_partition_output_is_checked_like_any_other(tmp_path: Path) -> None:
+    """`cohort partition` made a missing folder tree, and --out naming an input file was a
+    traceback; a shard folder of --out holding an input is refused (it is replaced whole)."""
+    clear_error(partition(tmp_path / "no" / "parts", 2), "does not exist (create it first")
+    assert not (tmp_path / "no").exists()
+    labs = tmp_path / "labs.csv"
+    shutil.copy(COHORT / "labs.csv", labs)
+    clear_error(partition(labs, 2, labs), "is a file; give a folder")
+    parts = tmp_path / "parts"
+    assert partition(parts, 2).code == 0
+    inside = parts / "shard=0" / "labs.parquet"
+    clear_error(partition(parts, 2, inside), "is in a shard folder of --out")
+    assert inside.exists()
+
+
+def test_a_failed_partition_leaves_the_earlier_shards(tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    assert partition(parts, 3).code == 0
+    before = {p.relative_to(parts): p.read_bytes() for p in parts.rglob("*") if p.is_file()}
+    bad = tmp_path / "events.csv"
+    bad.write_text("x,y\n1,2\n")
+    r = partition(parts, 2, events=str(bad))
+    clear_error(r, "cannot partition the cohort")
+    after = {p.relative_to(parts): p.read_bytes() for p in parts.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in parts.iterdir()) == [
+        "shard=0", "shard=1", "shard=2",
+    ]  # fmt: skip
+    # a run with fewer shards replaces all of the earlier ones: shard=* is always one run's
+    assert partition(parts, 2).code == 0
+    assert sorted(p.name for p in parts.iterdir()) == ["shard=0", "shard=1"]
+    (parts / "shard=1" / "notes.txt").write_text("mine")
+    clear_error(partition(parts, 2), "holds other files than a shard's")
+    assert (parts / "shard=1" / "notes.txt").read_text() == "mine"

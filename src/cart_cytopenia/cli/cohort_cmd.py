@@ -194,8 +194,14 @@ def partition_cmd(
 ) -> None:
     """Split a cohort into K shards of patients, lab rows sorted in patient order (DuckDB,
     out of core), for `grade --chunk-patients` on each shard (docs/scale-out.md)."""
-    from cart_cytopenia.io.partition import partition_cohort
+    from cart_cytopenia.io.partition import SHARD, partition_cohort
 
+    output_dir(out, (labs, patients, events))
+    for f in (labs, patients, events):  # a shard folder of --out is replaced whole
+        if f is not None and any(
+            d.parent == out.resolve() and SHARD.fullmatch(d.name) for d in f.resolve().parents
+        ):
+            raise InputError(f"{f} is in a shard folder of --out {out}; choose another --out")
     console = Console(stderr=True)
     t0 = time.perf_counter()
     r = partition_cohort(labs, patients, out, into, events, memory_limit)
