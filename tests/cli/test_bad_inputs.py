@@ -394,3 +394,27 @@ def test_a_failed_partition_leaves_the_earlier_shards(tmp_path: Path) -> None:
     (parts / "shard=1" / "notes.txt").write_text("mine")
     clear_error(partition(parts, 2), "holds other files than a shard's")
     assert (parts / "shard=1" / "notes.txt").read_text() == "mine"
+
+
+def test_an_output_never_replaces_a_file_of_a_folder_or_glob_input(tmp_path: Path) -> None:
+    """`grade --labs 'parts/*/labs.parquet' --out parts/shard=0/labs.parquet` wrote the grades
+    over a lab file it had read; `cohort omop DIR --out DIR/person.parquet` over the extract's
+    PERSON table."""
+    parts = tmp_path / "parts"
+    assert partition(parts, 2).code == 0
+    part = parts / "shard=0" / "labs.parquet"
+    before = part.read_bytes()
+    pats = str(COHORT / "patients.csv")
+    for labs in (str(parts / "*" / "labs.parquet"), str(parts)):
+        r = invoke("grade", "--labs", labs, "--patients", pats, "--out", str(part))
+        clear_error(r, "is also an input")
+    assert part.read_bytes() == before
+    extract = tmp_path / "omop"
+    assert invoke("cohort", "generate", "--patients", "3", "--omop", str(extract)).code == 0
+    person = (extract / "person.parquet").read_bytes()
+    r = invoke("cohort", "omop", str(extract), "--out", str(extract / "person.parquet"))
+    clear_error(r, "is also an input")
+    assert (extract / "person.parquet").read_bytes() == person
+    # an output beside the tables (not one of them) is written, again and again
+    for _ in range(2):
+        assert invoke("cohort", "omop", str(extract), "--out", str(extract / "g.csv")).code == 0

@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cart_cytopenia.cli.clinical import check_cohort_day
-from cart_cytopenia.cli.paths import not_an_input, output_dir, output_file, write_text_atomic
+from cart_cytopenia.cli.paths import (
+    not_an_input,
+    output_dir,
+    output_file,
+    parquet_parts,
+    write_text_atomic,
+)
 from cart_cytopenia.cohort import synthetic, synthetic_courses
 from cart_cytopenia.errors import InputError, ParseError
 from cart_cytopenia.grading.engine import grade_cohort
@@ -147,7 +153,7 @@ def omop_cmd(
 ) -> None:
     """Grade an OMOP CDM extract with the same engine as `grade` (mapping: docs/cohort.md)."""
     check_cohort_day(as_of)
-    inputs = (source, infusions, settings_file)
+    inputs = (source, infusions, settings_file, *_omop_tables(source))
     table_format(output_file(out, inputs))
     if export is not None:
         output_dir(export, inputs)
@@ -196,7 +202,7 @@ def partition_cmd(
     out of core), for `grade --chunk-patients` on each shard (docs/scale-out.md)."""
     from cart_cytopenia.io.partition import SHARD, partition_cohort
 
-    output_dir(out, (labs, patients, events))
+    output_dir(out, (labs, patients, events, *parquet_parts(labs, patients, events)))
     for f in (labs, patients, events):  # a shard folder of --out is replaced whole
         if f is not None and any(
             d.parent == out.resolve() and SHARD.fullmatch(d.name) for d in f.resolve().parents
@@ -280,6 +286,15 @@ def _write_omop_extract(target: Path, n: int, seed: int, console: Console) -> No
     rows = ", ".join(f"{name} {df.height:,}" for name, df in tables.items())
     console.print(f"OMOP CDM extract ({rows}) -> {target}", highlight=False)
     console.print(f"grade it: cart-cytopenia cohort omop {target} --out omop-grades.csv")
+
+
+def _omop_tables(source: Path) -> list[Path]:
+    """The table files of an extract folder (inputs: an output must not replace one)."""
+    from cart_cytopenia.io.omop_source import TABLES
+
+    if not source.is_dir():
+        return []
+    return [f for f in source.iterdir() if f.stem.lower() in TABLES and f.is_file()]
 
 
 def _required_file(directory: Path, name: str) -> Path:

@@ -141,9 +141,10 @@ def _grade_here(
 
 def _check_output(out: Path, engine: Engine, given: tuple[Path | None, ...]) -> None:
     """A file (.csv/.parquet) that is not an input; with Spark, a Parquet data set directory."""
-    from cart_cytopenia.cli.paths import output_dir, output_file
+    from cart_cytopenia.cli.paths import output_dir, output_file, parquet_parts
     from cart_cytopenia.io.tables import table_format
 
+    given = (*given, *parquet_parts(*given))
     if engine == Engine.SPARK and out.suffix.lower() not in (".csv", ".parquet"):
         output_dir(out, given)  # (a Parquet data set written by the executors)
     else:

@@ -9,6 +9,7 @@ line prints it as one message and exits with code 2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -58,6 +59,19 @@ def not_an_input(out: Path | Iterable[Path], inputs: Iterable[Path | None]) -> N
             raise InputError(
                 f"{path} is also an input of this command; write the output to another file"
             )
+
+
+def parquet_parts(*inputs: Path | None) -> list[Path]:
+    """The Parquet files a folder or glob given as a table stands for (they are inputs too: an
+    output written over one of them would destroy it)."""
+    from cart_cytopenia.io.table_files import is_multi_file, parquet_files
+
+    parts: list[Path] = []
+    for given in inputs:
+        if given is not None and is_multi_file(given):
+            with contextlib.suppress(ParseError):  # (no file: the read reports it)
+                parts += parquet_files(given)
+    return parts
 
 
 def output_file(out: Path, inputs: Iterable[Path | None] = ()) -> Path:
