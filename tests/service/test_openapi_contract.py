@@ -62,3 +62,28 @@ def test_every_operation_keeps_its_documented_contract(contract_service: Service
             failures.append(f"{operation.label}: {str(exc).strip()[:1500]}")
     assert n > 25
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_405_lists_every_method_of_its_path(contract_service: Service) -> None:
+    """`Allow` names all the methods of the path (RFC 9110 15.5.6), as documented: it named only
+    the first route's (`PATCH /api/v1/courses/1` answered `Allow: GET`, not GET, PUT, DELETE),
+    and the pages' 405 had none."""
+    svc = contract_service
+    client = svc.client()
+    doc = client.get("/api/v1/openapi.json", headers=svc.auth("admin")).json()
+    checked = 0
+    for template, operations in doc["paths"].items():
+        if template.startswith("/cds-services"):
+            continue
+        documented = {m.upper() for m in operations} | ({"HEAD"} if "get" in operations else set())
+        path = template.replace("{", "").replace("}", "")
+        path = "/".join("1" if part.endswith("_id") else part for part in path.split("/"))
+        unused = next(m for m in ("PATCH", "PUT", "DELETE", "POST") if m not in documented)
+        r = client.request(unused, path, headers=svc.auth("admin"))
+        assert r.status_code == 405, (unused, path, r.status_code)
+        assert set(r.headers["allow"].split(", ")) == documented, (path, r.headers["allow"])
+        assert r.headers["content-type"].startswith("application/problem+json")
+        checked += 1
+    assert checked > 20
+    page = svc.client().delete("/worklist")
+    assert page.status_code == 405 and page.headers["allow"] == "GET, HEAD, POST"

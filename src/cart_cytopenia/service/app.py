@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError, InputError
 from cart_cytopenia.service import api, cds_hooks, fhir_api, pages, pages_auth, pages_import
+from cart_cytopenia.service.allow import allowed_methods
 from cart_cytopenia.service.answers import AnswerCache
 from cart_cytopenia.service.clinical import SnapshotCache
 from cart_cytopenia.service.config import ServiceSettings
@@ -162,12 +163,15 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _html_error(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
+def _html_error(
+    request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     return pages.templates.TemplateResponse(
         request,
         "error.html",
         {"viewer": None, "title": title, "detail": detail, "status": status},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -283,6 +287,8 @@ def _handle_errors(app: FastAPI) -> None:
         )  # fmt: skip
 
     async def _any(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
         if _is_api(request):
             response = to_problem(request, exc)
             await audit_refusal(request, response.status_code)
@@ -296,7 +302,8 @@ def _handle_errors(app: FastAPI) -> None:
         if isinstance(exc, InputError):
             return _html_error(request, 422, "Invalid input", str(exc))
         if isinstance(exc, StarletteHTTPException):
-            return _html_error(request, exc.status_code, "Error", str(exc.detail))
+            headers = dict(exc.headers or {})
+            return _html_error(request, exc.status_code, "Error", str(exc.detail), headers)
         if isinstance(exc, RequestValidationError):
             return _html_error(
                 request, 422, "Invalid request", "A parameter of the page is invalid."
