@@ -34,9 +34,9 @@ def allowed_methods(request: Request) -> str:
     methods: set[str] = set()
     for prefix, route in _routes(request.app.router.routes):
         regex, taken = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and taken and path.startswith(prefix):
-            if regex.match(path[len(prefix) :]):
-                methods |= set(taken)
+        within = path.startswith(prefix)
+        if regex is not None and taken and within and regex.match(path[len(prefix) :]):
+            methods |= set(taken)
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
