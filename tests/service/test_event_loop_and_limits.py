@@ -238,6 +238,34 @@ def test_ids_beyond_64_bits_are_not_found(service: Service) -> None:
     assert web.get(f"/patients/{-TOO_BIG}").status_code == 404
 
 
+def test_days_beyond_the_bound_are_refused_not_a_server_error(service: Service) -> None:
+    """A day more than MAX_DAY after the infusion is refused (422): a guidance action on day
+    -3.8e18 (found by the contract test) and a patient page on day 99999999999 overflowed the
+    grading engine (500); the API's other day parameters were bounded already."""
+    from cart_cytopenia.service.limits import MAX_DAY
+
+    api, cid = service.client(), service.courses["wl-neutropenic"]
+    for day in (-(2**62), MAX_DAY + 1, 99_999_999_999):
+        r = api.post(
+            f"/api/v1/courses/{cid}/guidance/x/actions",
+            json={"action": "dismissed", "reason": "test", "day": day},
+            headers=service.auth("clinician"),
+        )
+        assert r.status_code == 422, (day, r.text)
+    web = login(service.client(), "cleo")
+    pid = service.patients["wl-neutropenic"]
+    for path in (f"/patients/{pid}", f"/patients/{pid}/print"):
+        assert web.get(path, params={"day": 99_999_999_999}).status_code == 422
+        assert web.get(path, params={"day": MAX_DAY}).status_code == 200
+        assert web.get(path, params={"day": -99_999_999_999}).status_code == 200  # (day 0)
+    page = web.get(f"/patients/{pid}")
+    r = web.post(
+        f"/courses/{cid}/guidance/x/ack",
+        data={"csrf_token": csrf_of(page.text), "day": str(99_999_999_999), "reason": "x"},
+    )
+    assert r.status_code == 422
+
+
 def test_paging_offsets_beyond_the_database_integers_are_refused(service: Service) -> None:
     # found by the Schemathesis contract test: offset 1.7e27 overflowed SQLite's integer (500)
     api = service.client()

@@ -53,3 +53,13 @@ def test_transfusion_threshold_lines_follow_the_settings() -> None:
     default_svg = timeline_svg(course, 5)
     custom_svg = timeline_svg(course, 5, settings)
     assert default_svg != custom_svg
+
+
+def test_a_course_of_many_years_has_whole_year_ticks() -> None:
+    """Past seven years no step of 180 days or less gave at most 14 ticks: the figure failed
+    (found by the contract test on a stored course: timeline.svg?day=3284 answered 500)."""
+    course = parse_course(course_dict([(1, 900.0), (20, 1500.0)]))
+    for day in (2520, 2600, 3284, 3650, 20_000):
+        svg = timeline_svg(course, day)
+        assert f"day {day}" in svg
+    ET.fromstring(timeline_svg(course, 3650))

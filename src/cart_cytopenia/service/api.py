@@ -35,6 +35,7 @@ from cart_cytopenia.service.deps import (
     get_ctx,
     record,
 )
+from cart_cytopenia.service.limits import MAX_DAY
 from cart_cytopenia.service.problems import PROBLEM_TYPES, ProblemError
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.service.worklist import Row
@@ -58,7 +59,7 @@ Reader = Annotated[Viewer, Depends(READ)]
 Writer = Annotated[Viewer, Depends(WRITE)]
 Admin = Annotated[Viewer, Depends(ADMIN)]
 Version = Annotated[int | None, Query()]  # the course version read (optimistic locking)
-Day = Annotated[int | None, Query(ge=0, le=3650)]  # day since infusion; default: today's
+Day = Annotated[int | None, Query(ge=0, le=MAX_DAY)]  # day since infusion; default: today's
 
 
 # --------------------------------------------------------------------------- models
@@ -159,7 +160,9 @@ class GuidanceActionIn(BaseModel):
 
     action: Literal["acknowledged", "dismissed"]
     reason: str = Field(min_length=1, max_length=2000)
-    day: int | None = Field(None, description="Day the item was shown; default: today")
+    day: int | None = Field(
+        None, ge=0, le=MAX_DAY, description="Day the item was shown; default: today"
+    )
 
 
 class WorklistRow(BaseModel):

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_OVERHEAD = 64 * 1024
 MAX_ID = 2**63 - 1
+MAX_DAY = 3650  # ten years after the infusion: the last day a page, figure or action is about
 
 
 def id_out_of_range(value: object) -> bool:

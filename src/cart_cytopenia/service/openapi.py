@@ -3,7 +3,8 @@
 FastAPI documents a route's success answer and a validation error in its own format; the API
 answers errors as RFC 9457 problem details (``application/problem+json``). ``truthful_openapi``
 adds to every API operation each error status it can return, with the ``Problem`` schema:
-401 (no or a bad token), 403 (role), 404 (a record of the path does not exist), 405 (another
+400 (a body that cannot be read at all: not UTF-8 text, a broken multipart form), 401 (no or
+a bad token), 403 (role), 404 (a record of the path does not exist), 405 (another
 method; the ``Allow`` header lists the allowed ones), 409 (a write that lost a race), 413 (a
 body over the limit), 422 (invalid input), 428 (a replacement without the version read), 500.
 """
@@ -32,6 +33,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 DESCRIPTIONS = {
+    "400": "The request body cannot be read at all (not UTF-8 text, a broken multipart form)",
     "401": "No API token, or an unknown, expired or revoked one",
     "403": "The role of the token's account does not allow this",
     "404": "A record named in the path does not exist",
@@ -66,6 +68,8 @@ def _statuses(path: str, method: str, op: dict[str, Any]) -> set[str]:
         out.add("422")
     if "requestBody" in op or method in WRITES:
         out |= {"413", "422"}
+    if "requestBody" in op:
+        out.add("400")
     if method in WRITES and "/cohort/" not in path:  # a record that exists or changed meanwhile
         out.add("409")
     if method == "put" and path.endswith("/courses/{course_id}"):

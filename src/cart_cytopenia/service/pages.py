@@ -64,6 +64,7 @@ from cart_cytopenia.service.forms import (
     lab_fields,
     timing_problems,
 )
+from cart_cytopenia.service.limits import MAX_DAY
 from cart_cytopenia.service.security import CSRF_FIELD, unsign
 from cart_cytopenia.service.timeline import timeline_svg
 from cart_cytopenia.store import courses as repo
@@ -390,10 +391,11 @@ def _refused(session: Session, write: Callable[[], object]) -> InputError | Conf
 
 @dataclass
 class PatientView:
-    """Which course of the patient (default: the latest) on which day (default: today's)."""
+    """Which course of the patient (default: the latest) on which day (default: today's; a day
+    before the infusion shows day 0, one past ``MAX_DAY`` is refused)."""
 
     course: int | None = None
-    day: int | None = None
+    day: Annotated[int | None, Query(le=MAX_DAY)] = None
 
 
 ShownCourse = Annotated[PatientView, Depends()]
@@ -404,15 +406,14 @@ def _patient_view(
 ) -> tuple[CourseRecord, dict[str, Any]]:
     """The course shown on the patient page or its print view, and the page's context."""
     rec = _course_for_patient(session, patient_id, view.course)
-    return rec, _patient_context(request, session, rec, view.day)
+    day = None if view.day is None else max(0, view.day)
+    return rec, _patient_context(request, session, rec, day)
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
 def patient_page(
     request: Request, patient_id: int, viewer: PageReader, session: DbSession, view: ShownCourse
 ) -> Response:
-    if view.day is not None and view.day < 0:
-        view.day = 0
     rec, context = _patient_view(request, session, viewer, patient_id, view)
     _shown(session, viewer, rec, "patient page")
     title = f"Patient {rec.patient.pseudonym}"
@@ -458,6 +459,8 @@ def acknowledge(
     rec = _posted_course(session, course_id, viewer, form)
     day_text = str(form.get("day") or "")
     day = int(day_text) if day_text.isdigit() else None
+    if day is not None and day > MAX_DAY:
+        raise InputError(f"day {day} is more than {MAX_DAY} days after the infusion")
     snap = _snap(request, rec, day)
     state = find_item(snap, item_id)
     action = "dismissed" if form.get("action") == "dismiss" else "acknowledged"

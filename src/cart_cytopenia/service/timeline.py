@@ -141,7 +141,9 @@ def _y(panel: Panel, top: float, v: float) -> float:
 
 def _day_ticks(d0: int, d1: int) -> list[int]:
     span = d1 - d0
-    step = next(s for s in (1, 2, 5, 7, 10, 14, 28, 30, 60, 90, 180) if span / s <= 14)
+    # at most 14 ticks; past 180-day steps (a course of more than seven years), whole years
+    steps = (1, 2, 5, 7, 10, 14, 28, 30, 60, 90, 180)
+    step = next((s for s in steps if span / s <= 14), 365 * max(1, math.ceil(span / 14 / 365)))
     first = math.ceil(d0 / step) * step
     return list(range(first, d1 + 1, step))
 
