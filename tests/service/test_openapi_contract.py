@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -34,6 +35,30 @@ def contract_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servi
     svc.db.dispose()
 
 
+def _failure(strategy: Any, headers: dict[str, str]) -> str | None:
+    """What went wrong when the cases of ``strategy`` (a bounded number) were sent and their
+    answers checked against the document; None when every one kept the contract (every
+    operation is tried, all failures are listed at the end)."""
+
+    @given(case=strategy)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+
+    try:
+        check()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return str(exc).strip()[:1500]
+    return None
+
+
 def test_every_operation_keeps_its_documented_contract(contract_service: Service) -> None:
     api = schemathesis.openapi.from_asgi("/api/v1/openapi.json", contract_service.app)
     headers = contract_service.auth("admin")
@@ -44,23 +69,9 @@ def test_every_operation_keeps_its_documented_contract(contract_service: Service
         if operation.path.startswith("/cds-services"):
             continue  # CDS Hooks: JWT-authenticated by the EHR, tested in tests/cds_hooks
         n += 1
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
-
-        try:
-            check()
-        except BaseException as exc:  # every operation is tried; all failures are listed
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            failures.append(f"{operation.label}: {str(exc).strip()[:1500]}")
+        failure = _failure(operation.as_strategy(), headers)
+        if failure:
+            failures.append(f"{operation.label}: {failure}")
     assert n > 25
     assert not failures, "\n\n".join(failures)
 
@@ -109,23 +120,9 @@ def test_stored_records_and_invalid_requests_keep_the_contract(tmp_path: Path) -
             runs = runs[:-1]  # nothing to make invalid
         for kind, strategy in runs:
             tried[kind] += 1
-
-            @given(case=strategy)
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            def check(case: schemathesis.Case) -> None:
-                case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
-
-            try:
-                check()
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                failures.append(f"{op.label} ({kind}): {str(exc).strip()[:1500]}")
+            failure = _failure(strategy, headers)
+            if failure:
+                failures.append(f"{op.label} ({kind}): {failure}")
     assert tried["stored"] > 15 and tried["negative"] > 20, tried
     assert not failures, "\n\n".join(failures)
     svc.db.dispose()
