@@ -411,3 +411,33 @@ def test_work_left_in_a_session_is_committed_in_a_thread(service: Service) -> No
         assert _holds_work(s)  # a transaction (and its connection) is open
         s.commit()
         assert not _holds_work(s)
+
+
+def test_course_summaries_count_in_sql_without_loading_rows(service: Service) -> None:
+    """Every course summary (patient list, a patient's courses, closing a course) counts the lab
+    results and events with SQL `count`; closing a course loaded them all to count them."""
+    from sqlalchemy import event
+
+    cid, pid = service.courses["wl-neutropenic"], service.patients["wl-neutropenic"]
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        statements.append(" ".join(statement.lower().split()))
+
+    api, h = service.client(), service.auth("clinician")
+    expected = next(
+        c for c in api.get(f"/api/v1/patients/{pid}/courses", headers=h).json() if c["id"] == cid
+    )
+    assert expected["n_observations"] > 0 and expected["n_events"] >= 0
+    event.listen(service.db.engine, "before_cursor_execute", seen)
+    try:
+        r = api.post(f"/api/v1/courses/{cid}/status", json={"status": "closed"}, headers=h)
+    finally:
+        event.remove(service.db.engine, "before_cursor_execute", seen)
+    assert r.status_code == 200, r.text
+    assert (r.json()["n_observations"], r.json()["n_events"]) == (
+        expected["n_observations"], expected["n_events"],
+    )  # fmt: skip
+    loads = [s for s in statements if "from observations" in s and "count(" not in s]
+    loads += [s for s in statements if "from events" in s and "count(" not in s]
+    assert loads == [], loads

@@ -240,9 +240,10 @@ def _stored(model: type[M], record: object, **computed: Any) -> M:
     return model(**{n: getattr(record, n) for n in names}, **computed)
 
 
-def _summary(c: CourseRecord, counts: tuple[int, int] | None = None) -> CourseSummary:
-    """The course's summary; ``counts`` (lab results, events) from ``repo.record_counts``."""
-    n_obs, n_events = counts if counts is not None else (len(c.observations), len(c.events))
+def _summary(c: CourseRecord, counts: tuple[int, int]) -> CourseSummary:
+    """The course's summary; ``counts`` (lab results, events) from ``repo.record_counts`` (the
+    database counts them: no row is loaded)."""
+    n_obs, n_events = counts
     return _stored(CourseSummary, c, n_observations=n_obs, n_events=n_events)
 
 
@@ -492,10 +493,10 @@ def replace_course(
 def set_course_status(
     course_id: int, body: StatusIn, viewer: Writer, session: DbSession
 ) -> CourseSummary:
-    rec = _course(session, course_id)
+    rec = repo.get_course_row(session, course_id)
     repo.set_status(session, rec, body.status, expected_version=body.version, user=viewer.username)
     record(session, viewer, "update", "course", rec.id, rec.patient_id, detail=body.status)
-    return _summary(rec)
+    return _summary(rec, repo.record_counts(session, [rec.id])[rec.id])
 
 
 @router.delete("/courses/{course_id}", status_code=204, summary="Delete a course (admin)")

@@ -59,6 +59,15 @@ def get_course(session: Session, course_id: int) -> CourseRecord:
     return rec
 
 
+def get_course_row(session: Session, course_id: int) -> CourseRecord:
+    """The course's own row, without its lab results and events (a status change, a summary:
+    their counts come from ``record_counts``)."""
+    rec = session.get(CourseRecord, course_id)
+    if rec is None:
+        raise NotFoundError(f"course {course_id} does not exist")
+    return rec
+
+
 def course_stamp(session: Session, course_id: int) -> tuple[int, int, int, dt.date, int, int]:
     """What identifies a course's current state without loading its records: (id, patient id,
     version, infusion date, number of guidance actions, last action id). The version changes
