@@ -211,6 +211,8 @@ def test_a_chunked_body_over_the_limit_is_cut_off(small_limit: Service) -> None:
         "/api/v1/fhir/import", content=chunks(), headers=small_limit.auth("clinician")
     )
     assert r.status_code == 413
+    # and the connection is closed: the server reads no more of it (it read on to the end)
+    assert r.headers["connection"] == "close"
 
 
 def test_a_page_upload_over_the_limit_is_refused(small_limit: Service) -> None:

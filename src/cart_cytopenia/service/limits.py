@@ -26,9 +26,14 @@ def id_out_of_range(value: object) -> bool:
 
 
 class BodyTooLarge(HTTPException):
+    """413, and the connection closed after the answer (the server reads no more of a body
+    that goes on arriving: without it, the rest was read and thrown away to its end)."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(
-            413, f"the request body is larger than the limit of {limit:,} bytes; nothing was read"
+            413,
+            f"the request body is larger than the limit of {limit:,} bytes; nothing was read",
+            headers={"Connection": "close"},
         )
 
 
