@@ -223,12 +223,12 @@ def test_every_route_that_takes_a_body_refuses_one_over_the_limit(small_limit: S
     from fastapi.params import Form
     from starlette.routing import Route
 
-    from cart_cytopenia.service.allow import _routes
+    from cart_cytopenia.service.allow import routes_of
 
     svc = small_limit
     web = login(svc.client(), "ada")
     checked = []
-    for prefix, route in _routes(svc.app.router.routes):
+    for prefix, route in routes_of(svc.app.router.routes):
         methods = (getattr(route, "methods", None) or set()) & {"POST", "PUT", "PATCH"}
         if not isinstance(route, Route) or not methods:
             continue

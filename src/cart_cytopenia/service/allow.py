@@ -15,12 +15,14 @@ from typing import Any
 from starlette.requests import Request
 
 
-def _routes(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def routes_of(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every route, with the prefix of the routers that include it (FastAPI's included
+    routers are searched too)."""
     for route in routes:
         included = getattr(route, "original_router", None)  # FastAPI's included router
         if included is not None:
             extra = getattr(getattr(route, "include_context", None), "prefix", "") or ""
-            yield from _routes(included.routes, prefix + extra)
+            yield from routes_of(included.routes, prefix + extra)
         else:
             yield prefix, route
 
@@ -32,7 +34,7 @@ def allowed_methods(request: Request) -> str:
     if root and path.startswith(root):
         path = path[len(root) :]
     methods: set[str] = set()
-    for prefix, route in _routes(request.app.router.routes):
+    for prefix, route in routes_of(request.app.router.routes):
         regex, taken = getattr(route, "path_regex", None), getattr(route, "methods", None)
         within = path.startswith(prefix)
         if regex is not None and taken and within and regex.match(path[len(prefix) :]):
