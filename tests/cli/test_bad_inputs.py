@@ -418,3 +418,22 @@ def test_an_output_never_replaces_a_file_of_a_folder_or_glob_input(tmp_path: Pat
     # an output beside the tables (not one of them) is written, again and again
     for _ in range(2):
         assert invoke("cohort", "omop", str(extract), "--out", str(extract / "g.csv")).code == 0
+
+
+# --------------------------------------------------------------------------- the web app's store
+
+
+@pytest.mark.parametrize(
+    "args", [("db", "upgrade"), ("demo", "load", "--n", "2"), ("users", "token", "ada")]
+)
+def test_a_database_that_cannot_be_reached(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL server that is not running (nothing listens on port 1): one message naming
+    the setting, no traceback (it was one), and never the password of the URL."""
+    monkeypatch.setenv("CART_CYTOPENIA_ENVIRONMENT", "development")
+    monkeypatch.setenv("CART_CYTOPENIA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CART_CYTOPENIA_DATABASE_URL", "postgresql://cc:s3cret-pw@127.0.0.1:1/cc")
+    r = invoke(*args)
+    clear_error(r, "cannot use the database", "CART_CYTOPENIA_DATABASE_URL")
+    assert "s3cret-pw" not in r.stderr

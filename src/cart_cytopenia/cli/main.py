@@ -95,6 +95,28 @@ def main() -> None:
     except CartCytopeniaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except Exception as exc:
+        reason = _database_unusable(exc)
+        if reason is None:
+            raise
+        typer.secho(f"error: {reason}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+def _database_unusable(exc: Exception) -> str | None:
+    """One message for a database that cannot be reached or used (a server not running, a
+    wrong host, port or password): it was a traceback from `db upgrade`, `users`, `demo load`."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return None
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return (
+        f"cannot use the database ({first}); check CART_CYTOPENIA_DATABASE_URL or the "
+        "settings file, and that the database server is running"
+    )
 
 
 if __name__ == "__main__":
