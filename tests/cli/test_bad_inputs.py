@@ -437,3 +437,22 @@ def test_a_database_that_cannot_be_reached(
     r = invoke(*args)
     clear_error(r, "cannot use the database", "CART_CYTOPENIA_DATABASE_URL")
     assert "s3cret-pw" not in r.stderr
+
+
+def test_demo_size_is_checked_before_the_store_is_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`demo load --reset --n 99999999999` emptied the store, then took all memory (killed)."""
+    from cart_cytopenia.store import courses as repo
+    from cart_cytopenia.store.db import Database
+
+    monkeypatch.setenv("CART_CYTOPENIA_ENVIRONMENT", "development")
+    monkeypatch.setenv("CART_CYTOPENIA_DATA_DIR", str(tmp_path))
+    assert invoke("demo", "load", "--n", "0", "--workers", "1").code == 0
+    for n in ("99999999999", "-5"):
+        r = invoke("demo", "load", "--reset", "--n", n)
+        assert r.code == 2 and "--n" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    db = Database(f"sqlite:///{next(tmp_path.rglob('*.db'))}")
+    with db.session() as s:
+        assert repo.count_patients(s) == 3  # the review's three cases are still there
+    db.dispose()

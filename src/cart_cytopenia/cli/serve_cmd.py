@@ -100,6 +100,9 @@ def shift_document(doc: dict[str, Any], day: int, today: dt.date) -> dict[str, A
 
 
 DEMO_BLOCK = 1_000  # above this many synthetic courses, each worker draws blocks of this many
+# a demonstration store's largest size (bulk load: 10,000 courses in under a minute); checked
+# before the store is emptied (99999999999 emptied it, then took all memory and was killed)
+DEMO_MAX = 100_000
 
 
 def demo_documents(n: int, seed: int, today: dt.date) -> list[dict[str, Any]]:
@@ -328,12 +331,17 @@ def _demo_commands() -> typer.Typer:
 
     @demo_app.command(name="load")
     def demo_load(
-        n: int = typer.Option(24, help="Synthetic courses besides the review's three cases"),
+        n: int = typer.Option(
+            24,
+            min=0,
+            max=DEMO_MAX,
+            help=f"Synthetic courses besides the review's three cases (0 to {DEMO_MAX:,})",
+        ),
         seed: int = typer.Option(20231, help="Seed of the synthetic cohort"),
         reset: bool = typer.Option(False, help="Empty the store first (development only)"),
         username: str = typer.Option("demo", help="Demo account to create"),
         workers: int | None = typer.Option(
-            None, help="Worker processes validating and grading the courses (default: cores)"
+            None, min=1, help="Worker processes validating and grading the courses (default: cores)"
         ),
         config: Path | None = CONFIG,
     ) -> None:
