@@ -456,3 +456,11 @@ def test_demo_size_is_checked_before_the_store_is_emptied(
     with db.session() as s:
         assert repo.count_patients(s) == 3  # the review's three cases are still there
     db.dispose()
+
+
+def test_cohort_generate_size_is_bounded(tmp_path: Path) -> None:
+    """`cohort generate --patients 99999999999999` started writing until stopped."""
+    for n in ("99999999999999", "0", "-3"):
+        r = invoke("cohort", "generate", "--patients", n, "--out", str(tmp_path / "c"))
+        assert r.code == 2 and "--patients" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "c").exists()
