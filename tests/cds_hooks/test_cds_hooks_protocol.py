@@ -675,3 +675,35 @@ def test_service_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert router_from_context(ctx).routes == []
     monkeypatch.setenv("CART_CYTOPENIA_CDS_ENABLED", "true")
     assert any(getattr(r, "path", "") == "/cds-services" for r in router_from_context(ctx).routes)
+
+
+def test_hashing_parsing_and_signature_checks_run_off_the_event_loop(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook body (up to max_request_bytes) is hashed and parsed, and the caller's JWT
+    signature checked, in the thread pool: none of it blocks the event loop."""
+    import asyncio
+
+    from cart_cytopenia.service.cds_hooks import auth, router
+
+    on_loop: dict[str, bool] = {}
+
+    def watched(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop[name] = True
+            except RuntimeError:
+                on_loop.setdefault(name, False)
+            return fn(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(router, "content_key", watched("hash", router.content_key))
+    monkeypatch.setattr(router, "parse_body", watched("parse", router.parse_body))
+    monkeypatch.setattr(auth.jwt, "decode", watched("jwt", auth.jwt.decode))
+    pid, prefetch = _case1_day30()
+    assert h.post(PV, hook_request("patient-view", pid, prefetch)).status_code == 200
+    accepted = load_example("feedback.accepted.request.json")
+    assert h.post(PV + "/feedback", accepted).status_code == 200
+    assert on_loop == {"hash": False, "parse": False, "jwt": False}

@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
 import jwt
+from starlette.concurrency import run_in_threadpool
 
 from cart_cytopenia.service.cds_hooks.protocol import unauthorized as _unauthorized
 from cart_cytopenia.service.cds_hooks.settings import CdsHooksSettings, TrustedIssuer
@@ -154,14 +156,17 @@ class JwtVerifier:
         if key.alg is not None and key.alg != alg:
             raise _unauthorized("the JWT algorithm does not match the key's")
         try:
-            claims = jwt.decode(
-                token,
-                key.jwk.key,
-                algorithms=[alg],
-                audience=list(audiences),
-                issuer=issuer.iss,
-                leeway=self.settings.leeway_seconds,
-                options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+            claims = await run_in_threadpool(  # the signature check: off the event loop
+                partial(
+                    jwt.decode,
+                    token,
+                    key.jwk.key,
+                    algorithms=[alg],
+                    audience=list(audiences),
+                    issuer=issuer.iss,
+                    leeway=self.settings.leeway_seconds,
+                    options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+                )
             )
         except jwt.ExpiredSignatureError:
             raise _unauthorized("the JWT has expired") from None

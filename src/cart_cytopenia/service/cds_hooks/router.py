@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from cart_cytopenia import __version__
 from cart_cytopenia.errors import CartCytopeniaError
@@ -158,6 +159,15 @@ def _feedback_record(
     )
 
 
+def _parsed_call(
+    service: ServiceDef, body: bytes, parts: tuple[str, ...], engine: CdsEngine
+) -> tuple[HookRequest, str, str]:
+    """(the parsed call, its patient, the key of what its cards depend on) of a hook body."""
+    req = parse_body(body, HookRequest)
+    patient_id = _hook_context(service, req)
+    return req, patient_id, request_key(req, *parts, fetches=engine.fetches(req))
+
+
 # --------------------------------------------------------------------------- endpoints
 
 
@@ -236,7 +246,7 @@ class CdsEndpoints:
             return CdsError(404, f"no CDS service '{service_id}'", "not-found").response()
         try:
             caller = await self.authenticate(request, f"/cds-services/{service_id}/feedback")
-            fb = parse_body(await self.read_body(request), FeedbackRequest)
+            fb = await run_in_threadpool(parse_body, await self.read_body(request), FeedbackRequest)
         except CdsError as exc:
             return exc.response()
         for entry in fb.feedback:
@@ -269,13 +279,12 @@ class CdsEndpoints:
         engine = self.engine
         day_key = engine.today().isoformat()
         parts = (service.id, day_key, engine.settings_fingerprint, __version__, base)
-        body_key = content_key(body, *parts)
+        # hashing and parsing a body (up to max_request_bytes) run in the thread pool
+        body_key = await run_in_threadpool(content_key, body, *parts)
         hit = self._recall(body_key)
         if hit is not None:  # the same body was answered before: valid, same patient, same cards
             return hit
-        req = parse_body(body, HookRequest)
-        patient_id = _hook_context(service, req)
-        key = request_key(req, *parts, fetches=engine.fetches(req))
+        req, patient_id, key = await run_in_threadpool(_parsed_call, service, body, parts, engine)
         hit = self._recall(key)
         if hit is not None:  # the same data for the same patient were answered (another user)
             engine.memo.alias(body_key, key)
