@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from cart_cytopenia.grading.assessment import Assessment
@@ -69,6 +69,10 @@ class AssessmentOut(BaseModel):
     assessment: Assessment
     guidance: dict[str, Any]
     items: list[GuidanceItemOut]
+    dated_after_today: list[str] = Field(
+        description="What the course records after today (most often a mistyped date): not "
+        "counted by today's grades and guidance until that day; check the dates"
+    )
 
 
 IDS = {"course_id", "patient_id"}  # AssessmentOut's first fields, left out of a kept body
@@ -93,6 +97,7 @@ def assessment_out(snap: CourseSnapshot) -> AssessmentOut:
         assessment=snap.assessment,
         guidance=snap.guidance.model_dump(mode="json", exclude={"assessment"}),
         items=[item_out(s) for s in snap.items],
+        dated_after_today=snap.dated_after_today,
     )
 
 

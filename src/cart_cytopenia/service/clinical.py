@@ -33,6 +33,7 @@ from cart_cytopenia.domain.course import (
 from cart_cytopenia.grading.assessment import Assessment, GradeResult
 from cart_cytopenia.guidance import Guidance, GuidanceItem, evaluate, evaluate_many
 from cart_cytopenia.guidance.context import describe_marrow
+from cart_cytopenia.guidance.plausible import recorded_days
 from cart_cytopenia.rules.settings import Settings
 from cart_cytopenia.store.courses import load_course
 from cart_cytopenia.store.models import CourseRecord, GuidanceAction
@@ -199,6 +200,16 @@ class CourseSnapshot:
 
     def section(self, name: str) -> list[ItemState]:
         return [s for s in self.items if s.section == name]
+
+    @property
+    def dated_after_today(self) -> list[str]:
+        """What the course records after today (a result cannot come from the future: most
+        often a mistyped date), which today's grades and guidance do not count yet."""
+        return [
+            f"{what} on day {day}"
+            for day, what in sorted(recorded_days(self.course))
+            if day > self.today_day
+        ]
 
 
 class SnapshotCache:
