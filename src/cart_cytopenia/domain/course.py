@@ -223,6 +223,10 @@ class LabObservation(Dated):
     def analyte_code(self) -> str:
         return resolve_analyte(self.analyte).code
 
+    def canonical_factor(self) -> float:
+        """The factor from this value's unit to its analyte's canonical unit."""
+        return _factor(self.analyte, self.unit)
+
     def canonical_value(self) -> float:
         return self.value * _factor(self.analyte, self.unit)
 
@@ -652,7 +656,9 @@ class Course(_Model):
                         t.problem("a lab needs a date or a day", where)
                         continue
                 else:
-                    lab.day = t.to_day(lab.date, lab.day, where)
+                    day = t.to_day(lab.date, lab.day, where)
+                    if day != lab.day:  # pydantic's __setattr__ only for a new day
+                        lab.day = day
                 t.check_birth(lab.date, lab.day, where)
                 t.problems.extend(_check_lab(lab, t.pid, where))
 

@@ -196,7 +196,8 @@ def assess(course: Course, day: int | None = None, settings: Settings | None = N
     view = course.as_of(as_of)
     frames = course_to_frames(view)
     (chunk,) = list(iter_chunks(frames, settings, as_of=as_of))
-    return _to_assessment(view, chunk, as_of, settings, frames.labs.height)
+    iechs = _iechs_of_chunk([(view, as_of)], chunk)
+    return _to_assessment(view, chunk, as_of, settings, frames.labs.height, iechs)
 
 
 def assess_many(
@@ -220,9 +221,11 @@ def assess_many(
     for chunk in iter_chunks(cohort, settings, as_of=None, chunk_size=size, workers=1):
         if chunk.patient_ids != keys:
             raise RuntimeError("the engine returned the courses out of order")
-        for i, (view, (_, day)) in enumerate(zip(views, pairs, strict=True)):
+        rows = [(view, day) for view, (_, day) in zip(views, pairs, strict=True)]
+        iechs = _iechs_of_chunk(rows, chunk)
+        for i, (view, day) in enumerate(rows):
             n_labs = len(view.baseline_labs) + len(view.labs)
-            out.append(_to_assessment(view, chunk, day, settings, n_labs, i))
+            out.append(_to_assessment(view, chunk, day, settings, n_labs, iechs, i))
     return out
 
 
@@ -277,10 +280,11 @@ def assess_days(
     lab_days = sorted(lab.day for lab in course.labs if lab.day is not None)
     n_baseline = len(course.baseline_labs)
     for chunk in iter_chunks(cohort, settings, as_of=None, chunk_size=max(len(days), 1), workers=1):
-        for i, d in enumerate(days):
-            view = course.as_of(d)
+        rows = [(course.as_of(d), d) for d in days]
+        iechs = _iechs_of_chunk(rows, chunk)
+        for i, (view, d) in enumerate(rows):
             n_labs = n_baseline + sum(1 for x in lab_days if x <= d)
-            out.append(_to_assessment(view, chunk, d, settings, n_labs, i))
+            out.append(_to_assessment(view, chunk, d, settings, n_labs, iechs, i))
     return out
 
 
@@ -366,10 +370,17 @@ def _inflammation(course: Course, day: int, crs_max: int, icans_max: int) -> Inf
 
 
 def _to_assessment(
-    course: Course, c: GradedChunk, day: int, settings: Settings, n_labs: int, i: int = 0
+    course: Course,
+    c: GradedChunk,
+    day: int,
+    settings: Settings,
+    n_labs: int,
+    iechs: ChunkIechs,
+    i: int = 0,
 ) -> Assessment:
-    """Patient ``i`` of the graded chunk ``c`` as the typed ``Assessment`` of ``course`` on
-    ``day``; every caveat found on the way goes into its notes, in the order of the sections."""
+    """Patient ``i`` of the graded chunk ``c`` (its IEC-HS classes: ``iechs``) as the typed
+    ``Assessment`` of ``course`` on ``day``; every caveat found on the way goes into its notes,
+    in the order of the sections."""
     tt = tables.timing()
     notes: list[str] = []
     lineages = [_lineage_status(c, i, lin, day, notes) for lin in tt.lineages]
@@ -393,7 +404,7 @@ def _to_assessment(
         hematotox=hematotox,
         easix=_easix(c, i),
         tatma=tatma_result(c.tatma, i, settings.reference_ranges),
-        iechs=_iechs(course, c, i, day, settings),
+        iechs=_iechs(c, i, iechs, settings),
         phenotype=_phenotype(c, i),
         gcsf=_gcsf_status(c, i, meds, day),
         inflammation=_inflammation(course, day, int(c.crs_max_grade[i]), int(c.icans_max_grade[i])),
@@ -402,12 +413,22 @@ def _to_assessment(
     )
 
 
-def _iechs(course: Course, c: GradedChunk, i: int, day: int, settings: Settings) -> IechsResult:
-    """The IEC-HS read-outs: the engine's laboratory half with this course's findings added."""
+ChunkIechs = tuple[iec_hs.Clinical, iec_hs.IecHs]  # every course of a graded chunk
+
+
+def _iechs_of_chunk(rows: Sequence[tuple[Course, int]], c: GradedChunk) -> ChunkIechs:
+    """The IEC-HS classes of every course of the graded chunk (row ``i``: ``rows[i]``, each as
+    known on its day): the engine's laboratory half with the courses' findings added, in one
+    vectorised pass (once per course cost ~200 us of a ~3.2 ms course, measured)."""
+    t = tables.iec_hs()
+    clin = iec_hs.clinical_of_courses(rows, c.iechs_lab, t)
+    return clin, iec_hs.classify(c.iechs_lab, clin, t)
+
+
+def _iechs(c: GradedChunk, i: int, every: ChunkIechs, settings: Settings) -> IechsResult:
+    """The IEC-HS read-outs of patient ``i`` (``every``: the chunk's, ``_iechs_of_chunk``)."""
     t, ranges = tables.iec_hs(), settings.reference_ranges
-    lf = c.iechs_lab.take(i)
-    clin = iec_hs.clinical_from_course(course, day, lf, t)
-    r = iec_hs.classify(lf, clin, t)
+    lf, clin, r = c.iechs_lab.take(i), every[0].take(i), every[1].take(i)
     status = iec_hs.STATUS[int(r.status[0])]
     carhlh, at = int(r.carhlh[0]), int(r.hscore_at_cutoff[0])
     onset = _d(int(r.onset_day[0]))

