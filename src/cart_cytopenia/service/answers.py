@@ -173,10 +173,10 @@ def assessment_body(
     packed = ctx.answers.get((cid, key))
     if packed is None:
         packed = stored.stored_answer(session, cid, key)
-    if packed is None:
-        rec = repo.get_course(session, course_id)
-        snap = snapshot(rec, today, ctx.clinical, ctx.cache, day=day)
-        packed = packed_body(snap)  # the key of what was computed, read with it:
-        key = answer_key(StoredCourse.of(rec), snap.day, today, ctx.worklist.key)
-    ctx.answers.put((cid, key), packed)
+        if packed is None:
+            rec = repo.get_course(session, course_id)
+            snap = snapshot(rec, today, ctx.clinical, ctx.cache, day=day)
+            packed = packed_body(snap)  # the key of what was computed, read with it:
+            key = answer_key(StoredCourse.of(rec), snap.day, today, ctx.worklist.key)
+        ctx.answers.put((cid, key), packed)
     return cid, patient_id, shown, with_ids(cid, patient_id, packed)
